@@ -1,0 +1,218 @@
+//! The tamper-evident audit trail: record types, hashing and chain verification.
+//!
+//! Each record stores the SHA-256 of the previous record (`prevHash`) and its own hash over
+//! `id, ts, actor, plugin, action, details, prevHash`. Editing a row changes its hash; deleting
+//! or reordering rows breaks the link of the next one. Retention trims the oldest rows only
+//! together with an appended `audit.trimmed` checkpoint that records where the kept chain starts.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The hash that the first record links to.
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How much the audit trail records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDetail {
+    /// Installs, lifecycle, grants, denials, service registrations (default).
+    #[default]
+    Lifecycle,
+    /// Also every event emission and storage write.
+    Full,
+}
+
+impl std::str::FromStr for AuditDetail {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lifecycle" => Ok(AuditDetail::Lifecycle),
+            "full" => Ok(AuditDetail::Full),
+            other => Err(format!("unknown audit detail `{other}` (use `lifecycle` or `full`)")),
+        }
+    }
+}
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A person at the console or CLI.
+    Admin,
+    /// The kernel itself (start-up restore, policy).
+    System,
+    /// A plugin, through its context.
+    Plugin(String),
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::Admin => f.write_str("admin"),
+            Actor::System => f.write_str("system"),
+            Actor::Plugin(id) => write!(f, "plugin:{id}"),
+        }
+    }
+}
+
+/// A record on its way to the trail.
+#[derive(Debug, Clone)]
+pub(crate) struct NewAudit {
+    pub(crate) ts: i64,
+    pub(crate) actor: String,
+    pub(crate) plugin: Option<String>,
+    pub(crate) action: String,
+    pub(crate) details: Value,
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Position in the chain (1-based, gapless until trimmed).
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// `admin`, `system` or `plugin:<id>`.
+    pub actor: String,
+    /// The plugin concerned, if any.
+    pub plugin: Option<String>,
+    /// What happened, e.g. `plugin.enabled`, `permission.denied`.
+    pub action: String,
+    /// Details as JSON (never secrets or stored values).
+    pub details: Value,
+    /// Hash of the previous record.
+    pub prev_hash: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+/// Hash one record's fields.
+pub(crate) fn record_hash(id: i64, ts: i64, actor: &str, plugin: Option<&str>, action: &str, details: &str, prev: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [id.to_string().as_str(), ts.to_string().as_str(), actor, plugin.unwrap_or(""), action, details, prev] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Filter for audit queries.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this plugin.
+    pub plugin: Option<String>,
+    /// Only this action (exact, or a prefix ending in `.`, e.g. `permission.`).
+    pub action: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only records at or after this time (ms).
+    pub since: Option<i64>,
+    /// Only records after this id (for tailing).
+    pub after_id: Option<i64>,
+    /// At most this many (the newest ones), returned oldest first.
+    pub limit: Option<u32>,
+}
+
+/// The result of walking the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "camelCase")]
+pub enum Verification {
+    /// Every record links to its predecessor and hashes to its stored hash.
+    Intact {
+        /// Records checked.
+        records: u64,
+        /// Where the kept chain starts after trimming (1 when never trimmed).
+        first_id: i64,
+    },
+    /// The first record where the chain breaks.
+    Broken {
+        /// Record id.
+        id: i64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Verification {
+    /// True when intact.
+    pub fn is_intact(&self) -> bool {
+        matches!(self, Verification::Intact { .. })
+    }
+}
+
+/// Walks records in id order and checks links and hashes.
+pub(crate) struct Verifier {
+    expected_prev: Option<String>,
+    expected_id: Option<i64>,
+    checked: u64,
+    first: Option<i64>,
+}
+
+impl Verifier {
+    /// `anchor` is (first kept id, prev hash it must carry) from the newest trim checkpoint.
+    pub(crate) fn new(anchor: Option<(i64, String)>) -> Self {
+        match anchor {
+            Some((id, prev)) => Verifier { expected_prev: Some(prev), expected_id: Some(id), checked: 0, first: None },
+            None => Verifier { expected_prev: Some(GENESIS.to_string()), expected_id: Some(1), checked: 0, first: None },
+        }
+    }
+
+    pub(crate) fn check(&mut self, r: &AuditRecord, details_text: &str) -> Result<(), Verification> {
+        let broken = |reason: String| Verification::Broken { id: r.id, reason };
+        if let Some(want) = self.expected_id {
+            if r.id != want {
+                return Err(broken(if r.id > want {
+                    format!("record(s) {want}..{} are missing (deleted?)", r.id - 1)
+                } else {
+                    format!("expected record {want} here")
+                }));
+            }
+        }
+        if let Some(prev) = &self.expected_prev {
+            if &r.prev_hash != prev {
+                return Err(broken("does not link to the record before it (a record was deleted, inserted or reordered)".into()));
+            }
+        }
+        let h = record_hash(r.id, r.ts, &r.actor, r.plugin.as_deref(), &r.action, details_text, &r.prev_hash);
+        if h != r.hash {
+            return Err(broken("its contents do not match its hash (the record was edited)".into()));
+        }
+        self.first.get_or_insert(r.id);
+        self.expected_prev = Some(r.hash.clone());
+        self.expected_id = Some(r.id + 1);
+        self.checked += 1;
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Verification {
+        Verification::Intact { records: self.checked, first_id: self.first.unwrap_or(1) }
+    }
+}
+
+/// Render records as CSV (RFC 4180 quoting).
+pub fn to_csv(records: &[AuditRecord]) -> String {
+    fn q(s: &str) -> String {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    }
+    let mut out = String::from("id,ts,actor,plugin,action,details,prev_hash,hash\n");
+    for r in records {
+        let row = [
+            r.id.to_string(),
+            r.ts.to_string(),
+            q(&r.actor),
+            q(r.plugin.as_deref().unwrap_or("")),
+            q(&r.action),
+            q(&r.details.to_string()),
+            r.prev_hash.clone(),
+            r.hash.clone(),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,243 @@
+//! The event bus: topic patterns, isolated handlers, a lock-free emit path.
+//!
+//! Subscriptions live in an immutable snapshot swapped on change (`arc-swap`); emitting
+//! loads the snapshot without a lock and caches topic -> matching subscriptions in it.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::logging::{Level, LogRecord};
+use crate::permission::Pattern;
+use crate::store::Writer;
+use crate::telemetry::Counters;
+use crate::util::{now_ms, panic_message};
+
+/// An event as handlers see it. Cloning is cheap (shared topic and payload).
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The topic, e.g. `crm.lead.created`.
+    pub topic: Arc<str>,
+    /// The payload.
+    pub payload: Arc<Value>,
+    /// The emitting plugin, or `kernel`.
+    pub source: Arc<str>,
+}
+
+/// Identifies a subscription, for `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SubscriptionId(pub(crate) u64);
+
+/// What an emit reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmitReport {
+    /// Handlers that ran (or, for async handlers under `emit`, were started).
+    pub delivered: usize,
+    /// Handlers that returned an error or panicked.
+    pub failed: usize,
+}
+
+/// Error type handlers return.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+type SyncFn = dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync;
+type AsyncFn = dyn Fn(Event) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+
+pub(crate) enum Handler {
+    Sync(Box<SyncFn>),
+    Async(Box<AsyncFn>),
+}
+
+struct Sub {
+    id: u64,
+    owner: Arc<str>,
+    pattern: Pattern,
+    handler: Handler,
+    once: bool,
+    fired: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    subs: Vec<Arc<Sub>>,
+    cache: RwLock<FxHashMap<Box<str>, Arc<[Arc<Sub>]>>>,
+}
+
+impl Snapshot {
+    fn matching(&self, topic: &str) -> Arc<[Arc<Sub>]> {
+        if let Ok(c) = self.cache.read() {
+            if let Some(hit) = c.get(topic) {
+                return hit.clone();
+            }
+        }
+        let found: Arc<[Arc<Sub>]> = self.subs.iter().filter(|s| s.pattern.matches(topic)).cloned().collect();
+        if let Ok(mut c) = self.cache.write() {
+            if c.len() > 4096 {
+                c.clear();
+            }
+            c.insert(topic.into(), found.clone());
+        }
+        found
+    }
+}
+
+pub(crate) struct Bus {
+    snap: ArcSwap<Snapshot>,
+    change: Mutex<()>,
+    next: AtomicU64,
+    kernel_id: u64,
+    writer: Writer,
+}
+
+impl Bus {
+    pub(crate) fn new(kernel_id: u64, writer: Writer) -> Bus {
+        Bus { snap: ArcSwap::from_pointee(Snapshot::default()), change: Mutex::new(()), next: AtomicU64::new(1), kernel_id, writer }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<Arc<Sub>>)) {
+        let _g = self.change.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = self.snap.load().subs.clone();
+        f(&mut subs);
+        self.snap.store(Arc::new(Snapshot { subs, cache: Default::default() }));
+    }
+
+    pub(crate) fn subscribe(&self, owner: Arc<str>, counters: Arc<Counters>, pattern: Pattern, handler: Handler, once: bool) -> SubscriptionId {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(Sub { id, owner, pattern, handler, once, fired: AtomicBool::new(false), counters });
+        self.update(|subs| subs.push(sub));
+        SubscriptionId(id)
+    }
+
+    /// Remove one subscription if `owner` holds it.
+    pub(crate) fn unsubscribe(&self, owner: &str, id: SubscriptionId) -> bool {
+        let mut removed = false;
+        self.update(|subs| {
+            let before = subs.len();
+            subs.retain(|s| !(s.id == id.0 && &*s.owner == owner));
+            removed = subs.len() != before;
+        });
+        removed
+    }
+
+    pub(crate) fn remove_owner(&self, owner: &str) -> usize {
+        let mut n = 0;
+        self.update(|subs| {
+            let before = subs.len();
+            subs.retain(|s| &*s.owner != owner);
+            n = before - subs.len();
+        });
+        n
+    }
+
+    fn claim(&self, sub: &Sub) -> bool {
+        if sub.once {
+            if sub.fired.swap(true, Ordering::AcqRel) {
+                return false;
+            }
+            self.update(|subs| subs.retain(|s| s.id != sub.id));
+        }
+        true
+    }
+
+    fn report_failure(&self, sub: &Sub, topic: &str, message: String) {
+        log_failure(&self.writer, sub, topic, message);
+    }
+
+    /// Run one sync handler in its plugin's span, isolated; false when it failed.
+    fn run_sync(&self, sub: &Sub, f: &SyncFn, event: &Event) -> bool {
+        let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic);
+        let _e = span.enter();
+        let msg = match std::panic::catch_unwind(AssertUnwindSafe(|| f(event))) {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => panic_message(&*p),
+        };
+        self.report_failure(sub, &event.topic, msg);
+        false
+    }
+
+    /// Deliver to every matching handler. Sync handlers run now; async ones are spawned.
+    pub(crate) fn emit(&self, event: &Event) -> EmitReport {
+        let subs = self.snap.load().matching(&event.topic);
+        let mut report = EmitReport::default();
+        for sub in subs.iter() {
+            if !self.claim(sub) {
+                continue;
+            }
+            sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
+            report.delivered += 1;
+            let ok = match &sub.handler {
+                Handler::Sync(f) => self.run_sync(sub, f, event),
+                Handler::Async(f) => match tokio::runtime::Handle::try_current() {
+                    Ok(h) => {
+                        h.spawn(self.run_async(sub.clone(), f(event.clone()), event.topic.clone()));
+                        true
+                    }
+                    Err(_) => {
+                        self.report_failure(sub, &event.topic, "async handler needs a tokio runtime; use emit_async".into());
+                        false
+                    }
+                },
+            };
+            report.failed += usize::from(!ok);
+        }
+        report
+    }
+
+    fn run_async(&self, sub: Arc<Sub>, fut: BoxFuture<'static, Result<(), HandlerError>>, topic: Arc<str>) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %topic);
+        let writer = self.writer.clone();
+        async move {
+            let msg = match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(Ok(())) => return true,
+                Ok(Err(e)) => e.to_string(),
+                Err(p) => panic_message(&*p),
+            };
+            log_failure(&writer, &sub, &topic, msg);
+            false
+        }
+        .instrument(span)
+    }
+
+    /// Deliver and wait for every handler, async ones included (concurrently).
+    pub(crate) async fn emit_async(&self, event: &Event) -> EmitReport {
+        let subs = self.snap.load().matching(&event.topic);
+        let mut report = EmitReport::default();
+        let mut pending = Vec::new();
+        for sub in subs.iter() {
+            if !self.claim(sub) {
+                continue;
+            }
+            sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
+            report.delivered += 1;
+            match &sub.handler {
+                Handler::Sync(f) => report.failed += usize::from(!self.run_sync(sub, f, event)),
+                Handler::Async(f) => pending.push(self.run_async(sub.clone(), f(event.clone()), event.topic.clone())),
+            }
+        }
+        for ok in futures::future::join_all(pending).await {
+            report.failed += usize::from(!ok);
+        }
+        report
+    }
+}
+
+fn log_failure(writer: &Writer, sub: &Sub, topic: &str, message: String) {
+    sub.counters.handler_errors.fetch_add(1, Ordering::Relaxed);
+    writer.log(LogRecord {
+        id: 0,
+        ts: now_ms(),
+        plugin: sub.owner.to_string(),
+        level: Level::Error,
+        target: "objectos::bus".into(),
+        message: format!("handler for `{topic}` failed: {message}"),
+        fields: serde_json::json!({ "topic": topic, "pattern": sub.pattern.as_str() }),
+    });
+}

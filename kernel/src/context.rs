@@ -1,0 +1,330 @@
+//! The context handed to each plugin: services, events, storage, logger, config, and (with
+//! `kernel.manage` / `kernel.inspect`) the kernel. Every call checks the plugin's grants; a
+//! refusal returns [`KernelError::PermissionDenied`] and is audited.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+
+use arc_swap::ArcSwap;
+use futures::FutureExt;
+use serde_json::Value;
+
+use crate::bus::{Bus, EmitReport, Event, Handler, HandlerError, SubscriptionId};
+use crate::error::{KernelError, Result};
+use crate::kernel::{Kernel, KernelInner};
+use crate::logging::PluginLogger;
+use crate::permission::{validate_name, GrantSet, Pattern};
+use crate::registry::{Registry, ServiceInfo};
+use crate::storage::StorageBackend;
+use crate::store::Writer;
+use crate::telemetry::Counters;
+use crate::KernelEvent;
+
+/// State shared between the kernel and one plugin's context.
+pub(crate) struct PluginShared {
+    pub(crate) id: Arc<str>,
+    pub(crate) grants: ArcSwap<GrantSet>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+pub(crate) struct CtxInner {
+    pub(crate) shared: Arc<PluginShared>,
+    pub(crate) kernel: Weak<KernelInner>,
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) storage: Arc<dyn StorageBackend>,
+    pub(crate) writer: Writer,
+    pub(crate) logger: PluginLogger,
+}
+
+/// A plugin's handle on the kernel. Cheap to clone; valid for the plugin's whole life.
+#[derive(Clone)]
+pub struct PluginContext(pub(crate) Arc<CtxInner>);
+
+/// The longest storage key.
+pub const MAX_KEY_LEN: usize = 512;
+
+impl PluginContext {
+    /// The plugin's id.
+    pub fn id(&self) -> &str {
+        &self.0.shared.id
+    }
+
+    fn actor(&self) -> String {
+        format!("plugin:{}", self.0.shared.id)
+    }
+
+    fn deny(&self, permission: String, call: &str) -> KernelError {
+        self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        self.0.writer.audit(&self.actor(), Some(self.id()), "permission.denied", serde_json::json!({ "permission": permission, "call": call }));
+        KernelError::PermissionDenied { plugin: self.id().to_string(), permission }
+    }
+
+    fn grants(&self) -> arc_swap::Guard<Arc<GrantSet>> {
+        self.0.shared.grants.load()
+    }
+
+    /// The service registry.
+    pub fn services(&self) -> Services<'_> {
+        Services(self)
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> Events<'_> {
+        Events(self)
+    }
+
+    /// This plugin's own key/value storage.
+    pub fn storage(&self) -> Storage<'_> {
+        Storage(self)
+    }
+
+    /// This plugin's log.
+    pub fn logger(&self) -> &PluginLogger {
+        &self.0.logger
+    }
+
+    /// This plugin's configuration (an object; empty unless an admin set one).
+    pub fn config(&self) -> Value {
+        match self.0.kernel.upgrade() {
+            Some(k) => k.store.config(self.id()).unwrap_or_else(|_| Value::Object(Default::default())),
+            None => Value::Object(Default::default()),
+        }
+    }
+
+    /// The kernel, for managing other plugins. Needs `kernel.manage`.
+    pub fn kernel(&self) -> Result<Kernel> {
+        if !self.grants().kernel_manage() {
+            return Err(self.deny("kernel.manage".into(), "kernel"));
+        }
+        self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)
+    }
+
+    /// Every plugin's activity counters and state. Needs `kernel.inspect`.
+    pub fn inspect(&self) -> Result<Vec<crate::kernel::PluginActivity>> {
+        if !self.grants().kernel_inspect() {
+            return Err(self.deny("kernel.inspect".into(), "inspect"));
+        }
+        let k = self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)?;
+        Ok(k.activity())
+    }
+}
+
+/// Service registry facade (see [`PluginContext::services`]).
+pub struct Services<'a>(&'a PluginContext);
+
+impl Services<'_> {
+    /// Register `value` as service `name`. Needs `services.provide:<name>`.
+    pub fn register<T: Any + Send + Sync>(&self, name: &str, value: T) -> Result<()> {
+        self.register_arc(name, Arc::new(value))
+    }
+
+    /// Register a shared value as service `name`. Needs `services.provide:<name>`.
+    pub fn register_arc<T: Any + Send + Sync>(&self, name: &str, value: Arc<T>) -> Result<()> {
+        let ctx = self.0;
+        validate_name(name).map_err(|reason| KernelError::InvalidName { name: name.into(), reason })?;
+        if !ctx.grants().may_provide(name) {
+            return Err(ctx.deny(format!("services.provide:{name}"), "services.register"));
+        }
+        ctx.0.registry.register(&ctx.0.shared.id, name, value)?;
+        ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "service.registered", serde_json::json!({ "service": name, "type": std::any::type_name::<T>() }));
+        let _ = ctx.0.writer.events().send(KernelEvent::ServiceRegistered { name: name.into(), owner: ctx.id().into() });
+        if let Some(k) = ctx.0.kernel.upgrade() {
+            Kernel::from_inner(k).emit_kernel("kernel.service.registered", serde_json::json!({ "service": name, "owner": ctx.id() }));
+        }
+        Ok(())
+    }
+
+    /// Look a service up by name and type. Needs `services.use:<name>`.
+    pub fn get<T: Any + Send + Sync>(&self, name: &str) -> Result<Arc<T>> {
+        let ctx = self.0;
+        if !ctx.grants().may_use(name) {
+            return Err(ctx.deny(format!("services.use:{name}"), "services.get"));
+        }
+        ctx.0.shared.counters.service_lookups.fetch_add(1, Relaxed);
+        ctx.0.registry.get(name)
+    }
+
+    /// Is a service registered under `name`? Needs `services.use:<name>`.
+    pub fn has(&self, name: &str) -> Result<bool> {
+        let ctx = self.0;
+        if !ctx.grants().may_use(name) {
+            return Err(ctx.deny(format!("services.use:{name}"), "services.has"));
+        }
+        Ok(ctx.0.registry.has(name))
+    }
+
+    /// The registered services this plugin may use or owns.
+    pub fn list(&self) -> Vec<ServiceInfo> {
+        let ctx = self.0;
+        let g = ctx.grants();
+        ctx.0.registry.list().into_iter().filter(|s| s.owner == ctx.id() || g.may_use(&s.name)).collect()
+    }
+
+    /// Remove a service this plugin registered.
+    pub fn unregister(&self, name: &str) -> Result<()> {
+        let ctx = self.0;
+        ctx.0.registry.unregister(ctx.id(), name)?;
+        ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "service.unregistered", serde_json::json!({ "service": name }));
+        let _ = ctx.0.writer.events().send(KernelEvent::ServiceUnregistered { name: name.into(), owner: ctx.id().into() });
+        if let Some(k) = ctx.0.kernel.upgrade() {
+            Kernel::from_inner(k).emit_kernel("kernel.service.unregistered", serde_json::json!({ "service": name, "owner": ctx.id() }));
+        }
+        Ok(())
+    }
+}
+
+/// Event bus facade (see [`PluginContext::events`]).
+pub struct Events<'a>(&'a PluginContext);
+
+fn reserved(topic: &str) -> bool {
+    topic == "kernel" || topic == "plugin" || topic.starts_with("kernel.") || topic.starts_with("plugin.")
+}
+
+impl Events<'_> {
+    fn check_subscribe(&self, pattern: &str) -> Result<Pattern> {
+        let ctx = self.0;
+        let p: Pattern = pattern.parse().map_err(|reason| KernelError::InvalidName { name: pattern.into(), reason })?;
+        if !ctx.grants().may_subscribe(&p) {
+            return Err(ctx.deny(format!("events.subscribe:{pattern}"), "events.on"));
+        }
+        Ok(p)
+    }
+
+    fn add(&self, pattern: &str, handler: Handler, once: bool) -> Result<SubscriptionId> {
+        let p = self.check_subscribe(pattern)?;
+        let ctx = self.0;
+        Ok(ctx.0.bus.subscribe(ctx.0.shared.id.clone(), ctx.0.shared.counters.clone(), p, handler, once))
+    }
+
+    /// Call `handler` for every event matching `pattern`. Needs `events.subscribe:<p>` with a
+    /// granted pattern covering `pattern`.
+    pub fn on(&self, pattern: &str, handler: impl Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static) -> Result<SubscriptionId> {
+        self.add(pattern, Handler::Sync(Box::new(handler)), false)
+    }
+
+    /// Like [`Events::on`], with an async handler.
+    pub fn on_async<F, Fut>(&self, pattern: &str, handler: F) -> Result<SubscriptionId>
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add(pattern, Handler::Async(Box::new(move |e| handler(e).boxed())), false)
+    }
+
+    /// Like [`Events::on`], but only for the first matching event.
+    pub fn once(&self, pattern: &str, handler: impl Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static) -> Result<SubscriptionId> {
+        self.add(pattern, Handler::Sync(Box::new(handler)), true)
+    }
+
+    /// Remove one of this plugin's subscriptions; false when it was not there.
+    pub fn off(&self, id: SubscriptionId) -> bool {
+        self.0 .0.bus.unsubscribe(self.0.id(), id)
+    }
+
+    fn prepare(&self, topic: &str) -> Result<Event> {
+        let ctx = self.0;
+        validate_name(topic).map_err(|reason| KernelError::InvalidName { name: topic.into(), reason })?;
+        if reserved(topic) {
+            return Err(KernelError::ReservedTopic { topic: topic.into() });
+        }
+        if !ctx.grants().may_emit(topic) {
+            return Err(ctx.deny(format!("events.emit:{topic}"), "events.emit"));
+        }
+        ctx.0.shared.counters.events_emitted.fetch_add(1, Relaxed);
+        Ok(Event { topic: topic.into(), payload: Arc::new(Value::Null), source: ctx.0.shared.id.clone() })
+    }
+
+    fn audit_emit(&self, topic: &str, report: EmitReport) {
+        let ctx = self.0;
+        if ctx.0.writer.full() {
+            ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "event.emitted", serde_json::json!({ "topic": topic, "delivered": report.delivered, "failed": report.failed }));
+        }
+    }
+
+    /// Emit `topic` with `payload`: sync handlers run before this returns, async ones are
+    /// started. Needs `events.emit:<topic>`.
+    pub fn emit(&self, topic: &str, payload: Value) -> Result<EmitReport> {
+        let mut ev = self.prepare(topic)?;
+        ev.payload = Arc::new(payload);
+        let report = self.0 .0.bus.emit(&ev);
+        self.audit_emit(topic, report);
+        Ok(report)
+    }
+
+    /// Emit and wait for every handler, async ones included.
+    pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
+        let mut ev = self.prepare(topic)?;
+        ev.payload = Arc::new(payload);
+        let report = self.0 .0.bus.emit_async(&ev).await;
+        self.audit_emit(topic, report);
+        Ok(report)
+    }
+}
+
+/// Storage facade (see [`PluginContext::storage`]): this plugin's keys only.
+pub struct Storage<'a>(&'a PluginContext);
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(KernelError::InvalidName { name: key.chars().take(64).collect(), reason: format!("storage keys are 1 to {MAX_KEY_LEN} bytes without control characters") });
+    }
+    Ok(())
+}
+
+impl Storage<'_> {
+    fn read(&self, call: &str) -> Result<&PluginContext> {
+        let ctx = self.0;
+        if !ctx.grants().storage_read() {
+            return Err(ctx.deny("storage.read".into(), call));
+        }
+        ctx.0.shared.counters.storage_reads.fetch_add(1, Relaxed);
+        Ok(ctx)
+    }
+
+    fn write(&self, call: &str, key: Option<&str>) -> Result<&PluginContext> {
+        let ctx = self.0;
+        if !ctx.grants().storage_write() {
+            return Err(ctx.deny("storage.write".into(), call));
+        }
+        ctx.0.shared.counters.storage_writes.fetch_add(1, Relaxed);
+        if ctx.0.writer.full() {
+            ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), call, serde_json::json!({ "key": key }));
+        }
+        Ok(ctx)
+    }
+
+    /// Read a value. Needs `storage.read`.
+    pub fn get(&self, key: &str) -> Result<Option<Value>> {
+        let ctx = self.read("storage.get")?;
+        ctx.0.storage.get(ctx.id(), key)
+    }
+    /// Does the key exist? Needs `storage.read`.
+    pub fn has(&self, key: &str) -> Result<bool> {
+        let ctx = self.read("storage.has")?;
+        ctx.0.storage.has(ctx.id(), key)
+    }
+    /// Every key, sorted. Needs `storage.read`.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let ctx = self.read("storage.keys")?;
+        ctx.0.storage.keys(ctx.id())
+    }
+    /// Write a value. Needs `storage.write`.
+    pub fn set(&self, key: &str, value: Value) -> Result<()> {
+        check_key(key)?;
+        let ctx = self.write("storage.set", Some(key))?;
+        ctx.0.storage.set(ctx.id(), key, &value)
+    }
+    /// Delete a key; true when it existed. Needs `storage.write`.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        let ctx = self.write("storage.delete", Some(key))?;
+        ctx.0.storage.delete(ctx.id(), key)
+    }
+    /// Delete every key; returns how many. Needs `storage.write`.
+    pub fn clear(&self) -> Result<usize> {
+        let ctx = self.write("storage.clear", None)?;
+        ctx.0.storage.clear(ctx.id())
+    }
+}

@@ -1,0 +1,251 @@
+//! The kernel's error type: one enum, each variant data a caller can act on.
+
+use std::path::PathBuf;
+
+use crate::lifecycle::{Action, State};
+use crate::manifest::ManifestErrors;
+use crate::resolve::ResolveError;
+
+/// Everything the kernel can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// A manifest (or a package's declared files) failed validation; every problem is listed.
+    #[error(transparent)]
+    Manifest(#[from] ManifestErrors),
+    /// Dependencies or the kernel version cannot be satisfied.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// No plugin with this id is installed.
+    #[error("no plugin with id `{plugin}` is installed (see `objectos plugins list`)")]
+    NotFound {
+        /// The id asked for.
+        plugin: String,
+    },
+    /// The same version is already installed.
+    #[error("{plugin} {version} is already installed")]
+    AlreadyInstalled {
+        /// Plugin id.
+        plugin: String,
+        /// The installed (and offered) version.
+        version: String,
+    },
+    /// An older version was offered for an installed plugin.
+    #[error("{plugin} {installed} is installed; refusing to downgrade to {offered} (force it if you mean it)")]
+    Downgrade {
+        /// Plugin id.
+        plugin: String,
+        /// Installed version.
+        installed: String,
+        /// Offered version.
+        offered: String,
+    },
+    /// A lifecycle action is not legal in the plugin's current state.
+    #[error("cannot {action} {plugin}: it is {state}{}", hint_for(*.action, *.state))]
+    IllegalTransition {
+        /// Plugin id.
+        plugin: String,
+        /// Its current state.
+        state: State,
+        /// The refused action.
+        action: Action,
+    },
+    /// Enabling needs every dependency enabled first.
+    #[error("cannot enable {plugin}: it needs {dependency} enabled, which is {state}; enable it first or ask for dependencies too (--with-deps)")]
+    DependencyNotEnabled {
+        /// Plugin id.
+        plugin: String,
+        /// The dependency that is not enabled.
+        dependency: String,
+        /// The dependency's state.
+        state: State,
+    },
+    /// Disabling (or revoking, or upgrading) would break enabled dependents.
+    #[error("cannot disable {plugin}: enabled plugins depend on it ({}); disable them first or cascade (--cascade)", .dependents.join(", "))]
+    DependentsEnabled {
+        /// Plugin id.
+        plugin: String,
+        /// Enabled dependents, nearest first.
+        dependents: Vec<String>,
+    },
+    /// Required permissions have not been granted yet.
+    #[error("cannot enable {plugin}: {} required permission(s) await approval: {} (see `objectos permissions list {plugin}`)", .pending.len(), .pending.join(", "))]
+    PermissionsPending {
+        /// Plugin id.
+        plugin: String,
+        /// Required permissions without a grant.
+        pending: Vec<String>,
+    },
+    /// A plugin called something its grants do not cover. The denial is audited.
+    #[error("permission denied: {plugin} lacks `{permission}`")]
+    PermissionDenied {
+        /// The calling plugin.
+        plugin: String,
+        /// The permission the call needs.
+        permission: String,
+    },
+    /// A lifecycle hook returned an error, panicked or timed out.
+    #[error("{plugin}: {hook} failed: {message}")]
+    Hook {
+        /// Plugin id.
+        plugin: String,
+        /// Hook name (`onEnable`, ...).
+        hook: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A hook of this plugin asked for a transition of the same plugin.
+    #[error("{plugin} is already in the middle of a transition; a hook cannot change its own plugin's state")]
+    Reentrant {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// Built-in plugins are compiled in and cannot be removed.
+    #[error("{plugin} is built in and cannot be uninstalled; disable it instead")]
+    BuiltinUninstall {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// A built-in plugin was registered twice, or under an id that a package already uses.
+    #[error("{plugin} is registered twice")]
+    DuplicateBuiltin {
+        /// Plugin id.
+        plugin: String,
+    },
+    /// No service is registered under this name.
+    #[error("no service named `{name}` is registered")]
+    ServiceNotFound {
+        /// Service name.
+        name: String,
+    },
+    /// A service with this name exists already.
+    #[error("service `{name}` is already registered by {owner}")]
+    ServiceExists {
+        /// Service name.
+        name: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// The service exists but is not of the asked type.
+    #[error("service `{name}` is a {actual}, not a {expected}")]
+    ServiceType {
+        /// Service name.
+        name: String,
+        /// The type asked for.
+        expected: String,
+        /// The registered type.
+        actual: String,
+    },
+    /// Topics under `kernel.` and `plugin.` are emitted by the kernel only.
+    #[error("topic `{topic}` is reserved for the kernel (kernel.* and plugin.*)")]
+    ReservedTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// A topic, topic pattern or service name is malformed.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The offending text.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A package on disk could not be read or is unsafe.
+    #[error("package {}: {message}", .path.display())]
+    Package {
+        /// The package path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another process holds the database for longer than the busy timeout.
+    #[error("data directory {} is busy: another ObjectOS process is writing; try again", .path.display())]
+    Busy {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// The database was written by a newer ObjectOS.
+    #[error("database {} has schema version {found}, newer than this ObjectOS supports ({supported}); upgrade ObjectOS", .path.display())]
+    SchemaTooNew {
+        /// Database path.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Highest version this build knows.
+        supported: u32,
+    },
+    /// A stored value is not what the kernel wrote (hand-edited database).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A file-system operation failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The kernel is shutting down.
+    #[error("the kernel has shut down")]
+    ShutDown,
+}
+
+fn hint_for(action: Action, state: State) -> &'static str {
+    match (action, state) {
+        (Action::Unload | Action::Uninstall, State::Enabled) => "; disable it first",
+        (Action::Disable, State::Loaded) => "; it was never enabled",
+        (Action::Load, State::Enabled | State::Disabled | State::Loaded) => "; it is already loaded",
+        (Action::Enable, State::Enabled) => "; nothing to do",
+        _ => "",
+    }
+}
+
+impl KernelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        KernelError::Io { path: path.into(), source }
+    }
+
+    /// A stable machine-readable name for the variant (used in JSON output and by the console).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KernelError::Manifest(_) => "manifest",
+            KernelError::Resolve(_) => "resolve",
+            KernelError::NotFound { .. } => "notFound",
+            KernelError::AlreadyInstalled { .. } => "alreadyInstalled",
+            KernelError::Downgrade { .. } => "downgrade",
+            KernelError::IllegalTransition { .. } => "illegalTransition",
+            KernelError::DependencyNotEnabled { .. } => "dependencyNotEnabled",
+            KernelError::DependentsEnabled { .. } => "dependentsEnabled",
+            KernelError::PermissionsPending { .. } => "permissionsPending",
+            KernelError::PermissionDenied { .. } => "permissionDenied",
+            KernelError::Hook { .. } => "hook",
+            KernelError::Reentrant { .. } => "reentrant",
+            KernelError::BuiltinUninstall { .. } => "builtinUninstall",
+            KernelError::DuplicateBuiltin { .. } => "duplicateBuiltin",
+            KernelError::ServiceNotFound { .. } => "serviceNotFound",
+            KernelError::ServiceExists { .. } => "serviceExists",
+            KernelError::ServiceType { .. } => "serviceType",
+            KernelError::ReservedTopic { .. } => "reservedTopic",
+            KernelError::InvalidName { .. } => "invalidName",
+            KernelError::Package { .. } => "package",
+            KernelError::Busy { .. } => "busy",
+            KernelError::SchemaTooNew { .. } => "schemaTooNew",
+            KernelError::Corrupt(_) => "corrupt",
+            KernelError::Database(_) => "database",
+            KernelError::Io { .. } => "io",
+            KernelError::ShutDown => "shutDown",
+        }
+    }
+
+    /// True when the error is the caller's input or a refusal (exit code 1), false for
+    /// environment failures. Both exit 1 in the CLI today; kept for callers that retry.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, KernelError::Database(_) | KernelError::Io { .. } | KernelError::Busy { .. })
+    }
+}
+
+/// Shorthand for kernel results.
+pub type Result<T, E = KernelError> = std::result::Result<T, E>;

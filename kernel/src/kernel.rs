@@ -1,0 +1,1369 @@
+//! The kernel: plugin records, lifecycle transitions, grants, and the queries hosts show.
+//!
+//! Locking: `plugins` (a std mutex) is held only for short, synchronous reads and updates,
+//! never across an `.await`. Each plugin has its own async `gate`, held for the whole of one
+//! transition, so transitions of one plugin are serialized while hooks of different plugins
+//! may call back into the kernel. A task-local stack of the plugins whose hooks are running
+//! turns a hook's attempt to change its own plugin into [`KernelError::Reentrant`] instead
+//! of a deadlock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::FutureExt;
+use semver::Version;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tracing::Instrument;
+
+use crate::audit::{Actor, AuditDetail, AuditQuery, AuditRecord, Verification};
+use crate::bus::{Bus, Event};
+use crate::context::{CtxInner, PluginContext, PluginShared};
+use crate::error::{KernelError, Result};
+use crate::kernel_event::KernelEvent;
+use crate::lifecycle::{Action, Hook, State};
+use crate::logging::{register_sink, LogRecord, PluginLogger};
+use crate::manifest::Manifest;
+use crate::package;
+use crate::permission::{GrantSet, Permission, Risk};
+use crate::plugin::{DeclarativeRuntime, PackageRuntime, Plugin};
+use crate::registry::{Registry, ServiceInfo};
+use crate::resolve::{self, ManifestSet, ResolveError};
+use crate::storage::{MemoryStorage, SqliteStorage, StorageBackend};
+use crate::store::{GrantRow, LogQuery, PluginRow, Store, Writer};
+use crate::telemetry::{Counters, PluginStats};
+use crate::util::{now_ms, panic_message};
+
+/// Which storage backend plugins get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StorageKind {
+    /// The `storage` table of the kernel's database (default).
+    #[default]
+    Sqlite,
+    /// A hash map per plugin, lost at exit (tests and benchmarks).
+    Memory,
+}
+
+/// How the kernel starts.
+#[derive(Clone)]
+pub struct KernelConfig {
+    /// Data directory (`objectos.db`, `packages/`); `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Storage backend for plugins.
+    pub storage: StorageKind,
+    /// Longest a hook may run before it is failed.
+    pub hook_timeout: Duration,
+    /// Code runtime for packages.
+    pub runtime: Arc<dyn PackageRuntime>,
+}
+
+impl KernelConfig {
+    /// A kernel on `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        KernelConfig { data_dir: Some(data_dir.into()), ..Self::in_memory() }
+    }
+
+    /// A kernel with an in-memory database and storage.
+    pub fn in_memory() -> Self {
+        KernelConfig { data_dir: None, storage: StorageKind::Memory, hook_timeout: Duration::from_secs(30), runtime: Arc::new(DeclarativeRuntime) }
+    }
+
+    /// Use the given storage backend.
+    pub fn storage(mut self, kind: StorageKind) -> Self {
+        self.storage = kind;
+        self
+    }
+
+    /// Bound hooks by `t`.
+    pub fn hook_timeout(mut self, t: Duration) -> Self {
+        self.hook_timeout = t;
+        self
+    }
+}
+
+/// Is the plugin compiled in or installed from a package?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    /// Compiled in and registered at start.
+    Builtin,
+    /// Installed from a folder or `.zip`.
+    Package,
+}
+
+impl PluginKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Builtin => "builtin",
+            PluginKind::Package => "package",
+        }
+    }
+}
+
+/// Whether built-in plugins' permissions are granted on their first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinPolicy {
+    /// Granted, recorded as granted by `system:policy` (default).
+    #[default]
+    Grant,
+    /// Built-ins wait for an admin like packages.
+    Ask,
+}
+
+/// The error that put a plugin in ERROR, kept for display.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// The hook that failed, if a hook did.
+    pub hook: Option<String>,
+    /// What went wrong.
+    pub message: String,
+    /// When (ms since epoch).
+    pub at: i64,
+}
+
+/// One requested permission and its approval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionStatus {
+    /// The permission text.
+    pub permission: String,
+    /// Required (else optional).
+    pub required: bool,
+    /// Risk level.
+    pub risk: Risk,
+    /// Plain description.
+    pub description: String,
+    /// Whether this kernel enforces it (network/fs need the sandboxed runtime).
+    pub enforced: bool,
+    /// The grant, if approved.
+    pub grant: Option<GrantRow>,
+    /// Asked for by the latest upgrade and not requested before.
+    pub new: bool,
+}
+
+/// One dependency as the detail view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyStatus {
+    /// Dependency id.
+    pub id: String,
+    /// Required range.
+    pub range: String,
+    /// Optional dependency?
+    pub optional: bool,
+    /// Installed version, if installed.
+    pub installed: Option<String>,
+    /// Its state, if installed.
+    pub state: Option<State>,
+    /// Installed and in range.
+    pub satisfied: bool,
+}
+
+/// Everything known about one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Built-in or package.
+    pub kind: PluginKind,
+    /// Current state.
+    pub state: State,
+    /// State the admin asked for (restored at start).
+    pub desired: State,
+    /// The error of an ERROR plugin.
+    pub last_error: Option<LastError>,
+    /// Requested permissions with their grants.
+    pub permissions: Vec<PermissionStatus>,
+    /// Required permissions not yet granted.
+    pub pending: Vec<String>,
+    /// Dependencies.
+    pub dependencies: Vec<DependencyStatus>,
+    /// Installed plugins that require this one.
+    pub dependents: Vec<String>,
+    /// Why dependencies cannot be satisfied, if they cannot.
+    pub resolve_error: Option<String>,
+    /// Services it has registered now.
+    pub services: Vec<String>,
+    /// Lifecycle actions legal now.
+    pub actions: Vec<Action>,
+    /// Where the package's files are.
+    pub package_dir: Option<String>,
+    /// First installed (ms).
+    pub installed_at: i64,
+    /// Last changed (ms).
+    pub updated_at: i64,
+}
+
+/// A node of the dependency graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphNode {
+    /// Plugin id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// State.
+    pub state: State,
+    /// Kind.
+    pub kind: PluginKind,
+}
+
+/// An edge `from` requires `to`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphEdge {
+    /// The requiring plugin.
+    pub from: String,
+    /// The required plugin (may be missing from `nodes`).
+    pub to: String,
+    /// The range.
+    pub range: String,
+    /// Optional dependency?
+    pub optional: bool,
+    /// Installed and in range (an absent optional dependency counts as satisfied).
+    pub satisfied: bool,
+    /// Part of a cycle.
+    pub in_cycle: bool,
+}
+
+/// The dependency graph of every installed plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Graph {
+    /// Installed plugins.
+    pub nodes: Vec<GraphNode>,
+    /// Dependencies.
+    pub edges: Vec<GraphEdge>,
+    /// A load order of everything that resolves.
+    pub order: Vec<String>,
+    /// Plugins that do not resolve, with why.
+    pub errors: BTreeMap<String, ResolveError>,
+}
+
+/// Counters and state of one plugin (for `kernel.inspect` and the metrics plugin).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginActivity {
+    /// Plugin id.
+    pub id: String,
+    /// State.
+    pub state: State,
+    /// Counters.
+    pub stats: PluginStats,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallOutcome {
+    /// Plugin id.
+    pub id: String,
+    /// Installed version.
+    pub version: String,
+    /// The version it replaced, for an upgrade.
+    pub upgraded_from: Option<String>,
+    /// Required permissions awaiting approval.
+    pub pending: Vec<String>,
+    /// State after the install.
+    pub state: State,
+}
+
+/// What start-up restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartReport {
+    /// Plugins enabled.
+    pub enabled: Vec<String>,
+    /// Plugins that could not be restored, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Which permissions to grant.
+#[derive(Debug, Clone)]
+pub enum GrantRequest {
+    /// Everything the plugin requests.
+    All,
+    /// These (each must be requested by the plugin).
+    Some(Vec<String>),
+}
+
+struct Slot {
+    manifest: Arc<Manifest>,
+    kind: PluginKind,
+    state: State,
+    desired: State,
+    last_error: Option<LastError>,
+    package_dir: Option<PathBuf>,
+    new_permissions: Vec<String>,
+    installed_at: i64,
+    updated_at: i64,
+    code: Arc<dyn Plugin>,
+    shared: Arc<PluginShared>,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    ctx: PluginContext,
+}
+
+struct Builtin {
+    manifest: Arc<Manifest>,
+    code: Arc<dyn Plugin>,
+}
+
+pub(crate) struct KernelInner {
+    id: u64,
+    config: KernelConfig,
+    pub(crate) store: Arc<Store>,
+    writer: Writer,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    bus: Arc<Bus>,
+    registry: Arc<Registry>,
+    storage: Arc<dyn StorageBackend>,
+    plugins: Mutex<BTreeMap<String, Slot>>,
+    builtins: Mutex<BTreeMap<String, Builtin>>,
+    kernel_counters: Arc<Counters>,
+    packages_dir: PathBuf,
+    temp_dir: Option<PathBuf>,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for KernelInner {
+    fn drop(&mut self) {
+        self.writer.close();
+        if let Some(t) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            drop(t);
+        }
+        if let Some(t) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    }
+}
+
+/// The ObjectOS kernel. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Kernel(Arc<KernelInner>);
+
+tokio::task_local! {
+    static IN_HOOK: Vec<String>;
+}
+
+static NEXT_KERNEL: AtomicU64 = AtomicU64::new(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn in_hook(id: &str) -> bool {
+    IN_HOOK.try_with(|s| s.iter().any(|p| p == id)).unwrap_or(false)
+}
+
+impl Kernel {
+    pub(crate) fn from_inner(inner: Arc<KernelInner>) -> Kernel {
+        Kernel(inner)
+    }
+
+    /// Open the data directory (creating it) without running any plugin code. Register the
+    /// built-in plugins, then call [`Kernel::start`].
+    pub fn open(config: KernelConfig) -> Result<Kernel> {
+        let store = Arc::new(Store::open(config.data_dir.as_deref())?);
+        let (events, _) = broadcast::channel(4096);
+        let (writer, thread) = Writer::start(&store, events);
+        let detail = store.setting("audit.detail")?.and_then(|d| d.parse().ok()).unwrap_or_default();
+        writer.set_detail(detail);
+        let id = NEXT_KERNEL.fetch_add(1, Ordering::Relaxed);
+        register_sink(id, &writer);
+        let storage: Arc<dyn StorageBackend> = match config.storage {
+            StorageKind::Sqlite => Arc::new(SqliteStorage { store: store.clone() }),
+            StorageKind::Memory => Arc::new(MemoryStorage::new()),
+        };
+        let (packages_dir, temp_dir) = match &config.data_dir {
+            Some(d) => (d.join("packages"), None),
+            None => {
+                let t = std::env::temp_dir().join(format!("objectos-mem-{}-{id}-{}", std::process::id(), now_ms()));
+                (t.join("packages"), Some(t))
+            }
+        };
+        let inner = Arc::new(KernelInner {
+            id,
+            bus: Arc::new(Bus::new(id, writer.clone())),
+            registry: Arc::new(Registry::default()),
+            storage,
+            writer,
+            writer_thread: Mutex::new(Some(thread)),
+            store,
+            plugins: Mutex::new(BTreeMap::new()),
+            builtins: Mutex::new(BTreeMap::new()),
+            kernel_counters: Arc::new(Counters::default()),
+            packages_dir,
+            temp_dir,
+            config,
+            started: false.into(),
+        });
+        let kernel = Kernel(inner);
+        kernel.load_rows()?;
+        Ok(kernel)
+    }
+
+    /// Read installed plugins from the database (states as last recorded).
+    fn load_rows(&self) -> Result<()> {
+        let rows = self.0.store.plugins()?;
+        let mut slots = BTreeMap::new();
+        for row in rows {
+            let manifest = Manifest::parse(row.manifest.as_bytes(), &format!("database record of {}", row.id))
+                .map_err(|e| KernelError::Corrupt(e.to_string()))?;
+            let kind = if row.kind == "builtin" { PluginKind::Builtin } else { PluginKind::Package };
+            let package_dir = row.package_dir.as_ref().map(PathBuf::from);
+            let code: Arc<dyn Plugin> = match (kind, &package_dir) {
+                (PluginKind::Package, Some(dir)) => self.0.config.runtime.instantiate(&manifest, dir)?,
+                _ => Arc::new(Missing),
+            };
+            let slot = self.new_slot(Arc::new(manifest), kind, code, &row)?;
+            slots.insert(row.id.clone(), slot);
+        }
+        *lock(&self.0.plugins) = slots;
+        Ok(())
+    }
+
+    fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow) -> Result<Slot> {
+        let id: Arc<str> = manifest.id.as_str().into();
+        let grants = self.0.store.grants(&manifest.id)?;
+        let shared = Arc::new(PluginShared { id: id.clone(), grants: ArcSwap::from_pointee(compile_grants(&grants)), counters: Arc::new(Counters::default()) });
+        let ctx = PluginContext(Arc::new(CtxInner {
+            shared: shared.clone(),
+            kernel: Arc::downgrade(&self.0),
+            bus: self.0.bus.clone(),
+            registry: self.0.registry.clone(),
+            storage: self.0.storage.clone(),
+            writer: self.0.writer.clone(),
+            logger: PluginLogger::new(id, self.0.writer.clone()),
+        }));
+        Ok(Slot {
+            manifest,
+            kind,
+            state: row.state,
+            desired: row.desired,
+            last_error: row.last_error.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+            package_dir: row.package_dir.as_ref().map(PathBuf::from),
+            new_permissions: row.new_permissions.clone(),
+            installed_at: row.installed_at,
+            updated_at: row.updated_at,
+            code,
+            shared,
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            ctx,
+        })
+    }
+
+    /// Register a built-in plugin: its manifest (usually `include_str!("../plugin.json")`) and
+    /// its code. Call before [`Kernel::start`].
+    pub fn register_builtin(&self, manifest_json: &str, code: Arc<dyn Plugin>) -> Result<()> {
+        let manifest = Manifest::parse(manifest_json.as_bytes(), "built-in plugin.json")?;
+        let id = manifest.id.clone();
+        let mut b = lock(&self.0.builtins);
+        if b.contains_key(&id) {
+            return Err(KernelError::DuplicateBuiltin { plugin: id });
+        }
+        if let Some(slot) = lock(&self.0.plugins).get(&id) {
+            if slot.kind == PluginKind::Package {
+                return Err(KernelError::DuplicateBuiltin { plugin: id });
+            }
+        }
+        b.insert(id, Builtin { manifest: Arc::new(manifest), code });
+        Ok(())
+    }
+
+    /// Install new built-ins, then restore every plugin's desired state in dependency order.
+    /// One plugin's failure is recorded on it and does not stop the others.
+    pub async fn start(&self) -> Result<StartReport> {
+        self.0.started.store(true, Ordering::Relaxed);
+        let mut report = StartReport::default();
+        let builtins: Vec<(String, Arc<Manifest>, Arc<dyn Plugin>)> =
+            lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.manifest.clone(), b.code.clone())).collect();
+        let policy = self.builtin_policy()?;
+        for (id, manifest, code) in builtins {
+            let existing = lock(&self.0.plugins).get(&id).map(|s| s.manifest.clone());
+            match existing {
+                None => {
+                    if let Err(e) = self.install_new(Actor::System, manifest.clone(), PluginKind::Builtin, code, None).await {
+                        report.failed.push((id.clone(), e.to_string()));
+                    }
+                    if policy == BuiltinPolicy::Grant {
+                        self.grant_as(Actor::System, "system:policy", &id, GrantRequest::All)?;
+                    }
+                }
+                Some(old) => {
+                    {
+                        let mut plugins = lock(&self.0.plugins);
+                        if let Some(slot) = plugins.get_mut(&id) {
+                            slot.code = code.clone();
+                        }
+                    }
+                    if old.version != manifest.version || *old != *manifest {
+                        if let Err(e) = self.replace(Actor::System, manifest.clone(), code, None, true).await {
+                            report.failed.push((id.clone(), e.to_string()));
+                        }
+                        if policy == BuiltinPolicy::Grant {
+                            self.grant_as(Actor::System, "system:policy", &id, GrantRequest::All)?;
+                        }
+                    }
+                }
+            }
+        }
+        // Nothing runs yet in this process: every plugin starts from INSTALLED, except those in
+        // ERROR, whose error stays visible until retried. Built-ins missing from this build fail.
+        {
+            let registered: BTreeSet<String> = lock(&self.0.builtins).keys().cloned().collect();
+            let mut plugins = lock(&self.0.plugins);
+            for (id, slot) in plugins.iter_mut() {
+                if slot.kind == PluginKind::Builtin && !registered.contains(id) {
+                    slot.state = State::Error;
+                    slot.last_error = Some(LastError { hook: None, message: format!("{id} is a built-in plugin that this build of ObjectOS does not include"), at: now_ms() });
+                } else if slot.state != State::Error || slot.desired != State::Installed {
+                    slot.state = State::Installed;
+                }
+            }
+        }
+        let (order, errors) = resolve::resolve_all(&self.manifests());
+        for (id, err) in &errors {
+            let desired = lock(&self.0.plugins).get(id).map(|s| s.desired);
+            if matches!(desired, Some(State::Enabled | State::Loaded | State::Disabled)) {
+                self.set_error(id, None, err.to_string())?;
+                report.failed.push((id.clone(), err.to_string()));
+            }
+        }
+        for id in order {
+            let Some((desired, state)) = lock(&self.0.plugins).get(&id).map(|s| (s.desired, s.state)) else { continue };
+            if state == State::Error && desired == State::Installed {
+                continue;
+            }
+            let r = match desired {
+                State::Enabled => self.enable_as(Actor::System, &id, false).await,
+                State::Loaded => self.transition(Actor::System, &id, Action::Load).await,
+                State::Disabled => self.restore_disabled(&id).await,
+                State::Installed | State::Error => Ok(()),
+            };
+            match r {
+                Ok(()) if desired == State::Enabled => report.enabled.push(id),
+                Ok(()) => {}
+                Err(e) => report.failed.push((id, e.to_string())),
+            }
+        }
+        self.0.writer.audit("system", None, "kernel.started", json!({ "enabled": report.enabled.len(), "failed": report.failed.len() }));
+        self.emit_kernel("kernel.started", json!({ "enabled": report.enabled, "failed": report.failed.len() }));
+        Ok(report)
+    }
+
+    async fn restore_disabled(&self, id: &str) -> Result<()> {
+        self.transition(Actor::System, id, Action::Load).await?;
+        self.update(id, |s| {
+            s.state = State::Disabled;
+            s.desired = State::Disabled;
+        })
+    }
+
+    /// Stop every running plugin (disable and unload hooks, in reverse dependency order)
+    /// without changing the states recorded for the next start, then flush the writer.
+    pub async fn shutdown(&self) {
+        let (order, _) = resolve::resolve_all(&self.manifests());
+        for id in order.iter().rev() {
+            let Some((state, code, ctx)) = lock(&self.0.plugins).get(id).map(|s| (s.state, s.code.clone(), s.ctx.clone())) else { continue };
+            if state == State::Enabled {
+                let _ = self.run_hook(id, &code, &ctx, Hook::Disable, None).await;
+                self.drop_runtime(id);
+            }
+            if matches!(state, State::Enabled | State::Disabled | State::Loaded) {
+                let _ = self.run_hook(id, &code, &ctx, Hook::Unload, None).await;
+            }
+        }
+        self.0.registry.clear();
+        self.0.writer.flush();
+    }
+
+    /// Wait until every queued audit record and log line is in the database.
+    pub fn flush(&self) {
+        self.0.writer.flush();
+    }
+
+    /// Subscribe to typed notifications (state changes, logs, audit records...).
+    pub fn subscribe(&self) -> broadcast::Receiver<KernelEvent> {
+        self.0.writer.events().subscribe()
+    }
+
+    /// The data directory, if on disk.
+    pub fn data_dir(&self) -> Option<&Path> {
+        self.0.config.data_dir.as_deref()
+    }
+
+    /// True when another process wrote to the data directory since the last call.
+    pub fn changed_externally(&self) -> bool {
+        self.0.store.changed_externally()
+    }
+
+    // ---- queries -----------------------------------------------------------------------
+
+    fn manifests(&self) -> ManifestSet {
+        lock(&self.0.plugins).iter().map(|(k, s)| (k.clone(), s.manifest.clone())).collect()
+    }
+
+    /// Every installed plugin, sorted by id.
+    pub fn plugins(&self) -> Result<Vec<PluginInfo>> {
+        let ids: Vec<String> = lock(&self.0.plugins).keys().cloned().collect();
+        ids.iter().map(|id| self.plugin(id)).collect()
+    }
+
+    /// One plugin.
+    pub fn plugin(&self, id: &str) -> Result<PluginInfo> {
+        let set = self.manifests();
+        let grants = self.0.store.grants(id)?;
+        let plugins = lock(&self.0.plugins);
+        let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let m = &slot.manifest;
+        let permissions: Vec<PermissionStatus> = m
+            .all_permissions()
+            .map(|(p, required)| {
+                let text = p.to_string();
+                PermissionStatus {
+                    grant: grants.iter().find(|g| g.permission == text).cloned(),
+                    new: slot.new_permissions.contains(&text),
+                    permission: text,
+                    required,
+                    risk: p.risk(),
+                    description: p.describe(),
+                    enforced: p.enforced(),
+                }
+            })
+            .collect();
+        let pending = permissions.iter().filter(|p| p.required && p.grant.is_none()).map(|p| p.permission.clone()).collect();
+        let dependencies = m
+            .all_dependencies()
+            .map(|(dep, range, optional)| {
+                let other = plugins.get(dep);
+                DependencyStatus {
+                    id: dep.clone(),
+                    range: range.to_string(),
+                    optional,
+                    installed: other.map(|o| o.manifest.version.to_string()),
+                    state: other.map(|o| o.state),
+                    satisfied: other.map_or(optional, |o| range.matches(&o.manifest.version)),
+                }
+            })
+            .collect();
+        let services = self.0.registry.list().into_iter().filter(|s| s.owner == id).map(|s| s.name).collect();
+        Ok(PluginInfo {
+            manifest: (**m).clone(),
+            kind: slot.kind,
+            state: slot.state,
+            desired: slot.desired,
+            last_error: slot.last_error.clone(),
+            permissions,
+            pending,
+            dependencies,
+            dependents: resolve::dependents(&set, id),
+            resolve_error: resolve::resolve(&set, id).err().map(|e| e.to_string()),
+            services,
+            actions: slot.state.legal_actions().into_iter().filter(|a| !(slot.kind == PluginKind::Builtin && *a == Action::Uninstall)).collect(),
+            package_dir: slot.package_dir.as_ref().map(|p| p.display().to_string()),
+            installed_at: slot.installed_at,
+            updated_at: slot.updated_at,
+        })
+    }
+
+    /// The dependency graph.
+    pub fn graph(&self) -> Graph {
+        let set = self.manifests();
+        let (order, errors) = resolve::resolve_all(&set);
+        let cycle_edges: BTreeSet<(String, String)> = errors
+            .values()
+            .filter_map(|e| match e {
+                ResolveError::Cycle { cycle } => Some(cycle.windows(2).map(|w| (w[0].clone(), w[1].clone())).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let plugins = lock(&self.0.plugins);
+        let nodes = plugins
+            .values()
+            .map(|s| GraphNode { id: s.manifest.id.clone(), name: s.manifest.name.clone(), version: s.manifest.version.to_string(), state: s.state, kind: s.kind })
+            .collect();
+        let mut edges = Vec::new();
+        for s in plugins.values() {
+            for (dep, range, optional) in s.manifest.all_dependencies() {
+                let target = plugins.get(dep);
+                edges.push(GraphEdge {
+                    from: s.manifest.id.clone(),
+                    to: dep.clone(),
+                    range: range.to_string(),
+                    optional,
+                    satisfied: target.map_or(optional, |t| range.matches(&t.manifest.version)),
+                    in_cycle: cycle_edges.contains(&(s.manifest.id.clone(), dep.clone())),
+                });
+            }
+        }
+        Graph { nodes, edges, order, errors }
+    }
+
+    /// Registered services.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.0.registry.list()
+    }
+
+    /// A service, looked up by the host (trusted; no grant check).
+    pub fn service<T: std::any::Any + Send + Sync>(&self, name: &str) -> Result<Arc<T>> {
+        self.0.registry.get(name)
+    }
+
+    /// A plugin's context, for the host and tests. Its calls are checked like the plugin's own.
+    pub fn context(&self, id: &str) -> Result<PluginContext> {
+        lock(&self.0.plugins).get(id).map(|s| s.ctx.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })
+    }
+
+    /// Counters and state of every plugin.
+    pub fn activity(&self) -> Vec<PluginActivity> {
+        lock(&self.0.plugins)
+            .values()
+            .map(|s| PluginActivity { id: s.manifest.id.clone(), state: s.state, stats: s.shared.counters.snapshot() })
+            .collect()
+    }
+
+    /// Stored log lines.
+    pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRecord>> {
+        self.0.writer.flush();
+        self.0.store.logs(q)
+    }
+
+    /// Stored audit records.
+    pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        self.0.writer.flush();
+        self.0.store.audit(q)
+    }
+
+    /// Verify the audit chain.
+    pub fn verify_audit(&self) -> Result<Verification> {
+        self.0.writer.flush();
+        self.0.store.verify_audit()
+    }
+
+    /// Remove audit records before `keep_from_id`, appending an `audit.trimmed` checkpoint.
+    pub fn trim_audit(&self, keep_from_id: i64) -> Result<i64> {
+        self.0.writer.flush();
+        self.0.writer.trim_audit(keep_from_id)
+    }
+
+    /// Audit detail level.
+    pub fn audit_detail(&self) -> AuditDetail {
+        self.0.writer.detail()
+    }
+
+    /// Set the audit detail level (persisted).
+    pub fn set_audit_detail(&self, d: AuditDetail) -> Result<()> {
+        let text = if d == AuditDetail::Full { "full" } else { "lifecycle" };
+        self.0.store.set_setting("audit.detail", text)?;
+        self.0.writer.set_detail(d);
+        self.0.writer.audit("admin", None, "settings.changed", json!({ "auditDetail": text }));
+        Ok(())
+    }
+
+    /// Built-in trust policy.
+    pub fn builtin_policy(&self) -> Result<BuiltinPolicy> {
+        Ok(match self.0.store.setting("builtin.policy")?.as_deref() {
+            Some("ask") => BuiltinPolicy::Ask,
+            _ => BuiltinPolicy::Grant,
+        })
+    }
+
+    /// Set the built-in trust policy (applies to built-ins installed from now on).
+    pub fn set_builtin_policy(&self, p: BuiltinPolicy) -> Result<()> {
+        let text = if p == BuiltinPolicy::Ask { "ask" } else { "grant" };
+        self.0.store.set_setting("builtin.policy", text)?;
+        self.0.writer.audit("admin", None, "settings.changed", json!({ "builtinPolicy": text }));
+        Ok(())
+    }
+
+    /// Set a plugin's configuration object (read by the plugin through its context).
+    pub fn set_config(&self, id: &str, config: Value) -> Result<()> {
+        self.require(id)?;
+        if !config.is_object() {
+            return Err(KernelError::InvalidName { name: "config".into(), reason: "plugin configuration must be a JSON object".into() });
+        }
+        self.0.store.set_config(id, &config)?;
+        self.0.writer.audit("admin", Some(id), "plugin.configured", json!({ "keys": config.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()) }));
+        Ok(())
+    }
+
+    fn require(&self, id: &str) -> Result<()> {
+        if lock(&self.0.plugins).contains_key(id) { Ok(()) } else { Err(KernelError::NotFound { plugin: id.into() }) }
+    }
+
+    // ---- events --------------------------------------------------------------------------
+
+    pub(crate) fn emit_kernel(&self, topic: &str, payload: Value) {
+        self.0.kernel_counters.events_emitted.fetch_add(1, Ordering::Relaxed);
+        self.0.bus.emit(&Event { topic: topic.into(), payload: Arc::new(payload), source: "kernel".into() });
+    }
+
+    fn announce(&self, actor: &Actor, id: &str, from: Option<State>, to: Option<State>, action: &str, details: Value) {
+        self.0.writer.audit(&actor.to_string(), Some(id), action, details.clone());
+        let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: id.into(), from, to });
+        let mut payload = json!({ "plugin": id, "from": from, "to": to });
+        if let (Value::Object(p), Value::Object(d)) = (&mut payload, details) {
+            p.extend(d);
+        }
+        self.emit_kernel(action, payload);
+    }
+
+    // ---- hooks ---------------------------------------------------------------------------
+
+    async fn run_hook(&self, id: &str, code: &Arc<dyn Plugin>, ctx: &PluginContext, hook: Hook, upgrade: Option<(Version, Version)>) -> std::result::Result<Duration, String> {
+        let span = tracing::info_span!("hook", plugin = %id, kernel = self.0.id, hook = hook.as_str());
+        let started = Instant::now();
+        let fut = async {
+            match hook {
+                Hook::Install => code.on_install(ctx).await,
+                Hook::Load => code.on_load(ctx).await,
+                Hook::Enable => code.on_enable(ctx).await,
+                Hook::Disable => code.on_disable(ctx).await,
+                Hook::Unload => code.on_unload(ctx).await,
+                Hook::Uninstall => code.on_uninstall(ctx).await,
+                Hook::Upgrade => {
+                    let (from, to) = upgrade.clone().unwrap_or((Version::new(0, 0, 0), Version::new(0, 0, 0)));
+                    code.on_upgrade(ctx, &from, &to).await
+                }
+            }
+        };
+        let mut stack = IN_HOOK.try_with(Clone::clone).unwrap_or_default();
+        stack.push(id.to_string());
+        let guarded = IN_HOOK.scope(stack, AssertUnwindSafe(fut).catch_unwind()).instrument(span);
+        let outcome = tokio::time::timeout(self.0.config.hook_timeout, guarded).await;
+        let took = started.elapsed();
+        let result = match outcome {
+            Ok(Ok(Ok(()))) => Ok(took),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(panic)) => Err(panic_message(&*panic)),
+            Err(_) => Err(format!("did not finish within {:?}", self.0.config.hook_timeout)),
+        };
+        let counters = lock(&self.0.plugins).get(id).map(|s| s.shared.counters.clone());
+        if let Some(c) = counters {
+            c.hook(hook, took.as_micros() as u64, result.is_ok());
+        }
+        if let Err(message) = &result {
+            self.0.writer.log(LogRecord {
+                id: 0,
+                ts: now_ms(),
+                plugin: id.into(),
+                level: crate::logging::Level::Error,
+                target: "objectos::kernel".into(),
+                message: format!("{hook} failed: {message}"),
+                fields: json!({ "hook": hook.as_str() }),
+            });
+        }
+        result
+    }
+
+    /// Remove what an active plugin put into the kernel: services and subscriptions.
+    fn drop_runtime(&self, id: &str) {
+        self.0.bus.remove_owner(id);
+        for name in self.0.registry.remove_owner(id) {
+            self.0.writer.audit("system", Some(id), "service.unregistered", json!({ "service": name }));
+            let _ = self.0.writer.events().send(KernelEvent::ServiceUnregistered { name: name.clone(), owner: id.into() });
+            self.emit_kernel("kernel.service.unregistered", json!({ "service": name, "owner": id }));
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Slot)) -> Result<()> {
+        let (state, desired, err) = {
+            let mut plugins = lock(&self.0.plugins);
+            let slot = plugins.get_mut(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+            f(slot);
+            slot.updated_at = now_ms();
+            (slot.state, slot.desired, slot.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()))
+        };
+        self.0.store.set_state(id, state, desired, err.as_deref())
+    }
+
+    fn set_error(&self, id: &str, hook: Option<Hook>, message: String) -> Result<()> {
+        let from = lock(&self.0.plugins).get(id).map(|s| s.state);
+        self.update(id, |s| {
+            s.state = State::Error;
+            s.last_error = Some(LastError { hook: hook.map(|h| h.as_str().to_string()), message: message.clone(), at: now_ms() });
+        })?;
+        self.announce(&Actor::System, id, from, Some(State::Error), "plugin.error", json!({ "hook": hook.map(Hook::as_str), "message": message }));
+        Ok(())
+    }
+
+    /// One transition with the plugin's gate held by the caller.
+    async fn step(&self, actor: &Actor, id: &str, action: Action) -> Result<()> {
+        let (state, code, ctx) = {
+            let plugins = lock(&self.0.plugins);
+            let s = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+            (s.state, s.code.clone(), s.ctx.clone())
+        };
+        if !state.allows(action) {
+            return Err(KernelError::IllegalTransition { plugin: id.into(), state, action });
+        }
+        let (hook, to) = match action {
+            Action::Load => (Hook::Load, State::Loaded),
+            Action::Enable => (Hook::Enable, State::Enabled),
+            Action::Disable => (Hook::Disable, State::Disabled),
+            Action::Unload => (Hook::Unload, State::Installed),
+            Action::Uninstall => (Hook::Uninstall, State::Installed),
+        };
+        if matches!(action, Action::Load | Action::Enable) {
+            resolve::resolve(&self.manifests(), id)?;
+        }
+        if action == Action::Enable {
+            self.check_enable(id)?;
+        }
+        let result = self.run_hook(id, &code, &ctx, hook, None).await;
+        if matches!(action, Action::Disable | Action::Unload) || (action == Action::Enable && result.is_err()) {
+            self.drop_runtime(id);
+        }
+        match result {
+            Ok(took) => {
+                self.update(id, |s| {
+                    s.state = to;
+                    s.desired = to;
+                    s.last_error = None;
+                })?;
+                self.announce(actor, id, Some(state), Some(to), &format!("plugin.{}", past(action)), json!({ "durationMs": took.as_secs_f64() * 1000.0 }));
+                Ok(())
+            }
+            Err(message) => {
+                self.update(id, |s| {
+                    if matches!(action, Action::Enable | Action::Load) {
+                        s.desired = to;
+                    }
+                })?;
+                self.set_error(id, Some(hook), message.clone())?;
+                Err(KernelError::Hook { plugin: id.into(), hook: hook.as_str().into(), message })
+            }
+        }
+    }
+
+    fn check_enable(&self, id: &str) -> Result<()> {
+        let plugins = lock(&self.0.plugins);
+        let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        for dep in slot.manifest.dependencies.keys() {
+            let state = plugins.get(dep).map(|d| d.state).unwrap_or(State::Installed);
+            if state != State::Enabled {
+                return Err(KernelError::DependencyNotEnabled { plugin: id.into(), dependency: dep.clone(), state });
+            }
+        }
+        drop(plugins);
+        let pending = self.pending(id)?;
+        if !pending.is_empty() {
+            return Err(KernelError::PermissionsPending { plugin: id.into(), pending });
+        }
+        Ok(())
+    }
+
+    fn pending(&self, id: &str) -> Result<Vec<String>> {
+        let manifest = lock(&self.0.plugins).get(id).map(|s| s.manifest.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let granted: BTreeSet<String> = self.0.store.grants(id)?.into_iter().map(|g| g.permission).collect();
+        Ok(manifest.permissions.iter().map(|p| p.to_string()).filter(|p| !granted.contains(p)).collect())
+    }
+
+    async fn gate(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        if in_hook(id) {
+            return Err(KernelError::Reentrant { plugin: id.into() });
+        }
+        let gate = lock(&self.0.plugins).get(id).map(|s| s.gate.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        Ok(gate.lock_owned().await)
+    }
+
+    async fn transition(&self, actor: Actor, id: &str, action: Action) -> Result<()> {
+        let _g = self.gate(id).await?;
+        self.step(&actor, id, action).await
+    }
+
+    // ---- lifecycle API ---------------------------------------------------------------------
+
+    /// Load a plugin (INSTALLED or ERROR -> LOADED).
+    pub async fn load(&self, id: &str) -> Result<()> {
+        self.transition(Actor::Admin, id, Action::Load).await
+    }
+
+    /// Enable a plugin, loading it first when needed. Every dependency must be enabled;
+    /// with `with_deps` they are enabled first, in dependency order.
+    pub async fn enable(&self, id: &str, with_deps: bool) -> Result<()> {
+        self.enable_as(Actor::Admin, id, with_deps).await
+    }
+
+    pub(crate) async fn enable_as(&self, actor: Actor, id: &str, with_deps: bool) -> Result<()> {
+        self.require(id)?;
+        if with_deps {
+            let order = resolve::resolve(&self.manifests(), id)?;
+            for dep in order.iter().filter(|d| d.as_str() != id) {
+                let state = lock(&self.0.plugins).get(dep).map(|s| s.state);
+                if state != Some(State::Enabled) {
+                    Box::pin(self.enable_as(actor.clone(), dep, false)).await?;
+                }
+            }
+        }
+        let _g = self.gate(id).await?;
+        let state = lock(&self.0.plugins).get(id).map(|s| s.state).unwrap_or(State::Installed);
+        if state == State::Enabled {
+            return Ok(());
+        }
+        if matches!(state, State::Installed | State::Error) {
+            // Check what would block the enable before running onLoad, so a refusal leaves
+            // the plugin where it was.
+            resolve::resolve(&self.manifests(), id)?;
+            self.check_enable(id)?;
+            self.step(&actor, id, Action::Load).await?;
+        }
+        self.step(&actor, id, Action::Enable).await
+    }
+
+    /// Disable a plugin. Refused while enabled plugins depend on it, unless `cascade`, which
+    /// disables them first (dependents of dependents first).
+    pub async fn disable(&self, id: &str, cascade: bool) -> Result<()> {
+        self.disable_as(Actor::Admin, id, cascade).await
+    }
+
+    pub(crate) async fn disable_as(&self, actor: Actor, id: &str, cascade: bool) -> Result<()> {
+        self.require(id)?;
+        let dependents = self.enabled_dependents(id);
+        if !dependents.is_empty() {
+            if !cascade {
+                return Err(KernelError::DependentsEnabled { plugin: id.into(), dependents });
+            }
+            let (order, _) = resolve::resolve_all(&self.manifests());
+            for dep in order.iter().rev().filter(|d| dependents.contains(d)) {
+                let still = lock(&self.0.plugins).get(dep).map(|s| s.state) == Some(State::Enabled);
+                if still {
+                    self.transition(actor.clone(), dep, Action::Disable).await?;
+                }
+            }
+        }
+        self.transition(actor, id, Action::Disable).await
+    }
+
+    fn enabled_dependents(&self, id: &str) -> Vec<String> {
+        let set = self.manifests();
+        let plugins = lock(&self.0.plugins);
+        resolve::dependents(&set, id).into_iter().filter(|d| plugins.get(d).map(|s| s.state) == Some(State::Enabled)).collect()
+    }
+
+    /// Unload a plugin back to INSTALLED.
+    pub async fn unload(&self, id: &str) -> Result<()> {
+        self.transition(Actor::Admin, id, Action::Unload).await
+    }
+
+    /// Uninstall a package: `onUninstall`, then its record, storage, grants and files are
+    /// removed (its logs and audit records stay).
+    pub async fn uninstall(&self, id: &str) -> Result<()> {
+        self.uninstall_as(Actor::Admin, id).await
+    }
+
+    pub(crate) async fn uninstall_as(&self, actor: Actor, id: &str) -> Result<()> {
+        let _g = self.gate(id).await?;
+        let (state, kind, code, ctx, dir, version) = {
+            let plugins = lock(&self.0.plugins);
+            let s = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+            (s.state, s.kind, s.code.clone(), s.ctx.clone(), s.package_dir.clone(), s.manifest.version.to_string())
+        };
+        if kind == PluginKind::Builtin {
+            return Err(KernelError::BuiltinUninstall { plugin: id.into() });
+        }
+        if !state.allows(Action::Uninstall) {
+            return Err(KernelError::IllegalTransition { plugin: id.into(), state, action: Action::Uninstall });
+        }
+        if matches!(state, State::Loaded | State::Disabled) {
+            let _ = self.run_hook(id, &code, &ctx, Hook::Unload, None).await;
+        }
+        let hook_error = self.run_hook(id, &code, &ctx, Hook::Uninstall, None).await.err();
+        self.drop_runtime(id);
+        self.0.storage.clear(id)?;
+        self.0.store.delete_plugin(id)?;
+        lock(&self.0.plugins).remove(id);
+        if let Some(d) = dir {
+            let _ = std::fs::remove_dir_all(&d);
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        self.announce(&actor, id, Some(state), None, "plugin.uninstalled", json!({ "version": version, "hookError": hook_error }));
+        Ok(())
+    }
+
+    /// Install a package from a folder or `.zip`. A newer version of an installed plugin
+    /// upgrades it (storage kept, `onUpgrade` runs); the same version is refused; an older one
+    /// is refused unless `force`.
+    pub async fn install_package(&self, path: &Path, force: bool) -> Result<InstallOutcome> {
+        self.install_package_as(Actor::Admin, path, force).await
+    }
+
+    pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
+        let staging = self.0.packages_dir.join(".staging");
+        let staged = package::stage(path, &staging)?;
+        let result = self.install_staged(actor, &staged, force).await;
+        let _ = std::fs::remove_dir_all(staging.join(staged.dir.strip_prefix(&staging).ok().and_then(|p| p.components().next()).map(|c| c.as_os_str().to_owned()).unwrap_or_default()));
+        result
+    }
+
+    async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool) -> Result<InstallOutcome> {
+        let m = Arc::new(staged.manifest.clone());
+        if lock(&self.0.builtins).contains_key(&m.id) {
+            return Err(KernelError::DuplicateBuiltin { plugin: m.id.clone() });
+        }
+        let existing = lock(&self.0.plugins).get(&m.id).map(|s| (s.manifest.version.clone(), s.kind));
+        if let Some((installed, _)) = &existing {
+            if *installed == m.version {
+                return Err(KernelError::AlreadyInstalled { plugin: m.id.clone(), version: installed.to_string() });
+            }
+            if m.version < *installed && !force {
+                return Err(KernelError::Downgrade { plugin: m.id.clone(), installed: installed.to_string(), offered: m.version.to_string() });
+            }
+        }
+        let dest = self.0.packages_dir.join(&m.id).join(m.version.to_string());
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| KernelError::io(&dest, e))?;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| KernelError::io(parent, e))?;
+        }
+        std::fs::rename(&staged.dir, &dest).map_err(|e| KernelError::io(&dest, e))?;
+        let code = match self.0.config.runtime.instantiate(&m, &dest) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dest);
+                return Err(e);
+            }
+        };
+        let outcome = match existing {
+            None => self.install_new(actor, m.clone(), PluginKind::Package, code, Some(dest.clone())).await,
+            Some(_) => self.replace(actor, m.clone(), code, Some(dest.clone()), force).await,
+        };
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(&dest);
+        }
+        outcome
+    }
+
+    async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {
+        let now = now_ms();
+        let row = PluginRow {
+            id: m.id.clone(),
+            kind: kind.as_str().into(),
+            manifest: m.to_json().to_string(),
+            state: State::Installed,
+            desired: State::Installed,
+            last_error: None,
+            package_dir: dir.as_ref().map(|d| d.display().to_string()),
+            new_permissions: Vec::new(),
+            installed_at: now,
+            updated_at: now,
+        };
+        self.0.store.upsert_plugin(&row)?;
+        let slot = self.new_slot(m.clone(), kind, code.clone(), &row)?;
+        let ctx = slot.ctx.clone();
+        lock(&self.0.plugins).insert(m.id.clone(), slot);
+        self.announce(&actor, &m.id, None, Some(State::Installed), "plugin.installed", json!({ "version": m.version.to_string(), "kind": kind.as_str() }));
+        if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
+            self.set_error(&m.id, Some(Hook::Install), message)?;
+        }
+        let state = lock(&self.0.plugins).get(&m.id).map(|s| s.state).unwrap_or(State::Installed);
+        Ok(InstallOutcome { id: m.id.clone(), version: m.version.to_string(), upgraded_from: None, pending: self.pending(&m.id)?, state })
+    }
+
+    /// Replace an installed plugin's manifest and code (upgrade, or forced downgrade).
+    async fn replace(&self, actor: Actor, m: Arc<Manifest>, code: Arc<dyn Plugin>, dir: Option<PathBuf>, _force: bool) -> Result<InstallOutcome> {
+        let id = m.id.clone();
+        let was = lock(&self.0.plugins).get(&id).map(|s| s.state).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+        if was == State::Enabled {
+            let dependents = self.enabled_dependents(&id);
+            if !dependents.is_empty() {
+                return Err(KernelError::DependentsEnabled { plugin: id, dependents });
+            }
+        }
+        let _g = self.gate(&id).await?;
+        if was == State::Enabled {
+            self.step(&actor, &id, Action::Disable).await?;
+        }
+        let (old_manifest, old_dir) = {
+            let mut plugins = lock(&self.0.plugins);
+            let slot = plugins.get_mut(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+            let before: BTreeSet<String> = slot.manifest.all_permissions().map(|(p, _)| p.to_string()).collect();
+            slot.new_permissions = m.all_permissions().map(|(p, _)| p.to_string()).filter(|p| !before.contains(p)).collect();
+            let old = std::mem::replace(&mut slot.manifest, m.clone());
+            slot.code = code.clone();
+            let old_dir = std::mem::replace(&mut slot.package_dir, dir.clone());
+            (old, old_dir)
+        };
+        let row = {
+            let plugins = lock(&self.0.plugins);
+            let s = plugins.get(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+            PluginRow {
+                id: id.clone(),
+                kind: s.kind.as_str().into(),
+                manifest: m.to_json().to_string(),
+                state: s.state,
+                desired: s.desired,
+                last_error: s.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()),
+                package_dir: dir.as_ref().map(|d| d.display().to_string()),
+                new_permissions: s.new_permissions.clone(),
+                installed_at: s.installed_at,
+                updated_at: now_ms(),
+            }
+        };
+        self.0.store.upsert_plugin(&row)?;
+        if old_dir != dir {
+            if let Some(d) = old_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // Grants of permissions the new version no longer requests are dropped.
+        let requested: BTreeSet<String> = m.all_permissions().map(|(p, _)| p.to_string()).collect();
+        let stale: Vec<String> = self.0.store.grants(&id)?.into_iter().map(|g| g.permission).filter(|p| !requested.contains(p)).collect();
+        if !stale.is_empty() {
+            self.0.store.revoke(&id, &stale)?;
+        }
+        self.refresh_grants(&id)?;
+        let from = old_manifest.version.clone();
+        let to = m.version.clone();
+        let new_permissions = row.new_permissions.clone();
+        self.0.writer.audit(&actor.to_string(), Some(&id), "plugin.upgraded", json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions }));
+        let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: id.clone() });
+        self.emit_kernel("plugin.upgraded", json!({ "plugin": id, "from": from.to_string(), "to": to.to_string() }));
+        let ctx = self.context(&id)?;
+        if let Err(message) = self.run_hook(&id, &code, &ctx, Hook::Upgrade, Some((from.clone(), to.clone()))).await {
+            self.set_error(&id, Some(Hook::Upgrade), message)?;
+        } else if was == State::Enabled {
+            // Chrome's rule: a version asking for more than was granted waits for approval.
+            if self.pending(&id)?.is_empty() && resolve::resolve(&self.manifests(), &id).is_ok() && self.check_enable(&id).is_ok() {
+                self.step(&actor, &id, Action::Enable).await?;
+            } else {
+                self.update(&id, |s| s.desired = State::Enabled)?;
+            }
+        }
+        let state = lock(&self.0.plugins).get(&id).map(|s| s.state).unwrap_or(State::Installed);
+        Ok(InstallOutcome { id: id.clone(), version: to.to_string(), upgraded_from: Some(from.to_string()), pending: self.pending(&id)?, state })
+    }
+
+    // ---- permissions -----------------------------------------------------------------------
+
+    fn refresh_grants(&self, id: &str) -> Result<()> {
+        let grants = self.0.store.grants(id)?;
+        if let Some(s) = lock(&self.0.plugins).get(id) {
+            s.shared.grants.store(Arc::new(compile_grants(&grants)));
+        }
+        Ok(())
+    }
+
+    /// Approve permissions a plugin requests.
+    pub fn grant(&self, id: &str, request: GrantRequest) -> Result<Vec<String>> {
+        self.grant_as(Actor::Admin, "admin", id, request)
+    }
+
+    pub(crate) fn grant_as(&self, actor: Actor, by: &str, id: &str, request: GrantRequest) -> Result<Vec<String>> {
+        let manifest = lock(&self.0.plugins).get(id).map(|s| s.manifest.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let requested: Vec<String> = manifest.all_permissions().map(|(p, _)| p.to_string()).collect();
+        let wanted = match request {
+            GrantRequest::All => requested.clone(),
+            GrantRequest::Some(list) => {
+                let mut out = Vec::new();
+                for p in list {
+                    let canonical = p.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: p.clone(), reason })?;
+                    if !requested.contains(&canonical) {
+                        return Err(KernelError::InvalidName { name: canonical, reason: format!("{id} does not request this permission; it requests: {}", requested.join(", ")) });
+                    }
+                    out.push(canonical);
+                }
+                out
+            }
+        };
+        let added = self.0.store.grant(id, &wanted, by)?;
+        self.refresh_grants(id)?;
+        {
+            let mut plugins = lock(&self.0.plugins);
+            if let Some(s) = plugins.get_mut(id) {
+                s.new_permissions.retain(|p| !wanted.contains(p));
+            }
+        }
+        if !added.is_empty() {
+            self.0.writer.audit(&actor.to_string(), Some(id), "permission.granted", json!({ "permissions": added, "by": by }));
+            let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: id.into() });
+        }
+        self.persist_slot(id)?;
+        Ok(added)
+    }
+
+    fn persist_slot(&self, id: &str) -> Result<()> {
+        let row = {
+            let plugins = lock(&self.0.plugins);
+            let Some(s) = plugins.get(id) else { return Ok(()) };
+            PluginRow {
+                id: id.into(),
+                kind: s.kind.as_str().into(),
+                manifest: s.manifest.to_json().to_string(),
+                state: s.state,
+                desired: s.desired,
+                last_error: s.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()),
+                package_dir: s.package_dir.as_ref().map(|d| d.display().to_string()),
+                new_permissions: s.new_permissions.clone(),
+                installed_at: s.installed_at,
+                updated_at: now_ms(),
+            }
+        };
+        self.0.store.upsert_plugin(&row)
+    }
+
+    /// Withdraw grants. Revoking a required permission of an enabled plugin disables it first
+    /// (refused while enabled plugins depend on it, unless `cascade`).
+    pub async fn revoke(&self, id: &str, permissions: &[String], cascade: bool) -> Result<Vec<String>> {
+        self.revoke_as(Actor::Admin, id, permissions, cascade).await
+    }
+
+    pub(crate) async fn revoke_as(&self, actor: Actor, id: &str, permissions: &[String], cascade: bool) -> Result<Vec<String>> {
+        let (manifest, state) = lock(&self.0.plugins).get(id).map(|s| (s.manifest.clone(), s.state)).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let mut canonical = Vec::new();
+        for p in permissions {
+            canonical.push(p.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: p.clone(), reason })?);
+        }
+        let required: BTreeSet<String> = manifest.permissions.iter().map(|p| p.to_string()).collect();
+        if state == State::Enabled && canonical.iter().any(|p| required.contains(p)) {
+            self.disable_as(actor.clone(), id, cascade).await?;
+        }
+        let removed = self.0.store.revoke(id, &canonical)?;
+        self.refresh_grants(id)?;
+        if !removed.is_empty() {
+            self.0.writer.audit(&actor.to_string(), Some(id), "permission.revoked", json!({ "permissions": removed }));
+            let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: id.into() });
+        }
+        Ok(removed)
+    }
+}
+
+fn past(a: Action) -> &'static str {
+    match a {
+        Action::Load => "loaded",
+        Action::Enable => "enabled",
+        Action::Disable => "disabled",
+        Action::Unload => "unloaded",
+        Action::Uninstall => "uninstalled",
+    }
+}
+
+fn compile_grants(rows: &[GrantRow]) -> GrantSet {
+    let perms: Vec<Permission> = rows.iter().filter_map(|g| g.permission.parse().ok()).collect();
+    GrantSet::new(perms.iter())
+}
+
+/// Stand-in code for a built-in recorded in the database but not (yet) registered.
+struct Missing;
+
+#[async_trait::async_trait]
+impl Plugin for Missing {
+    async fn on_load(&self, ctx: &PluginContext) -> crate::plugin::HookResult {
+        Err(format!("{} is a built-in plugin that this build of ObjectOS does not include", ctx.id()).into())
+    }
+}

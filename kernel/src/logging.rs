@@ -1,0 +1,278 @@
+//! Per-plugin logs: the logger handed to plugins, and a `tracing` layer that routes events
+//! recorded inside a plugin's span (`plugin = <id>`) to that plugin's log.
+//!
+//! Records go to the database through the batching writer (bounded retention per plugin) and
+//! to live subscribers as [`crate::KernelEvent::Log`].
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::Subscriber;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+use crate::store::Writer;
+use crate::util::now_ms;
+
+/// Log severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// Diagnostic.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that was handled.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+impl Level {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "trace" => Level::Trace,
+            "debug" => Level::Debug,
+            "info" => Level::Info,
+            "warn" => Level::Warn,
+            "error" => Level::Error,
+            other => return Err(format!("unknown log level `{other}` (trace, debug, info, warn, error)")),
+        })
+    }
+}
+
+impl From<&tracing::Level> for Level {
+    fn from(l: &tracing::Level) -> Self {
+        match *l {
+            tracing::Level::TRACE => Level::Trace,
+            tracing::Level::DEBUG => Level::Debug,
+            tracing::Level::INFO => Level::Info,
+            tracing::Level::WARN => Level::Warn,
+            _ => Level::Error,
+        }
+    }
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRecord {
+    /// Row id (0 until stored).
+    pub id: i64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// The plugin (or `kernel`).
+    pub plugin: String,
+    /// Severity.
+    pub level: Level,
+    /// The `tracing` target or logger name.
+    pub target: String,
+    /// The message.
+    pub message: String,
+    /// Structured fields.
+    pub fields: Value,
+}
+
+/// A plugin's logger: every line lands in that plugin's log, and in `tracing`.
+#[derive(Clone)]
+pub struct PluginLogger {
+    plugin: Arc<str>,
+    writer: Writer,
+}
+
+/// The `tracing` target used for lines written through [`PluginLogger`]; the layer skips it
+/// because those lines are stored directly.
+pub(crate) const LOGGER_TARGET: &str = "objectos::plugin";
+
+impl PluginLogger {
+    pub(crate) fn new(plugin: Arc<str>, writer: Writer) -> Self {
+        PluginLogger { plugin, writer }
+    }
+
+    /// Log a line with structured fields.
+    pub fn log(&self, level: Level, message: impl Into<String>, fields: Value) {
+        let message = message.into();
+        match level {
+            Level::Trace => tracing::trace!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
+            Level::Info => tracing::info!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
+            Level::Error => tracing::error!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
+        }
+        self.writer.log(LogRecord {
+            id: 0,
+            ts: now_ms(),
+            plugin: self.plugin.to_string(),
+            level,
+            target: self.plugin.to_string(),
+            message,
+            fields,
+        });
+    }
+
+    /// Debug line.
+    pub fn debug(&self, message: impl Into<String>) {
+        self.log(Level::Debug, message, Value::Null);
+    }
+    /// Info line.
+    pub fn info(&self, message: impl Into<String>) {
+        self.log(Level::Info, message, Value::Null);
+    }
+    /// Warning line.
+    pub fn warn(&self, message: impl Into<String>) {
+        self.log(Level::Warn, message, Value::Null);
+    }
+    /// Error line.
+    pub fn error(&self, message: impl Into<String>) {
+        self.log(Level::Error, message, Value::Null);
+    }
+}
+
+/// Kernels alive in this process, so the (process-global) layer can find the right one.
+fn sinks() -> &'static Mutex<HashMap<u64, Weak<crate::store::WriterInner>>> {
+    static SINKS: OnceLock<Mutex<HashMap<u64, Weak<crate::store::WriterInner>>>> = OnceLock::new();
+    SINKS.get_or_init(Default::default)
+}
+
+pub(crate) fn register_sink(kernel_id: u64, writer: &Writer) {
+    if let Ok(mut s) = sinks().lock() {
+        s.retain(|_, w| w.strong_count() > 0);
+        s.insert(kernel_id, writer.downgrade());
+    }
+}
+
+/// Span fields the layer remembers.
+struct PluginSpan {
+    plugin: String,
+    kernel: u64,
+}
+
+#[derive(Default)]
+struct SpanVisitor {
+    plugin: Option<String>,
+    kernel: Option<u64>,
+}
+
+impl Visit for SpanVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "plugin" {
+            self.plugin = Some(value.to_string());
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "kernel" {
+            self.kernel = Some(value);
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "plugin" {
+            self.plugin = Some(format!("{value:?}").trim_matches('"').to_string());
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventVisitor {
+    message: String,
+    fields: Map<String, Value>,
+}
+
+impl Visit for EventVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.fields.insert(field.name().to_string(), Value::String(value.to_string()));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.fields.insert(field.name().to_string(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.fields.insert(field.name().to_string(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.fields.insert(field.name().to_string(), Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            self.fields.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+        }
+    }
+}
+
+/// A `tracing` layer that stores events recorded inside a plugin span (`plugin`, `kernel`
+/// fields, as the kernel opens around every hook and handler) in that plugin's log.
+///
+/// Install it once per process (the CLI and the console do); kernels find their records
+/// by the span's `kernel` field.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PluginLogLayer;
+
+impl<S> Layer<S> for PluginLogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut v = SpanVisitor::default();
+        attrs.record(&mut v);
+        if let (Some(plugin), Some(kernel)) = (v.plugin, v.kernel) {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(PluginSpan { plugin, kernel });
+            }
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        if event.metadata().target() == LOGGER_TARGET {
+            return;
+        }
+        let Some(scope) = ctx.event_scope(event) else { return };
+        let mut found = None;
+        for span in scope {
+            if let Some(p) = span.extensions().get::<PluginSpan>() {
+                found = Some((p.plugin.clone(), p.kernel));
+                break;
+            }
+        }
+        let Some((plugin, kernel)) = found else { return };
+        let writer = sinks().lock().ok().and_then(|s| s.get(&kernel).and_then(Weak::upgrade));
+        let Some(writer) = writer else { return };
+        let mut v = EventVisitor::default();
+        event.record(&mut v);
+        let meta = event.metadata();
+        Writer::from_inner(writer).log(LogRecord {
+            id: 0,
+            ts: now_ms(),
+            plugin,
+            level: meta.level().into(),
+            target: meta.target().to_string(),
+            message: v.message,
+            fields: if v.fields.is_empty() { Value::Null } else { Value::Object(v.fields) },
+        });
+    }
+}

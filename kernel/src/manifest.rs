@@ -1,0 +1,427 @@
+//! `plugin.json`: parsing and validation.
+//!
+//! Validation walks the JSON itself rather than deserializing straight into the struct,
+//! so that it can report every problem at once, each with its JSON path, whatever the bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use semver::{Version, VersionReq};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::permission::{validate_name, Permission};
+
+/// The longest accepted plugin id.
+pub const MAX_ID_LEN: usize = 128;
+/// The largest accepted `plugin.json`.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+
+/// A validated plugin manifest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Unique id, lowercase `[a-z0-9][a-z0-9._-]*`.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Semantic version.
+    pub version: Version,
+    /// One or two sentences.
+    pub description: String,
+    /// Author, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// SPDX licence, if given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Required dependencies: id -> semver range.
+    pub dependencies: BTreeMap<String, VersionReq>,
+    /// Optional dependencies: ordered before this plugin when installed.
+    pub optional_dependencies: BTreeMap<String, VersionReq>,
+    /// What the plugin provides.
+    pub provides: Provides,
+    /// Required permissions.
+    pub permissions: Vec<Permission>,
+    /// Optional permissions (grantable and revocable at any time).
+    pub optional_permissions: Vec<Permission>,
+    /// Engine requirements.
+    pub engines: Engines,
+}
+
+/// What a plugin declares it provides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Provides {
+    /// Service names.
+    pub services: Vec<String>,
+    /// Event topics.
+    pub events: Vec<String>,
+    /// Object (record type) names; packages carry `objects/<name>.{json,yml,yaml}`.
+    pub objects: Vec<String>,
+    /// Workflow names; packages carry `workflows/<name>.{json,yml,yaml}`.
+    pub workflows: Vec<String>,
+}
+
+/// Engine requirements.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Engines {
+    /// Range of kernel versions the plugin works with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objectos: Option<VersionReq>,
+}
+
+impl Manifest {
+    /// Parse and validate manifest bytes. `source` names the file in messages.
+    pub fn parse(bytes: &[u8], source: &str) -> Result<Manifest, ManifestErrors> {
+        let fail = |path: &str, msg: String| ManifestErrors {
+            file: source.to_string(),
+            problems: vec![Problem { path: path.to_string(), message: msg }],
+        };
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(fail("$", format!("the manifest is {} bytes; at most {MAX_MANIFEST_BYTES} are accepted", bytes.len())));
+        }
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            fail("$", format!("not valid JSON: {e}"))
+        })?;
+        Self::from_value(&value, source)
+    }
+
+    /// Validate an already-parsed JSON value.
+    pub fn from_value(value: &Value, source: &str) -> Result<Manifest, ManifestErrors> {
+        let mut v = Validator { problems: Vec::new() };
+        let manifest = v.manifest(value);
+        match manifest {
+            Some(m) if v.problems.is_empty() => Ok(m),
+            _ => Err(ManifestErrors { file: source.to_string(), problems: v.problems }),
+        }
+    }
+
+    /// Every permission the plugin declares, required first.
+    pub fn all_permissions(&self) -> impl Iterator<Item = (&Permission, bool)> {
+        self.permissions.iter().map(|p| (p, true)).chain(self.optional_permissions.iter().map(|p| (p, false)))
+    }
+
+    /// Required and optional dependencies, with a flag telling which.
+    pub fn all_dependencies(&self) -> impl Iterator<Item = (&String, &VersionReq, bool)> {
+        self.dependencies.iter().map(|(k, v)| (k, v, false)).chain(self.optional_dependencies.iter().map(|(k, v)| (k, v, true)))
+    }
+
+    /// The manifest as JSON (the form stored in the database).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// JSON path, e.g. `dependencies["com.acme.crm"]`; `$` for the whole document.
+    pub path: String,
+    /// A plain sentence.
+    pub message: String,
+}
+
+/// All the problems found in one manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+pub struct ManifestErrors {
+    /// The file (or other source) validated.
+    pub file: String,
+    /// Every problem, in document order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} problem(s)", self.file, self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}", p.path, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Check a plugin id; `Err` says why it is not one.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("an id cannot be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("an id can be at most {MAX_ID_LEN} characters (this one has {})", id.len()));
+    }
+    let mut chars = id.chars();
+    let first = chars.next().unwrap_or(' ');
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Err(format!("`{id}` must start with a lowercase letter or a digit"));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("`{id}` contains `{}`; ids use lowercase letters, digits, `.`, `_` and `-`", c.escape_debug()));
+    }
+    Ok(())
+}
+
+fn key_path(parent: &str, key: &str) -> String {
+    let ident = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    let quoted = serde_json::to_string(key).unwrap_or_default();
+    match (parent, ident) {
+        ("", true) => key.to_string(),
+        ("", false) => format!("[{quoted}]"),
+        (p, true) => format!("{p}.{key}"),
+        (p, false) => format!("{p}[{quoted}]"),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn show(s: &str) -> String {
+    let mut out = serde_json::to_string(s).unwrap_or_default();
+    if out.len() > 80 {
+        let mut cut = 77;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
+}
+
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { path: if path.is_empty() { "$".into() } else { path.into() }, message: message.into() });
+    }
+
+    fn object<'v>(&mut self, path: &str, v: &'v Value, known: &[&str]) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = v else {
+            self.err(path, format!("must be an object, not {}", type_name(v)));
+            return None;
+        };
+        for k in map.keys() {
+            if !known.contains(&k.as_str()) {
+                self.err(&key_path(path, k), format!("unknown field; known fields here: {}", known.join(", ")));
+            }
+        }
+        Some(map)
+    }
+
+    fn string(&mut self, map: &Map<String, Value>, parent: &str, key: &str, required: bool) -> Option<String> {
+        let path = key_path(parent, key);
+        match map.get(key) {
+            None if required => {
+                self.err(&path, "is required");
+                None
+            }
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.err(&path, format!("must be a string, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn manifest(&mut self, root: &Value) -> Option<Manifest> {
+        const KNOWN: &[&str] = &[
+            "$schema", "id", "name", "version", "description", "author", "license", "dependencies",
+            "optionalDependencies", "provides", "permissions", "optionalPermissions", "engines",
+        ];
+        let map = self.object("", root, KNOWN)?;
+        let id = self.string(map, "", "id", true);
+        if let Some(id) = &id {
+            if let Err(e) = validate_id(id) {
+                self.err("id", e);
+            }
+        }
+        let name = self.string(map, "", "name", true);
+        if let Some(n) = &name {
+            if n.trim().is_empty() {
+                self.err("name", "cannot be empty");
+            } else if n.chars().count() > 200 {
+                self.err("name", "can be at most 200 characters");
+            }
+        }
+        let version = self.string(map, "", "version", true).and_then(|s| match Version::parse(&s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err("version", format!("{} is not a semantic version like \"1.2.3\" ({e})", show(&s)));
+                None
+            }
+        });
+        let description = self.string(map, "", "description", false).unwrap_or_default();
+        let author = self.string(map, "", "author", false);
+        let license = self.string(map, "", "license", false);
+        let dependencies = self.deps(map, "dependencies", id.as_deref());
+        let optional_dependencies = self.deps(map, "optionalDependencies", id.as_deref());
+        for dup in dependencies.keys().filter(|k| optional_dependencies.contains_key(*k)) {
+            self.err(&key_path("optionalDependencies", dup), "is also a required dependency; list it once");
+        }
+        let provides = self.provides(map.get("provides"));
+        let permissions = self.permissions(map, "permissions");
+        let optional_permissions = self.permissions(map, "optionalPermissions");
+        for (i, p) in optional_permissions.iter().enumerate() {
+            if permissions.contains(p) {
+                self.err(&format!("optionalPermissions[{i}]"), format!("`{p}` is also a required permission; list it once"));
+            }
+        }
+        let engines = match map.get("engines") {
+            None => Engines::default(),
+            Some(v) => match self.object("engines", v, &["objectos"]) {
+                None => Engines::default(),
+                Some(e) => Engines {
+                    objectos: self.string(e, "engines", "objectos", false).and_then(|s| self.range("engines.objectos", &s)),
+                },
+            },
+        };
+        Some(Manifest {
+            id: id?,
+            name: name?,
+            version: version?,
+            description,
+            author,
+            license,
+            dependencies,
+            optional_dependencies,
+            provides,
+            permissions,
+            optional_permissions,
+            engines,
+        })
+    }
+
+    fn range(&mut self, path: &str, s: &str) -> Option<VersionReq> {
+        match VersionReq::parse(s) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.err(path, format!("{} is not a semver range like \"^1.2\" or \">=1.0, <2.0\" ({e})", show(s)));
+                None
+            }
+        }
+    }
+
+    fn deps(&mut self, map: &Map<String, Value>, key: &str, own: Option<&str>) -> BTreeMap<String, VersionReq> {
+        let mut out = BTreeMap::new();
+        let Some(v) = map.get(key) else { return out };
+        let Value::Object(deps) = v else {
+            self.err(key, format!("must be an object mapping plugin ids to semver ranges, not {}", type_name(v)));
+            return out;
+        };
+        for (dep, range) in deps {
+            let path = key_path(key, dep);
+            if let Err(e) = validate_id(dep) {
+                self.err(&path, format!("is not a plugin id: {e}"));
+                continue;
+            }
+            if Some(dep.as_str()) == own {
+                self.err(&path, "a plugin cannot depend on itself");
+                continue;
+            }
+            let Value::String(r) = range else {
+                self.err(&path, format!("must be a semver range string, not {}", type_name(range)));
+                continue;
+            };
+            if let Some(req) = self.range(&path, r) {
+                out.insert(dep.clone(), req);
+            }
+        }
+        out
+    }
+
+    fn string_list(&mut self, path: &str, v: Option<&Value>, check: impl Fn(&str) -> Result<(), String>) -> Vec<String> {
+        let Some(v) = v else { return Vec::new() };
+        let Value::Array(items) = v else {
+            self.err(path, format!("must be a list of strings, not {}", type_name(v)));
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            match item {
+                Value::String(s) => {
+                    if let Err(e) = check(s) {
+                        self.err(&p, format!("{}: {e}", show(s)));
+                    } else if out.contains(s) {
+                        self.err(&p, format!("{} is listed twice", show(s)));
+                    } else {
+                        out.push(s.clone());
+                    }
+                }
+                other => self.err(&p, format!("must be a string, not {}", type_name(other))),
+            }
+        }
+        out
+    }
+
+    fn provides(&mut self, v: Option<&Value>) -> Provides {
+        let Some(v) = v else { return Provides::default() };
+        let Some(map) = self.object("provides", v, &["services", "events", "objects", "workflows"]) else {
+            return Provides::default();
+        };
+        let file_name = |s: &str| -> Result<(), String> {
+            if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+                Err("names use 1-64 letters, digits, `_` or `-`".into())
+            } else {
+                Ok(())
+            }
+        };
+        Provides {
+            services: self.string_list("provides.services", map.get("services"), validate_name),
+            events: self.string_list("provides.events", map.get("events"), |s| {
+                s.parse::<crate::permission::Pattern>().map(|_| ())
+            }),
+            objects: self.string_list("provides.objects", map.get("objects"), file_name),
+            workflows: self.string_list("provides.workflows", map.get("workflows"), file_name),
+        }
+    }
+
+    fn permissions(&mut self, map: &Map<String, Value>, key: &str) -> Vec<Permission> {
+        let list = self.string_list(key, map.get(key), |s| s.parse::<Permission>().map(|_| ()));
+        let mut out: Vec<Permission> = Vec::with_capacity(list.len());
+        for s in list {
+            if let Ok(p) = s.parse::<Permission>() {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem_with_paths() {
+        let json = br#"{"id":"Bad Id","name":"","version":"1","dependencies":{"crm":"^1.x.y","com.x":3},
+            "provides":{"services":["ok","a..b"],"colors":[]},"permissions":["storage.read","nope"],"extra":1}"#;
+        let e = Manifest::parse(json, "plugin.json").unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        for want in ["extra", "id", "name", "version", "dependencies.crm", "dependencies[\"com.x\"]", "provides.colors", "provides.services[1]", "permissions[1]"] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}\n{e}");
+        }
+        let crm = e.problems.iter().find(|p| p.path == "dependencies.crm").unwrap();
+        assert!(crm.message.starts_with("\"^1.x.y\" is not a semver range"), "{}", crm.message);
+    }
+
+    #[test]
+    fn minimal_manifest() {
+        let m = Manifest::parse(br#"{"id":"com.acme.a","name":"A","version":"1.0.0"}"#, "x").unwrap();
+        assert_eq!(m.id, "com.acme.a");
+        assert!(m.dependencies.is_empty());
+    }
+}

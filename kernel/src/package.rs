@@ -1,0 +1,213 @@
+//! Packages from disk: a folder or a `.zip` holding `plugin.json` plus declared `objects/` and
+//! `workflows/` files. Everything read here is untrusted: entries that escape the package,
+//! links, absurd entry counts and sizes (zip bombs) are refused, and a package is copied into
+//! a staging folder inside the data directory, so a failed install leaves nothing behind.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{KernelError, Result};
+use crate::manifest::{Manifest, ManifestErrors, Problem, MAX_MANIFEST_BYTES};
+
+/// Most entries a package may hold.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Largest single file, bytes.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Largest total size, bytes.
+pub const MAX_TOTAL_BYTES: u64 = 256 << 20;
+const MAX_DEPTH: usize = 16;
+
+pub(crate) struct Staged {
+    pub(crate) manifest: Manifest,
+    /// The staging folder (the package root).
+    pub(crate) dir: PathBuf,
+}
+
+struct Budget {
+    src: PathBuf,
+    entries: usize,
+    total: u64,
+}
+
+impl Budget {
+    fn fail(&self, message: impl Into<String>) -> KernelError {
+        KernelError::Package { path: self.src.clone(), message: message.into() }
+    }
+
+    fn entry(&mut self, name: &Path) -> Result<()> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES {
+            return Err(self.fail(format!("holds more than {MAX_ENTRIES} entries")));
+        }
+        if name.components().count() > MAX_DEPTH {
+            return Err(self.fail(format!("{} is nested more than {MAX_DEPTH} folders deep", name.display())));
+        }
+        Ok(())
+    }
+
+    /// Copy at most the remaining budget; refuse when a file or the total is too large,
+    /// whatever the archive's headers claim.
+    fn copy(&mut self, name: &Path, from: &mut dyn Read, to: &Path) -> Result<()> {
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(|e| KernelError::io(parent, e))?;
+        }
+        let mut out = fs::File::create(to).map_err(|e| KernelError::io(to, e))?;
+        let limit = MAX_FILE_BYTES.min(MAX_TOTAL_BYTES - self.total) + 1;
+        let n = std::io::copy(&mut from.take(limit), &mut out).map_err(|e| self.fail(format!("reading {}: {e}", name.display())))?;
+        if n >= limit {
+            return Err(self.fail(format!(
+                "{} is too large (a file may hold {} MiB, a package {} MiB)",
+                name.display(),
+                MAX_FILE_BYTES >> 20,
+                MAX_TOTAL_BYTES >> 20
+            )));
+        }
+        out.flush().map_err(|e| KernelError::io(to, e))?;
+        self.total += n;
+        Ok(())
+    }
+}
+
+/// Copy `src` (folder or zip) into a fresh folder under `staging_root` and validate it.
+/// On error the staging folder is removed.
+pub(crate) fn stage(src: &Path, staging_root: &Path) -> Result<Staged> {
+    fs::create_dir_all(staging_root).map_err(|e| KernelError::io(staging_root, e))?;
+    let dir = staging_root.join(format!("stage-{}-{}", std::process::id(), crate::util::now_ms()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| KernelError::io(&dir, e))?;
+    let result = stage_into(src, &dir);
+    match result {
+        Ok(root) => match validate(src, &root) {
+            Ok(manifest) => Ok(Staged { manifest, dir: root }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+fn stage_into(src: &Path, dir: &Path) -> Result<PathBuf> {
+    let meta = fs::metadata(src).map_err(|e| KernelError::io(src, e))?;
+    let mut budget = Budget { src: src.to_path_buf(), entries: 0, total: 0 };
+    if meta.is_dir() {
+        copy_dir(src, Path::new(""), dir, &mut budget)?;
+    } else {
+        unzip(src, dir, &mut budget)?;
+    }
+    // A zip of a folder often holds that folder: accept one top-level folder with plugin.json.
+    if !dir.join("plugin.json").exists() {
+        let entries: Vec<_> = fs::read_dir(dir).map_err(|e| KernelError::io(dir, e))?.filter_map(|e| e.ok()).collect();
+        if let [only] = entries.as_slice() {
+            if only.path().is_dir() && only.path().join("plugin.json").is_file() {
+                return Ok(only.path());
+            }
+        }
+        return Err(budget.fail("has no plugin.json at its root"));
+    }
+    Ok(dir.to_path_buf())
+}
+
+fn copy_dir(root: &Path, rel: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
+    let here = root.join(rel);
+    let mut entries: Vec<_> = fs::read_dir(&here).map_err(|e| KernelError::io(&here, e))?.collect::<std::io::Result<_>>().map_err(|e| KernelError::io(&here, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = rel.join(entry.file_name());
+        budget.entry(&name)?;
+        let meta = fs::symlink_metadata(entry.path()).map_err(|e| KernelError::io(entry.path(), e))?;
+        if meta.file_type().is_symlink() {
+            return Err(budget.fail(format!("{} is a symbolic link; packages may not contain links", name.display())));
+        }
+        if meta.is_dir() {
+            fs::create_dir_all(dest.join(&name)).map_err(|e| KernelError::io(dest.join(&name), e))?;
+            copy_dir(root, &name, dest, budget)?;
+        } else if meta.is_file() {
+            let mut f = fs::File::open(entry.path()).map_err(|e| KernelError::io(entry.path(), e))?;
+            budget.copy(&name, &mut f, &dest.join(&name))?;
+        } else {
+            return Err(budget.fail(format!("{} is not a regular file or folder", name.display())));
+        }
+    }
+    Ok(())
+}
+
+fn unzip(src: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
+    let file = fs::File::open(src).map_err(|e| KernelError::io(src, e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| budget.fail(format!("is neither a folder nor a readable .zip archive ({e})")))?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(budget.fail(format!("holds {} entries; at most {MAX_ENTRIES} are accepted", archive.len())));
+    }
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|e| budget.fail(format!("entry {i} is unreadable ({e})")))?;
+        let raw = entry.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("#{i}"));
+        let Some(name) = entry.enclosed_name() else {
+            return Err(budget.fail(format!("entry `{raw}` points outside the package; refusing it")));
+        };
+        if name.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(budget.fail(format!("entry `{raw}` points outside the package; refusing it")));
+        }
+        budget.entry(&name)?;
+        if entry.is_symlink() {
+            return Err(budget.fail(format!("entry `{raw}` is a symbolic link; packages may not contain links")));
+        }
+        if entry.is_dir() {
+            fs::create_dir_all(dest.join(&name)).map_err(|e| KernelError::io(dest.join(&name), e))?;
+            continue;
+        }
+        let target = dest.join(&name);
+        if target.exists() {
+            return Err(budget.fail(format!("entry `{raw}` appears twice")));
+        }
+        budget.copy(&name, &mut entry, &target)?;
+    }
+    Ok(())
+}
+
+const DECLARED_EXTS: [&str; 3] = ["json", "yml", "yaml"];
+
+fn validate(src: &Path, root: &Path) -> Result<Manifest> {
+    let mpath = root.join("plugin.json");
+    let source = src.join("plugin.json").display().to_string();
+    let bytes = fs::read(&mpath).map_err(|e| KernelError::io(&mpath, e))?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestErrors { file: source, problems: vec![Problem { path: "$".into(), message: "the manifest is larger than 1 MiB".into() }] }.into());
+    }
+    let manifest = Manifest::parse(&bytes, &source)?;
+    let mut problems = Vec::new();
+    for (field, folder, names) in [("objects", "objects", &manifest.provides.objects), ("workflows", "workflows", &manifest.provides.workflows)] {
+        for (i, name) in names.iter().enumerate() {
+            let found = DECLARED_EXTS.iter().map(|ext| root.join(folder).join(format!("{name}.{ext}"))).find(|p| p.is_file());
+            let path = format!("provides.{field}[{i}]");
+            let Some(file) = found else {
+                problems.push(Problem { path, message: format!("the package has no {folder}/{name}.json, .yml or .yaml") });
+                continue;
+            };
+            let text = match fs::read(&file).map(String::from_utf8) {
+                Ok(Ok(t)) => t,
+                _ => {
+                    problems.push(Problem { path, message: format!("{folder}/{} is not UTF-8 text", file.file_name().unwrap_or_default().to_string_lossy()) });
+                    continue;
+                }
+            };
+            let shown = format!("{folder}/{}", file.file_name().unwrap_or_default().to_string_lossy());
+            if text.trim().is_empty() {
+                problems.push(Problem { path, message: format!("{shown} is empty") });
+            } else if file.extension().is_some_and(|e| e == "json") {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                    problems.push(Problem { path, message: format!("{shown} is not valid JSON: {e}") });
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(ManifestErrors { file: source, problems }.into())
+    }
+}

@@ -1,0 +1,474 @@
+//! The permission vocabulary, topic/name patterns, and compiled grant sets.
+//!
+//! A permission is `<domain>.<action>[:<target>]`. Targets of `events.*` and `services.*`
+//! are [`Pattern`]s over dot-separated names:
+//! - a literal segment matches itself;
+//! - `*` matches exactly one segment (`user.*` matches `user.created`, not `user.a.b`);
+//! - `**` as the last segment matches one or more segments (`user.**` matches `user.a.b`);
+//! - the pattern `*` on its own matches every name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How much harm a permission can do, for the review screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Touches only the plugin's own data.
+    Low,
+    /// Reaches other plugins' traffic or services.
+    Medium,
+    /// Controls other plugins, the network or the file system.
+    High,
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        })
+    }
+}
+
+/// One parsed permission.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// `storage.read`: read the plugin's own storage.
+    StorageRead,
+    /// `storage.write`: write the plugin's own storage.
+    StorageWrite,
+    /// `events.emit:<pattern>`.
+    EventsEmit(Pattern),
+    /// `events.subscribe:<pattern>`.
+    EventsSubscribe(Pattern),
+    /// `services.provide:<pattern>`.
+    ServicesProvide(Pattern),
+    /// `services.use:<pattern>`.
+    ServicesUse(Pattern),
+    /// `kernel.manage`: install, enable, disable and remove other plugins.
+    KernelManage,
+    /// `kernel.inspect`: read every plugin's activity counters and state.
+    KernelInspect,
+    /// `network.connect:<host[:port]>` (enforced only by a sandboxed runtime).
+    NetworkConnect(String),
+    /// `fs.read:<path>` (enforced only by a sandboxed runtime).
+    FsRead(String),
+    /// `fs.write:<path>` (enforced only by a sandboxed runtime).
+    FsWrite(String),
+}
+
+impl Permission {
+    /// Risk level shown to the admin.
+    pub fn risk(&self) -> Risk {
+        match self {
+            Permission::StorageRead | Permission::StorageWrite => Risk::Low,
+            Permission::EventsEmit(p) | Permission::ServicesProvide(p) => {
+                if p.is_broad() { Risk::Medium } else { Risk::Low }
+            }
+            Permission::EventsSubscribe(p) | Permission::ServicesUse(p) => {
+                if p.is_broad() { Risk::High } else { Risk::Medium }
+            }
+            Permission::KernelInspect => Risk::Medium,
+            Permission::KernelManage
+            | Permission::NetworkConnect(_)
+            | Permission::FsRead(_)
+            | Permission::FsWrite(_) => Risk::High,
+        }
+    }
+
+    /// A one-line, plain description for the review screen.
+    pub fn describe(&self) -> String {
+        match self {
+            Permission::StorageRead => "Read the data it has saved".into(),
+            Permission::StorageWrite => "Save, change and delete its own data".into(),
+            Permission::EventsEmit(p) => format!("Announce events {} to other plugins", p.describe("named")),
+            Permission::EventsSubscribe(p) => format!("See events {} sent by any plugin", p.describe("named")),
+            Permission::ServicesProvide(p) => format!("Offer services {} to other plugins", p.describe("called")),
+            Permission::ServicesUse(p) => format!("Use services {} offered by other plugins", p.describe("called")),
+            Permission::KernelManage => "Install, enable, disable and remove other plugins".into(),
+            Permission::KernelInspect => "See the state and activity counters of every plugin".into(),
+            Permission::NetworkConnect(h) => format!("Connect to {h} over the network"),
+            Permission::FsRead(p) => format!("Read files in {p}"),
+            Permission::FsWrite(p) => format!("Create, change and delete files in {p}"),
+        }
+    }
+
+    /// Whether this build of the kernel can enforce the permission (network and file-system
+    /// permissions need the sandboxed runtime that comes later; they are shown, not enforced).
+    pub fn enforced(&self) -> bool {
+        !matches!(self, Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_))
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Permission::StorageRead => f.write_str("storage.read"),
+            Permission::StorageWrite => f.write_str("storage.write"),
+            Permission::EventsEmit(p) => write!(f, "events.emit:{p}"),
+            Permission::EventsSubscribe(p) => write!(f, "events.subscribe:{p}"),
+            Permission::ServicesProvide(p) => write!(f, "services.provide:{p}"),
+            Permission::ServicesUse(p) => write!(f, "services.use:{p}"),
+            Permission::KernelManage => f.write_str("kernel.manage"),
+            Permission::KernelInspect => f.write_str("kernel.inspect"),
+            Permission::NetworkConnect(t) => write!(f, "network.connect:{t}"),
+            Permission::FsRead(t) => write!(f, "fs.read:{t}"),
+            Permission::FsWrite(t) => write!(f, "fs.write:{t}"),
+        }
+    }
+}
+
+const KNOWN: &str = "storage.read, storage.write, events.emit:<topic>, events.subscribe:<topic>, \
+services.provide:<name>, services.use:<name>, kernel.manage, kernel.inspect, \
+network.connect:<host[:port]>, fs.read:<path>, fs.write:<path>";
+
+impl FromStr for Permission {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (head, target) = match s.split_once(':') {
+            Some((h, t)) => (h, Some(t)),
+            None => (s, None),
+        };
+        let no_target = |p: Permission| match target {
+            None => Ok(p),
+            Some(_) => Err(format!("`{head}` takes no target (remove `:{}`)", target.unwrap_or_default())),
+        };
+        let pattern = |what: &str| -> Result<Pattern, String> {
+            match target {
+                None | Some("") => Err(format!("`{head}` needs a target, e.g. `{head}:{what}`")),
+                Some(t) => t.parse::<Pattern>(),
+            }
+        };
+        let free = |what: &str| -> Result<String, String> {
+            match target {
+                None | Some("") => Err(format!("`{head}` needs a target, e.g. `{head}:{what}`")),
+                Some(t) if t.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+                    Err(format!("target `{t}` contains spaces or control characters"))
+                }
+                Some(t) => Ok(t.to_string()),
+            }
+        };
+        match head {
+            "storage.read" => no_target(Permission::StorageRead),
+            "storage.write" => no_target(Permission::StorageWrite),
+            "kernel.manage" => no_target(Permission::KernelManage),
+            "kernel.inspect" => no_target(Permission::KernelInspect),
+            "events.emit" => pattern("crm.lead.*").map(Permission::EventsEmit),
+            "events.subscribe" => pattern("user.*").map(Permission::EventsSubscribe),
+            "services.provide" => pattern("cache").map(Permission::ServicesProvide),
+            "services.use" => pattern("metrics").map(Permission::ServicesUse),
+            "network.connect" => {
+                let t = free("api.example.com:443")?;
+                validate_host(&t)?;
+                Ok(Permission::NetworkConnect(t))
+            }
+            "fs.read" => free("/srv/exports").map(Permission::FsRead),
+            "fs.write" => free("/srv/exports").map(Permission::FsWrite),
+            _ => Err(format!("unknown permission `{s}`; known: {KNOWN}")),
+        }
+    }
+}
+
+fn validate_host(t: &str) -> Result<(), String> {
+    let (host, port) = match t.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (t, None),
+    };
+    if host.is_empty()
+        || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*'))
+    {
+        return Err(format!("`{t}` is not a host name (letters, digits, `.`, `-`, `*`)"));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |n| n == 0) {
+            return Err(format!("`{p}` is not a port number (1-65535)"));
+        }
+    }
+    Ok(())
+}
+
+impl Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Permission {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Seg {
+    Lit(Box<str>),
+    One,
+    Rest,
+}
+
+/// A compiled topic or service-name pattern (see the module docs for the syntax).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pattern {
+    text: Box<str>,
+    /// Empty means "everything" (the lone `*`).
+    segs: Box<[Seg]>,
+}
+
+fn valid_segment_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "*" {
+            return Ok(Pattern { text: s.into(), segs: Box::new([]) });
+        }
+        if s.is_empty() {
+            return Err("a pattern cannot be empty".into());
+        }
+        if s.len() > 256 {
+            return Err("a pattern can be at most 256 characters".into());
+        }
+        let parts: Vec<&str> = s.split('.').collect();
+        let mut segs = Vec::with_capacity(parts.len());
+        for (i, part) in parts.iter().enumerate() {
+            let seg = match *part {
+                "" => return Err(format!("`{s}` has an empty segment (two dots, or a dot at an end)")),
+                "*" => Seg::One,
+                "**" if i + 1 == parts.len() => Seg::Rest,
+                "**" => return Err(format!("`{s}`: `**` may only be the last segment")),
+                lit if lit.chars().all(valid_segment_char) => Seg::Lit(lit.into()),
+                lit => {
+                    return Err(format!(
+                        "`{s}`: segment `{lit}` may only hold letters, digits, `_`, `-`, or be `*`/`**`"
+                    ))
+                }
+            };
+            segs.push(seg);
+        }
+        Ok(Pattern { text: s.into(), segs: segs.into() })
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Pattern {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// True for the lone `*`, which matches every name.
+    pub fn is_all(&self) -> bool {
+        self.segs.is_empty()
+    }
+
+    /// True when the pattern has no wildcard.
+    pub fn is_literal(&self) -> bool {
+        !self.segs.is_empty() && self.segs.iter().all(|s| matches!(s, Seg::Lit(_)))
+    }
+
+    fn is_broad(&self) -> bool {
+        self.is_all() || matches!(self.segs.first(), Some(Seg::One | Seg::Rest))
+    }
+
+    fn describe(&self, verb: &str) -> String {
+        if self.is_all() {
+            "of every kind".into()
+        } else if self.is_literal() {
+            format!("{verb} “{}”", self.text)
+        } else {
+            format!("matching “{}”", self.text)
+        }
+    }
+
+    /// Does `name` (a concrete dot-separated name) match? Allocation-free.
+    pub fn matches(&self, name: &str) -> bool {
+        if self.segs.is_empty() {
+            return true;
+        }
+        let mut parts = name.split('.');
+        for seg in self.segs.iter() {
+            match seg {
+                Seg::Rest => return parts.next().is_some(),
+                Seg::One => {
+                    if parts.next().is_none() {
+                        return false;
+                    }
+                }
+                Seg::Lit(l) => {
+                    if parts.next() != Some(&**l) {
+                        return false;
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+
+    /// Does every name matched by `other` also match `self`? Used to check that a
+    /// subscription pattern stays inside the granted pattern.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        if self.segs.is_empty() {
+            return true;
+        }
+        if other.segs.is_empty() {
+            return false;
+        }
+        let mut theirs = other.segs.iter();
+        for seg in self.segs.iter() {
+            let Some(t) = theirs.next() else { return false };
+            match (seg, t) {
+                (Seg::Rest, _) => return true,
+                (_, Seg::Rest) => return false,
+                (Seg::One, _) => {}
+                (Seg::Lit(a), Seg::Lit(b)) if a == b => {}
+                (Seg::Lit(_), _) => return false,
+            }
+        }
+        theirs.next().is_none()
+    }
+}
+
+/// Validate a concrete name (topic or service name): dot-separated segments, no wildcards.
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 256 {
+        return Err("must be 1 to 256 characters".into());
+    }
+    for part in name.split('.') {
+        if part.is_empty() {
+            return Err("has an empty segment (two dots, or a dot at an end)".into());
+        }
+        if !part.chars().all(valid_segment_char) {
+            return Err(format!("segment `{part}` may only hold letters, digits, `_` and `-`"));
+        }
+    }
+    Ok(())
+}
+
+/// The grants of one plugin, compiled for cheap checks on every call.
+#[derive(Debug, Clone, Default)]
+pub struct GrantSet {
+    storage_read: bool,
+    storage_write: bool,
+    kernel_manage: bool,
+    kernel_inspect: bool,
+    emit: Vec<Pattern>,
+    subscribe: Vec<Pattern>,
+    provide: Vec<Pattern>,
+    use_: Vec<Pattern>,
+}
+
+impl GrantSet {
+    /// Compile a set of granted permissions.
+    pub fn new<'a>(grants: impl IntoIterator<Item = &'a Permission>) -> Self {
+        let mut g = GrantSet::default();
+        for p in grants {
+            match p {
+                Permission::StorageRead => g.storage_read = true,
+                Permission::StorageWrite => g.storage_write = true,
+                Permission::KernelManage => g.kernel_manage = true,
+                Permission::KernelInspect => g.kernel_inspect = true,
+                Permission::EventsEmit(p) => g.emit.push(p.clone()),
+                Permission::EventsSubscribe(p) => g.subscribe.push(p.clone()),
+                Permission::ServicesProvide(p) => g.provide.push(p.clone()),
+                Permission::ServicesUse(p) => g.use_.push(p.clone()),
+                Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_) => {}
+            }
+        }
+        g
+    }
+
+    /// `storage.read` granted?
+    pub fn storage_read(&self) -> bool {
+        self.storage_read
+    }
+    /// `storage.write` granted?
+    pub fn storage_write(&self) -> bool {
+        self.storage_write
+    }
+    /// `kernel.manage` granted?
+    pub fn kernel_manage(&self) -> bool {
+        self.kernel_manage
+    }
+    /// `kernel.inspect` granted?
+    pub fn kernel_inspect(&self) -> bool {
+        self.kernel_inspect
+    }
+    /// May emit this concrete topic?
+    pub fn may_emit(&self, topic: &str) -> bool {
+        self.emit.iter().any(|p| p.matches(topic))
+    }
+    /// May subscribe with this pattern?
+    pub fn may_subscribe(&self, pattern: &Pattern) -> bool {
+        self.subscribe.iter().any(|g| g.covers(pattern))
+    }
+    /// May register a service under this name?
+    pub fn may_provide(&self, name: &str) -> bool {
+        self.provide.iter().any(|p| p.matches(name))
+    }
+    /// May use the service with this name?
+    pub fn may_use(&self, name: &str) -> bool {
+        self.use_.iter().any(|p| p.matches(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pattern {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pattern_matching() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("a.b.c", "a.b.c", true),
+            ("a.b.c", "a.b", false),
+            ("*", "anything.at.all", true),
+            ("a.*", "a.b", true),
+            ("a.*", "a.b.c", false),
+            ("a.*", "a", false),
+            ("a.**", "a.b.c", true),
+            ("a.**", "a", false),
+            ("*.created", "user.created", true),
+            ("*.created", "user.deleted", false),
+        ];
+        for (pat, name, want) in cases {
+            assert_eq!(p(pat).matches(name), *want, "{pat} vs {name}");
+        }
+    }
+
+    #[test]
+    fn pattern_coverage() {
+        assert!(p("user.*").covers(&p("user.created")));
+        assert!(p("user.*").covers(&p("user.*")));
+        assert!(!p("user.*").covers(&p("user.**")));
+        assert!(p("user.**").covers(&p("user.a.*")));
+        assert!(!p("user.*").covers(&p("*")));
+        assert!(p("*").covers(&p("*")));
+        assert!(!p("user.created").covers(&p("user.*")));
+    }
+
+    #[test]
+    fn parse_errors_are_plain() {
+        for bad in ["storage.read:x", "events.emit", "events.emit:a..b", "bogus.perm", "network.connect:h:0", "fs.read:"] {
+            let e = bad.parse::<Permission>().unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert_eq!("events.emit:crm.lead.*".parse::<Permission>().unwrap().to_string(), "events.emit:crm.lead.*");
+    }
+}

@@ -1,0 +1,72 @@
+//! The plugin trait, and the seam where package code runtimes plug in.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use semver::Version;
+
+use crate::context::PluginContext;
+use crate::manifest::Manifest;
+
+/// What a hook returns. Any error type converts (`?` works on kernel errors, I/O errors...).
+pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// A plugin's code. Every hook is optional and async; the kernel runs each inside a
+/// `tracing` span carrying `plugin = <id>`, catches panics, and bounds it with a timeout.
+///
+/// Phase order: `on_install` (once) -> `on_load` -> `on_enable` <-> `on_disable` -> `on_unload`
+/// -> `on_uninstall` (once); `on_upgrade` when a newer version replaces an installed one.
+#[async_trait]
+pub trait Plugin: Send + Sync + 'static {
+    /// After the plugin is first recorded.
+    async fn on_install(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// Prepare (read configuration, open resources). Nothing is offered to others yet.
+    async fn on_load(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// Become active: register services, subscribe to events.
+    async fn on_enable(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// Stop being active. The kernel removes the plugin's services and subscriptions after.
+    async fn on_disable(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// Release what `on_load` took.
+    async fn on_unload(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// Before removal; the plugin's storage is deleted after.
+    async fn on_uninstall(&self, _ctx: &PluginContext) -> HookResult {
+        Ok(())
+    }
+    /// A newer version replaced `from`; storage is kept. Runs on the new version's code.
+    async fn on_upgrade(&self, _ctx: &PluginContext, _from: &Version, _to: &Version) -> HookResult {
+        Ok(())
+    }
+}
+
+/// Turns an installed package into plugin code. Packages carry no code today (they are
+/// declarative), so the default runtime gives them no hooks; a sandboxed runtime replaces it.
+pub trait PackageRuntime: Send + Sync + 'static {
+    /// Instantiate the package found in `dir`.
+    fn instantiate(&self, manifest: &Manifest, dir: &Path) -> crate::Result<Arc<dyn Plugin>>;
+}
+
+/// The runtime for declarative packages: their files are data, they have no hooks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeclarativeRuntime;
+
+struct Declarative;
+
+#[async_trait]
+impl Plugin for Declarative {}
+
+impl PackageRuntime for DeclarativeRuntime {
+    fn instantiate(&self, _manifest: &Manifest, _dir: &Path) -> crate::Result<Arc<dyn Plugin>> {
+        Ok(Arc::new(Declarative))
+    }
+}

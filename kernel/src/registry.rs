@@ -1,0 +1,94 @@
+//! The service registry: named, typed, owned services.
+
+use std::any::Any;
+use std::sync::{Arc, RwLock};
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::error::{KernelError, Result};
+
+struct Entry {
+    owner: Arc<str>,
+    type_name: &'static str,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+/// A registered service, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInfo {
+    /// Service name.
+    pub name: String,
+    /// The plugin that registered it.
+    pub owner: String,
+    /// The Rust type behind it.
+    pub type_name: String,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: RwLock<FxHashMap<Arc<str>, Entry>>,
+}
+
+impl Registry {
+    pub(crate) fn register<T: Any + Send + Sync>(&self, owner: &Arc<str>, name: &str, value: Arc<T>) -> Result<()> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get(name) {
+            return Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() });
+        }
+        map.insert(name.into(), Entry { owner: owner.clone(), type_name: std::any::type_name::<T>(), value });
+        Ok(())
+    }
+
+    pub(crate) fn get<T: Any + Send + Sync>(&self, name: &str) -> Result<Arc<T>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: name.to_string() })?;
+        e.value.clone().downcast::<T>().map_err(|_| KernelError::ServiceType {
+            name: name.to_string(),
+            expected: std::any::type_name::<T>().to_string(),
+            actual: e.type_name.to_string(),
+        })
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).contains_key(name)
+    }
+
+    pub(crate) fn list(&self) -> Vec<ServiceInfo> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<ServiceInfo> = map
+            .iter()
+            .map(|(k, e)| ServiceInfo { name: k.to_string(), owner: e.owner.to_string(), type_name: e.type_name.to_string() })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Remove `name` if `owner` owns it.
+    pub(crate) fn unregister(&self, owner: &str, name: &str) -> Result<()> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            None => Err(KernelError::ServiceNotFound { name: name.to_string() }),
+            Some(e) if &*e.owner != owner => Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() }),
+            Some(_) => {
+                map.remove(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove every service `owner` registered; returns their names.
+    pub(crate) fn remove_owner(&self, owner: &str) -> Vec<String> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<Arc<str>> = map.iter().filter(|(_, e)| &*e.owner == owner).map(|(k, _)| k.clone()).collect();
+        for n in &names {
+            map.remove(n);
+        }
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    pub(crate) fn clear(&self) {
+        self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}

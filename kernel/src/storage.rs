@@ -1,0 +1,105 @@
+//! Per-plugin key/value storage of JSON values. Every call names the plugin; the plugin-facing
+//! facade ([`crate::context::Storage`]) binds it, so a plugin cannot reach another's keys.
+
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::store::Store;
+
+/// A storage backend. Calls are synchronous and short (a SQLite statement in WAL mode, or a
+/// hash-map operation).
+pub trait StorageBackend: Send + Sync + 'static {
+    /// Read a value.
+    fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>>;
+    /// Write a value.
+    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()>;
+    /// Delete; true when the key existed.
+    fn delete(&self, plugin: &str, key: &str) -> Result<bool>;
+    /// Does the key exist?
+    fn has(&self, plugin: &str, key: &str) -> Result<bool>;
+    /// All keys, sorted.
+    fn keys(&self, plugin: &str) -> Result<Vec<String>>;
+    /// Delete every key; returns how many.
+    fn clear(&self, plugin: &str) -> Result<usize>;
+}
+
+/// In-memory backend for tests and benchmarks: one map per plugin (not shared key prefixes).
+#[derive(Default)]
+pub struct MemoryStorage {
+    plugins: Mutex<FxHashMap<String, FxHashMap<String, Value>>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut FxHashMap<String, FxHashMap<String, Value>>) -> R) -> R {
+        f(&mut self.plugins.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl StorageBackend for MemoryStorage {
+    fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
+        Ok(self.with(|m| m.get(plugin).and_then(|p| p.get(key)).cloned()))
+    }
+    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()> {
+        self.with(|m| {
+            let map = match m.get_mut(plugin) {
+                Some(map) => map,
+                None => m.entry(plugin.to_string()).or_default(),
+            };
+            match map.get_mut(key) {
+                Some(slot) => *slot = value.clone(),
+                None => {
+                    map.insert(key.to_string(), value.clone());
+                }
+            }
+        });
+        Ok(())
+    }
+    fn delete(&self, plugin: &str, key: &str) -> Result<bool> {
+        Ok(self.with(|m| m.get_mut(plugin).is_some_and(|p| p.remove(key).is_some())))
+    }
+    fn has(&self, plugin: &str, key: &str) -> Result<bool> {
+        Ok(self.with(|m| m.get(plugin).is_some_and(|p| p.contains_key(key))))
+    }
+    fn keys(&self, plugin: &str) -> Result<Vec<String>> {
+        let mut keys: Vec<String> = self.with(|m| m.get(plugin).map(|p| p.keys().cloned().collect()).unwrap_or_default());
+        keys.sort();
+        Ok(keys)
+    }
+    fn clear(&self, plugin: &str) -> Result<usize> {
+        Ok(self.with(|m| m.remove(plugin).map_or(0, |p| p.len())))
+    }
+}
+
+/// The SQLite backend: the `storage` table of the kernel's database.
+pub(crate) struct SqliteStorage {
+    pub(crate) store: Arc<Store>,
+}
+
+impl StorageBackend for SqliteStorage {
+    fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
+        self.store.storage_get(plugin, key)
+    }
+    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()> {
+        self.store.storage_set(plugin, key, value)
+    }
+    fn delete(&self, plugin: &str, key: &str) -> Result<bool> {
+        self.store.storage_delete(plugin, key)
+    }
+    fn has(&self, plugin: &str, key: &str) -> Result<bool> {
+        self.store.storage_has(plugin, key)
+    }
+    fn keys(&self, plugin: &str) -> Result<Vec<String>> {
+        self.store.storage_keys(plugin)
+    }
+    fn clear(&self, plugin: &str) -> Result<usize> {
+        self.store.storage_clear(plugin)
+    }
+}
