@@ -333,7 +333,6 @@ pub(crate) struct KernelInner {
     kernel_counters: Arc<Counters>,
     packages_dir: PathBuf,
     temp_dir: Option<PathBuf>,
-    started: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for KernelInner {
@@ -406,7 +405,6 @@ impl Kernel {
             packages_dir,
             temp_dir,
             config,
-            started: false.into(),
         });
         let kernel = Kernel(inner);
         kernel.load_rows()?;
@@ -484,7 +482,15 @@ impl Kernel {
     /// Install new built-ins, then restore every plugin's desired state in dependency order.
     /// One plugin's failure is recorded on it and does not stop the others.
     pub async fn start(&self) -> Result<StartReport> {
-        self.0.started.store(true, Ordering::Relaxed);
+        let mut report = self.sync_builtins().await?;
+        self.restore(&mut report).await;
+        Ok(report)
+    }
+
+    /// Record new built-ins (running `onInstall`, applying the trust policy) and upgrade
+    /// changed ones, without starting anything. Read-only tools call this instead of
+    /// [`Kernel::start`] so that built-ins show up in listings.
+    pub async fn sync_builtins(&self) -> Result<StartReport> {
         let mut report = StartReport::default();
         let builtins: Vec<(String, Arc<Manifest>, Arc<dyn Plugin>)> =
             lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.manifest.clone(), b.code.clone())).collect();
@@ -501,12 +507,6 @@ impl Kernel {
                     }
                 }
                 Some(old) => {
-                    {
-                        let mut plugins = lock(&self.0.plugins);
-                        if let Some(slot) = plugins.get_mut(&id) {
-                            slot.code = code.clone();
-                        }
-                    }
                     if old.version != manifest.version || *old != *manifest {
                         if let Err(e) = self.replace(Actor::System, manifest.clone(), code, None, true).await {
                             report.failed.push((id.clone(), e.to_string()));
@@ -518,6 +518,17 @@ impl Kernel {
                 }
             }
         }
+        // Built-ins recorded in the database get this build's code.
+        let registered: Vec<(String, Arc<dyn Plugin>)> = lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.code.clone())).collect();
+        for (id, code) in registered {
+            if let Some(slot) = lock(&self.0.plugins).get_mut(&id) {
+                slot.code = code;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn restore(&self, report: &mut StartReport) {
         // Nothing runs yet in this process: every plugin starts from INSTALLED, except those in
         // ERROR, whose error stays visible until retried. Built-ins missing from this build fail.
         {
@@ -536,7 +547,9 @@ impl Kernel {
         for (id, err) in &errors {
             let desired = lock(&self.0.plugins).get(id).map(|s| s.desired);
             if matches!(desired, Some(State::Enabled | State::Loaded | State::Disabled)) {
-                self.set_error(id, None, err.to_string())?;
+                if let Err(e) = self.set_error(id, None, err.to_string()) {
+                    report.failed.push((id.clone(), e.to_string()));
+                }
                 report.failed.push((id.clone(), err.to_string()));
             }
         }
@@ -559,7 +572,6 @@ impl Kernel {
         }
         self.0.writer.audit("system", None, "kernel.started", json!({ "enabled": report.enabled.len(), "failed": report.failed.len() }));
         self.emit_kernel("kernel.started", json!({ "enabled": report.enabled, "failed": report.failed.len() }));
-        Ok(report)
     }
 
     async fn restore_disabled(&self, id: &str) -> Result<()> {

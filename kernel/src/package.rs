@@ -211,3 +211,11 @@ fn validate(src: &Path, root: &Path) -> Result<Manifest> {
         Err(ManifestErrors { file: source, problems }.into())
     }
 }
+
+/// Validate a package folder or `.zip` (its manifest and declared files) without installing it.
+pub fn check_package(path: &Path) -> Result<Manifest> {
+    let tmp = std::env::temp_dir().join(format!("objectos-check-{}-{}", std::process::id(), crate::util::now_ms()));
+    let result = stage(path, &tmp).map(|s| s.manifest);
+    let _ = fs::remove_dir_all(&tmp);
+    result
+}

@@ -1,0 +1,637 @@
+//! `objectos`: the ObjectOS kernel for scripts, servers and tests. No WebKit or GTK needed.
+//!
+//! Exit codes: 0 success, 1 invalid input or a refusal by the kernel (stderr says why and
+//! what to do), 2 usage errors.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use objectos_kernel::{
+    audit_to_csv, AuditDetail, AuditQuery, BuiltinPolicy, GrantRequest, Kernel, KernelConfig, KernelError, Level, LogQuery,
+    Manifest, PluginInfo, StorageKind, Verification,
+};
+use serde_json::{json, Value};
+
+mod render;
+
+#[derive(Parser)]
+#[command(name = "objectos", version, about = "ObjectOS headless kernel: manage plugins, permissions, logs and the audit trail")]
+struct Cli {
+    /// Data directory (default: $OBJECTOS_DATA_DIR, else the OS data directory for ObjectOS).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate plugin manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCmd),
+    /// Install, inspect and drive plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCmd),
+    /// Review, grant and revoke permissions.
+    #[command(subcommand)]
+    Permissions(PermissionsCmd),
+    /// Show a plugin's log (or every plugin's).
+    Logs {
+        /// Plugin id (all plugins when omitted).
+        id: Option<String>,
+        /// Show the newest N lines.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only lines at or above this level.
+        #[arg(long, value_parser = parse_level)]
+        level: Option<Level>,
+        /// Only lines containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// Keep printing new lines as they arrive (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Query, verify and export the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCmd>,
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+    /// Show or change settings.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+    /// Prometheus text from the metrics plugin (after starting the kernel).
+    Metrics,
+}
+
+#[derive(Subcommand)]
+enum ManifestCmd {
+    /// Check a plugin.json, or a package folder or .zip.
+    Check {
+        /// Path to plugin.json, a package folder, or a .zip.
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCmd {
+    /// Every installed plugin.
+    List,
+    /// One plugin in detail.
+    Show { id: String },
+    /// Install (or upgrade) a package from a folder or .zip.
+    Install {
+        path: PathBuf,
+        /// Allow installing an older version over a newer one.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Load a plugin.
+    Load { id: String },
+    /// Enable a plugin (loading it first if needed).
+    Enable {
+        id: String,
+        /// Enable its dependencies first, in order.
+        #[arg(long)]
+        with_deps: bool,
+    },
+    /// Disable a plugin.
+    Disable {
+        id: String,
+        /// Disable enabled dependents first.
+        #[arg(long)]
+        cascade: bool,
+    },
+    /// Unload a plugin back to installed.
+    Unload { id: String },
+    /// Remove a package, its storage and grants.
+    Uninstall { id: String },
+    /// The dependency graph.
+    Graph {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Json,
+    Dot,
+}
+
+#[derive(Subcommand)]
+enum PermissionsCmd {
+    /// What a plugin requests, with risk and approval.
+    List { id: String },
+    /// Approve requested permissions.
+    Grant {
+        id: String,
+        /// Permissions to grant.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        permissions: Vec<String>,
+        /// Grant everything the plugin requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Withdraw grants (disables the plugin when a required one goes).
+    Revoke {
+        id: String,
+        #[arg(required = true)]
+        permissions: Vec<String>,
+        /// Disable enabled dependents too, when the plugin must be disabled.
+        #[arg(long)]
+        cascade: bool,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct AuditFilter {
+    /// Only this plugin.
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Only this action (`plugin.enabled`), or a prefix ending in a dot (`permission.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only this actor (`admin`, `system`, `plugin:<id>`).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only records since T: milliseconds since the epoch, or an age like 30m, 2h, 7d.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<i64>,
+    /// The newest N records.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Keep printing new records (Ctrl-C to stop).
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain; exit 1 at the first broken record.
+    Verify,
+    /// Write every record (or the filtered ones) as JSON or CSV.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Remove records older than id N, leaving an audited checkpoint.
+    Trim {
+        #[arg(long)]
+        keep_from: i64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum SettingsCmd {
+    /// Current settings.
+    Show,
+    /// Audit detail: `lifecycle` (default) or `full` (also every emission and storage write).
+    AuditDetail {
+        #[arg(value_parser = |s: &str| s.parse::<AuditDetail>())]
+        level: AuditDetail,
+    },
+    /// Whether built-in plugins' permissions are granted at first start: `grant` or `ask`.
+    BuiltinPolicy {
+        #[arg(value_parser = ["grant", "ask"])]
+        policy: String,
+    },
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    s.parse()
+}
+
+fn parse_since(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| format!("`{s}` is neither milliseconds since the epoch nor an age like 30m, 2h, 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("`{s}`: the unit must be s, m, h or d")),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    Ok(now - secs * 1000)
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    message: String,
+    json: Value,
+}
+
+impl From<KernelError> for Failure {
+    fn from(e: KernelError) -> Self {
+        let mut j = json!({ "error": e.kind(), "message": e.to_string() });
+        if let KernelError::Manifest(m) = &e {
+            j["problems"] = serde_json::to_value(&m.problems).unwrap_or_default();
+            j["file"] = json!(m.file);
+        }
+        if let KernelError::Resolve(r) = &e {
+            j["detail"] = serde_json::to_value(r).unwrap_or_default();
+        }
+        Failure { message: e.to_string(), json: j }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure { message: format!("{e:#}"), json: json!({ "error": "io", "message": format!("{e:#}") }) }
+    }
+}
+
+type Out = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("objectos: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let json_out = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if json_out {
+                println!("{}", f.json);
+            }
+            eprintln!("objectos: {}", f.message);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(objectos_kernel::PluginLogLayer).with(fmt).try_init();
+}
+
+fn data_dir(cli: &Cli) -> PathBuf {
+    cli.data_dir
+        .clone()
+        .or_else(|| std::env::var_os("OBJECTOS_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("objectos"))
+}
+
+/// Open the kernel with the built-ins registered. `start` runs plugins (for commands that
+/// change lifecycle state); otherwise only new built-ins are recorded.
+async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
+    let kernel = Kernel::open(KernelConfig::new(data_dir(cli)).storage(StorageKind::Sqlite))?;
+    objectos_metrics::register(&kernel)?;
+    if start {
+        let report = kernel.start().await?;
+        for (id, why) in &report.failed {
+            eprintln!("objectos: warning: {id} could not be restored: {why}");
+        }
+    } else {
+        kernel.sync_builtins().await?;
+    }
+    Ok(kernel)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn run(cli: Cli) -> Out {
+    match &cli.command {
+        Command::Manifest(ManifestCmd::Check { path }) => manifest_check(&cli, path),
+        Command::Plugins(cmd) => plugins(&cli, cmd).await,
+        Command::Permissions(cmd) => permissions(&cli, cmd).await,
+        Command::Logs { id, limit, level, search, follow } => {
+            let kernel = open(&cli, false).await?;
+            if let Some(id) = id {
+                kernel.plugin(id)?;
+            }
+            let mut q = LogQuery { plugin: id.clone(), min_level: *level, search: search.clone(), after_id: None, limit: Some(*limit) };
+            loop {
+                let lines = kernel.logs(&q)?;
+                for l in &lines {
+                    if cli.json {
+                        println!("{}", serde_json::to_string(l).unwrap_or_default());
+                    } else {
+                        println!("{}", render::log_line(l));
+                    }
+                }
+                let _ = std::io::stdout().flush();
+                if !*follow {
+                    return Ok(());
+                }
+                if let Some(last) = lines.last() {
+                    q.after_id = Some(last.id);
+                } else if q.after_id.is_none() {
+                    q.after_id = Some(0);
+                }
+                q.limit = None;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        Command::Audit { command, filter } => audit(&cli, command.as_ref(), filter).await,
+        Command::Settings(cmd) => {
+            let kernel = open(&cli, false).await?;
+            match cmd {
+                SettingsCmd::Show => {}
+                SettingsCmd::AuditDetail { level } => kernel.set_audit_detail(*level)?,
+                SettingsCmd::BuiltinPolicy { policy } => {
+                    kernel.set_builtin_policy(if policy == "ask" { BuiltinPolicy::Ask } else { BuiltinPolicy::Grant })?
+                }
+            }
+            let v = json!({
+                "dataDir": data_dir(&cli),
+                "auditDetail": kernel.audit_detail(),
+                "builtinPolicy": kernel.builtin_policy()?,
+                "kernelVersion": objectos_kernel::kernel_version().to_string(),
+            });
+            if cli.json {
+                print_json(&v);
+            } else {
+                println!("data directory   {}", data_dir(&cli).display());
+                println!("audit detail     {}", v["auditDetail"].as_str().unwrap_or(""));
+                println!("built-in policy  {}", v["builtinPolicy"].as_str().unwrap_or(""));
+                println!("kernel version   {}", v["kernelVersion"].as_str().unwrap_or(""));
+            }
+            kernel.flush();
+            Ok(())
+        }
+        Command::Metrics => {
+            let kernel = open(&cli, true).await?;
+            let text = kernel.service::<objectos_metrics::Metrics>(objectos_metrics::SERVICE).map_err(|e| {
+                Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_metrics::ID))
+            })?;
+            print!("{}", text.render()?);
+            kernel.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+fn manifest_check(cli: &Cli, path: &Path) -> Out {
+    let is_manifest_file = path.is_file() && path.extension().is_some_and(|e| e == "json");
+    let manifest = if is_manifest_file {
+        let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
+        Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
+    } else {
+        objectos_kernel::check_package(path)?
+    };
+    if cli.json {
+        print_json(&json!({ "valid": true, "manifest": manifest }));
+    } else {
+        println!("{}: valid ({} {})", path.display(), manifest.id, manifest.version);
+    }
+    Ok(())
+}
+
+async fn plugins(cli: &Cli, cmd: &PluginsCmd) -> Out {
+    let mutating = !matches!(cmd, PluginsCmd::List | PluginsCmd::Show { .. } | PluginsCmd::Graph { .. });
+    let kernel = open(cli, mutating).await?;
+    let result = plugins_in(cli, cmd, &kernel).await;
+    if mutating {
+        kernel.shutdown().await;
+    } else {
+        kernel.flush();
+    }
+    result
+}
+
+async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
+    let show = |id: &str, verb: &str| -> Out {
+        let info = kernel.plugin(id)?;
+        if cli.json {
+            print_json(&info);
+        } else {
+            println!("{verb} {} {} (now {})", info.manifest.id, info.manifest.version, info.state);
+        }
+        Ok(())
+    };
+    match cmd {
+        PluginsCmd::List => {
+            let list = kernel.plugins()?;
+            if cli.json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("No plugins installed. Install a package with `objectos plugins install PATH`.");
+            } else {
+                print!("{}", render::plugin_table(&list));
+            }
+        }
+        PluginsCmd::Show { id } => {
+            let info = kernel.plugin(id)?;
+            if cli.json {
+                print_json(&info);
+            } else {
+                print!("{}", render::plugin_detail(&info));
+            }
+        }
+        PluginsCmd::Install { path, force } => {
+            let out = kernel.install_package(path, *force).await?;
+            if cli.json {
+                print_json(&out);
+            } else {
+                match &out.upgraded_from {
+                    Some(from) => println!("Upgraded {} from {from} to {} (now {})", out.id, out.version, out.state),
+                    None => println!("Installed {} {} (now {})", out.id, out.version, out.state),
+                }
+                if !out.pending.is_empty() {
+                    println!("It needs approval before it can be enabled: {}", out.pending.join(", "));
+                    println!("Review with `objectos permissions list {}`, approve with `objectos permissions grant {} --all`.", out.id, out.id);
+                }
+            }
+        }
+        PluginsCmd::Load { id } => {
+            kernel.load(id).await?;
+            show(id, "Loaded")?;
+        }
+        PluginsCmd::Enable { id, with_deps } => {
+            kernel.enable(id, *with_deps).await?;
+            show(id, "Enabled")?;
+        }
+        PluginsCmd::Disable { id, cascade } => {
+            kernel.disable(id, *cascade).await?;
+            show(id, "Disabled")?;
+        }
+        PluginsCmd::Unload { id } => {
+            kernel.unload(id).await?;
+            show(id, "Unloaded")?;
+        }
+        PluginsCmd::Uninstall { id } => {
+            kernel.uninstall(id).await?;
+            if cli.json {
+                print_json(&json!({ "uninstalled": id }));
+            } else {
+                println!("Uninstalled {id}");
+            }
+        }
+        PluginsCmd::Graph { format } => {
+            let g = kernel.graph();
+            match format {
+                GraphFormat::Json => print_json(&g),
+                GraphFormat::Dot => print!("{}", render::graph_dot(&g)),
+                GraphFormat::Text if cli.json => print_json(&g),
+                GraphFormat::Text => print!("{}", render::graph_text(&g)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn permissions(cli: &Cli, cmd: &PermissionsCmd) -> Out {
+    let start = matches!(cmd, PermissionsCmd::Revoke { .. });
+    let kernel = open(cli, start).await?;
+    let result: Out = async {
+        match cmd {
+            PermissionsCmd::List { id } => {
+                let info = kernel.plugin(id)?;
+                if cli.json {
+                    print_json(&info.permissions);
+                } else {
+                    print!("{}", render::permissions(&info));
+                }
+            }
+            PermissionsCmd::Grant { id, permissions, all } => {
+                let req = if *all { GrantRequest::All } else { GrantRequest::Some(permissions.clone()) };
+                let added = kernel.grant(id, req)?;
+                let info = kernel.plugin(id)?;
+                if cli.json {
+                    print_json(&json!({ "granted": added, "pending": info.pending }));
+                } else {
+                    report_grants(&info, &added, "Granted");
+                }
+            }
+            PermissionsCmd::Revoke { id, permissions, cascade } => {
+                let removed = kernel.revoke(id, permissions, *cascade).await?;
+                let info = kernel.plugin(id)?;
+                if cli.json {
+                    print_json(&json!({ "revoked": removed, "state": info.state }));
+                } else {
+                    report_grants(&info, &removed, "Revoked");
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if start {
+        kernel.shutdown().await;
+    } else {
+        kernel.flush();
+    }
+    result
+}
+
+fn report_grants(info: &PluginInfo, changed: &[String], verb: &str) {
+    if changed.is_empty() {
+        println!("Nothing changed for {}.", info.manifest.id);
+    } else {
+        println!("{verb} for {}: {}", info.manifest.id, changed.join(", "));
+    }
+    if info.pending.is_empty() {
+        println!("{} is {}; no required permission is pending.", info.manifest.id, info.state);
+    } else {
+        println!("{} is {}; still pending: {}", info.manifest.id, info.state, info.pending.join(", "));
+    }
+}
+
+async fn audit(cli: &Cli, command: Option<&AuditCmd>, f: &AuditFilter) -> Out {
+    let kernel = open(cli, false).await?;
+    let mut q = AuditQuery { plugin: f.plugin.clone(), action: f.action.clone(), actor: f.actor.clone(), since: f.since, after_id: None, limit: f.limit };
+    match command {
+        Some(AuditCmd::Verify) => {
+            let v = kernel.verify_audit()?;
+            if cli.json {
+                print_json(&v);
+            }
+            match v {
+                Verification::Intact { records, first_id } => {
+                    if !cli.json {
+                        println!("Audit chain intact: {records} record(s) from #{first_id} verified.");
+                    }
+                    Ok(())
+                }
+                Verification::Broken { id, reason } => Err(Failure {
+                    message: format!("audit chain broken at record #{id}: {reason}"),
+                    json: json!({ "error": "auditBroken", "id": id, "reason": reason }),
+                }),
+            }
+        }
+        Some(AuditCmd::Export { format, output }) => {
+            let records = kernel.audit(&q)?;
+            let text = match format {
+                ExportFormat::Json => serde_json::to_string_pretty(&records).unwrap_or_default() + "\n",
+                ExportFormat::Csv => audit_to_csv(&records),
+            };
+            match output {
+                Some(p) => {
+                    std::fs::write(p, text).map_err(|e| KernelError::Io { path: p.clone(), source: e })?;
+                    eprintln!("Wrote {} record(s) to {}", records.len(), p.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Some(AuditCmd::Trim { keep_from }) => {
+            let n = kernel.trim_audit(*keep_from)?;
+            if cli.json {
+                print_json(&json!({ "removed": n }));
+            } else {
+                println!("Removed {n} record(s); a checkpoint records the trim.");
+            }
+            Ok(())
+        }
+        None => loop {
+            let records = kernel.audit(&q)?;
+            for r in &records {
+                if cli.json {
+                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                } else {
+                    println!("{}", render::audit_line(r));
+                }
+            }
+            let _ = std::io::stdout().flush();
+            if !f.follow {
+                return Ok(());
+            }
+            if let Some(last) = records.last() {
+                q.after_id = Some(last.id);
+            } else if q.after_id.is_none() {
+                q.after_id = Some(0);
+            }
+            q.limit = None;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        },
+    }
+}

@@ -1,0 +1,196 @@
+//! Human-readable output.
+
+use std::fmt::Write as _;
+
+use objectos_kernel::{AuditRecord, Graph, LogRecord, PluginInfo};
+
+fn time(ms: i64) -> String {
+    // UTC, second precision, without a date library: days since epoch -> civil date.
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{c:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+pub(crate) fn plugin_table(list: &[PluginInfo]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.manifest.id.clone(),
+                p.manifest.version.to_string(),
+                format!("{:?}", p.kind).to_lowercase(),
+                p.state.to_string(),
+                if p.pending.is_empty() { "-".into() } else { p.pending.len().to_string() },
+                p.manifest.name.clone(),
+            ]
+        })
+        .collect();
+    table(&["ID", "VERSION", "KIND", "STATE", "PENDING", "NAME"], &rows)
+}
+
+pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
+    let m = &p.manifest;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} {} ({})", m.name, m.version, m.id);
+    if !m.description.is_empty() {
+        let _ = writeln!(s, "{}", m.description);
+    }
+    let _ = writeln!(s, "kind      {}", format!("{:?}", p.kind).to_lowercase());
+    let _ = writeln!(s, "state     {} (recorded as {})", p.state, p.desired);
+    let acts: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
+    let _ = writeln!(s, "actions   {}", if acts.is_empty() { "-".into() } else { acts.join(", ") });
+    if let Some(e) = &p.last_error {
+        let _ = writeln!(s, "error     {}{}", e.hook.as_deref().map(|h| format!("{h}: ")).unwrap_or_default(), e.message);
+    }
+    if let Some(e) = &p.resolve_error {
+        let _ = writeln!(s, "resolve   {e}");
+    }
+    if let Some(a) = &m.author {
+        let _ = writeln!(s, "author    {a}");
+    }
+    if let Some(l) = &m.license {
+        let _ = writeln!(s, "license   {l}");
+    }
+    if let Some(e) = &m.engines.objectos {
+        let _ = writeln!(s, "engine    objectos {e}");
+    }
+    let _ = writeln!(s, "\nDependencies:");
+    if p.dependencies.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    for d in &p.dependencies {
+        let _ = writeln!(
+            s,
+            "  {} {}{} -> {}{}",
+            d.id,
+            d.range,
+            if d.optional { " (optional)" } else { "" },
+            d.installed.as_deref().map(|v| format!("{v} {}", d.state.map(|s| s.to_string()).unwrap_or_default())).unwrap_or_else(|| "not installed".into()),
+            if d.satisfied { "" } else { "  UNSATISFIED" }
+        );
+    }
+    let _ = writeln!(s, "Required by: {}", if p.dependents.is_empty() { "nothing".into() } else { p.dependents.join(", ") });
+    let pr = &m.provides;
+    let _ = writeln!(s, "\nProvides:");
+    for (what, list) in [("services", &pr.services), ("events", &pr.events), ("objects", &pr.objects), ("workflows", &pr.workflows)] {
+        if !list.is_empty() {
+            let _ = writeln!(s, "  {what}: {}", list.join(", "));
+        }
+    }
+    if !p.services.is_empty() {
+        let _ = writeln!(s, "  registered now: {}", p.services.join(", "));
+    }
+    let _ = writeln!(s, "\nPermissions:");
+    s.push_str(&permissions(p));
+    s
+}
+
+pub(crate) fn permissions(p: &PluginInfo) -> String {
+    if p.permissions.is_empty() {
+        return "  none requested\n".into();
+    }
+    let rows: Vec<Vec<String>> = p
+        .permissions
+        .iter()
+        .map(|x| {
+            vec![
+                x.permission.clone(),
+                if x.required { "required".into() } else { "optional".into() },
+                x.risk.to_string(),
+                match &x.grant {
+                    Some(g) => format!("granted by {}", g.granted_by),
+                    None => "PENDING".into(),
+                },
+                format!("{}{}{}", x.description, if x.enforced { "" } else { " (not enforced yet)" }, if x.new { " [new in this version]" } else { "" }),
+            ]
+        })
+        .collect();
+    table(&["PERMISSION", "KIND", "RISK", "STATUS", "WHAT IT ALLOWS"], &rows)
+}
+
+pub(crate) fn graph_text(g: &Graph) -> String {
+    let mut s = String::new();
+    for n in &g.nodes {
+        let _ = writeln!(s, "{} {} [{}]", n.id, n.version, n.state);
+        for e in g.edges.iter().filter(|e| e.from == n.id) {
+            let flag = if e.in_cycle { "  CYCLE" } else if !e.satisfied { "  UNSATISFIED" } else { "" };
+            let _ = writeln!(s, "  -> {} {}{}{}", e.to, e.range, if e.optional { " (optional)" } else { "" }, flag);
+        }
+    }
+    if !g.order.is_empty() {
+        let _ = writeln!(s, "\nLoad order: {}", g.order.join(", "));
+    }
+    for (id, e) in &g.errors {
+        let _ = writeln!(s, "error: {id}: {e}");
+    }
+    s
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+pub(crate) fn graph_dot(g: &Graph) -> String {
+    let mut s = String::from("digraph objectos {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"sans-serif\"];\n");
+    for n in &g.nodes {
+        let color = match n.state {
+            objectos_kernel::State::Enabled => "#c8f7c5",
+            objectos_kernel::State::Error => "#f7c5c5",
+            objectos_kernel::State::Disabled => "#e0e0e0",
+            objectos_kernel::State::Loaded => "#c5daf7",
+            objectos_kernel::State::Installed => "#ffffff",
+        };
+        let _ = writeln!(s, "  {} [label={}, fillcolor=\"{color}\"];", dot_id(&n.id), dot_id(&format!("{}\\n{} ({})", n.id, n.version, n.state)));
+    }
+    for e in &g.edges {
+        let style = if e.in_cycle || !e.satisfied { ", color=red, fontcolor=red" } else if e.optional { ", style=dashed" } else { "" };
+        let _ = writeln!(s, "  {} -> {} [label={}{style}];", dot_id(&e.from), dot_id(&e.to), dot_id(&e.range));
+    }
+    s.push_str("}\n");
+    s
+}
+
+pub(crate) fn log_line(l: &LogRecord) -> String {
+    let fields = if l.fields.is_null() { String::new() } else { format!(" {}", l.fields) };
+    format!("{} {:<5} {} {}{}", time(l.ts), l.level.as_str().to_uppercase(), l.plugin, l.message, fields)
+}
+
+pub(crate) fn audit_line(r: &AuditRecord) -> String {
+    format!("#{:<5} {} {:<24} {:<22} {} {}", r.id, time(r.ts), r.actor, r.action, r.plugin.as_deref().unwrap_or("-"), r.details)
+}

@@ -1,0 +1,106 @@
+//! `com.objectos.metrics`: the first built-in plugin. It reads every plugin's activity
+//! counters (events, hook durations, storage operations, denials) through the kernel's
+//! public `inspect` call and offers a `metrics` service that renders them in the Prometheus
+//! text exposition format.
+//!
+//! ```no_run
+//! # async fn run(kernel: objectos_kernel::Kernel) -> objectos_kernel::Result<()> {
+//! objectos_metrics::register(&kernel)?;
+//! kernel.start().await?;
+//! kernel.enable(objectos_metrics::ID, false).await?;
+//! let text = kernel.service::<objectos_metrics::Metrics>("metrics")?.render()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use objectos_kernel::{async_trait, HookResult, Kernel, Plugin, PluginActivity, PluginContext, Result, State};
+
+/// The plugin's id.
+pub const ID: &str = "com.objectos.metrics";
+/// The service name.
+pub const SERVICE: &str = "metrics";
+/// The embedded manifest.
+pub const MANIFEST: &str = include_str!("../plugin.json");
+
+/// Register the plugin with a kernel (before `start`).
+pub fn register(kernel: &Kernel) -> Result<()> {
+    kernel.register_builtin(MANIFEST, Arc::new(MetricsPlugin))
+}
+
+/// The plugin's code.
+#[derive(Debug, Default)]
+pub struct MetricsPlugin;
+
+#[async_trait]
+impl Plugin for MetricsPlugin {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        ctx.services().register(SERVICE, Metrics { ctx: ctx.clone() })?;
+        ctx.logger().info("metrics service registered");
+        Ok(())
+    }
+}
+
+/// The `metrics` service.
+pub struct Metrics {
+    ctx: PluginContext,
+}
+
+impl Metrics {
+    /// Every plugin's counters.
+    pub fn snapshot(&self) -> Result<Vec<PluginActivity>> {
+        self.ctx.inspect()
+    }
+
+    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> Result<String> {
+        Ok(render(&self.snapshot()?))
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Render activity as Prometheus text.
+pub fn render(activity: &[PluginActivity]) -> String {
+    let mut out = String::new();
+    type Get = fn(&PluginActivity) -> u64;
+    let counters: [(&str, &str, Get); 7] = [
+        ("objectos_plugin_events_emitted_total", "Events the plugin emitted.", |a| a.stats.events_emitted),
+        ("objectos_plugin_events_received_total", "Events delivered to the plugin's handlers.", |a| a.stats.events_received),
+        ("objectos_plugin_handler_errors_total", "Handler errors and panics of the plugin.", |a| a.stats.handler_errors),
+        ("objectos_plugin_storage_reads_total", "Storage reads (get, has, keys) by the plugin.", |a| a.stats.storage_reads),
+        ("objectos_plugin_storage_writes_total", "Storage writes (set, delete, clear) by the plugin.", |a| a.stats.storage_writes),
+        ("objectos_plugin_service_lookups_total", "Service lookups by the plugin.", |a| a.stats.service_lookups),
+        ("objectos_plugin_permission_denials_total", "Calls refused for a missing grant.", |a| a.stats.permission_denials),
+    ];
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for a in activity {
+            let _ = writeln!(out, "{name}{{plugin=\"{}\"}} {}", label(&a.id), get(a));
+        }
+    }
+    let _ = writeln!(out, "# HELP objectos_plugin_hook_duration_seconds Time spent in lifecycle hooks.\n# TYPE objectos_plugin_hook_duration_seconds summary");
+    for a in activity {
+        for (hook, s) in &a.stats.hooks {
+            let labels = format!("plugin=\"{}\",hook=\"{}\"", label(&a.id), label(hook));
+            let _ = writeln!(out, "objectos_plugin_hook_duration_seconds_sum{{{labels}}} {}", s.total_micros as f64 / 1e6);
+            let _ = writeln!(out, "objectos_plugin_hook_duration_seconds_count{{{labels}}} {}", s.count);
+        }
+    }
+    let _ = writeln!(out, "# HELP objectos_plugin_hook_failures_total Hooks that failed, panicked or timed out.\n# TYPE objectos_plugin_hook_failures_total counter");
+    for a in activity {
+        for (hook, s) in &a.stats.hooks {
+            let _ = writeln!(out, "objectos_plugin_hook_failures_total{{plugin=\"{}\",hook=\"{}\"}} {}", label(&a.id), label(hook), s.failures);
+        }
+    }
+    let _ = writeln!(out, "# HELP objectos_plugin_state 1 for the plugin's current lifecycle state.\n# TYPE objectos_plugin_state gauge");
+    for a in activity {
+        for st in [State::Installed, State::Loaded, State::Enabled, State::Disabled, State::Error] {
+            let _ = writeln!(out, "objectos_plugin_state{{plugin=\"{}\",state=\"{}\"}} {}", label(&a.id), st, u8::from(a.state == st));
+        }
+    }
+    out
+}
