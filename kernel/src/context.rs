@@ -99,7 +99,8 @@ impl PluginContext {
         if !self.grants().kernel_manage() {
             return Err(self.deny("kernel.manage".into(), "kernel"));
         }
-        self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)
+        let kernel = self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)?;
+        Ok(kernel.acting_as(crate::audit::Actor::Plugin(self.id().to_string())))
     }
 
     /// Every plugin's activity counters and state. Needs `kernel.inspect`.

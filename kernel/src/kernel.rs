@@ -349,7 +349,7 @@ impl Drop for KernelInner {
 
 /// The ObjectOS kernel. Cheap to clone (a shared handle).
 #[derive(Clone)]
-pub struct Kernel(Arc<KernelInner>);
+pub struct Kernel(Arc<KernelInner>, Actor);
 
 tokio::task_local! {
     static IN_HOOK: Vec<String>;
@@ -367,7 +367,13 @@ fn in_hook(id: &str) -> bool {
 
 impl Kernel {
     pub(crate) fn from_inner(inner: Arc<KernelInner>) -> Kernel {
-        Kernel(inner)
+        Kernel(inner, Actor::Admin)
+    }
+
+    /// The same kernel, acting for `actor` in the audit trail (a plugin's `kernel.manage`
+    /// handle acts as `plugin:<id>`).
+    pub(crate) fn acting_as(&self, actor: Actor) -> Kernel {
+        Kernel(self.0.clone(), actor)
     }
 
     /// Open the data directory (creating it) without running any plugin code. Register the
@@ -406,7 +412,7 @@ impl Kernel {
             temp_dir,
             config,
         });
-        let kernel = Kernel(inner);
+        let kernel = Kernel(inner, Actor::Admin);
         kernel.load_rows()?;
         Ok(kernel)
     }
@@ -1000,13 +1006,13 @@ impl Kernel {
 
     /// Load a plugin (INSTALLED or ERROR -> LOADED).
     pub async fn load(&self, id: &str) -> Result<()> {
-        self.transition(Actor::Admin, id, Action::Load).await
+        self.transition(self.1.clone(), id, Action::Load).await
     }
 
     /// Enable a plugin, loading it first when needed. Every dependency must be enabled;
     /// with `with_deps` they are enabled first, in dependency order.
     pub async fn enable(&self, id: &str, with_deps: bool) -> Result<()> {
-        self.enable_as(Actor::Admin, id, with_deps).await
+        self.enable_as(self.1.clone(), id, with_deps).await
     }
 
     pub(crate) async fn enable_as(&self, actor: Actor, id: &str, with_deps: bool) -> Result<()> {
@@ -1038,7 +1044,7 @@ impl Kernel {
     /// Disable a plugin. Refused while enabled plugins depend on it, unless `cascade`, which
     /// disables them first (dependents of dependents first).
     pub async fn disable(&self, id: &str, cascade: bool) -> Result<()> {
-        self.disable_as(Actor::Admin, id, cascade).await
+        self.disable_as(self.1.clone(), id, cascade).await
     }
 
     pub(crate) async fn disable_as(&self, actor: Actor, id: &str, cascade: bool) -> Result<()> {
@@ -1067,13 +1073,13 @@ impl Kernel {
 
     /// Unload a plugin back to INSTALLED.
     pub async fn unload(&self, id: &str) -> Result<()> {
-        self.transition(Actor::Admin, id, Action::Unload).await
+        self.transition(self.1.clone(), id, Action::Unload).await
     }
 
     /// Uninstall a package: `onUninstall`, then its record, storage, grants and files are
     /// removed (its logs and audit records stay).
     pub async fn uninstall(&self, id: &str) -> Result<()> {
-        self.uninstall_as(Actor::Admin, id).await
+        self.uninstall_as(self.1.clone(), id).await
     }
 
     pub(crate) async fn uninstall_as(&self, actor: Actor, id: &str) -> Result<()> {
@@ -1111,7 +1117,7 @@ impl Kernel {
     /// upgrades it (storage kept, `onUpgrade` runs); the same version is refused; an older one
     /// is refused unless `force`.
     pub async fn install_package(&self, path: &Path, force: bool) -> Result<InstallOutcome> {
-        self.install_package_as(Actor::Admin, path, force).await
+        self.install_package_as(self.1.clone(), path, force).await
     }
 
     pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
@@ -1273,7 +1279,7 @@ impl Kernel {
 
     /// Approve permissions a plugin requests.
     pub fn grant(&self, id: &str, request: GrantRequest) -> Result<Vec<String>> {
-        self.grant_as(Actor::Admin, "admin", id, request)
+        self.grant_as(self.1.clone(), &self.1.to_string(), id, request)
     }
 
     pub(crate) fn grant_as(&self, actor: Actor, by: &str, id: &str, request: GrantRequest) -> Result<Vec<String>> {
@@ -1332,7 +1338,7 @@ impl Kernel {
     /// Withdraw grants. Revoking a required permission of an enabled plugin disables it first
     /// (refused while enabled plugins depend on it, unless `cascade`).
     pub async fn revoke(&self, id: &str, permissions: &[String], cascade: bool) -> Result<Vec<String>> {
-        self.revoke_as(Actor::Admin, id, permissions, cascade).await
+        self.revoke_as(self.1.clone(), id, permissions, cascade).await
     }
 
     pub(crate) async fn revoke_as(&self, actor: Actor, id: &str, permissions: &[String], cascade: bool) -> Result<Vec<String>> {
