@@ -180,7 +180,7 @@ impl Services<'_> {
 /// Event bus facade (see [`PluginContext::events`]).
 pub struct Events<'a>(&'a PluginContext);
 
-fn reserved(topic: &str) -> bool {
+pub(crate) fn reserved(topic: &str) -> bool {
     topic == "kernel" || topic == "plugin" || topic.starts_with("kernel.") || topic.starts_with("plugin.")
 }
 
@@ -316,7 +316,7 @@ impl Storage<'_> {
     pub fn set(&self, key: &str, value: Value) -> Result<()> {
         check_key(key)?;
         let ctx = self.write("storage.set", Some(key))?;
-        ctx.0.storage.set(ctx.id(), key, &value)
+        ctx.0.storage.set(ctx.id(), key, value)
     }
     /// Delete a key; true when it existed. Needs `storage.write`.
     pub fn delete(&self, key: &str) -> Result<bool> {

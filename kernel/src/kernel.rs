@@ -823,6 +823,16 @@ impl Kernel {
 
     // ---- events --------------------------------------------------------------------------
 
+    /// Emit an event as the host (trusted: no grant check; `kernel.*` and `plugin.*` stay
+    /// reserved). Plugins' handlers see `source == "host"`.
+    pub fn emit(&self, topic: &str, payload: Value) -> Result<crate::bus::EmitReport> {
+        crate::permission::validate_name(topic).map_err(|reason| KernelError::InvalidName { name: topic.into(), reason })?;
+        if crate::context::reserved(topic) {
+            return Err(KernelError::ReservedTopic { topic: topic.into() });
+        }
+        Ok(self.0.bus.emit(&Event { topic: topic.into(), payload: Arc::new(payload), source: "host".into() }))
+    }
+
     pub(crate) fn emit_kernel(&self, topic: &str, payload: Value) {
         self.0.kernel_counters.events_emitted.fetch_add(1, Ordering::Relaxed);
         self.0.bus.emit(&Event { topic: topic.into(), payload: Arc::new(payload), source: "kernel".into() });

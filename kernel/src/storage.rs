@@ -15,7 +15,7 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// Read a value.
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>>;
     /// Write a value.
-    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()>;
+    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()>;
     /// Delete; true when the key existed.
     fn delete(&self, plugin: &str, key: &str) -> Result<bool>;
     /// Does the key exist?
@@ -47,16 +47,16 @@ impl StorageBackend for MemoryStorage {
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
         Ok(self.with(|m| m.get(plugin).and_then(|p| p.get(key)).cloned()))
     }
-    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()> {
+    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()> {
         self.with(|m| {
             let map = match m.get_mut(plugin) {
                 Some(map) => map,
                 None => m.entry(plugin.to_string()).or_default(),
             };
             match map.get_mut(key) {
-                Some(slot) => *slot = value.clone(),
+                Some(slot) => *slot = value,
                 None => {
-                    map.insert(key.to_string(), value.clone());
+                    map.insert(key.to_string(), value);
                 }
             }
         });
@@ -87,8 +87,8 @@ impl StorageBackend for SqliteStorage {
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
         self.store.storage_get(plugin, key)
     }
-    fn set(&self, plugin: &str, key: &str, value: &Value) -> Result<()> {
-        self.store.storage_set(plugin, key, value)
+    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()> {
+        self.store.storage_set(plugin, key, &value)
     }
     fn delete(&self, plugin: &str, key: &str) -> Result<bool> {
         self.store.storage_delete(plugin, key)

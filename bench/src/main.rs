@@ -1,0 +1,194 @@
+//! `cargo run --release -p objectos-bench [-- --quick] [--json PATH]`
+//!
+//! Every figure is compared with another measured in the same run (numbers on shared
+//! machines drift; ratios drift less). Rows:
+//! - start: 100 plugins in a dependency chain, each registering a service (memory / SQLite);
+//! - service lookup: checked context lookup vs the host's unchecked lookup vs a bare map;
+//! - event dispatch to 10 subscribers: host emit (no grant check) vs a plugin's checked emit vs
+//!   the same with `full` auditing (flushed, rows counted) vs direct calls of 10 closures;
+//! - storage: backend call vs checked context call vs `full` auditing, memory and SQLite,
+//!   and the latency of one durable SQLite set.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use objectos_kernel::{
+    async_trait, AuditDetail, AuditQuery, HookResult, Kernel, KernelConfig, MemoryStorage, Plugin, PluginContext, StorageBackend,
+    StorageKind,
+};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Serialize)]
+struct Row {
+    group: &'static str,
+    name: String,
+    ops: u64,
+    total_ms: f64,
+    ns_per_op: f64,
+    /// Ratio to the row's baseline (same group), if any.
+    vs: Option<(String, f64)>,
+}
+
+struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    fn add(&mut self, group: &'static str, name: impl Into<String>, ops: u64, took: Duration, baseline: Option<&str>) {
+        let ns = took.as_nanos() as f64 / ops as f64;
+        let vs = baseline.and_then(|b| self.rows.iter().find(|r| r.group == group && r.name == b).map(|r| (b.to_string(), ns / r.ns_per_op)));
+        self.rows.push(Row { group, name: name.into(), ops, total_ms: took.as_secs_f64() * 1e3, ns_per_op: ns, vs });
+    }
+
+    fn print(&self) {
+        println!("| group | workload | ops | total ms | ns/op | ratio |");
+        println!("|---|---|---:|---:|---:|---|");
+        for r in &self.rows {
+            let ratio = r.vs.as_ref().map(|(b, x)| format!("{x:.2}x {b}")).unwrap_or_else(|| "baseline".into());
+            println!("| {} | {} | {} | {:.1} | {:.1} | {} |", r.group, r.name, r.ops, r.total_ms, r.ns_per_op, ratio);
+        }
+    }
+}
+
+fn time<R>(f: impl FnOnce() -> R) -> (Duration, R) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed(), r)
+}
+
+struct Provider(usize);
+
+#[async_trait]
+impl Plugin for Provider {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        ctx.services().register(&format!("svc{}", self.0), self.0 as u64)?;
+        Ok(())
+    }
+}
+
+const PERMS: &str = r#"["storage.read","storage.write","events.emit:*","events.subscribe:*","services.provide:*","services.use:*"]"#;
+
+fn chain_manifest(i: usize) -> String {
+    let deps = if i == 0 { "{}".to_string() } else { format!(r#"{{"p{:03}":"^1"}}"#, i - 1) };
+    format!(r#"{{"id":"p{i:03}","name":"P{i}","version":"1.0.0","dependencies":{deps},"permissions":{PERMS}}}"#)
+}
+
+async fn chain_kernel(config: KernelConfig, n: usize) -> anyhow::Result<(Kernel, Duration)> {
+    let k = Kernel::open(config)?;
+    for i in 0..n {
+        k.register_builtin(&chain_manifest(i), Arc::new(Provider(i)))?;
+    }
+    let t = Instant::now();
+    k.start().await?;
+    k.enable(&format!("p{:03}", n - 1), true).await?;
+    let took = t.elapsed();
+    Ok((k, took))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let scale = if quick { 10 } else { 1 };
+    let mut t = Table { rows: Vec::new() };
+
+    // ---- start
+    let (mem, took) = chain_kernel(KernelConfig::in_memory(), 100).await?;
+    t.add("start", "100-plugin chain, memory", 100, took, None);
+    let dir = tempfile::tempdir()?;
+    let (_disk, took) = chain_kernel(KernelConfig::new(dir.path()).storage(StorageKind::Sqlite), 100).await?;
+    t.add("start", "100-plugin chain, SQLite data dir", 100, took, Some("100-plugin chain, memory"));
+
+    // ---- service lookup
+    let n = 1_000_000 / scale as u64;
+    let names: Vec<String> = (0..100).map(|i| format!("svc{i}")).collect();
+    let mut floor: FxHashMap<String, Arc<u64>> = FxHashMap::default();
+    let mut std_floor: std::collections::HashMap<String, Arc<u64>> = Default::default();
+    for (i, nm) in names.iter().enumerate() {
+        floor.insert(nm.clone(), Arc::new(i as u64));
+        std_floor.insert(nm.clone(), Arc::new(i as u64));
+    }
+    let (d, _) = time(|| for i in 0..n { black_box(std_floor.get(&names[(i % 100) as usize]).cloned()); });
+    t.add("lookup", "floor: std HashMap get + Arc clone", n, d, None);
+    let (d, _) = time(|| for i in 0..n { black_box(floor.get(&names[(i % 100) as usize]).cloned()); });
+    t.add("lookup", "floor: FxHashMap get + Arc clone", n, d, Some("floor: std HashMap get + Arc clone"));
+    let (d, _) = time(|| for i in 0..n { black_box(mem.service::<u64>(&names[(i % 100) as usize]).ok()); });
+    t.add("lookup", "host lookup (no grant check)", n, d, Some("floor: std HashMap get + Arc clone"));
+    let ctx = mem.context("p099")?;
+    let (d, _) = time(|| for i in 0..n { black_box(ctx.services().get::<u64>(&names[(i % 100) as usize]).ok()); });
+    t.add("lookup", "plugin lookup (grant checked)", n, d, Some("host lookup (no grant check)"));
+
+    // ---- event dispatch
+    let n = 100_000 / scale as u64;
+    let count = Arc::new(AtomicUsize::new(0));
+    for i in 0..10 {
+        let c = count.clone();
+        mem.context(&format!("p{i:03}"))?.events().on("bench.tick", move |_| { c.fetch_add(1, Ordering::Relaxed); Ok(()) })?;
+    }
+    let closures: Vec<Box<dyn Fn(&serde_json::Value) + Send + Sync>> =
+        (0..10).map(|_| { let c = count.clone(); Box::new(move |_: &serde_json::Value| { c.fetch_add(1, Ordering::Relaxed); }) as Box<dyn Fn(&serde_json::Value) + Send + Sync> }).collect();
+    let payload = json!({ "n": 1 });
+    let (d, _) = time(|| for _ in 0..n { for f in &closures { f(black_box(&payload)); } });
+    t.add("dispatch", "floor: 10 direct closure calls", n, d, None);
+    let (d, _) = time(|| for _ in 0..n { black_box(mem.emit("bench.tick", json!({ "n": 1 })).ok()); });
+    t.add("dispatch", "host emit to 10 (no grant check)", n, d, Some("floor: 10 direct closure calls"));
+    let emitter = mem.context("p050")?;
+    let (d, _) = time(|| for _ in 0..n { black_box(emitter.events().emit("bench.tick", json!({ "n": 1 })).ok()); });
+    t.add("dispatch", "plugin emit to 10 (grant checked)", n, d, Some("host emit to 10 (no grant check)"));
+    let before = count.load(Ordering::Relaxed);
+    let e2 = emitter.clone();
+    let (d, _) = time(|| std::thread::scope(|s| { s.spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async { for _ in 0..n { black_box(e2.events().emit_async("bench.tick", json!({ "n": 1 })).await.ok()); } });
+    }); }));
+    t.add("dispatch", "plugin emit_async to 10, awaited", n, d, Some("plugin emit to 10 (grant checked)"));
+    assert_eq!(count.load(Ordering::Relaxed) - before, 10 * n as usize, "every event delivered");
+    mem.set_audit_detail(AuditDetail::Full)?;
+    let audit_before = mem.audit(&AuditQuery { action: Some("event.emitted".into()), ..Default::default() })?.len();
+    let (d, _) = time(|| {
+        for _ in 0..n { black_box(emitter.events().emit("bench.tick", json!({ "n": 1 })).ok()); }
+        mem.flush();
+    });
+    t.add("dispatch", "plugin emit to 10, full audit (flushed)", n, d, Some("plugin emit to 10 (grant checked)"));
+    let rows = mem.audit(&AuditQuery { action: Some("event.emitted".into()), ..Default::default() })?.len() - audit_before;
+    assert_eq!(rows as u64, n, "no audit record lost");
+    mem.set_audit_detail(AuditDetail::Lifecycle)?;
+
+    // ---- storage
+    let n = 100_000 / scale as u64;
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
+    let backend = MemoryStorage::new();
+    let value = json!({ "name": "Ada", "n": 1 });
+    let (d, _) = time(|| for k in &keys { backend.set("p", k, value.clone()).ok(); });
+    t.add("storage", "memory backend set (no check, value cloned)", n, d, None);
+    let sctx = mem.context("p010")?;
+    let (d, _) = time(|| for k in &keys { sctx.storage().set(k, value.clone()).ok(); });
+    t.add("storage", "memory set via context (checked)", n, d, Some("memory backend set (no check, value cloned)"));
+    let (d, _) = time(|| for k in &keys { black_box(sctx.storage().get(k).ok()); });
+    t.add("storage", "memory get via context (checked)", n, d, Some("memory backend set (no check, value cloned)"));
+    mem.set_audit_detail(AuditDetail::Full)?;
+    let (d, _) = time(|| { for k in &keys { sctx.storage().set(k, value.clone()).ok(); } mem.flush(); });
+    t.add("storage", "memory set, full audit (flushed)", n, d, Some("memory set via context (checked)"));
+    mem.set_audit_detail(AuditDetail::Lifecycle)?;
+    let dctx = _disk.context("p010")?;
+    let sn = n / 10;
+    let (d, _) = time(|| for k in keys.iter().take(sn as usize) { dctx.storage().set(k, value.clone()).ok(); });
+    t.add("storage", "SQLite set via context (each durable)", sn, d, Some("memory set via context (checked)"));
+    let (d, _) = time(|| for k in keys.iter().take(sn as usize) { black_box(dctx.storage().get(k).ok()); });
+    t.add("storage", "SQLite get via context", sn, d, Some("memory get via context (checked)"));
+    let mut lat: Vec<Duration> = (0..1000).map(|i| { let t0 = Instant::now(); dctx.storage().set(&format!("lat{i}"), value.clone()).ok(); t0.elapsed() }).collect();
+    lat.sort();
+    println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
+
+    t.print();
+    if let Some(p) = json_path {
+        std::fs::write(&p, serde_json::to_string_pretty(&t.rows)?)?;
+        eprintln!("wrote {p}");
+    }
+    Ok(())
+}

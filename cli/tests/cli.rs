@@ -1,0 +1,157 @@
+//! The `objectos` command as a new user runs it, against a fresh data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Cli {
+    data: tempfile::TempDir,
+}
+
+fn packages() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages")
+}
+
+impl Cli {
+    fn new() -> Self {
+        Cli { data: tempfile::tempdir().unwrap() }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_objectos"))
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Run, expect `code`, return (stdout, stderr).
+    fn expect(&self, code: i32, args: &[&str]) -> (String, String) {
+        let out = self.run(args);
+        let (so, se) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        assert_eq!(out.status.code(), Some(code), "objectos {args:?}\nstdout: {so}\nstderr: {se}");
+        (so, se)
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.expect(0, &a).0).unwrap()
+    }
+
+    fn install_samples(&self) {
+        for p in ["contacts", "crm", "invoicing"] {
+            self.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
+        }
+    }
+}
+
+#[test]
+fn a_fresh_data_directory_lists_the_builtin_metrics_plugin() {
+    let cli = Cli::new();
+    let (out, _) = cli.expect(0, &["plugins", "list"]);
+    assert!(out.contains("com.objectos.metrics") && out.contains("builtin"), "{out}");
+    let list = cli.json(&["plugins", "list"]);
+    assert_eq!(list[0]["manifest"]["id"], "com.objectos.metrics");
+    assert_eq!(list[0]["state"], "installed");
+}
+
+#[test]
+fn manifest_check_reports_paths_and_exit_codes() {
+    let cli = Cli::new();
+    cli.expect(0, &["manifest", "check", packages().join("crm").to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("plugin.json");
+    std::fs::write(&bad, r#"{"id":"Bad","name":"x","version":"1.0.0","dependencies":{"crm":"^1.x.y"}}"#).unwrap();
+    let (_, err) = cli.expect(1, &["manifest", "check", bad.to_str().unwrap()]);
+    assert!(err.contains("dependencies.crm: \"^1.x.y\" is not a semver range"), "{err}");
+    assert!(err.contains(bad.to_str().unwrap()), "names the file: {err}");
+    let j: Value = serde_json::from_str(&cli.expect(1, &["--json", "manifest", "check", bad.to_str().unwrap()]).0).unwrap();
+    assert_eq!(j["error"], "manifest");
+    assert!(j["problems"].as_array().unwrap().iter().any(|p| p["path"] == "id"));
+    // usage errors exit 2
+    cli.expect(2, &["plugins", "frobnicate"]);
+    cli.expect(2, &["manifest", "check"]);
+    // help exits 0
+    cli.expect(0, &["--help"]);
+}
+
+#[test]
+fn install_approve_enable_disable_cascade_as_a_new_user_would() {
+    let cli = Cli::new();
+    cli.install_samples();
+    let (_, err) = cli.expect(1, &["plugins", "enable", "com.acme.invoicing"]);
+    assert!(err.contains("needs com.acme.crm enabled") && err.contains("--with-deps"), "{err}");
+    let (_, err) = cli.expect(1, &["plugins", "enable", "com.acme.invoicing", "--with-deps"]);
+    assert!(err.contains("await approval") && err.contains("objectos permissions list"), "{err}");
+    let perms = cli.json(&["permissions", "list", "com.acme.invoicing"]);
+    let net = perms.as_array().unwrap().iter().find(|p| p["permission"] == "network.connect:api.payments.example.com:443").unwrap();
+    assert_eq!((net["required"].as_bool(), net["risk"].as_str(), net["enforced"].as_bool()), (Some(false), Some("high"), Some(false)));
+    for id in ["com.acme.contacts", "com.acme.crm", "com.acme.invoicing"] {
+        cli.expect(0, &["permissions", "grant", id, "--all"]);
+    }
+    cli.expect(0, &["plugins", "enable", "com.acme.invoicing", "--with-deps"]);
+    let list = cli.json(&["plugins", "list"]);
+    let state = |id: &str| list.as_array().unwrap().iter().find(|p| p["manifest"]["id"] == id).unwrap()["state"].clone();
+    assert_eq!(state("com.acme.contacts"), "enabled");
+    assert_eq!(state("com.acme.invoicing"), "enabled");
+    let (_, err) = cli.expect(1, &["plugins", "disable", "com.acme.contacts"]);
+    assert!(err.contains("com.acme.crm, com.acme.invoicing") && err.contains("--cascade"), "{err}");
+    cli.expect(0, &["plugins", "disable", "com.acme.contacts", "--cascade"]);
+    let info = cli.json(&["plugins", "show", "com.acme.invoicing"]);
+    assert_eq!(info["state"], "disabled");
+    // the graph, as DOT
+    let (dot, _) = cli.expect(0, &["plugins", "graph", "--format", "dot"]);
+    assert!(dot.contains("\"com.acme.crm\" -> \"com.acme.contacts\" [label=\"^1.0\"]"), "{dot}");
+    // unload, uninstall; built-ins cannot be uninstalled
+    cli.expect(0, &["plugins", "unload", "com.acme.invoicing"]);
+    cli.expect(0, &["plugins", "uninstall", "com.acme.invoicing"]);
+    let (_, err) = cli.expect(1, &["plugins", "show", "com.acme.invoicing"]);
+    assert!(err.contains("no plugin with id"), "{err}");
+    let (_, err) = cli.expect(1, &["plugins", "uninstall", "com.objectos.metrics"]);
+    assert!(err.contains("built in"), "{err}");
+}
+
+#[test]
+fn audit_verify_export_and_tamper_detection() {
+    let cli = Cli::new();
+    cli.install_samples();
+    cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.contacts"]);
+    let (out, _) = cli.expect(0, &["audit", "verify"]);
+    assert!(out.contains("intact"), "{out}");
+    let (csv, _) = cli.expect(0, &["audit", "export", "--format", "csv"]);
+    assert!(csv.starts_with("id,ts,actor,plugin,action,details,prev_hash,hash\n"));
+    assert!(csv.contains("permission.granted"));
+    let records = cli.json(&["audit", "export", "--format", "json"]);
+    assert!(records.as_array().unwrap().iter().any(|r| r["action"] == "plugin.enabled" && r["actor"] == "admin"));
+    let (filtered, _) = cli.expect(0, &["audit", "--plugin", "com.acme.contacts", "--action", "plugin."]);
+    assert!(filtered.lines().all(|l| l.contains("com.acme.contacts")), "{filtered}");
+    let db = rusqlite::Connection::open(cli.data.path().join("objectos.db")).unwrap();
+    db.execute("UPDATE audit SET actor='someone-else' WHERE id=2", []).unwrap();
+    drop(db);
+    let (_, err) = cli.expect(1, &["audit", "verify"]);
+    assert!(err.contains("broken at record #2"), "{err}");
+}
+
+#[test]
+fn logs_and_bad_input_never_panic() {
+    let cli = Cli::new();
+    cli.expect(0, &["plugins", "enable", "com.objectos.metrics"]);
+    let (out, _) = cli.expect(0, &["logs", "com.objectos.metrics"]);
+    assert!(out.contains("metrics service registered"), "{out}");
+    let (_, err) = cli.expect(1, &["logs", "no.such.plugin"]);
+    assert!(err.contains("no plugin with id"));
+    let (_, err) = cli.expect(1, &["plugins", "install", "/definitely/not/here"]);
+    assert!(err.contains("/definitely/not/here"), "{err}");
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), [0xff, 0x00, 0x13, 0x37]).unwrap();
+    let (_, err) = cli.expect(1, &["plugins", "install", junk.path().to_str().unwrap()]);
+    assert!(err.contains("neither a folder nor a readable .zip"), "{err}");
+    let (_, err) = cli.expect(1, &["permissions", "grant", "com.objectos.metrics", "storage.delete"]);
+    assert!(err.contains("unknown permission"), "{err}");
+    let (out, _) = cli.expect(0, &["metrics"]);
+    assert!(out.contains("# TYPE objectos_plugin_events_emitted_total counter"), "{out}");
+}
