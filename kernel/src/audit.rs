@@ -15,6 +15,7 @@ pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000
 /// How much the audit trail records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum AuditDetail {
     /// Installs, lifecycle, grants, denials, service registrations (default).
     #[default]
@@ -68,10 +69,13 @@ pub(crate) struct NewAudit {
 /// A stored audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct AuditRecord {
     /// Position in the chain (1-based, gapless until trimmed).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub id: i64,
     /// Milliseconds since the Unix epoch.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub ts: i64,
     /// `admin`, `system` or `plugin:<id>`.
     pub actor: String,
@@ -117,17 +121,21 @@ pub struct AuditQuery {
 /// The result of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Verification {
     /// Every record links to its predecessor and hashes to its stored hash.
     Intact {
         /// Records checked.
+        #[cfg_attr(feature = "specta", specta(type = f64))]
         records: u64,
         /// Where the kept chain starts after trimming (1 when never trimmed).
+        #[cfg_attr(feature = "specta", specta(type = f64))]
         first_id: i64,
     },
     /// The first record where the chain breaks.
     Broken {
         /// Record id.
+        #[cfg_attr(feature = "specta", specta(type = f64))]
         id: i64,
         /// What is wrong with it.
         reason: String,

@@ -90,6 +90,7 @@ impl KernelConfig {
 /// Is the plugin compiled in or installed from a package?
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum PluginKind {
     /// Compiled in and registered at start.
     Builtin,
@@ -107,8 +108,9 @@ impl PluginKind {
 }
 
 /// Whether built-in plugins' permissions are granted on their first start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum BuiltinPolicy {
     /// Granted, recorded as granted by `system:policy` (default).
     #[default]
@@ -120,18 +122,21 @@ pub enum BuiltinPolicy {
 /// The error that put a plugin in ERROR, kept for display.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct LastError {
     /// The hook that failed, if a hook did.
     pub hook: Option<String>,
     /// What went wrong.
     pub message: String,
     /// When (ms since epoch).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub at: i64,
 }
 
 /// One requested permission and its approval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PermissionStatus {
     /// The permission text.
     pub permission: String,
@@ -152,6 +157,7 @@ pub struct PermissionStatus {
 /// One dependency as the detail view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct DependencyStatus {
     /// Dependency id.
     pub id: String,
@@ -170,6 +176,7 @@ pub struct DependencyStatus {
 /// Everything known about one plugin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PluginInfo {
     /// The manifest.
     pub manifest: Manifest,
@@ -198,14 +205,17 @@ pub struct PluginInfo {
     /// Where the package's files are.
     pub package_dir: Option<String>,
     /// First installed (ms).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub installed_at: i64,
     /// Last changed (ms).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub updated_at: i64,
 }
 
 /// A node of the dependency graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct GraphNode {
     /// Plugin id.
     pub id: String,
@@ -222,6 +232,7 @@ pub struct GraphNode {
 /// An edge `from` requires `to`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct GraphEdge {
     /// The requiring plugin.
     pub from: String,
@@ -240,6 +251,7 @@ pub struct GraphEdge {
 /// The dependency graph of every installed plugin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Graph {
     /// Installed plugins.
     pub nodes: Vec<GraphNode>,
@@ -266,6 +278,7 @@ pub struct PluginActivity {
 /// What an install did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InstallOutcome {
     /// Plugin id.
     pub id: String,
@@ -586,6 +599,79 @@ impl Kernel {
             s.state = State::Disabled;
             s.desired = State::Disabled;
         })
+    }
+
+    /// Apply what another process (the `objectos` command, say) changed in the data directory:
+    /// plugins installed or removed there, grants, upgrades, and desired states, which this
+    /// process then runs. Call it when [`Kernel::changed_externally`] says so.
+    pub async fn sync_external(&self) -> Result<()> {
+        let rows = self.0.store.plugins()?;
+        let ids: BTreeSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let gone: Vec<String> = lock(&self.0.plugins).keys().filter(|k| !ids.contains(*k)).cloned().collect();
+        for id in gone {
+            self.drop_runtime(&id);
+            let from = lock(&self.0.plugins).remove(&id).map(|s| s.state);
+            let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: id, from, to: None });
+        }
+        for row in rows {
+            let manifest = Arc::new(
+                Manifest::parse(row.manifest.as_bytes(), &format!("database record of {}", row.id)).map_err(|e| KernelError::Corrupt(e.to_string()))?,
+            );
+            let known = lock(&self.0.plugins).get(&row.id).map(|s| (s.desired, s.state, s.manifest.clone(), s.kind));
+            let package_dir = row.package_dir.as_ref().map(PathBuf::from);
+            match known {
+                None => {
+                    let code: Arc<dyn Plugin> = match &package_dir {
+                        Some(dir) => self.0.config.runtime.instantiate(&manifest, dir)?,
+                        None => lock(&self.0.builtins).get(&row.id).map(|b| b.code.clone()).unwrap_or_else(|| Arc::new(Missing)),
+                    };
+                    let kind = if row.kind == "builtin" { PluginKind::Builtin } else { PluginKind::Package };
+                    let mut slot = self.new_slot(manifest, kind, code, &row)?;
+                    slot.state = State::Installed;
+                    lock(&self.0.plugins).insert(row.id.clone(), slot);
+                    let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(State::Installed) });
+                    if row.desired == State::Enabled {
+                        let _ = self.enable_as(Actor::System, &row.id, false).await;
+                    }
+                }
+                Some((desired, state, old, kind)) => {
+                    self.refresh_grants(&row.id)?;
+                    if *old != *manifest && kind == PluginKind::Package {
+                        if let Some(dir) = &package_dir {
+                            let code = self.0.config.runtime.instantiate(&manifest, dir)?;
+                            if let Some(s) = lock(&self.0.plugins).get_mut(&row.id) {
+                                s.manifest = manifest.clone();
+                                s.code = code;
+                                s.package_dir = package_dir.clone();
+                                s.new_permissions = row.new_permissions.clone();
+                            }
+                        }
+                    }
+                    let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
+                    if row.desired == desired {
+                        continue;
+                    }
+                    let r = match (row.desired, state) {
+                        (State::Enabled, _) => self.enable_as(Actor::System, &row.id, false).await,
+                        (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {
+                            let r = self.transition(Actor::System, &row.id, Action::Disable).await;
+                            match (r, row.desired) {
+                                (Ok(()), State::Installed) => self.transition(Actor::System, &row.id, Action::Unload).await,
+                                (r, _) => r,
+                            }
+                        }
+                        (State::Installed, State::Loaded | State::Disabled) => self.transition(Actor::System, &row.id, Action::Unload).await,
+                        (State::Loaded, State::Installed) => self.transition(Actor::System, &row.id, Action::Load).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(plugin = %row.id, "could not follow the change made by another process: {e}");
+                    }
+                }
+            }
+        }
+        self.0.store.changed_externally();
+        Ok(())
     }
 
     /// Stop every running plugin (disable and unload hooks, in reverse dependency order)

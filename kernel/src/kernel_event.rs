@@ -10,6 +10,7 @@ use crate::logging::LogRecord;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum KernelEvent {
     /// A plugin changed state (`from: None` for a fresh install, `to: None` for an uninstall).
     StateChanged {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// Where a plugin is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum State {
     /// Known to the kernel, not loaded.
     Installed,
@@ -83,6 +84,7 @@ impl FromStr for State {
 /// A lifecycle action an admin (or a `kernel.manage` plugin) can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Action {
     /// Run `onLoad`.
     Load,

@@ -23,6 +23,7 @@ use crate::util::now_ms;
 /// Log severity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Level {
     /// Very detailed.
     Trace,
@@ -78,10 +79,13 @@ impl From<&tracing::Level> for Level {
 /// One stored log line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct LogRecord {
     /// Row id (0 until stored).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub id: i64,
     /// Milliseconds since the Unix epoch.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub ts: i64,
     /// The plugin (or `kernel`).
     pub plugin: String,

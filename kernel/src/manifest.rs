@@ -20,6 +20,7 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 /// A validated plugin manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Manifest {
     /// Unique id, lowercase `[a-z0-9][a-z0-9._-]*`.
     pub id: String,
@@ -42,8 +43,10 @@ pub struct Manifest {
     /// What the plugin provides.
     pub provides: Provides,
     /// Required permissions.
+    #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
     pub permissions: Vec<Permission>,
     /// Optional permissions (grantable and revocable at any time).
+    #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
     pub optional_permissions: Vec<Permission>,
     /// Engine requirements.
     pub engines: Engines,
@@ -51,6 +54,7 @@ pub struct Manifest {
 
 /// What a plugin declares it provides.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Provides {
     /// Service names.
     pub services: Vec<String>,
@@ -64,6 +68,7 @@ pub struct Provides {
 
 /// Engine requirements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Engines {
     /// Range of kernel versions the plugin works with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +119,7 @@ impl Manifest {
 
 /// One validation problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Problem {
     /// JSON path, e.g. `dependencies["com.acme.crm"]`; `$` for the whole document.
     pub path: String,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// How much harm a permission can do, for the review screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Risk {
     /// Touches only the plugin's own data.
     Low,

@@ -14,6 +14,7 @@ pub type ManifestSet = BTreeMap<String, Arc<Manifest>>;
 
 /// One "X requires Y <range>" step of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Link {
     /// The requiring plugin.
     pub plugin: String,
@@ -29,6 +30,7 @@ pub struct Link {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 #[non_exhaustive]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ResolveError {
     /// The last link's dependency is not installed.
     Missing {

@@ -107,12 +107,14 @@ pub(crate) struct PluginRow {
 /// A stored grant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct GrantRow {
     /// The permission text.
     pub permission: String,
     /// `admin`, `system:policy`, ...
     pub granted_by: String,
     /// When (ms since epoch).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub granted_at: i64,
 }
 

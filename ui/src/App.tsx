@@ -1,0 +1,117 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+import type { CommandError, PluginInfo } from "./bindings";
+import { asCommandError, call, commands, onKernelEvent } from "./api";
+import { PluginsView } from "./views/PluginsView";
+import { GraphView } from "./views/GraphView";
+import { LogsView } from "./views/LogsView";
+import { AuditView } from "./views/AuditView";
+import { SettingsView } from "./views/SettingsView";
+import { ErrorBanner } from "./views/common";
+
+export type Route =
+  | { view: "plugins"; id?: string; focus?: "permissions" }
+  | { view: "graph" }
+  | { view: "logs"; plugin?: string }
+  | { view: "audit"; plugin?: string }
+  | { view: "settings" };
+
+const NAV: { view: Route["view"]; label: string; key: string }[] = [
+  { view: "plugins", label: "Plugins", key: "1" },
+  { view: "graph", label: "Dependency graph", key: "2" },
+  { view: "logs", label: "Logs", key: "3" },
+  { view: "audit", label: "Audit trail", key: "4" },
+  { view: "settings", label: "Settings", key: "5" },
+];
+
+/** Plugins, reloaded whenever the kernel says something changed. */
+function usePlugins() {
+  const [plugins, setPlugins] = useState<PluginInfo[] | null>(null);
+  const [error, setError] = useState<CommandError | null>(null);
+  const pending = useRef<number | null>(null);
+  const reload = useCallback(() => {
+    call(commands.listPlugins())
+      .then((p) => {
+        setPlugins(p);
+        setError(null);
+      })
+      .catch((e) => setError(asCommandError(e)));
+  }, []);
+  useEffect(() => {
+    reload();
+    return onKernelEvent((e) => {
+      if (e.type === "log" || e.type === "audit") return;
+      if (pending.current !== null) return;
+      pending.current = window.setTimeout(() => {
+        pending.current = null;
+        reload();
+      }, 60);
+    });
+  }, [reload]);
+  return { plugins, error, reload };
+}
+
+export function App() {
+  const [route, setRoute] = useState<Route>({ view: "plugins" });
+  const { plugins, error, reload } = usePlugins();
+  const [problem, setProblem] = useState<CommandError | null>(null);
+  const reported = useRef(false);
+
+  useEffect(() => {
+    if (plugins && !reported.current) {
+      reported.current = true;
+      call(commands.reportReady())
+        .then((ms) => document.documentElement.setAttribute("data-startup-ms", String(Math.round(ms ?? -1))))
+        .catch(() => {});
+    }
+  }, [plugins]);
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (!e.altKey) return;
+      const item = NAV.find((n) => n.key === e.key);
+      if (item) {
+        e.preventDefault();
+        setRoute({ view: item.view } as Route);
+      }
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
+
+  const pendingCount = plugins?.filter((p) => p.pending.length > 0).length ?? 0;
+  const errorCount = plugins?.filter((p) => p.state === "error").length ?? 0;
+
+  return (
+    <div className="shell">
+      <nav className="sidebar" aria-label="Views">
+        <div className="brand">
+          <span className="logo" aria-hidden>◆</span> ObjectOS
+        </div>
+        {NAV.map((n) => (
+          <button
+            key={n.view}
+            className={route.view === n.view ? "nav active" : "nav"}
+            aria-current={route.view === n.view ? "page" : undefined}
+            onClick={() => setRoute({ view: n.view } as Route)}
+            title={`Alt+${n.key}`}
+            data-nav={n.view}
+          >
+            <span>{n.label}</span>
+            {n.view === "plugins" && pendingCount > 0 && <span className="badge warn" title="plugins with permissions to review">{pendingCount}</span>}
+            {n.view === "plugins" && errorCount > 0 && <span className="badge danger" title="plugins in error">{errorCount}</span>}
+          </button>
+        ))}
+        <div className="sidebar-foot">Alt+1…5 switches views</div>
+      </nav>
+      <main className="content">
+        {error && <ErrorBanner error={error} onRetry={reload} />}
+        {problem && <ErrorBanner error={problem} onClose={() => setProblem(null)} />}
+        {route.view === "plugins" && <PluginsView plugins={plugins} route={route} navigate={setRoute} onError={setProblem} />}
+        {route.view === "graph" && <GraphView plugins={plugins} navigate={setRoute} />}
+        {route.view === "logs" && <LogsView plugins={plugins} initialPlugin={route.plugin} />}
+        {route.view === "audit" && <AuditView plugins={plugins} initialPlugin={route.plugin} onError={setProblem} />}
+        {route.view === "settings" && <SettingsView onError={setProblem} />}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,50 @@
+// The UI's only door to Rust: the generated bindings, with results unwrapped into exceptions
+// that carry the typed CommandError.
+import { commands, events, type CommandError, type KernelEvent } from "./bindings";
+
+export class CommandFailure extends Error {
+  constructor(public readonly error: CommandError) {
+    super(error.message);
+  }
+}
+
+type Result<T> = { status: "ok"; data: T } | { status: "error"; error: CommandError };
+
+export async function call<T>(p: Promise<Result<T>>): Promise<T> {
+  const r = await p;
+  if (r.status === "error") throw new CommandFailure(r.error);
+  return r.data;
+}
+
+export function asCommandError(e: unknown): CommandError {
+  if (e instanceof CommandFailure) return e.error;
+  return { kind: "other", code: "ui", message: e instanceof Error ? e.message : String(e) };
+}
+
+export function onKernelEvent(handler: (e: KernelEvent) => void): () => void {
+  let stop: (() => void) | undefined;
+  let cancelled = false;
+  events.kernelNotice
+    .listen((e) => handler(e.payload))
+    .then((un) => {
+      if (cancelled) un();
+      else stop = un;
+    })
+    .catch(() => {});
+  return () => {
+    cancelled = true;
+    stop?.();
+  };
+}
+
+export { commands };
+
+export function formatTime(ms: number | null): string {
+  if (ms === null) return "—";
+  const d = new Date(ms);
+  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function formatClock(ms: number | null): string {
+  return ms === null ? "—" : new Date(ms).toLocaleTimeString();
+}

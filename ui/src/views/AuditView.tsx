@@ -1,0 +1,144 @@
+import { useEffect, useMemo, useRef, useState } from "react";
+import { save } from "@tauri-apps/plugin-dialog";
+import type { AuditRecord, CommandError, PluginInfo, Verification } from "../bindings";
+import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
+import { Empty } from "./common";
+import { VirtualList } from "./VirtualList";
+
+const SINCE: { label: string; ms: number | null }[] = [
+  { label: "Any time", ms: null },
+  { label: "Last hour", ms: 3600_000 },
+  { label: "Last 24 hours", ms: 86400_000 },
+  { label: "Last 7 days", ms: 7 * 86400_000 },
+];
+
+export function AuditView({ plugins, initialPlugin, onError }: { plugins: PluginInfo[] | null; initialPlugin?: string; onError: (e: CommandError | null) => void }) {
+  const [plugin, setPlugin] = useState(initialPlugin ?? "");
+  const [action, setAction] = useState("");
+  const [actor, setActor] = useState("");
+  const [since, setSince] = useState<number | null>(null);
+  const [records, setRecords] = useState<AuditRecord[] | null>(null);
+  const [verification, setVerification] = useState<Verification | null>(null);
+  const [exported, setExported] = useState<string | null>(null);
+  const filters = useRef({ plugin, action, actor });
+  filters.current = { plugin, action, actor };
+  const sinceTs = since === null ? null : Date.now() - since;
+
+  useEffect(() => {
+    call(commands.queryAudit(plugin || null, action || null, actor || null, sinceTs, 20000)).then(setRecords).catch((e) => onError(asCommandError(e)));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [plugin, action, actor, since]);
+
+  const verify = () => call(commands.verifyAudit()).then(setVerification).catch((e) => onError(asCommandError(e)));
+  useEffect(() => {
+    verify();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
+  useEffect(
+    () =>
+      onKernelEvent((e) => {
+        if (e.type !== "audit") return;
+        const f = filters.current;
+        const ok = (!f.plugin || e.plugin === f.plugin) && (!f.actor || e.actor === f.actor) && (!f.action || (f.action.endsWith(".") ? e.action.startsWith(f.action) : e.action === f.action));
+        if (ok) setRecords((rs) => (rs ? rs.concat([e]) : rs));
+      }),
+    [],
+  );
+
+  async function exportAs(format: "json" | "csv") {
+    const path = await save({ title: "Export the audit trail", defaultPath: `objectos-audit.${format}`, filters: [{ name: format.toUpperCase(), extensions: [format] }] });
+    if (!path) return;
+    try {
+      const n = await call(commands.exportAudit(path, format, plugin || null, action || null, actor || null, sinceTs));
+      setExported(`Exported ${n} record(s) to ${path}`);
+    } catch (e) {
+      onError(asCommandError(e));
+    }
+  }
+
+  const ids = useMemo(() => (plugins ?? []).map((p) => p.manifest.id), [plugins]);
+
+  return (
+    <div className="stream-view">
+      <header className="pane-head">
+        <h1>Audit trail</h1>
+        <div className="row">
+          {verification &&
+            (verification.status === "intact" ? (
+              <span className="badge ok" title="Every record links to the one before it">
+                Chain intact · {verification.records} records
+              </span>
+            ) : (
+              <span className="badge danger" role="alert">
+                Chain broken at #{verification.id}: {verification.reason}
+              </span>
+            ))}
+          <button onClick={verify}>Verify</button>
+          <button onClick={() => exportAs("json")}>Export JSON…</button>
+          <button onClick={() => exportAs("csv")}>Export CSV…</button>
+        </div>
+      </header>
+      <div className="filters">
+        <select aria-label="Plugin" value={plugin} onChange={(e) => setPlugin(e.target.value)}>
+          <option value="">All plugins</option>
+          {ids.map((id) => (
+            <option key={id} value={id}>
+              {id}
+            </option>
+          ))}
+        </select>
+        <input aria-label="Action" placeholder="Action, e.g. plugin. or permission.denied" value={action} onChange={(e) => setAction(e.target.value.trim())} />
+        <input aria-label="Actor" placeholder="Actor: admin, system, plugin:<id>" value={actor} onChange={(e) => setActor(e.target.value.trim())} />
+        <select aria-label="Time" value={String(since)} onChange={(e) => setSince(e.target.value === "null" ? null : Number(e.target.value))}>
+          {SINCE.map((s) => (
+            <option key={s.label} value={String(s.ms)}>
+              {s.label}
+            </option>
+          ))}
+        </select>
+      </div>
+      {exported && (
+        <div className="banner ok" role="status">
+          {exported}
+        </div>
+      )}
+      {records === null ? (
+        <div className="loading">Loading audit trail…</div>
+      ) : records.length === 0 ? (
+        <Empty title="No audit records match">
+          <p>Change the filters; new records appear here as they are written.</p>
+        </Empty>
+      ) : (
+        <>
+          <div className="audit-head">
+            <span>#</span>
+            <span>Time</span>
+            <span>Actor</span>
+            <span>Action</span>
+            <span>Plugin</span>
+            <span>Details</span>
+          </div>
+          <VirtualList
+            items={records}
+            rowHeight={26}
+            follow
+            label="Audit records"
+            render={(r) => (
+              <div className={`auditline act-${r.action.split(".")[0]}${r.action === "permission.denied" ? " denied" : ""}`}>
+                <span className="mono">{r.id}</span>
+                <span>{formatTime(r.ts)}</span>
+                <span className="mono">{r.actor}</span>
+                <span className="mono">{r.action}</span>
+                <span className="mono">{r.plugin ?? "—"}</span>
+                <span className="mono details" title={JSON.stringify(r.details)}>
+                  {JSON.stringify(r.details)}
+                </span>
+              </div>
+            )}
+          />
+        </>
+      )}
+    </div>
+  );
+}

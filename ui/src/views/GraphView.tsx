@@ -1,0 +1,142 @@
+import { useEffect, useMemo, useState } from "react";
+import { Background, Controls, MarkerType, MiniMap, ReactFlow, type Edge, type Node } from "@xyflow/react";
+import dagre from "@dagrejs/dagre";
+import type { Graph, PluginInfo, State } from "../bindings";
+import { asCommandError, call, commands } from "../api";
+import type { Route } from "../App";
+import { Empty, ErrorBanner } from "./common";
+
+const NODE_W = 210;
+const NODE_H = 58;
+
+export const STATE_COLORS: Record<State | "missing", string> = {
+  enabled: "#2e9d58",
+  disabled: "#8a8f98",
+  loaded: "#3b7dd8",
+  installed: "#b0854a",
+  error: "#d64545",
+  missing: "#d64545",
+};
+
+/** Lay the graph out left-to-right with dagre (dependencies on the right of their users). */
+export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
+  const d = new dagre.graphlib.Graph();
+  d.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 90 });
+  d.setDefaultEdgeLabel(() => ({}));
+  const known = new Set(g.nodes.map((n) => n.id));
+  const missing = [...new Set(g.edges.filter((e) => !known.has(e.to) && !e.optional).map((e) => e.to))];
+  for (const n of g.nodes) d.setNode(n.id, { width: NODE_W, height: NODE_H });
+  for (const m of missing) d.setNode(m, { width: NODE_W, height: NODE_H });
+  const edges = g.edges.filter((e) => known.has(e.to) || missing.includes(e.to));
+  for (const e of edges) d.setEdge(e.from, e.to);
+  dagre.layout(d);
+  const nodes: Node[] = [
+    ...g.nodes.map((n) => ({
+      id: n.id,
+      position: { x: d.node(n.id).x - NODE_W / 2, y: d.node(n.id).y - NODE_H / 2 },
+      data: { label: `${n.name}\n${n.id} · ${n.version} · ${n.state}` },
+      className: `gnode gnode-${n.state}`,
+      style: { width: NODE_W, borderColor: STATE_COLORS[n.state] },
+    })),
+    ...missing.map((m) => ({
+      id: m,
+      position: { x: d.node(m).x - NODE_W / 2, y: d.node(m).y - NODE_H / 2 },
+      data: { label: `${m}\nnot installed` },
+      className: "gnode gnode-missing",
+      style: { width: NODE_W, borderColor: STATE_COLORS.missing },
+    })),
+  ];
+  const rf: Edge[] = edges.map((e) => {
+    const bad = !e.satisfied || e.inCycle;
+    return {
+      id: `${e.from}->${e.to}`,
+      source: e.from,
+      target: e.to,
+      label: e.inCycle ? `${e.range} · cycle` : !e.satisfied ? `${e.range} · unsatisfied` : e.range,
+      animated: bad,
+      className: bad ? "gedge-bad" : e.optional ? "gedge-optional" : "gedge",
+      style: bad ? { stroke: STATE_COLORS.error, strokeWidth: 2 } : e.optional ? { strokeDasharray: "6 4" } : undefined,
+      markerEnd: { type: MarkerType.ArrowClosed, color: bad ? STATE_COLORS.error : undefined },
+    };
+  });
+  return { nodes, edges: rf };
+}
+
+export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null; navigate: (r: Route) => void }) {
+  const [graph, setGraph] = useState<Graph | null>(null);
+  const [error, setError] = useState<ReturnType<typeof asCommandError> | null>(null);
+  useEffect(() => {
+    call(commands.dependencyGraph()).then(setGraph).catch((e) => setError(asCommandError(e)));
+  }, [plugins]);
+  const laid = useMemo(() => (graph ? layout(graph) : null), [graph]);
+  const errors = graph ? Object.entries(graph.errors) : [];
+  return (
+    <div className="graph-view">
+      <header className="pane-head">
+        <h1>Dependency graph</h1>
+        <div className="legend" aria-label="Legend">
+          {(["enabled", "loaded", "disabled", "installed", "error"] as const).map((s) => (
+            <span key={s}>
+              <i style={{ background: STATE_COLORS[s] }} /> {s}
+            </span>
+          ))}
+          <span>
+            <i className="dash" /> optional
+          </span>
+          <span>
+            <i style={{ background: STATE_COLORS.error }} /> unsatisfied / cycle
+          </span>
+        </div>
+      </header>
+      {error && <ErrorBanner error={error} />}
+      {errors.length > 0 && (
+        <div className="banner warn" role="status">
+          <div className="banner-body">
+            {errors.map(([id, e]) => (
+              <div key={id}>
+                <strong className="mono">{id}</strong>: {describe(e)}
+              </div>
+            ))}
+          </div>
+        </div>
+      )}
+      {laid && laid.nodes.length === 0 ? (
+        <Empty title="Nothing installed yet" />
+      ) : laid ? (
+        <div className="flow" data-testid="graph">
+          <ReactFlow
+            nodes={laid.nodes}
+            edges={laid.edges}
+            fitView
+            minZoom={0.1}
+            nodesDraggable={false}
+            nodesConnectable={false}
+            onNodeClick={(_, n) => plugins?.some((p) => p.manifest.id === n.id) && navigate({ view: "plugins", id: n.id })}
+            proOptions={{ hideAttribution: true }}
+          >
+            <Background />
+            <Controls showInteractive={false} />
+            {laid.nodes.length > 20 && <MiniMap pannable zoomable />}
+          </ReactFlow>
+        </div>
+      ) : (
+        <div className="loading">Laying out…</div>
+      )}
+    </div>
+  );
+}
+
+function describe(e: Graph["errors"][string]): string {
+  switch (e.kind) {
+    case "cycle":
+      return `dependency cycle ${e.cycle.join(" → ")}`;
+    case "selfDependency":
+      return "depends on itself";
+    case "missing":
+      return `needs ${e.chain[e.chain.length - 1]?.requires ?? "?"}, which is not installed (${e.chain.map((l) => `${l.plugin} requires ${l.requires} ${l.range}`).join(", ")})`;
+    case "mismatch":
+      return `${e.chain.map((l) => `${l.plugin} requires ${l.requires} ${l.range}`).join(", ")}, but ${e.installed} is installed`;
+    case "engine":
+      return `${e.plugin} ${e.version} needs ObjectOS ${e.range}; this is ${e.kernel}`;
+  }
+}

@@ -1,0 +1,117 @@
+import { useEffect, useMemo, useRef, useState } from "react";
+import type { Level, LogRecord, PluginInfo } from "../bindings";
+import { call, commands, formatClock, onKernelEvent } from "../api";
+import { Empty } from "./common";
+import { VirtualList } from "./VirtualList";
+
+const LEVELS: Level[] = ["trace", "debug", "info", "warn", "error"];
+const RANK: Record<Level, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
+/** Lines kept in memory; older ones drop off the top. */
+export const MAX_LINES = 100_000;
+
+export function matchesLog(l: LogRecord, plugin: string, level: Level, search: string): boolean {
+  return (!plugin || l.plugin === plugin) && RANK[l.level] >= RANK[level] && (!search || l.message.toLowerCase().includes(search.toLowerCase()));
+}
+
+export function LogsView({ plugins, initialPlugin }: { plugins: PluginInfo[] | null; initialPlugin?: string }) {
+  const [plugin, setPlugin] = useState(initialPlugin ?? "");
+  const [level, setLevel] = useState<Level>("debug");
+  const [search, setSearch] = useState("");
+  const [lines, setLines] = useState<LogRecord[] | null>(null);
+  const [paused, setPaused] = useState(false);
+  const [held, setHeld] = useState<LogRecord[]>([]);
+  const filters = useRef({ plugin, level, search, paused });
+  filters.current = { plugin, level, search, paused };
+
+  useEffect(() => {
+    let live = true;
+    call(commands.queryLogs(plugin || null, level, search || null, null, 5000)).then((l) => live && setLines(l)).catch(() => live && setLines([]));
+    setHeld([]);
+    return () => {
+      live = false;
+    };
+  }, [plugin, level, search]);
+
+  useEffect(
+    () =>
+      onKernelEvent((e) => {
+        if (e.type !== "log") return;
+        const f = filters.current;
+        if (!matchesLog(e, f.plugin, f.level, f.search)) return;
+        if (f.paused) setHeld((h) => [...h, e]);
+        else setLines((ls) => (ls ? append(ls, [e]) : ls));
+      }),
+    [],
+  );
+
+  const resume = () => {
+    setLines((ls) => (ls ? append(ls, held) : ls));
+    setHeld([]);
+    setPaused(false);
+  };
+
+  const ids = useMemo(() => (plugins ?? []).map((p) => p.manifest.id), [plugins]);
+
+  return (
+    <div className="stream-view">
+      <header className="pane-head">
+        <h1>Logs</h1>
+        <div className="filters">
+          <select aria-label="Plugin" value={plugin} onChange={(e) => setPlugin(e.target.value)}>
+            <option value="">All plugins</option>
+            {ids.map((id) => (
+              <option key={id} value={id}>
+                {id}
+              </option>
+            ))}
+          </select>
+          <select aria-label="Minimum level" value={level} onChange={(e) => setLevel(e.target.value as Level)}>
+            {LEVELS.map((l) => (
+              <option key={l} value={l}>
+                {l} and above
+              </option>
+            ))}
+          </select>
+          <input type="search" aria-label="Search messages" placeholder="Search messages" value={search} onChange={(e) => setSearch(e.target.value)} />
+          {paused ? (
+            <button className="primary" onClick={resume}>
+              Resume{held.length ? ` (${held.length} new)` : ""}
+            </button>
+          ) : (
+            <button onClick={() => setPaused(true)}>Pause</button>
+          )}
+        </div>
+      </header>
+      {lines === null ? (
+        <div className="loading">Loading log…</div>
+      ) : lines.length === 0 ? (
+        <Empty title="No log lines yet">
+          <p>{plugin ? `${plugin} has not logged anything` : "Nothing has been logged"}{search || level !== "trace" ? " that matches these filters" : ""}. New lines appear here as they are written.</p>
+        </Empty>
+      ) : (
+        <>
+          <div className="muted small count">{lines.length.toLocaleString()} line(s){paused ? " · paused" : " · live"}</div>
+          <VirtualList
+            items={lines}
+            rowHeight={22}
+            follow={!paused}
+            label="Log lines"
+            render={(l) => (
+              <div className={`logline lvl-${l.level}`}>
+                <span className="ts">{formatClock(l.ts)}</span>
+                <span className="lvl">{l.level}</span>
+                <span className="src">{l.plugin}</span>
+                <span className="msg">{l.message}</span>
+              </div>
+            )}
+          />
+        </>
+      )}
+    </div>
+  );
+}
+
+function append(ls: LogRecord[], more: LogRecord[]): LogRecord[] {
+  const next = ls.concat(more);
+  return next.length > MAX_LINES ? next.slice(next.length - MAX_LINES) : next;
+}

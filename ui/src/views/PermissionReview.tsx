@@ -1,0 +1,125 @@
+import { useState } from "react";
+import type { CommandError, PluginInfo } from "../bindings";
+import { asCommandError, call, commands, formatTime } from "../api";
+import { RiskBadge } from "./common";
+
+export function PermissionReview({ info, onError }: { info: PluginInfo; onError: (e: CommandError | null) => void }) {
+  const [selected, setSelected] = useState<Set<string>>(new Set());
+  const [busy, setBusy] = useState(false);
+  const [note, setNote] = useState<string | null>(null);
+  const perms = info.permissions;
+  const pendingAll = perms.filter((p) => !p.grant);
+  const toggle = (p: string) =>
+    setSelected((s) => {
+      const n = new Set(s);
+      if (n.has(p)) n.delete(p);
+      else n.add(p);
+      return n;
+    });
+
+  async function act(f: () => Promise<unknown>, done: string) {
+    setBusy(true);
+    onError(null);
+    try {
+      await f();
+      setSelected(new Set());
+      setNote(done);
+    } catch (e) {
+      onError(asCommandError(e));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const id = info.manifest.id;
+  const chosen = [...selected];
+  const chosenGranted = chosen.filter((p) => perms.find((x) => x.permission === p)?.grant);
+  const chosenPending = chosen.filter((p) => !perms.find((x) => x.permission === p)?.grant);
+
+  return (
+    <section className="permissions" aria-label="Permissions">
+      <div className="section-head">
+        <h2>Permissions</h2>
+        {info.pending.length > 0 ? (
+          <span className="badge warn">{info.pending.length} required awaiting approval</span>
+        ) : perms.length > 0 ? (
+          <span className="badge ok">All required permissions granted</span>
+        ) : null}
+      </div>
+      {perms.length === 0 ? (
+        <p className="muted">This plugin asks for no permissions.</p>
+      ) : (
+        <>
+          <table className="perm-table">
+            <thead>
+              <tr>
+                <th aria-label="Select" />
+                <th>Permission</th>
+                <th>What it allows</th>
+                <th>Risk</th>
+                <th>Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {perms.map((p) => (
+                <tr key={p.permission} className={p.new ? "new" : ""}>
+                  <td>
+                    <input type="checkbox" aria-label={`Select ${p.permission}`} checked={selected.has(p.permission)} onChange={() => toggle(p.permission)} />
+                  </td>
+                  <td>
+                    <code>{p.permission}</code>
+                    <div className="muted small">
+                      {p.required ? "required" : "optional"}
+                      {p.new && <strong className="new-tag"> new in this version</strong>}
+                    </div>
+                  </td>
+                  <td>
+                    {p.description}
+                    {!p.enforced && <div className="muted small">Shown now; enforced once the sandboxed runtime ships.</div>}
+                  </td>
+                  <td>
+                    <RiskBadge risk={p.risk} />
+                  </td>
+                  <td>
+                    {p.grant ? (
+                      <span className="granted" title={formatTime(p.grant.grantedAt)}>
+                        Granted by {p.grant.grantedBy}
+                      </span>
+                    ) : (
+                      <span className="pending">Pending</span>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <div className="row">
+            <button className="primary" disabled={busy || pendingAll.length === 0} onClick={() => act(() => call(commands.grantPermissions(id, null)), `Approved everything ${info.manifest.name} asks for.`)} data-perm="approve-all">
+              Approve all
+            </button>
+            <button disabled={busy || chosenPending.length === 0} onClick={() => act(() => call(commands.grantPermissions(id, chosenPending)), `Approved ${chosenPending.length} permission(s).`)}>
+              Approve selected
+            </button>
+            <button
+              disabled={busy || chosenPending.length === 0}
+              onClick={() => {
+                setSelected(new Set());
+                setNote(`Denied: ${chosenPending.join(", ")}. ${info.manifest.name} stays ${info.state}${chosenPending.some((p) => info.pending.includes(p)) ? " and cannot be enabled without them" : ""}.`);
+              }}
+            >
+              Deny selected
+            </button>
+            <button className="danger" disabled={busy || chosenGranted.length === 0} onClick={() => act(() => call(commands.revokePermissions(id, chosenGranted, false)), `Revoked ${chosenGranted.length} permission(s).`)}>
+              Revoke selected
+            </button>
+          </div>
+          {note && (
+            <p className="muted" role="status">
+              {note}
+            </p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}

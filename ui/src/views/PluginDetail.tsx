@@ -1,0 +1,258 @@
+import { useEffect, useRef, useState } from "react";
+import type { Action, CommandError, PluginInfo } from "../bindings";
+import { asCommandError, call, commands, formatTime } from "../api";
+import type { Route } from "../App";
+import { Modal, StateBadge } from "./common";
+import { PermissionReview } from "./PermissionReview";
+
+const ACTIONS: { action: Action; label: string }[] = [
+  { action: "load", label: "Load" },
+  { action: "enable", label: "Enable" },
+  { action: "disable", label: "Disable" },
+  { action: "unload", label: "Unload" },
+  { action: "uninstall", label: "Uninstall" },
+];
+
+export function PluginDetail({
+  info,
+  plugins,
+  focus,
+  navigate,
+  onError,
+}: {
+  info: PluginInfo;
+  plugins: PluginInfo[];
+  focus?: "permissions";
+  navigate: (r: Route) => void;
+  onError: (e: CommandError | null) => void;
+}) {
+  const m = info.manifest;
+  const [busy, setBusy] = useState<Action | null>(null);
+  const [cascade, setCascade] = useState<string[] | null>(null);
+  const [confirmUninstall, setConfirmUninstall] = useState(false);
+  const permsRef = useRef<HTMLDivElement>(null);
+  const stateOf = (id: string) => plugins.find((p) => p.manifest.id === id)?.state;
+
+  useEffect(() => {
+    if (focus === "permissions") permsRef.current?.scrollIntoView({ behavior: "smooth", block: "start" });
+  }, [focus]);
+
+  async function run(action: Action, opts: { cascade?: boolean } = {}) {
+    setBusy(action);
+    onError(null);
+    try {
+      const withDeps = action === "enable";
+      await call(commands.pluginAction(m.id, action, withDeps, opts.cascade ?? false));
+    } catch (e) {
+      const err = asCommandError(e);
+      if (err.kind === "dependentsEnabled") setCascade(err.dependents);
+      else if (err.kind === "other" && err.code === "uninstalled") navigate({ view: "plugins" });
+      else {
+        onError(err);
+        if (err.kind === "permissionsPending") {
+          navigate({ view: "plugins", id: err.plugin, focus: "permissions" });
+          permsRef.current?.scrollIntoView({ behavior: "smooth" });
+        }
+      }
+    } finally {
+      setBusy(null);
+    }
+  }
+
+  return (
+    <article className="detail">
+      <header className="detail-head">
+        <div>
+          <h1>
+            {m.name} <span className="muted mono">{m.version}</span>
+          </h1>
+          <div className="muted mono">{m.id}</div>
+        </div>
+        <StateBadge state={info.state} />
+      </header>
+      {m.description && <p className="description">{m.description}</p>}
+
+      <div className="actions" role="group" aria-label="Lifecycle">
+        {ACTIONS.map(({ action, label }) => {
+          const legal = info.actions.includes(action);
+          return (
+            <button
+              key={action}
+              className={action === "enable" ? "primary" : action === "uninstall" ? "danger" : ""}
+              disabled={!legal || busy !== null}
+              title={legal ? undefined : `Not possible while ${info.state}`}
+              onClick={() => (action === "uninstall" ? setConfirmUninstall(true) : run(action))}
+              data-action={action}
+            >
+              {busy === action ? `${label}…` : label}
+            </button>
+          );
+        })}
+        <button className="link" onClick={() => navigate({ view: "logs", plugin: m.id })}>
+          Logs
+        </button>
+        <button className="link" onClick={() => navigate({ view: "audit", plugin: m.id })}>
+          Audit
+        </button>
+      </div>
+
+      {info.state === "error" && info.lastError && (
+        <div className="banner error" role="alert">
+          <div className="banner-body">
+            <strong>{info.lastError.hook ? `${info.lastError.hook} failed` : "Not startable"}</strong>
+            <div className="banner-message mono">{info.lastError.message}</div>
+            <div className="muted">{formatTime(info.lastError.at)} · Load it again to retry.</div>
+          </div>
+        </div>
+      )}
+      {info.resolveError && (
+        <div className="banner warn" role="status">
+          <div className="banner-body">
+            <strong>Dependencies not satisfied</strong>
+            <div className="banner-message">{info.resolveError}</div>
+          </div>
+        </div>
+      )}
+
+      <dl className="facts">
+        <dt>Kind</dt>
+        <dd>{info.kind === "builtin" ? "Built-in" : "Package"}</dd>
+        {m.author && (
+          <>
+            <dt>Author</dt>
+            <dd>{m.author}</dd>
+          </>
+        )}
+        {m.license && (
+          <>
+            <dt>License</dt>
+            <dd>{m.license}</dd>
+          </>
+        )}
+        {m.engines.objectos && (
+          <>
+            <dt>Needs ObjectOS</dt>
+            <dd className="mono">{m.engines.objectos}</dd>
+          </>
+        )}
+        <dt>Installed</dt>
+        <dd>{formatTime(info.installedAt)}</dd>
+        {info.services.length > 0 && (
+          <>
+            <dt>Services now</dt>
+            <dd className="mono">{info.services.join(", ")}</dd>
+          </>
+        )}
+      </dl>
+
+      <div className="columns">
+        <section>
+          <h2>Requires</h2>
+          {info.dependencies.length === 0 ? (
+            <p className="muted">Nothing.</p>
+          ) : (
+            <ul className="deps">
+              {info.dependencies.map((d) => (
+                <li key={d.id} className={d.satisfied ? "" : "unsatisfied"}>
+                  <button className="link mono" onClick={() => navigate({ view: "plugins", id: d.id })} disabled={!d.installed}>
+                    {d.id}
+                  </button>{" "}
+                  <span className="mono">{d.range}</span>
+                  {d.optional && <span className="muted"> optional</span>}
+                  <span className="muted"> → {d.installed ? `${d.installed} ` : "not installed"}</span>
+                  {d.state && <StateBadge state={d.state} />}
+                  {!d.satisfied && <strong className="danger-text"> unsatisfied</strong>}
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+        <section>
+          <h2>Required by</h2>
+          {info.dependents.length === 0 ? (
+            <p className="muted">Nothing depends on it.</p>
+          ) : (
+            <ul className="deps">
+              {info.dependents.map((d) => (
+                <li key={d}>
+                  <button className="link mono" onClick={() => navigate({ view: "plugins", id: d })}>
+                    {d}
+                  </button>{" "}
+                  {stateOf(d) && <StateBadge state={stateOf(d)!} />}
+                </li>
+              ))}
+            </ul>
+          )}
+        </section>
+        <section>
+          <h2>Provides</h2>
+          {(["services", "events", "objects", "workflows"] as const).every((k) => m.provides[k].length === 0) ? (
+            <p className="muted">Nothing declared.</p>
+          ) : (
+            <dl className="provides">
+              {(["services", "events", "objects", "workflows"] as const)
+                .filter((k) => m.provides[k].length > 0)
+                .map((k) => (
+                  <div key={k}>
+                    <dt>{k}</dt>
+                    <dd className="mono">{m.provides[k].join(", ")}</dd>
+                  </div>
+                ))}
+            </dl>
+          )}
+        </section>
+      </div>
+
+      <div ref={permsRef} className={focus === "permissions" ? "focus-ring" : ""}>
+        <PermissionReview info={info} onError={onError} />
+      </div>
+
+      {cascade && (
+        <Modal title={`Disable ${m.name} and its dependents?`} onClose={() => setCascade(null)}>
+          <p>These enabled plugins depend on {m.id}. They will be disabled first, dependents of dependents first:</p>
+          <ul className="deps">
+            {cascade.map((d) => (
+              <li key={d} className="mono">
+                {d}
+              </li>
+            ))}
+          </ul>
+          <div className="row end">
+            <button onClick={() => setCascade(null)} autoFocus>
+              Cancel
+            </button>
+            <button
+              className="danger"
+              data-confirm="cascade"
+              onClick={() => {
+                setCascade(null);
+                run("disable", { cascade: true });
+              }}
+            >
+              Disable {cascade.length + 1} plugins
+            </button>
+          </div>
+        </Modal>
+      )}
+      {confirmUninstall && (
+        <Modal title={`Uninstall ${m.name}?`} onClose={() => setConfirmUninstall(false)}>
+          <p>Its stored data, grants and files are removed. Its logs and audit records stay.</p>
+          <div className="row end">
+            <button onClick={() => setConfirmUninstall(false)} autoFocus>
+              Cancel
+            </button>
+            <button
+              className="danger"
+              onClick={() => {
+                setConfirmUninstall(false);
+                run("uninstall");
+              }}
+            >
+              Uninstall
+            </button>
+          </div>
+        </Modal>
+      )}
+    </article>
+  );
+}

@@ -1,0 +1,77 @@
+import { useEffect, useState } from "react";
+import type { CommandError, Settings, UpdateStatus } from "../bindings";
+import { asCommandError, call, commands } from "../api";
+
+export function SettingsView({ onError }: { onError: (e: CommandError | null) => void }) {
+  const [s, setS] = useState<Settings | null>(null);
+  const [update, setUpdate] = useState<UpdateStatus | "checking" | null>(null);
+  useEffect(() => {
+    call(commands.getSettings()).then(setS).catch((e) => onError(asCommandError(e)));
+  }, [onError]);
+  const apply = (p: Promise<Settings>) => p.then(setS).catch((e) => onError(asCommandError(e)));
+  if (!s) return <div className="loading">Loading settings…</div>;
+  return (
+    <div className="settings">
+      <h1>Settings</h1>
+      <section>
+        <h2>Data</h2>
+        <dl className="facts">
+          <dt>Data directory</dt>
+          <dd className="mono">{s.dataDir}</dd>
+        </dl>
+        <p className="muted">The `objectos` command works on the same directory: `objectos --data-dir {s.dataDir} plugins list`. Its changes show up here.</p>
+      </section>
+      <section>
+        <h2>Audit detail</h2>
+        <fieldset>
+          <label>
+            <input type="radio" name="detail" checked={s.auditDetail === "lifecycle"} onChange={() => apply(call(commands.setAuditDetail("lifecycle")))} /> Lifecycle: installs, state changes, grants, denials, services
+          </label>
+          <label>
+            <input type="radio" name="detail" checked={s.auditDetail === "full"} onChange={() => apply(call(commands.setAuditDetail("full")))} /> Full: also every event emission and storage write
+          </label>
+        </fieldset>
+      </section>
+      <section>
+        <h2>Built-in plugins</h2>
+        <fieldset>
+          <label>
+            <input type="radio" name="policy" checked={s.builtinPolicy === "grant"} onChange={() => apply(call(commands.setBuiltinPolicy("grant")))} /> Grant built-in plugins' permissions at first start (recorded as the system policy)
+          </label>
+          <label>
+            <input type="radio" name="policy" checked={s.builtinPolicy === "ask"} onChange={() => apply(call(commands.setBuiltinPolicy("ask")))} /> Ask me, as for packages
+          </label>
+        </fieldset>
+      </section>
+      <section>
+        <h2>About</h2>
+        <dl className="facts">
+          <dt>Console</dt>
+          <dd>{s.appVersion}</dd>
+          <dt>Kernel</dt>
+          <dd>{s.kernelVersion}</dd>
+        </dl>
+        <div className="row">
+          <button
+            onClick={() => {
+              setUpdate("checking");
+              call(commands.checkForUpdates())
+                .then(setUpdate)
+                .catch((e) => setUpdate({ status: "unreachable", message: asCommandError(e).message }));
+            }}
+            disabled={update === "checking"}
+          >
+            {update === "checking" ? "Checking…" : "Check for updates"}
+          </button>
+          {update && update !== "checking" && (
+            <span role="status" className={update.status === "unreachable" ? "muted" : ""}>
+              {update.status === "upToDate" && `ObjectOS ${update.current} is up to date.`}
+              {update.status === "available" && `Version ${update.version} is available (you have ${update.current}).`}
+              {update.status === "unreachable" && update.message}
+            </span>
+          )}
+        </div>
+      </section>
+    </div>
+  );
+}

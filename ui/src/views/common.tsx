@@ -1,0 +1,73 @@
+import type { CommandError, State } from "../bindings";
+
+export function StateBadge({ state }: { state: State }) {
+  return <span className={`state state-${state}`}>{state}</span>;
+}
+
+export function RiskBadge({ risk }: { risk: "low" | "medium" | "high" }) {
+  return <span className={`risk risk-${risk}`}>{risk} risk</span>;
+}
+
+export function ErrorBanner({ error, onClose, onRetry, action }: { error: CommandError; onClose?: () => void; onRetry?: () => void; action?: React.ReactNode }) {
+  return (
+    <div className="banner error" role="alert">
+      <div className="banner-body">
+        <strong>{titleFor(error)}</strong>
+        <div className="banner-message">{error.message}</div>
+        {error.kind === "manifest" && (
+          <ul className="problems">
+            {error.problems.map((p, i) => (
+              <li key={i}>
+                <code>{p.path}</code> {p.message}
+              </li>
+            ))}
+          </ul>
+        )}
+      </div>
+      <div className="banner-actions">
+        {action}
+        {onRetry && <button onClick={onRetry}>Retry</button>}
+        {onClose && (
+          <button onClick={onClose} aria-label="Dismiss">
+            Dismiss
+          </button>
+        )}
+      </div>
+    </div>
+  );
+}
+
+function titleFor(e: CommandError): string {
+  switch (e.kind) {
+    case "dependentsEnabled":
+      return "Other plugins depend on this one";
+    case "permissionsPending":
+      return "Permissions need your approval first";
+    case "manifest":
+      return `The package is not valid (${e.file})`;
+    case "hook":
+      return `${e.plugin} failed in ${e.hook}`;
+    default:
+      return "That did not work";
+  }
+}
+
+export function Empty({ title, children }: { title: string; children?: React.ReactNode }) {
+  return (
+    <div className="empty">
+      <h3>{title}</h3>
+      {children}
+    </div>
+  );
+}
+
+export function Modal({ title, children, onClose }: { title: string; children: React.ReactNode; onClose: () => void }) {
+  return (
+    <div className="modal-backdrop" onKeyDown={(e) => e.key === "Escape" && onClose()}>
+      <div className="modal" role="dialog" aria-modal="true" aria-label={title}>
+        <h2>{title}</h2>
+        {children}
+      </div>
+    </div>
+  );
+}
