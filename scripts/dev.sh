@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # ObjectOS developer tasks, in one place. package.json and .ci/run call this.
 #
-#   scripts/dev.sh run     install what is missing, build, and run the headless kernel on a
-#                          demo data directory (install the sample packages, approve, enable, list)
-#   scripts/dev.sh test    install what is missing and run every test
-#   scripts/dev.sh bench   build in release mode and print the benchmark table
+#   scripts/dev.sh run     install what is missing, build the desktop console and open it
+#                          (data in $OBJECTOS_DATA_DIR, else the OS data folder)
+#   scripts/dev.sh test    install what is missing and run every test: Rust (kernel, CLI,
+#                          bindings), the UI's Vitest tests, and the end-to-end test of the real
+#                          app under Xvfb through tauri-driver
+#   scripts/dev.sh demo    the headless kernel on a demo data directory (no display needed)
+#   scripts/dev.sh bench   the benchmark table (release build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/objectos-target}"
+export PATH="$HOME/.cargo/bin:$PATH"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-install_system_packages() {
-  local want=(build-essential pkg-config curl ca-certificates git) missing=()
-  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
     say "installing system packages: ${missing[*]}"
     local sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -23,25 +27,68 @@ install_system_packages() {
   fi
 }
 
-install_rust() {
+setup_rust() {
+  apt_install build-essential pkg-config curl ca-certificates git
   if ! command -v cargo >/dev/null 2>&1; then
-    [ -x "$HOME/.cargo/bin/cargo" ] || {
-      say "installing the Rust toolchain (rustup)"
-      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
-    }
-    export PATH="$HOME/.cargo/bin:$PATH"
+    say "installing the Rust toolchain (rustup)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   fi
 }
 
-setup() {
-  install_system_packages
-  install_rust
+# The console: WebKitGTK for Tauri, Node for the UI build.
+setup_console() {
+  setup_rust
+  apt_install libwebkit2gtk-4.1-dev
+  if ! command -v node >/dev/null 2>&1; then apt_install nodejs npm; fi
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "Node.js $(node --version) is too old for the UI build (Vite needs 20.19 or newer); install Node 20+ and run this again." >&2
+    exit 1
+  fi
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "installing UI dependencies (npm ci)"
+    npm ci --no-audit --no-fund
+  fi
+  say "building the UI"
+  npm run --silent ui:build
+}
+
+setup_e2e() {
+  apt_install xvfb xauth webkit2gtk-driver
+  command -v tauri-driver >/dev/null 2>&1 || { say "installing tauri-driver"; cargo install tauri-driver --locked; }
+}
+
+FEATURES=(--features objectos-console/custom-protocol)
+
+run() {
+  setup_console
+  say "building the console (release)"
+  cargo build --release --locked -p objectos-console --features custom-protocol
+  say "starting ObjectOS Console"
+  if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+    say "no display here: starting it under xvfb-run (for a window you can see, run this in a desktop session)"
+    apt_install xvfb xauth
+    exec xvfb-run -a --server-args="-screen 0 1280x800x24" "$CARGO_TARGET_DIR/release/objectos-console" "$@"
+  fi
+  exec "$CARGO_TARGET_DIR/release/objectos-console" "$@"
+}
+
+run_tests() {
+  setup_console
+  setup_e2e
+  say "UI unit tests (Vitest, Tauri IPC mocked)"
+  npm run --silent ui:test
+  say "Rust tests: kernel, plugins, objectos command, console bindings"
+  cargo build --workspace --locked "${FEATURES[@]}"
+  cargo test --workspace --locked "${FEATURES[@]}"
+  say "end-to-end test of the real console under Xvfb"
+  xvfb-run -a --server-args="-screen 0 1280x800x24" python3 tests/e2e/console_e2e.py "$CARGO_TARGET_DIR/debug/objectos-console"
 }
 
 objectos() { "$CARGO_TARGET_DIR/release/objectos" --data-dir "$DEMO" "$@"; }
 
-run() {
-  setup
+demo() {
+  setup_rust
   say "building objectos (release)"
   cargo build --release --locked --bin objectos
   DEMO="${OBJECTOS_DEMO_DIR:-$ROOT/.demo-data}"
@@ -62,23 +109,18 @@ run() {
   say "audit trail"
   objectos audit verify
   objectos audit --limit 8
-  say "done: try \`$CARGO_TARGET_DIR/release/objectos --data-dir $DEMO --help\`"
-}
-
-run_tests() {
-  setup
-  say "running every test"
-  cargo test --workspace --locked
 }
 
 bench() {
-  setup
+  setup_rust
   cargo run --release --locked -p objectos-bench -- "$@"
 }
 
-case "${1:-}" in
-  run) run ;;
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  run) run "$@" ;;
   test) run_tests ;;
-  bench) shift; bench "$@" ;;
-  *) echo "usage: scripts/dev.sh run|test|bench" >&2; exit 2 ;;
+  demo) demo ;;
+  bench) bench "$@" ;;
+  *) echo "usage: scripts/dev.sh run|test|demo|bench" >&2; exit 2 ;;
 esac

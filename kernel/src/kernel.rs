@@ -774,7 +774,12 @@ impl Kernel {
             dependents: resolve::dependents(&set, id),
             resolve_error: resolve::resolve(&set, id).err().map(|e| e.to_string()),
             services,
-            actions: slot.state.legal_actions().into_iter().filter(|a| !(slot.kind == PluginKind::Builtin && *a == Action::Uninstall)).collect(),
+            // `enable` loads first when needed, so it is offered from INSTALLED and ERROR too.
+            actions: Action::ALL
+                .into_iter()
+                .filter(|a| slot.state.allows(*a) || (*a == Action::Enable && matches!(slot.state, State::Installed | State::Error)))
+                .filter(|a| !(slot.kind == PluginKind::Builtin && *a == Action::Uninstall))
+                .collect(),
             package_dir: slot.package_dir.as_ref().map(|p| p.display().to_string()),
             installed_at: slot.installed_at,
             updated_at: slot.updated_at,
@@ -926,6 +931,20 @@ impl Kernel {
 
     fn announce(&self, actor: &Actor, id: &str, from: Option<State>, to: Option<State>, action: &str, details: Value) {
         self.0.writer.audit(&actor.to_string(), Some(id), action, details.clone());
+        // Lifecycle changes also go to the plugin's own log, so its tail tells its story.
+        let what = action.strip_prefix("plugin.").unwrap_or(action);
+        self.0.writer.log(LogRecord {
+            id: 0,
+            ts: now_ms(),
+            plugin: id.into(),
+            level: if to == Some(State::Error) { crate::logging::Level::Error } else { crate::logging::Level::Info },
+            target: "objectos::kernel".into(),
+            message: match (from, to) {
+                (Some(f), Some(t)) if f != t => format!("{what} by {actor} ({f} -> {t})"),
+                _ => format!("{what} by {actor}"),
+            },
+            fields: details.clone(),
+        });
         let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: id.into(), from, to });
         let mut payload = json!({ "plugin": id, "from": from, "to": to });
         if let (Value::Object(p), Value::Object(d)) = (&mut payload, details) {

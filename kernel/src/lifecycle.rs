@@ -54,11 +54,6 @@ impl State {
                 | (Installed | Loaded | Disabled | Error, Uninstall)
         )
     }
-
-    /// The actions legal from this state (what a console enables as buttons).
-    pub fn legal_actions(self) -> Vec<Action> {
-        Action::ALL.iter().copied().filter(|a| self.allows(*a)).collect()
-    }
 }
 
 impl fmt::Display for State {

@@ -42,7 +42,7 @@ export { commands };
 export function formatTime(ms: number | null): string {
   if (ms === null) return "—";
   const d = new Date(ms);
-  return d.toLocaleString(undefined, { year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return d.toLocaleString(undefined, { month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
 export function formatClock(ms: number | null): string {

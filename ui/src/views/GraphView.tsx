@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "react";
-import { Background, Controls, MarkerType, MiniMap, ReactFlow, type Edge, type Node } from "@xyflow/react";
+import { Background, Controls, MarkerType, MiniMap, Position, ReactFlow, type Edge, type Node } from "@xyflow/react";
 import dagre from "@dagrejs/dagre";
 import type { Graph, PluginInfo, State } from "../bindings";
 import { asCommandError, call, commands } from "../api";
@@ -36,6 +36,8 @@ export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
       position: { x: d.node(n.id).x - NODE_W / 2, y: d.node(n.id).y - NODE_H / 2 },
       data: { label: `${n.name}\n${n.id} · ${n.version} · ${n.state}` },
       className: `gnode gnode-${n.state}`,
+      sourcePosition: Position.Right,
+      targetPosition: Position.Left,
       style: { width: NODE_W, borderColor: STATE_COLORS[n.state] },
     })),
     ...missing.map((m) => ({
@@ -43,6 +45,8 @@ export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
       position: { x: d.node(m).x - NODE_W / 2, y: d.node(m).y - NODE_H / 2 },
       data: { label: `${m}\nnot installed` },
       className: "gnode gnode-missing",
+      sourcePosition: Position.Right,
+      targetPosition: Position.Left,
       style: { width: NODE_W, borderColor: STATE_COLORS.missing },
     })),
   ];
@@ -108,6 +112,7 @@ export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null;
             nodes={laid.nodes}
             edges={laid.edges}
             fitView
+            fitViewOptions={{ maxZoom: 1.1, padding: 0.2 }}
             minZoom={0.1}
             nodesDraggable={false}
             nodesConnectable={false}

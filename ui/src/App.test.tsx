@@ -1,0 +1,103 @@
+import { describe, expect, it } from "vitest";
+import { fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { mockIPC } from "@tauri-apps/api/mocks";
+import { App } from "./App";
+import { plugin } from "./test/fixtures";
+import { PermissionReview } from "./views/PermissionReview";
+import { layout } from "./views/GraphView";
+import { matchesLog } from "./views/LogsView";
+
+const crm = plugin("com.acme.crm", {
+  pending: ["storage.write"],
+  permissions: [
+    { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true },
+    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Connect to api.example.com over the network", enforced: false, grant: null, new: false },
+  ],
+});
+
+describe("plugins view", () => {
+  it("lists plugins with state and pending permissions, and filters by search", async () => {
+    mockIPC(
+      (cmd) => {
+        if (cmd === "list_plugins") return [plugin("com.objectos.metrics", { kind: "builtin", state: "enabled" }), crm];
+        if (cmd === "list_samples") return [];
+        if (cmd === "report_ready") return 12;
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    await screen.findByText("com.acme.crm · 1.0.0");
+    expect(screen.getByText("1 to review")).toBeTruthy();
+    expect(screen.getAllByText("enabled").length).toBeGreaterThan(0);
+    fireEvent.change(screen.getByLabelText("Search plugins"), { target: { value: "metrics" } });
+    await waitFor(() => expect(screen.queryByText("com.acme.crm · 1.0.0")).toBeNull());
+  });
+
+  it("shows a typed error from the kernel instead of crashing", async () => {
+    mockIPC((cmd) => {
+      if (cmd === "list_plugins") throw { kind: "other", code: "busy", message: "data directory /x is busy" };
+      return [];
+    });
+    render(<App />);
+    expect(await screen.findByText("data directory /x is busy")).toBeTruthy();
+  });
+});
+
+describe("permission review", () => {
+  it("approves everything with one call and marks the widened set", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      return crm;
+    });
+    render(<PermissionReview info={crm} onError={() => {}} />);
+    expect(screen.getByText("new in this version")).toBeTruthy();
+    expect(screen.getByText(/enforced once the sandboxed runtime ships/)).toBeTruthy();
+    fireEvent.click(screen.getByText("Approve all"));
+    await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: null }]));
+  });
+
+  it("approves only the selected permissions", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      return crm;
+    });
+    render(<PermissionReview info={crm} onError={() => {}} />);
+    fireEvent.click(screen.getByLabelText("Select storage.write"));
+    fireEvent.click(screen.getByText("Approve selected"));
+    await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: ["storage.write"] }]));
+  });
+});
+
+describe("graph layout", () => {
+  it("draws missing dependencies and cycles as errors", () => {
+    const { nodes, edges } = layout({
+      nodes: [
+        { id: "a", name: "A", version: "1.0.0", state: "enabled", kind: "package" },
+        { id: "b", name: "B", version: "1.0.0", state: "error", kind: "package" },
+      ],
+      edges: [
+        { from: "a", to: "b", range: "^1", optional: false, satisfied: true, inCycle: true },
+        { from: "b", to: "a", range: "^1", optional: false, satisfied: true, inCycle: true },
+        { from: "a", to: "gone", range: "^2", optional: false, satisfied: false, inCycle: false },
+      ],
+      order: [],
+      errors: {},
+    });
+    expect(nodes.map((n) => n.id).sort()).toEqual(["a", "b", "gone"]);
+    expect(edges.find((e) => e.target === "gone")!.label).toBe("^2 · unsatisfied");
+    expect(edges.filter((e) => e.animated)).toHaveLength(3);
+  });
+});
+
+describe("log filter", () => {
+  it("matches plugin, level and text", () => {
+    const l = { id: 1, ts: 0, plugin: "p", level: "warn", target: "p", message: "Disk almost full", fields: null } as const;
+    expect(matchesLog(l, "", "info", "")).toBe(true);
+    expect(matchesLog(l, "q", "info", "")).toBe(false);
+    expect(matchesLog(l, "p", "error", "")).toBe(false);
+    expect(matchesLog(l, "p", "debug", "disk")).toBe(true);
+  });
+});
