@@ -20,6 +20,16 @@ DRIVER = "http://127.0.0.1:4444"
 
 
 def request(method, path, body=None, timeout=60):
+    # tauri-driver sometimes loses its pooled connection to WebKitWebDriver and drops the
+    # request undelivered ("client error (SendRequest)" in its log); resend it once.
+    try:
+        return request_once(method, path, body, timeout)
+    except DriverCrash:
+        time.sleep(0.2)
+        return request_once(method, path, body, timeout)
+
+
+def request_once(method, path, body=None, timeout=60):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(DRIVER + path, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
@@ -120,7 +130,8 @@ def run_once():
     shots = os.path.abspath(os.environ.get("OBJECTOS_E2E_SHOTS") or tempfile.mkdtemp(prefix="objectos-e2e-shots-"))
     os.makedirs(shots, exist_ok=True)
     data = tempfile.mkdtemp(prefix="objectos-e2e-data-")
-    driver = subprocess.Popen(["tauri-driver", "--port", "4444", "--native-port", "4445"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver_log = open(os.path.join(shots, "tauri-driver.log"), "ab")
+    driver = subprocess.Popen(["tauri-driver", "--port", "4444", "--native-port", "4445"], stdout=driver_log, stderr=subprocess.STDOUT)
     s = None
     try:
         wait_for("tauri-driver", lambda: request("GET", "/status", timeout=2) is not None, seconds=30, starting=True)
