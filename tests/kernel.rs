@@ -785,3 +785,32 @@ async fn no_audit_record_is_lost_in_a_burst_of_100k_events_with_full_detail() {
     assert_eq!(emitted.len(), 100_000);
     assert!(k.verify_audit().unwrap().is_intact());
 }
+
+#[tokio::test]
+async fn changes_made_by_another_process_are_noticed_and_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let console = Kernel::open(KernelConfig::new(&data)).unwrap();
+    console.start().await.unwrap();
+    assert!(!console.changed_externally());
+    // The `objectos` command, another kernel on the same data directory.
+    let cli = Kernel::open(KernelConfig::new(&data)).unwrap();
+    cli.start().await.unwrap();
+    let pkg = package_dir(dir.path(), "p", &manifest("com.acme.ext", "1.0.0", &[], &["storage.read"]), &[]);
+    cli.install_package(&pkg, false).await.unwrap();
+    cli.grant("com.acme.ext", GrantRequest::All).unwrap();
+    cli.enable("com.acme.ext", false).await.unwrap();
+    cli.flush();
+    assert!(console.changed_externally());
+    console.sync_external().await.unwrap();
+    let info = console.plugin("com.acme.ext").unwrap();
+    assert_eq!(info.state, State::Enabled, "the console runs what the command enabled");
+    assert!(info.pending.is_empty());
+    console.context("com.acme.ext").unwrap().storage().get("x").unwrap();
+    cli.disable("com.acme.ext", false).await.unwrap();
+    console.sync_external().await.unwrap();
+    assert_eq!(state(&console, "com.acme.ext"), State::Disabled);
+    cli.uninstall("com.acme.ext").await.unwrap();
+    console.sync_external().await.unwrap();
+    assert!(console.plugin("com.acme.ext").is_err());
+}

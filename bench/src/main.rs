@@ -47,7 +47,14 @@ impl Table {
     fn print(&self) {
         println!("| group | workload | ops | total ms | ns/op | ratio |");
         println!("|---|---|---:|---:|---:|---|");
+        let mut groups: Vec<&str> = Vec::new();
         for r in &self.rows {
+            if !groups.contains(&r.group) {
+                groups.push(r.group);
+            }
+        }
+        let ordered = groups.iter().flat_map(|g| self.rows.iter().filter(move |r| r.group == *g));
+        for r in ordered {
             let ratio = r.vs.as_ref().map(|(b, x)| format!("{x:.2}x {b}")).unwrap_or_else(|| "baseline".into());
             println!("| {} | {} | {} | {:.1} | {:.1} | {} |", r.group, r.name, r.ops, r.total_ms, r.ns_per_op, ratio);
         }
@@ -84,8 +91,12 @@ async fn chain_kernel(config: KernelConfig, n: usize) -> anyhow::Result<(Kernel,
     }
     let t = Instant::now();
     k.start().await?;
+    let started = t.elapsed();
     k.enable(&format!("p{:03}", n - 1), true).await?;
     let took = t.elapsed();
+    if std::env::var_os("OBJECTOS_BENCH_DEBUG").is_some() {
+        eprintln!("start(): {started:?}, enable chain: {:?}", took - started);
+    }
     Ok((k, took))
 }
 
@@ -185,10 +196,52 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
 
+    js_compare(&mut t, scale);
     t.print();
     if let Some(p) = json_path {
         std::fs::write(&p, serde_json::to_string_pretty(&t.rows)?)?;
         eprintln!("wrote {p}");
     }
     Ok(())
+}
+
+/// The same workloads on `@objectstack/core` (LiteKernel and ObjectKernel), run by Node in this
+/// invocation through our own harness. Skipped, with a note, when Node or the package is absent.
+fn js_compare(t: &mut Table, scale: usize) {
+    let skip = |why: &str| println!("JavaScript comparison skipped: {why}\n");
+    if std::process::Command::new("node").arg("--version").output().map(|o| !o.status.success()).unwrap_or(true) {
+        return skip("node is not installed");
+    }
+    let Ok(dir) = tempfile::tempdir() else { return skip("no temporary folder") };
+    let installed = std::process::Command::new("npm")
+        .args(["install", "--prefix"])
+        .arg(dir.path())
+        .args(["@objectstack/core@17.4.0", "--no-audit", "--no-fund", "--silent"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !installed {
+        return skip("`npm install @objectstack/core@17.4.0` failed (offline?)");
+    }
+    let harness = dir.path().join("harness.mjs");
+    if std::fs::write(&harness, include_str!("../js/harness.mjs")).is_err() {
+        return skip("could not write the harness");
+    }
+    let core = dir.path().join("node_modules/@objectstack/core/dist/index.js");
+    for (kind, label) in [("lite", "@objectstack/core LiteKernel"), ("object", "@objectstack/core ObjectKernel")] {
+        let out = std::process::Command::new("node").arg(&harness).arg(kind).arg(&core).arg(scale.to_string()).output();
+        let parsed = out.ok().filter(|o| o.status.success()).and_then(|o| {
+            let line = String::from_utf8_lossy(&o.stdout).lines().last().map(str::to_string)?;
+            serde_json::from_str::<serde_json::Value>(&line).ok()
+        });
+        let Some(v) = parsed else {
+            println!("{label}: the harness failed; its rows are missing\n");
+            continue;
+        };
+        let ms = |k: &str| Duration::from_secs_f64(v[k].as_f64().unwrap_or(f64::NAN) / 1e3);
+        let count = |k: &str| v[k].as_u64().unwrap_or(1);
+        t.add("start", format!("{label}, 100-plugin chain"), 100, ms("startMs"), Some("100-plugin chain, memory"));
+        t.add("lookup", format!("{label}, getService"), count("lookups"), ms("lookupMs"), Some("plugin lookup (grant checked)"));
+        t.add("dispatch", format!("{label}, trigger to 10, awaited"), count("events"), ms("dispatchMs"), Some("plugin emit_async to 10, awaited"));
+    }
 }

@@ -26,6 +26,8 @@ use crate::KernelEvent;
 pub(crate) struct PluginShared {
     pub(crate) id: Arc<str>,
     pub(crate) grants: ArcSwap<GrantSet>,
+    /// The granted permissions as written, for pending-permission checks.
+    pub(crate) granted: std::sync::Mutex<std::collections::BTreeSet<String>>,
     pub(crate) counters: Arc<Counters>,
 }
 

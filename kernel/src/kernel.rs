@@ -342,6 +342,8 @@ pub(crate) struct KernelInner {
     registry: Arc<Registry>,
     storage: Arc<dyn StorageBackend>,
     plugins: Mutex<BTreeMap<String, Slot>>,
+    /// The installed manifests, rebuilt only when a plugin is added, removed or replaced.
+    manifest_cache: Mutex<Option<Arc<ManifestSet>>>,
     builtins: Mutex<BTreeMap<String, Builtin>>,
     kernel_counters: Arc<Counters>,
     packages_dir: PathBuf,
@@ -419,6 +421,7 @@ impl Kernel {
             writer_thread: Mutex::new(Some(thread)),
             store,
             plugins: Mutex::new(BTreeMap::new()),
+            manifest_cache: Mutex::new(None),
             builtins: Mutex::new(BTreeMap::new()),
             kernel_counters: Arc::new(Counters::default()),
             packages_dir,
@@ -447,13 +450,19 @@ impl Kernel {
             slots.insert(row.id.clone(), slot);
         }
         *lock(&self.0.plugins) = slots;
+        self.manifests_changed();
         Ok(())
     }
 
     fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow) -> Result<Slot> {
         let id: Arc<str> = manifest.id.as_str().into();
         let grants = self.0.store.grants(&manifest.id)?;
-        let shared = Arc::new(PluginShared { id: id.clone(), grants: ArcSwap::from_pointee(compile_grants(&grants)), counters: Arc::new(Counters::default()) });
+        let shared = Arc::new(PluginShared {
+            id: id.clone(),
+            grants: ArcSwap::from_pointee(compile_grants(&grants)),
+            granted: Mutex::new(grants.into_iter().map(|g| g.permission).collect()),
+            counters: Arc::new(Counters::default()),
+        });
         let ctx = PluginContext(Arc::new(CtxInner {
             shared: shared.clone(),
             kernel: Arc::downgrade(&self.0),
@@ -611,6 +620,7 @@ impl Kernel {
         for id in gone {
             self.drop_runtime(&id);
             let from = lock(&self.0.plugins).remove(&id).map(|s| s.state);
+            self.manifests_changed();
             let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: id, from, to: None });
         }
         for row in rows {
@@ -629,6 +639,7 @@ impl Kernel {
                     let mut slot = self.new_slot(manifest, kind, code, &row)?;
                     slot.state = State::Installed;
                     lock(&self.0.plugins).insert(row.id.clone(), slot);
+                    self.manifests_changed();
                     let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(State::Installed) });
                     if row.desired == State::Enabled {
                         let _ = self.enable_as(Actor::System, &row.id, false).await;
@@ -645,6 +656,7 @@ impl Kernel {
                                 s.package_dir = package_dir.clone();
                                 s.new_permissions = row.new_permissions.clone();
                             }
+                            self.manifests_changed();
                         }
                     }
                     let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
@@ -714,8 +726,19 @@ impl Kernel {
 
     // ---- queries -----------------------------------------------------------------------
 
-    fn manifests(&self) -> ManifestSet {
-        lock(&self.0.plugins).iter().map(|(k, s)| (k.clone(), s.manifest.clone())).collect()
+    fn manifests(&self) -> Arc<ManifestSet> {
+        let mut cache = lock(&self.0.manifest_cache);
+        if let Some(set) = cache.as_ref() {
+            return set.clone();
+        }
+        let set: Arc<ManifestSet> = Arc::new(lock(&self.0.plugins).iter().map(|(k, s)| (k.clone(), s.manifest.clone())).collect());
+        *cache = Some(set.clone());
+        set
+    }
+
+    /// Call after adding, removing or replacing a plugin's manifest.
+    fn manifests_changed(&self) {
+        *lock(&self.0.manifest_cache) = None;
     }
 
     /// Every installed plugin, sorted by id.
@@ -1099,9 +1122,10 @@ impl Kernel {
     }
 
     fn pending(&self, id: &str) -> Result<Vec<String>> {
-        let manifest = lock(&self.0.plugins).get(id).map(|s| s.manifest.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
-        let granted: BTreeSet<String> = self.0.store.grants(id)?.into_iter().map(|g| g.permission).collect();
-        Ok(manifest.permissions.iter().map(|p| p.to_string()).filter(|p| !granted.contains(p)).collect())
+        let plugins = lock(&self.0.plugins);
+        let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let granted = lock(&slot.shared.granted);
+        Ok(slot.manifest.permissions.iter().map(|p| p.to_string()).filter(|p| !granted.contains(p)).collect())
     }
 
     async fn gate(&self, id: &str) -> Result<tokio::sync::OwnedMutexGuard<()>> {
@@ -1218,6 +1242,7 @@ impl Kernel {
         self.0.storage.clear(id)?;
         self.0.store.delete_plugin(id)?;
         lock(&self.0.plugins).remove(id);
+        self.manifests_changed();
         if let Some(d) = dir {
             let _ = std::fs::remove_dir_all(&d);
             if let Some(parent) = d.parent() {
@@ -1300,6 +1325,7 @@ impl Kernel {
         let slot = self.new_slot(m.clone(), kind, code.clone(), &row)?;
         let ctx = slot.ctx.clone();
         lock(&self.0.plugins).insert(m.id.clone(), slot);
+        self.manifests_changed();
         self.announce(&actor, &m.id, None, Some(State::Installed), "plugin.installed", json!({ "version": m.version.to_string(), "kind": kind.as_str() }));
         if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
             self.set_error(&m.id, Some(Hook::Install), message)?;
@@ -1332,6 +1358,7 @@ impl Kernel {
             let old_dir = std::mem::replace(&mut slot.package_dir, dir.clone());
             (old, old_dir)
         };
+        self.manifests_changed();
         let row = {
             let plugins = lock(&self.0.plugins);
             let s = plugins.get(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
@@ -1388,6 +1415,7 @@ impl Kernel {
         let grants = self.0.store.grants(id)?;
         if let Some(s) = lock(&self.0.plugins).get(id) {
             s.shared.grants.store(Arc::new(compile_grants(&grants)));
+            *lock(&s.shared.granted) = grants.into_iter().map(|g| g.permission).collect();
         }
         Ok(())
     }
