@@ -338,28 +338,11 @@ async fn run(cli: Cli) -> Out {
             if let Some(id) = id {
                 kernel.plugin(id)?;
             }
-            let mut q = LogQuery { plugin: id.clone(), min_level: *level, search: search.clone(), after_id: None, limit: Some(*limit) };
-            loop {
-                let lines = kernel.logs(&q)?;
-                for l in &lines {
-                    if cli.json {
-                        println!("{}", serde_json::to_string(l).unwrap_or_default());
-                    } else {
-                        println!("{}", render::log_line(l));
-                    }
-                }
-                let _ = std::io::stdout().flush();
-                if !*follow {
-                    return Ok(());
-                }
-                if let Some(last) = lines.last() {
-                    q.after_id = Some(last.id);
-                } else if q.after_id.is_none() {
-                    q.after_id = Some(0);
-                }
-                q.limit = None;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
+            let base = LogQuery { plugin: id.clone(), min_level: *level, search: search.clone(), after_id: None, limit: Some(*limit) };
+            tail(cli.json, *follow, |after_id, first| {
+                Ok(kernel.logs(&LogQuery { after_id, limit: if first { base.limit } else { None }, ..base.clone() })?)
+            }, |l| l.id, render::log_line)
+            .await
         }
         Command::Audit { command, filter } => audit(&cli, command.as_ref(), filter).await,
         Command::Settings(cmd) => {
@@ -568,7 +551,7 @@ fn report_grants(info: &PluginInfo, changed: &[String], verb: &str) {
 
 async fn audit(cli: &Cli, command: Option<&AuditCmd>, f: &AuditFilter) -> Out {
     let kernel = open(cli, false).await?;
-    let mut q = AuditQuery { plugin: f.plugin.clone(), action: f.action.clone(), actor: f.actor.clone(), since: f.since, after_id: None, limit: f.limit };
+    let q = AuditQuery { plugin: f.plugin.clone(), action: f.action.clone(), actor: f.actor.clone(), since: f.since, after_id: None, limit: f.limit };
     match command {
         Some(AuditCmd::Verify) => {
             let v = kernel.verify_audit()?;
@@ -612,26 +595,41 @@ async fn audit(cli: &Cli, command: Option<&AuditCmd>, f: &AuditFilter) -> Out {
             }
             Ok(())
         }
-        None => loop {
-            let records = kernel.audit(&q)?;
-            for r in &records {
-                if cli.json {
-                    println!("{}", serde_json::to_string(r).unwrap_or_default());
-                } else {
-                    println!("{}", render::audit_line(r));
-                }
+        None => {
+            tail(cli.json, f.follow, |after_id, first| {
+                Ok(kernel.audit(&AuditQuery { after_id, limit: if first { q.limit } else { None }, ..q.clone() })?)
+            }, |r| r.id, render::audit_line)
+            .await
+        }
+    }
+}
+
+/// Print rows (oldest first); with `follow`, keep polling for newer ones until interrupted.
+/// Polling suits a separate process: it sees rows written by any process on the directory.
+async fn tail<T: serde::Serialize>(
+    json: bool,
+    follow: bool,
+    mut fetch: impl FnMut(Option<i64>, bool) -> Result<Vec<T>, Failure>,
+    id_of: fn(&T) -> i64,
+    human: fn(&T) -> String,
+) -> Out {
+    let mut after = None;
+    let mut first = true;
+    loop {
+        let rows = fetch(after, first)?;
+        for r in &rows {
+            if json {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            } else {
+                println!("{}", human(r));
             }
-            let _ = std::io::stdout().flush();
-            if !f.follow {
-                return Ok(());
-            }
-            if let Some(last) = records.last() {
-                q.after_id = Some(last.id);
-            } else if q.after_id.is_none() {
-                q.after_id = Some(0);
-            }
-            q.limit = None;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        },
+        }
+        let _ = std::io::stdout().flush();
+        if !follow {
+            return Ok(());
+        }
+        after = rows.last().map(id_of).or(after).or(Some(0));
+        first = false;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

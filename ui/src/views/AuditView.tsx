@@ -2,7 +2,7 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import { save } from "@tauri-apps/plugin-dialog";
 import type { AuditRecord, CommandError, PluginInfo, Verification } from "../bindings";
 import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
-import { Empty } from "./common";
+import { Empty, PluginSelect } from "./common";
 import { VirtualList } from "./VirtualList";
 
 const SINCE: { label: string; ms: number | null }[] = [
@@ -80,14 +80,7 @@ export function AuditView({ plugins, initialPlugin, onError }: { plugins: Plugin
         </div>
       </header>
       <div className="filters">
-        <select aria-label="Plugin" value={plugin} onChange={(e) => setPlugin(e.target.value)}>
-          <option value="">All plugins</option>
-          {ids.map((id) => (
-            <option key={id} value={id}>
-              {id}
-            </option>
-          ))}
-        </select>
+        <PluginSelect ids={ids} value={plugin} onChange={setPlugin} />
         <input aria-label="Action" placeholder="Action, e.g. plugin. or permission.denied" value={action} onChange={(e) => setAction(e.target.value.trim())} />
         <input aria-label="Actor" placeholder="Actor: admin, system, plugin:<id>" value={actor} onChange={(e) => setActor(e.target.value.trim())} />
         <select aria-label="Time" value={String(since)} onChange={(e) => setSince(e.target.value === "null" ? null : Number(e.target.value))}>

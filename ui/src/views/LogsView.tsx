@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { Level, LogRecord, PluginInfo } from "../bindings";
 import { call, commands, formatClock, onKernelEvent } from "../api";
-import { Empty } from "./common";
+import { Empty, PluginSelect } from "./common";
 import { VirtualList } from "./VirtualList";
 
 const LEVELS: Level[] = ["trace", "debug", "info", "warn", "error"];
@@ -57,14 +57,7 @@ export function LogsView({ plugins, initialPlugin }: { plugins: PluginInfo[] | n
       <header className="pane-head">
         <h1>Logs</h1>
         <div className="filters">
-          <select aria-label="Plugin" value={plugin} onChange={(e) => setPlugin(e.target.value)}>
-            <option value="">All plugins</option>
-            {ids.map((id) => (
-              <option key={id} value={id}>
-                {id}
-              </option>
-            ))}
-          </select>
+          <PluginSelect ids={ids} value={plugin} onChange={setPlugin} />
           <select aria-label="Minimum level" value={level} onChange={(e) => setLevel(e.target.value as Level)}>
             {LEVELS.map((l) => (
               <option key={l} value={l}>

@@ -71,3 +71,17 @@ export function Modal({ title, children, onClose }: { title: string; children: R
     </div>
   );
 }
+
+/** "All plugins" or one of them; used by the log and audit filters. */
+export function PluginSelect({ ids, value, onChange }: { ids: string[]; value: string; onChange: (id: string) => void }) {
+  return (
+    <select aria-label="Plugin" value={value} onChange={(e) => onChange(e.target.value)}>
+      <option value="">All plugins</option>
+      {ids.map((id) => (
+        <option key={id} value={id}>
+          {id}
+        </option>
+      ))}
+    </select>
+  );
+}
