@@ -115,6 +115,27 @@ async fn main() -> anyhow::Result<()> {
     let (_disk, took) = chain_kernel(KernelConfig::new(dir.path()).storage(StorageKind::Sqlite), 100).await?;
     t.add("start", "100-plugin chain, SQLite data dir", 100, took, Some("100-plugin chain, memory"));
 
+    if !quick {
+        let (_dag, took) = dag_kernel(1000).await?;
+        t.add("start", "1,000-plugin random DAG, memory", 1000, took, Some("100-plugin chain, memory"));
+    }
+
+    // ---- scale
+    let n_res = 10_000 / scale;
+    let set: objectos_kernel::ManifestSet = (0..n_res)
+        .map(|i| {
+            let m = objectos_kernel::Manifest::parse(dag_manifest(i, 7).as_bytes(), "bench").expect("bench manifest");
+            (m.id.clone(), Arc::new(m))
+        })
+        .collect();
+    let (d, (order, errors)) = time(|| objectos_kernel::resolve_all(&set));
+    assert!(errors.is_empty() && order.len() == n_res, "the DAG resolves");
+    t.add("scale", format!("resolve {n_res} plugins (random DAG)"), n_res as u64, d, None);
+    let n_svc = 100_000 / scale;
+    let reg = mem.context("p000")?;
+    let (d, _) = time(|| for i in 0..n_svc { reg.services().register(&format!("bulk{i}"), i as u64).ok(); });
+    t.add("scale", format!("register {n_svc} services"), n_svc as u64, d, None);
+
     // ---- service lookup
     let n = 1_000_000 / scale as u64;
     let names: Vec<String> = (0..100).map(|i| format!("svc{i}")).collect();
@@ -197,7 +218,12 @@ async fn main() -> anyhow::Result<()> {
     println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
 
     js_compare(&mut t, scale);
+    let rss = peak_rss_kib();
     t.print();
+    match rss {
+        Some(kib) => println!("\nPeak RSS of this process (kernels with 100 plugins enabled, plus the workloads above): {:.1} MiB", kib as f64 / 1024.0),
+        None => println!("\nPeak RSS: not available on this platform"),
+    }
     if let Some(p) = json_path {
         std::fs::write(&p, serde_json::to_string_pretty(&t.rows)?)?;
         eprintln!("wrote {p}");
@@ -244,4 +270,50 @@ fn js_compare(t: &mut Table, scale: usize) {
         t.add("lookup", format!("{label}, getService"), count("lookups"), ms("lookupMs"), Some("plugin lookup (grant checked)"));
         t.add("dispatch", format!("{label}, trigger to 10, awaited"), count("events"), ms("dispatchMs"), Some("plugin emit_async to 10, awaited"));
     }
+}
+
+/// A pseudo-random DAG: plugin i depends on up to `fan` earlier plugins (deterministic).
+fn dag_manifest(i: usize, fan: usize) -> String {
+    let mut seed = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut deps = Vec::new();
+    for _ in 0..fan.min(i) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let d = (seed % i as u64) as usize;
+        let dep = format!("\"d{d:05}\":\"^1\"");
+        if !deps.contains(&dep) {
+            deps.push(dep);
+        }
+    }
+    format!(r#"{{"id":"d{i:05}","name":"D{i}","version":"1.0.0","dependencies":{{{}}},"permissions":{PERMS}}}"#, deps.join(","))
+}
+
+struct DagProvider(usize);
+
+#[async_trait]
+impl Plugin for DagProvider {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        ctx.services().register(&format!("dag{}", self.0), self.0 as u64)?;
+        Ok(())
+    }
+}
+
+async fn dag_kernel(n: usize) -> anyhow::Result<(Kernel, Duration)> {
+    let k = Kernel::open(KernelConfig::in_memory())?;
+    for i in 0..n {
+        k.register_builtin(&dag_manifest(i, 3), Arc::new(DagProvider(i)))?;
+    }
+    let t = Instant::now();
+    k.start().await?;
+    for i in 0..n {
+        k.enable(&format!("d{i:05}"), false).await?;
+    }
+    Ok((k, t.elapsed()))
+}
+
+/// Peak resident set size (VmHWM) from /proc, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

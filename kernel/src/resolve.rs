@@ -117,7 +117,8 @@ struct Walk<'a> {
     /// 0 = unvisited, 1 = on the stack, 2 = done.
     mark: BTreeMap<&'a str, u8>,
     stack: Vec<&'a str>,
-    links: Vec<Link>,
+    /// The path walked, as borrowed steps; turned into [`Link`]s only for an error.
+    links: Vec<(&'a Manifest, &'a str, &'a VersionReq)>,
     order: Vec<String>,
 }
 
@@ -126,6 +127,10 @@ fn link(m: &Manifest, dep: &str, req: &VersionReq) -> Link {
 }
 
 impl<'a> Walk<'a> {
+    fn chain(&self) -> Vec<Link> {
+        self.links.iter().map(|(m, dep, req)| link(m, dep, req)).collect()
+    }
+
     fn visit(&mut self, id: &'a str) -> Result<(), ResolveError> {
         match self.mark.get(id) {
             Some(2) => return Ok(()),
@@ -144,7 +149,7 @@ impl<'a> Walk<'a> {
         if let Some(range) = &m.engines.objectos {
             if !range.matches(self.kernel) {
                 return Err(ResolveError::Engine {
-                    chain: self.links.clone(),
+                    chain: self.chain(),
                     plugin: m.id.clone(),
                     version: m.version.to_string(),
                     range: range.to_string(),
@@ -158,13 +163,13 @@ impl<'a> Walk<'a> {
             if dep == id {
                 return Err(ResolveError::SelfDependency { plugin: id.to_string() });
             }
-            self.links.push(link(m, dep, req));
+            self.links.push((m, dep.as_str(), req));
             match self.set.get_key_value(dep.as_str()) {
                 None if optional => {}
-                None => return Err(ResolveError::Missing { chain: self.links.clone() }),
+                None => return Err(ResolveError::Missing { chain: self.chain() }),
                 Some((key, d)) => {
                     if !req.matches(&d.version) {
-                        return Err(ResolveError::Mismatch { chain: self.links.clone(), installed: d.version.to_string() });
+                        return Err(ResolveError::Mismatch { chain: self.chain(), installed: d.version.to_string() });
                     }
                     self.visit(key.as_str())?;
                 }
@@ -191,27 +196,22 @@ pub fn resolve(set: &ManifestSet, root: &str) -> Result<Vec<String>, ResolveErro
 }
 
 /// A load order for every plugin that resolves, and the error of each that does not.
+/// One walk shares its marks across roots, so the cost is linear in plugins plus edges.
 pub fn resolve_all(set: &ManifestSet) -> (Vec<String>, BTreeMap<String, ResolveError>) {
     let kernel = kernel_version();
-    let mut order = Vec::new();
     let mut errors = BTreeMap::new();
-    let mut placed = std::collections::BTreeSet::new();
+    let mut walk = Walk { set, kernel: &kernel, mark: BTreeMap::new(), stack: Vec::new(), links: Vec::new(), order: Vec::new() };
     for id in set.keys() {
-        let mut walk = Walk { set, kernel: &kernel, mark: BTreeMap::new(), stack: Vec::new(), links: Vec::new(), order: Vec::new() };
-        match walk.visit(id) {
-            Ok(()) => {
-                for p in walk.order {
-                    if placed.insert(p.clone()) {
-                        order.push(p);
-                    }
-                }
+        if let Err(e) = walk.visit(id) {
+            // Plugins left half-visited go back to unvisited; those finished stay finished.
+            for on_stack in walk.stack.drain(..) {
+                walk.mark.remove(on_stack);
             }
-            Err(e) => {
-                errors.insert(id.clone(), e);
-            }
+            walk.links.clear();
+            errors.insert(id.clone(), e);
         }
     }
-    (order, errors)
+    (walk.order, errors)
 }
 
 /// Installed plugins that depend on `id` (required dependencies only), transitively,
