@@ -88,6 +88,8 @@ pub const LOG_RETENTION: i64 = 10_000;
 const WRITER_QUEUE: usize = 16_384;
 /// Records written per transaction at most.
 const WRITER_BATCH: usize = 4_096;
+/// How long the writer waits for the next record before committing what it has.
+const COALESCE: Duration = Duration::from_micros(500);
 
 /// A plugin row.
 #[derive(Debug, Clone)]
@@ -654,8 +656,12 @@ fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, e
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         }
-        while batch.len() < WRITER_BATCH {
-            match rx.try_recv() {
+        // Coalesce: keep taking records while they keep coming (each within COALESCE of the
+        // last), so a burst becomes a few transactions instead of one per record and the
+        // writer does not contend for the connection after every message. A flush or trim
+        // request ends the batch at once.
+        while batch.len() < WRITER_BATCH && !matches!(batch.last(), Some(Msg::Flush(_) | Msg::Trim { .. })) {
+            match rx.recv_timeout(COALESCE) {
                 Ok(m) => batch.push(m),
                 Err(_) => break,
             }
