@@ -101,3 +101,27 @@ describe("log filter", () => {
     expect(matchesLog(l, "p", "debug", "disk")).toBe(true);
   });
 });
+
+describe("revoking a required permission with dependents", () => {
+  it("asks to cascade and revokes with cascade on confirmation", async () => {
+    const granted = plugin("com.acme.contacts", {
+      state: "enabled",
+      permissions: [
+        { permission: "storage.write", required: true, risk: "low", description: "Save", enforced: true, grant: { permission: "storage.write", grantedBy: "admin", grantedAt: 1 }, new: false },
+      ],
+    });
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      const a = args as { cascade?: boolean };
+      if (cmd === "revoke_permissions" && !a.cascade) throw { kind: "dependentsEnabled", message: "deps", plugin: "com.acme.contacts", dependents: ["com.acme.crm"] };
+      return granted;
+    });
+    render(<PermissionReview info={granted} onError={() => {}} />);
+    fireEvent.click(screen.getByLabelText("Select storage.write"));
+    fireEvent.click(screen.getByText("Revoke selected"));
+    expect(await screen.findByText("com.acme.crm")).toBeTruthy();
+    fireEvent.click(screen.getByText("Revoke and disable 2 plugins"));
+    await waitFor(() => expect(calls).toContainEqual(["revoke_permissions", { id: "com.acme.contacts", permissions: ["storage.write"], cascade: true }]));
+  });
+});

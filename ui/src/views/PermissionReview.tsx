@@ -1,12 +1,13 @@
 import { useState } from "react";
 import type { CommandError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
-import { RiskBadge } from "./common";
+import { Modal, RiskBadge } from "./common";
 
 export function PermissionReview({ info, onError }: { info: PluginInfo; onError: (e: CommandError | null) => void }) {
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [busy, setBusy] = useState(false);
   const [note, setNote] = useState<string | null>(null);
+  const [cascade, setCascade] = useState<{ permissions: string[]; dependents: string[] } | null>(null);
   const perms = info.permissions;
   const pendingAll = perms.filter((p) => !p.grant);
   const toggle = (p: string) =>
@@ -17,7 +18,7 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
       return n;
     });
 
-  async function act(f: () => Promise<unknown>, done: string) {
+  async function act(f: () => Promise<unknown>, done: string, revoking?: string[]) {
     setBusy(true);
     onError(null);
     try {
@@ -25,7 +26,9 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
       setSelected(new Set());
       setNote(done);
     } catch (e) {
-      onError(asCommandError(e));
+      const err = asCommandError(e);
+      if (err.kind === "dependentsEnabled" && revoking) setCascade({ permissions: revoking, dependents: err.dependents });
+      else onError(err);
     } finally {
       setBusy(false);
     }
@@ -109,7 +112,7 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
             >
               Deny selected
             </button>
-            <button className="danger" disabled={busy || chosenGranted.length === 0} onClick={() => act(() => call(commands.revokePermissions(id, chosenGranted, false)), `Revoked ${chosenGranted.length} permission(s).`)}>
+            <button className="danger" disabled={busy || chosenGranted.length === 0} onClick={() => act(() => call(commands.revokePermissions(id, chosenGranted, false)), `Revoked ${chosenGranted.length} permission(s).`, chosenGranted)}>
               Revoke selected
             </button>
           </div>
@@ -119,6 +122,36 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
             </p>
           )}
         </>
+      )}
+      {cascade && (
+        <Modal title={`Revoke and disable ${info.manifest.name}?`} onClose={() => setCascade(null)}>
+          <p>
+            {info.manifest.name} needs {cascade.permissions.join(", ")} to run, so it will be disabled. These enabled plugins depend on it and will be disabled
+            first:
+          </p>
+          <ul className="deps">
+            {cascade.dependents.map((d) => (
+              <li key={d} className="mono">
+                {d}
+              </li>
+            ))}
+          </ul>
+          <div className="row end">
+            <button onClick={() => setCascade(null)} autoFocus>
+              Cancel
+            </button>
+            <button
+              className="danger"
+              onClick={() => {
+                const perms = cascade.permissions;
+                setCascade(null);
+                act(() => call(commands.revokePermissions(id, perms, true)), `Revoked ${perms.length} permission(s); ${info.manifest.name} and its dependents are disabled.`);
+              }}
+            >
+              Revoke and disable {cascade.dependents.length + 1} plugins
+            </button>
+          </div>
+        </Modal>
       )}
     </section>
   );
