@@ -814,3 +814,30 @@ async fn changes_made_by_another_process_are_noticed_and_applied() {
     console.sync_external().await.unwrap();
     assert!(console.plugin("com.acme.ext").is_err());
 }
+
+#[tokio::test]
+async fn a_newer_builtin_upgrades_at_start_and_comes_back_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    {
+        let k = Kernel::open(KernelConfig::new(dir.path())).unwrap();
+        k.register_builtin(&manifest("t.b", "1.0.0", &[], &["storage.read"]), Arc::new(Probe::with_calls(&calls))).unwrap();
+        k.register_builtin(&manifest("t.user", "1.0.0", &[("t.b", "^1")], &[]), Arc::new(Probe::with_calls(&calls))).unwrap();
+        k.start().await.unwrap();
+        k.enable("t.user", true).await.unwrap();
+        k.shutdown().await;
+    }
+    let probe = Probe::with_calls(&calls);
+    let upgraded = probe.upgraded.clone();
+    let k = Kernel::open(KernelConfig::new(dir.path())).unwrap();
+    k.register_builtin(&manifest("t.b", "1.1.0", &[], &["storage.read", "storage.write"]), Arc::new(probe)).unwrap();
+    k.register_builtin(&manifest("t.user", "1.0.0", &[("t.b", "^1")], &[]), Arc::new(Probe::with_calls(&calls))).unwrap();
+    let report = k.start().await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let (from, to) = upgraded.lock().unwrap().clone().expect("onUpgrade ran");
+    assert_eq!((from.to_string(), to.to_string()), ("1.0.0".into(), "1.1.0".into()));
+    let b = k.plugin("t.b").unwrap();
+    assert_eq!((b.state, b.manifest.version.to_string()), (State::Enabled, "1.1.0".into()));
+    assert!(b.pending.is_empty(), "the built-in policy grants the widened set too");
+    assert_eq!(state(&k, "t.user"), State::Enabled);
+}

@@ -344,6 +344,9 @@ pub(crate) struct KernelInner {
     plugins: Mutex<BTreeMap<String, Slot>>,
     /// The installed manifests, rebuilt only when a plugin is added, removed or replaced.
     manifest_cache: Mutex<Option<Arc<ManifestSet>>>,
+    /// True once `start` has restored plugins: before that, recorded states describe the last
+    /// process, and nothing of this process runs.
+    running: std::sync::atomic::AtomicBool,
     builtins: Mutex<BTreeMap<String, Builtin>>,
     kernel_counters: Arc<Counters>,
     packages_dir: PathBuf,
@@ -422,6 +425,7 @@ impl Kernel {
             store,
             plugins: Mutex::new(BTreeMap::new()),
             manifest_cache: Mutex::new(None),
+            running: false.into(),
             builtins: Mutex::new(BTreeMap::new()),
             kernel_counters: Arc::new(Counters::default()),
             packages_dir,
@@ -557,6 +561,7 @@ impl Kernel {
     }
 
     async fn restore(&self, report: &mut StartReport) {
+        self.0.running.store(true, Ordering::Relaxed);
         // Nothing runs yet in this process: every plugin starts from INSTALLED, except those in
         // ERROR, whose error stays visible until retried. Built-ins missing from this build fail.
         {
@@ -1337,7 +1342,10 @@ impl Kernel {
     /// Replace an installed plugin's manifest and code (upgrade, or forced downgrade).
     async fn replace(&self, actor: Actor, m: Arc<Manifest>, code: Arc<dyn Plugin>, dir: Option<PathBuf>, _force: bool) -> Result<InstallOutcome> {
         let id = m.id.clone();
-        let was = lock(&self.0.plugins).get(&id).map(|s| s.state).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+        let recorded = lock(&self.0.plugins).get(&id).map(|s| s.state).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+        // Before `start` has restored anything, a recorded ENABLED is the last process's state:
+        // nothing runs here to disable; `start` enables the new version afterwards.
+        let was = if self.0.running.load(Ordering::Relaxed) { recorded } else { State::Installed };
         if was == State::Enabled {
             let dependents = self.enabled_dependents(&id);
             if !dependents.is_empty() {
