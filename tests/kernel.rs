@@ -841,3 +841,24 @@ async fn a_newer_builtin_upgrades_at_start_and_comes_back_enabled() {
     assert!(b.pending.is_empty(), "the built-in policy grants the widened set too");
     assert_eq!(state(&k, "t.user"), State::Enabled);
 }
+
+#[tokio::test]
+async fn tracing_events_inside_a_plugin_span_land_in_that_plugins_log() {
+    use tracing_subscriber::prelude::*;
+    let _ = tracing_subscriber::registry().with(objectos_kernel::PluginLogLayer).try_init();
+    let k = memory_kernel();
+    let probe = Probe {
+        enable: Some(Arc::new(|_| {
+            tracing::warn!(disk = "almost full", "plain tracing call from a hook");
+            Ok(())
+        })),
+        ..Default::default()
+    };
+    k.register_builtin(&manifest("t.traced", "1.0.0", &[], &[]), Arc::new(probe)).unwrap();
+    k.start().await.unwrap();
+    k.enable("t.traced", false).await.unwrap();
+    let logs = k.logs(&LogQuery { plugin: Some("t.traced".into()), ..Default::default() }).unwrap();
+    let line = logs.iter().find(|l| l.message == "plain tracing call from a hook").expect("captured by the layer");
+    assert_eq!(line.level, objectos_kernel::Level::Warn);
+    assert_eq!(line.fields["disk"], "almost full");
+}

@@ -246,7 +246,7 @@ pub async fn check_for_updates(app: tauri::AppHandle) -> CmdResult<UpdateStatus>
         Ok(Some(u)) => UpdateStatus::Available { current, version: u.version.clone(), notes: u.body.clone() },
         Ok(None) => UpdateStatus::UpToDate { current },
         Err(e) => UpdateStatus::Unreachable {
-            message: format!("could not reach the update server ({e}); you may be offline. ObjectOS works fully offline; check again later."),
+            message: format!("Could not reach the update server ({e}). You may be offline; ObjectOS works fully offline, so check again later."),
         },
     })
 }

@@ -200,6 +200,9 @@ def run_once():
         wait_for("the cascade in the audit", lambda: "plugin.disabled" in s.body())
         s.click('[data-nav="settings"]')
         wait_for("settings", lambda: data in s.body())
+        # The update server is unreachable here: the console must say so plainly.
+        s.click('[data-check="updates"]')
+        wait_for("the offline update message", lambda: "Could not reach the update server" in s.body() or "up to date" in s.body(), seconds=60)
         shot("09-settings")
 
         print(f"console e2e: ok; startup to an interactive plugin list: {startup} ms")

@@ -19,7 +19,9 @@ export function SettingsView({ onError }: { onError: (e: CommandError | null) =>
           <dt>Data directory</dt>
           <dd className="mono">{s.dataDir}</dd>
         </dl>
-        <p className="muted">The `objectos` command works on the same directory: `objectos --data-dir {s.dataDir} plugins list`. Its changes show up here.</p>
+        <p className="muted">
+          The headless <code>objectos</code> command works on the same directory (<code>objectos --data-dir {s.dataDir} plugins list</code>); its changes show up here.
+        </p>
       </section>
       <section>
         <h2>Audit detail</h2>
@@ -53,6 +55,7 @@ export function SettingsView({ onError }: { onError: (e: CommandError | null) =>
         </dl>
         <div className="row">
           <button
+            data-check="updates"
             onClick={() => {
               setUpdate("checking");
               call(commands.checkForUpdates())
