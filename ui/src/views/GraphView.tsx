@@ -4,7 +4,7 @@ import dagre from "@dagrejs/dagre";
 import type { Graph, PluginInfo, State } from "../bindings";
 import { asCommandError, call, commands } from "../api";
 import type { Route } from "../App";
-import { Empty, ErrorBanner } from "./common";
+import { Empty, ErrorBanner, PluginSelect } from "./common";
 
 const NODE_W = 210;
 const NODE_H = 58;
@@ -17,6 +17,25 @@ export const STATE_COLORS: Record<State | "missing", string> = {
   error: "#d64545",
   missing: "#d64545",
 };
+
+/** The part of the graph connected to `id`: what it needs, transitively, and what needs it. */
+export function neighbourhood(g: Graph, id: string): Graph {
+  const keep = new Set([id]);
+  for (const forward of [true, false]) {
+    const todo = [id];
+    while (todo.length) {
+      const cur = todo.pop()!;
+      for (const e of g.edges) {
+        const [from, to] = forward ? [e.from, e.to] : [e.to, e.from];
+        if (from === cur && !keep.has(to)) {
+          keep.add(to);
+          todo.push(to);
+        }
+      }
+    }
+  }
+  return { ...g, nodes: g.nodes.filter((n) => keep.has(n.id)), edges: g.edges.filter((e) => keep.has(e.from) && keep.has(e.to)) };
+}
 
 /** Lay the graph out left-to-right with dagre (dependencies on the right of their users). */
 export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
@@ -38,7 +57,9 @@ export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
       className: `gnode gnode-${n.state}`,
       sourcePosition: Position.Right,
       targetPosition: Position.Left,
-      style: { width: NODE_W, borderColor: STATE_COLORS[n.state] },
+      width: NODE_W,
+      height: NODE_H,
+      style: { width: NODE_W, height: NODE_H, borderColor: STATE_COLORS[n.state] },
     })),
     ...missing.map((m) => ({
       id: m,
@@ -47,7 +68,9 @@ export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
       className: "gnode gnode-missing",
       sourcePosition: Position.Right,
       targetPosition: Position.Left,
-      style: { width: NODE_W, borderColor: STATE_COLORS.missing },
+      width: NODE_W,
+      height: NODE_H,
+      style: { width: NODE_W, height: NODE_H, borderColor: STATE_COLORS.missing },
     })),
   ];
   const rf: Edge[] = edges.map((e) => {
@@ -69,15 +92,21 @@ export function layout(g: Graph): { nodes: Node[]; edges: Edge[] } {
 export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null; navigate: (r: Route) => void }) {
   const [graph, setGraph] = useState<Graph | null>(null);
   const [error, setError] = useState<ReturnType<typeof asCommandError> | null>(null);
+  const [focus, setFocus] = useState("");
   useEffect(() => {
     call(commands.dependencyGraph()).then(setGraph).catch((e) => setError(asCommandError(e)));
   }, [plugins]);
-  const laid = useMemo(() => (graph ? layout(graph) : null), [graph]);
+  const laid = useMemo(() => (graph ? layout(focus && graph.nodes.some((n) => n.id === focus) ? neighbourhood(graph, focus) : graph) : null), [graph, focus]);
+  const big = (laid?.nodes.length ?? 0) > 40;
   const errors = graph ? Object.entries(graph.errors) : [];
   return (
     <div className="graph-view">
       <header className="pane-head">
         <h1>Dependency graph</h1>
+        <label className="row">
+          <span className="muted">Focus on</span>
+          <PluginSelect ids={(graph?.nodes ?? []).map((n) => n.id)} value={focus} onChange={setFocus} />
+        </label>
         <div className="legend" aria-label="Legend">
           {(["enabled", "loaded", "disabled", "installed", "error"] as const).map((s) => (
             <span key={s}>
@@ -94,7 +123,7 @@ export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null;
       </header>
       {error && <ErrorBanner error={error} />}
       {errors.length > 0 && (
-        <div className="banner warn" role="status">
+        <div className="banner warn graph-errors" role="status">
           <div className="banner-body">
             {errors.map(([id, e]) => (
               <div key={id}>
@@ -109,10 +138,11 @@ export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null;
       ) : laid ? (
         <div className="flow" data-testid="graph">
           <ReactFlow
+            key={focus}
             nodes={laid.nodes}
             edges={laid.edges}
             fitView
-            fitViewOptions={{ maxZoom: 1.1, padding: 0.2 }}
+            fitViewOptions={{ maxZoom: 1.1, minZoom: big ? 0.55 : 0.1, padding: 0.2 }}
             minZoom={0.1}
             nodesDraggable={false}
             nodesConnectable={false}
@@ -121,7 +151,7 @@ export function GraphView({ plugins, navigate }: { plugins: PluginInfo[] | null;
           >
             <Background />
             <Controls showInteractive={false} />
-            {laid.nodes.length > 20 && <MiniMap pannable zoomable />}
+            {laid.nodes.length > 20 && <MiniMap pannable zoomable nodeColor={(n) => String(n.style?.borderColor ?? STATE_COLORS.installed)} nodeStrokeWidth={3} maskColor="rgb(128 128 128 / 0.25)" style={{ background: "var(--panel-2)" }} />}
           </ReactFlow>
         </div>
       ) : (
