@@ -203,7 +203,7 @@ export function PluginDetail({
         </section>
       </div>
 
-      <div ref={permsRef} className={focus === "permissions" ? "focus-ring" : ""}>
+      <div ref={permsRef} className={focus === "permissions" && info.pending.length > 0 ? "focus-ring" : ""}>
         <PermissionReview info={info} onError={onError} />
       </div>
 
