@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { CommandError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
-import { Modal, RiskBadge } from "./common";
+import { Confirm, RiskBadge } from "./common";
 
 export function PermissionReview({ info, onError }: { info: PluginInfo; onError: (e: CommandError | null) => void }) {
   const [selected, setSelected] = useState<Set<string>>(new Set());
@@ -124,34 +124,19 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
         </>
       )}
       {cascade && (
-        <Modal title={`Revoke and disable ${info.manifest.name}?`} onClose={() => setCascade(null)}>
-          <p>
-            {info.manifest.name} needs {cascade.permissions.join(", ")} to run, so it will be disabled. These enabled plugins depend on it and will be disabled
-            first:
-          </p>
-          <ul className="deps">
-            {cascade.dependents.map((d) => (
-              <li key={d} className="mono">
-                {d}
-              </li>
-            ))}
-          </ul>
-          <div className="row end">
-            <button onClick={() => setCascade(null)} autoFocus>
-              Cancel
-            </button>
-            <button
-              className="danger"
-              onClick={() => {
-                const perms = cascade.permissions;
-                setCascade(null);
-                act(() => call(commands.revokePermissions(id, perms, true)), `Revoked ${perms.length} permission(s); ${info.manifest.name} and its dependents are disabled.`);
-              }}
-            >
-              Revoke and disable {cascade.dependents.length + 1} plugins
-            </button>
-          </div>
-        </Modal>
+        <Confirm
+          title={`Revoke and disable ${info.manifest.name}?`}
+          dependents={cascade.dependents}
+          confirmLabel={`Revoke and disable ${cascade.dependents.length + 1} plugins`}
+          onCancel={() => setCascade(null)}
+          onConfirm={() => {
+            const perms = cascade.permissions;
+            setCascade(null);
+            act(() => call(commands.revokePermissions(id, perms, true)), `Revoked ${perms.length} permission(s); ${info.manifest.name} and its dependents are disabled.`);
+          }}
+        >
+          {info.manifest.name} needs {cascade.permissions.join(", ")} to run, so it will be disabled. These enabled plugins depend on it and will be disabled first:
+        </Confirm>
       )}
     </section>
   );

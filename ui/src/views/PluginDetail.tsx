@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from "react";
 import type { Action, CommandError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import type { Route } from "../App";
-import { Modal, StateBadge } from "./common";
+import { Confirm, StateBadge } from "./common";
 import { PermissionReview } from "./PermissionReview";
 
 const ACTIONS: { action: Action; label: string }[] = [
@@ -208,50 +208,33 @@ export function PluginDetail({
       </div>
 
       {cascade && (
-        <Modal title={`Disable ${m.name} and its dependents?`} onClose={() => setCascade(null)}>
-          <p>These enabled plugins depend on {m.id}. They will be disabled first, dependents of dependents first:</p>
-          <ul className="deps">
-            {cascade.map((d) => (
-              <li key={d} className="mono">
-                {d}
-              </li>
-            ))}
-          </ul>
-          <div className="row end">
-            <button onClick={() => setCascade(null)} autoFocus>
-              Cancel
-            </button>
-            <button
-              className="danger"
-              data-confirm="cascade"
-              onClick={() => {
-                setCascade(null);
-                run("disable", { cascade: true });
-              }}
-            >
-              Disable {cascade.length + 1} plugins
-            </button>
-          </div>
-        </Modal>
+        <Confirm
+          title={`Disable ${m.name} and its dependents?`}
+          dependents={cascade}
+          confirmLabel={`Disable ${cascade.length + 1} plugins`}
+          testId="cascade"
+          onCancel={() => setCascade(null)}
+          onConfirm={() => {
+            setCascade(null);
+            run("disable", { cascade: true });
+          }}
+        >
+          These enabled plugins depend on {m.id}. They will be disabled first, dependents of dependents first:
+        </Confirm>
       )}
       {confirmUninstall && (
-        <Modal title={`Uninstall ${m.name}?`} onClose={() => setConfirmUninstall(false)}>
-          <p>Its stored data, grants and files are removed. Its logs and audit records stay.</p>
-          <div className="row end">
-            <button onClick={() => setConfirmUninstall(false)} autoFocus>
-              Cancel
-            </button>
-            <button
-              className="danger"
-              onClick={() => {
-                setConfirmUninstall(false);
-                run("uninstall");
-              }}
-            >
-              Uninstall
-            </button>
-          </div>
-        </Modal>
+        <Confirm
+          title={`Uninstall ${m.name}?`}
+          confirmLabel="Uninstall"
+          testId="uninstall"
+          onCancel={() => setConfirmUninstall(false)}
+          onConfirm={() => {
+            setConfirmUninstall(false);
+            run("uninstall");
+          }}
+        >
+          Its stored data, grants and files are removed. Its logs and audit records stay.
+        </Confirm>
       )}
     </article>
   );

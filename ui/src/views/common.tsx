@@ -85,3 +85,45 @@ export function PluginSelect({ ids, value, onChange }: { ids: string[]; value: s
     </select>
   );
 }
+
+/** A confirmation dialog for a destructive action; Cancel has the focus. */
+export function Confirm({
+  title,
+  children,
+  dependents,
+  confirmLabel,
+  onConfirm,
+  onCancel,
+  testId,
+}: {
+  title: string;
+  children: React.ReactNode;
+  dependents?: string[];
+  confirmLabel: string;
+  onConfirm: () => void;
+  onCancel: () => void;
+  testId?: string;
+}) {
+  return (
+    <Modal title={title} onClose={onCancel}>
+      <p>{children}</p>
+      {dependents && (
+        <ul className="deps">
+          {dependents.map((d) => (
+            <li key={d} className="mono">
+              {d}
+            </li>
+          ))}
+        </ul>
+      )}
+      <div className="row end">
+        <button onClick={onCancel} autoFocus>
+          Cancel
+        </button>
+        <button className="danger" data-confirm={testId} onClick={onConfirm}>
+          {confirmLabel}
+        </button>
+      </div>
+    </Modal>
+  );
+}
