@@ -1,6 +1,7 @@
 //! tauri-build reads `tauri.conf.json` from the repository root (the product layout keeps it
 //! there), so run it from the root. Every app command is declared, so each gets an `allow-*`
 //! permission that `src-tauri/capabilities/main.json` grants to the main window alone.
+#[allow(clippy::expect_used)] // a build script reports failure by panicking
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::env::set_current_dir(&root).expect("repository root");

@@ -1,5 +1,6 @@
 //! The kernel through its public API: registry, bus, resolver, lifecycle, persistence,
 //! storage isolation, packages, permissions and the audit chain.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // test code: a panic is the failure report
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,6 @@
 //! Helpers for the integration tests: a scriptable test plugin, manifest builders, and
 //! waiting on a condition with a deadline (never a bare sleep).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

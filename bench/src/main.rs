@@ -9,6 +9,8 @@
 //! - storage: backend call vs checked context call vs `full` auditing, memory and SQLite,
 //!   and the latency of one durable SQLite set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // a measuring tool: a failed setup aborts the run
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! The `objectos` command as a new user runs it, against a fresh data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

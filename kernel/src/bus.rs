@@ -64,10 +64,13 @@ struct Sub {
     counters: Arc<Counters>,
 }
 
+/// Topic -> the subscriptions matching it, filled on first emit of each topic.
+type TopicCache = RwLock<FxHashMap<Box<str>, Arc<[Arc<Sub>]>>>;
+
 #[derive(Default)]
 struct Snapshot {
     subs: Vec<Arc<Sub>>,
-    cache: RwLock<FxHashMap<Box<str>, Arc<[Arc<Sub>]>>>,
+    cache: TopicCache,
 }
 
 impl Snapshot {

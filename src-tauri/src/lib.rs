@@ -139,6 +139,7 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn bindings_are_current() {
