@@ -2,7 +2,8 @@
 //!
 //! Commands are thin (`commands`), typed with specta, and listed once in [`specta_builder`],
 //! which serves both Tauri's invoke handler and the export of `ui/src/bindings.ts`. Kernel
-//! notifications reach the UI as one typed event, [`KernelNotice`].
+//! notifications reach the UI as one typed event, [`KernelNotices`], a batch gathered over at
+//! most 50 ms so that a burst (100,000 audited emissions) does not flood the webview.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,9 +26,14 @@ pub struct AppState {
     pub started: Instant,
 }
 
-/// A kernel notification for the UI (state changes, log lines, audit records...).
+/// Kernel notifications for the UI (state changes, log lines, audit records...), oldest first.
 #[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
-pub struct KernelNotice(pub KernelEvent);
+pub struct KernelNotices(pub Vec<KernelEvent>);
+
+/// Most notifications in one UI event.
+const NOTICE_BATCH: usize = 2_000;
+/// Longest a notification waits to be batched.
+const NOTICE_WINDOW: Duration = Duration::from_millis(50);
 
 /// Every command and event, once.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
@@ -51,7 +57,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::check_for_updates,
             commands::report_ready,
         ])
-        .events(collect_events![KernelNotice])
+        .events(collect_events![KernelNotices])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
 }
@@ -111,16 +117,24 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
     let mut rx = kernel.subscribe();
     let a = app.clone();
     tauri::async_runtime::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
         loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let _ = KernelNotice(ev).emit(&a);
+            let first = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(RecvError::Lagged(_)) => KernelEvent::ExternalChange,
+                Err(RecvError::Closed) => break,
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + NOTICE_WINDOW;
+            while batch.len() < NOTICE_BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Ok(ev)) => batch.push(ev),
+                    // Missed notices: tell the UI to re-read rather than show a gap.
+                    Ok(Err(RecvError::Lagged(_))) => batch.push(KernelEvent::ExternalChange),
+                    Ok(Err(RecvError::Closed)) | Err(_) => break,
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let _ = KernelNotice(KernelEvent::ExternalChange).emit(&a);
-                }
-                Err(_) => break,
             }
+            let _ = KernelNotices(batch).emit(&a);
         }
     });
     let k = Arc::new(kernel);
@@ -132,7 +146,7 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
                 if let Err(e) = k.sync_external().await {
                     tracing::warn!("could not apply changes made by another process: {e}");
                 }
-                let _ = KernelNotice(KernelEvent::ExternalChange).emit(&app);
+                let _ = KernelNotices(vec![KernelEvent::ExternalChange]).emit(&app);
             }
         }
     });

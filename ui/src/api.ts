@@ -21,10 +21,16 @@ export function asCommandError(e: unknown): CommandError {
   return { kind: "other", code: "ui", message: e instanceof Error ? e.message : String(e) };
 }
 
+/** Calls `handler` for each kernel notification (they arrive in batches of up to 50 ms). */
 export function onKernelEvent(handler: (e: KernelEvent) => void): () => void {
+  return onKernelEvents((batch) => batch.forEach(handler));
+}
+
+/** Calls `handler` once per batch of kernel notifications, oldest first. */
+export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => void {
   let stop: (() => void) | undefined;
   let cancelled = false;
-  events.kernelNotice
+  events.kernelNotices
     .listen((e) => handler(e.payload))
     .then((un) => {
       if (cancelled) un();

@@ -45,7 +45,7 @@ export const commands = {
 
 /** Events */
 export const events = {
-	kernelNotice: makeEvent<KernelNotice, KernelNotice>("kernel-notice"),
+	kernelNotices: makeEvent<KernelNotices, KernelNotices>("kernel-notices"),
 };
 
 /* Types */
@@ -237,8 +237,8 @@ owner: string }) & { from?: never; plugin?: never; to?: never } |
 /**  Another process changed the data directory; hosts should re-read what they show. */
 ({ type: "externalChange" }) & { from?: never; name?: never; owner?: never; plugin?: never; to?: never };
 
-/**  A kernel notification for the UI (state changes, log lines, audit records...). */
-export type KernelNotice = KernelEvent;
+/**  Kernel notifications for the UI (state changes, log lines, audit records...), oldest first. */
+export type KernelNotices = KernelEvent[];
 
 /**  The error that put a plugin in ERROR, kept for display. */
 export type LastError = {

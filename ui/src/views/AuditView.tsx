@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import { save } from "@tauri-apps/plugin-dialog";
-import type { AuditRecord, CommandError, PluginInfo, Verification } from "../bindings";
-import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
+import type { AuditRecord, CommandError, KernelEvent, PluginInfo, Verification } from "../bindings";
+import { asCommandError, call, commands, formatTime, onKernelEvents } from "../api";
 import { Empty, PluginSelect } from "./common";
 import { VirtualList } from "./VirtualList";
 
@@ -37,11 +37,13 @@ export function AuditView({ plugins, initialPlugin, onError }: { plugins: Plugin
 
   useEffect(
     () =>
-      onKernelEvent((e) => {
-        if (e.type !== "audit") return;
+      onKernelEvents((batch) => {
         const f = filters.current;
-        const ok = (!f.plugin || e.plugin === f.plugin) && (!f.actor || e.actor === f.actor) && (!f.action || (f.action.endsWith(".") ? e.action.startsWith(f.action) : e.action === f.action));
-        if (ok) setRecords((rs) => (rs ? rs.concat([e]) : rs));
+        const fresh = batch.filter(
+          (e): e is Extract<KernelEvent, { type: "audit" }> =>
+            e.type === "audit" && (!f.plugin || e.plugin === f.plugin) && (!f.actor || e.actor === f.actor) && (!f.action || (f.action.endsWith(".") ? e.action.startsWith(f.action) : e.action === f.action)),
+        );
+        if (fresh.length) setRecords((rs) => (rs ? rs.concat(fresh) : rs));
       }),
     [],
   );

@@ -1,6 +1,6 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import type { Level, LogRecord, PluginInfo } from "../bindings";
-import { call, commands, formatClock, onKernelEvent } from "../api";
+import type { KernelEvent, Level, LogRecord, PluginInfo } from "../bindings";
+import { call, commands, formatClock, onKernelEvents } from "../api";
 import { Empty, PluginSelect } from "./common";
 import { VirtualList } from "./VirtualList";
 
@@ -34,12 +34,12 @@ export function LogsView({ plugins, initialPlugin }: { plugins: PluginInfo[] | n
 
   useEffect(
     () =>
-      onKernelEvent((e) => {
-        if (e.type !== "log") return;
+      onKernelEvents((batch) => {
         const f = filters.current;
-        if (!matchesLog(e, f.plugin, f.level, f.search)) return;
-        if (f.paused) setHeld((h) => [...h, e]);
-        else setLines((ls) => (ls ? append(ls, [e]) : ls));
+        const fresh = batch.filter((e): e is Extract<KernelEvent, { type: "log" }> => e.type === "log" && matchesLog(e, f.plugin, f.level, f.search));
+        if (fresh.length === 0) return;
+        if (f.paused) setHeld((h) => h.concat(fresh));
+        else setLines((ls) => (ls ? append(ls, fresh) : ls));
       }),
     [],
   );
