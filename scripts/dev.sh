@@ -40,10 +40,14 @@ setup_console() {
   setup_rust
   apt_install libwebkit2gtk-4.1-dev
   if ! command -v node >/dev/null 2>&1; then apt_install nodejs npm; fi
-  local major; major=$(node -p 'process.versions.node.split(".")[0]')
-  if [ "$major" -lt 20 ]; then
-    echo "Node.js $(node --version) is too old for the UI build (Vite needs 20.19 or newer); install Node 20+ and run this again." >&2
-    exit 1
+  # Debian 12's Node is 18; Vite needs 20.19+. Fetch a newer Node from the npm registry
+  # (the node-linux-<arch> package) into a cache folder rather than touching the system.
+  local local_node="$HOME/.cache/objectos-node/node_modules/node-linux-$(node -p process.arch)/bin"
+  [ -x "$local_node/node" ] && export PATH="$local_node:$PATH"
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)'; then
+    say "Node $(node --version) is too old for the UI build; installing Node 22 into ~/.cache/objectos-node"
+    npm install --prefix "$HOME/.cache/objectos-node" "node-linux-$(node -p process.arch)@22" --no-audit --no-fund --silent
+    export PATH="$local_node:$PATH"
   fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     say "installing UI dependencies (npm ci)"
