@@ -863,3 +863,24 @@ async fn tracing_events_inside_a_plugin_span_land_in_that_plugins_log() {
     assert_eq!(line.level, objectos_kernel::Level::Warn);
     assert_eq!(line.fields["disk"], "almost full");
 }
+
+#[tokio::test]
+async fn a_failed_disable_is_not_undone_by_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let k = Kernel::open(KernelConfig::new(dir.path())).unwrap();
+        let probe = Probe { disable: Some(Arc::new(|_| Err("cannot let go".into()))), ..Default::default() };
+        k.register_builtin(&manifest("t.sticky", "1.0.0", &[], &[]), Arc::new(probe)).unwrap();
+        k.start().await.unwrap();
+        k.enable("t.sticky", false).await.unwrap();
+        assert!(matches!(k.disable("t.sticky", false).await, Err(KernelError::Hook { .. })));
+        let info = k.plugin("t.sticky").unwrap();
+        assert_eq!((info.state, info.desired), (State::Error, State::Disabled));
+        assert!(k.services().is_empty());
+        k.shutdown().await;
+    }
+    let k = Kernel::open(KernelConfig::new(dir.path())).unwrap();
+    k.register_builtin(&manifest("t.sticky", "1.0.0", &[], &[]), Arc::new(Probe::default())).unwrap();
+    k.start().await.unwrap();
+    assert_ne!(state(&k, "t.sticky"), State::Enabled);
+}

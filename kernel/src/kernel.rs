@@ -1098,11 +1098,9 @@ impl Kernel {
                 Ok(())
             }
             Err(message) => {
-                self.update(id, |s| {
-                    if matches!(action, Action::Enable | Action::Load) {
-                        s.desired = to;
-                    }
-                })?;
+                // What the admin asked for stays the desired state: an enable that failed is
+                // retried at the next start, a disable that failed is not undone by it.
+                self.update(id, |s| s.desired = to)?;
                 self.set_error(id, Some(hook), message.clone())?;
                 Err(KernelError::Hook { plugin: id.into(), hook: hook.as_str().into(), message })
             }
