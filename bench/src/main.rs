@@ -69,12 +69,13 @@ fn time<R>(f: impl FnOnce() -> R) -> (Duration, R) {
     (t.elapsed(), r)
 }
 
-struct Provider(usize);
+/// A plugin that registers the service `<prefix><n>` when enabled.
+struct Provider(&'static str, usize);
 
 #[async_trait]
 impl Plugin for Provider {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        ctx.services().register(&format!("svc{}", self.0), self.0 as u64)?;
+        ctx.services().register(&format!("{}{}", self.0, self.1), self.1 as u64)?;
         Ok(())
     }
 }
@@ -89,7 +90,7 @@ fn chain_manifest(i: usize) -> String {
 async fn chain_kernel(config: KernelConfig, n: usize) -> anyhow::Result<(Kernel, Duration)> {
     let k = Kernel::open(config)?;
     for i in 0..n {
-        k.register_builtin(&chain_manifest(i), Arc::new(Provider(i)))?;
+        k.register_builtin(&chain_manifest(i), Arc::new(Provider("svc", i)))?;
     }
     let t = Instant::now();
     k.start().await?;
@@ -291,20 +292,10 @@ fn dag_manifest(i: usize, fan: usize) -> String {
     format!(r#"{{"id":"d{i:05}","name":"D{i}","version":"1.0.0","dependencies":{{{}}},"permissions":{PERMS}}}"#, deps.join(","))
 }
 
-struct DagProvider(usize);
-
-#[async_trait]
-impl Plugin for DagProvider {
-    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        ctx.services().register(&format!("dag{}", self.0), self.0 as u64)?;
-        Ok(())
-    }
-}
-
 async fn dag_kernel(n: usize) -> anyhow::Result<(Kernel, Duration)> {
     let k = Kernel::open(KernelConfig::in_memory())?;
     for i in 0..n {
-        k.register_builtin(&dag_manifest(i, 3), Arc::new(DagProvider(i)))?;
+        k.register_builtin(&dag_manifest(i, 3), Arc::new(Provider("dag", i)))?;
     }
     let t = Instant::now();
     k.start().await?;

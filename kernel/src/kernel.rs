@@ -1354,7 +1354,7 @@ impl Kernel {
         if was == State::Enabled {
             self.step(&actor, &id, Action::Disable).await?;
         }
-        let (old_manifest, old_dir) = {
+        let (old_manifest, old_dir, new_permissions) = {
             let mut plugins = lock(&self.0.plugins);
             let slot = plugins.get_mut(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
             let before: BTreeSet<String> = slot.manifest.all_permissions().map(|(p, _)| p.to_string()).collect();
@@ -1362,26 +1362,10 @@ impl Kernel {
             let old = std::mem::replace(&mut slot.manifest, m.clone());
             slot.code = code.clone();
             let old_dir = std::mem::replace(&mut slot.package_dir, dir.clone());
-            (old, old_dir)
+            (old, old_dir, slot.new_permissions.clone())
         };
         self.manifests_changed();
-        let row = {
-            let plugins = lock(&self.0.plugins);
-            let s = plugins.get(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
-            PluginRow {
-                id: id.clone(),
-                kind: s.kind.as_str().into(),
-                manifest: m.to_json().to_string(),
-                state: s.state,
-                desired: s.desired,
-                last_error: s.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()),
-                package_dir: dir.as_ref().map(|d| d.display().to_string()),
-                new_permissions: s.new_permissions.clone(),
-                installed_at: s.installed_at,
-                updated_at: now_ms(),
-            }
-        };
-        self.0.store.upsert_plugin(&row)?;
+        self.persist_slot(&id)?;
         if old_dir != dir {
             if let Some(d) = old_dir {
                 let _ = std::fs::remove_dir_all(d);
@@ -1396,7 +1380,6 @@ impl Kernel {
         self.refresh_grants(&id)?;
         let from = old_manifest.version.clone();
         let to = m.version.clone();
-        let new_permissions = row.new_permissions.clone();
         self.0.writer.audit(&actor.to_string(), Some(&id), "plugin.upgraded", json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions }));
         let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: id.clone() });
         self.emit_kernel("plugin.upgraded", json!({ "plugin": id, "from": from.to_string(), "to": to.to_string() }));
@@ -1405,7 +1388,8 @@ impl Kernel {
             self.set_error(&id, Some(Hook::Upgrade), message)?;
         } else if was == State::Enabled {
             // Chrome's rule: a version asking for more than was granted waits for approval.
-            if self.pending(&id)?.is_empty() && resolve::resolve(&self.manifests(), &id).is_ok() && self.check_enable(&id).is_ok() {
+            // (check_enable covers both enabled dependencies and pending permissions.)
+            if resolve::resolve(&self.manifests(), &id).is_ok() && self.check_enable(&id).is_ok() {
                 self.step(&actor, &id, Action::Enable).await?;
             } else {
                 self.update(&id, |s| s.desired = State::Enabled)?;
