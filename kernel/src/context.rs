@@ -20,7 +20,6 @@ use crate::registry::{Registry, ServiceInfo};
 use crate::storage::StorageBackend;
 use crate::store::Writer;
 use crate::telemetry::Counters;
-use crate::KernelEvent;
 
 /// State shared between the kernel and one plugin's context.
 pub(crate) struct PluginShared {
@@ -132,10 +131,8 @@ impl Services<'_> {
             return Err(ctx.deny(format!("services.provide:{name}"), "services.register"));
         }
         ctx.0.registry.register(&ctx.0.shared.id, name, value)?;
-        ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "service.registered", serde_json::json!({ "service": name, "type": std::any::type_name::<T>() }));
-        let _ = ctx.0.writer.events().send(KernelEvent::ServiceRegistered { name: name.into(), owner: ctx.id().into() });
         if let Some(k) = ctx.0.kernel.upgrade() {
-            Kernel::from_inner(k).emit_kernel("kernel.service.registered", serde_json::json!({ "service": name, "owner": ctx.id() }));
+            Kernel::from_inner(k).announce_service(&ctx.actor(), ctx.id(), name, Some(std::any::type_name::<T>()));
         }
         Ok(())
     }
@@ -170,10 +167,8 @@ impl Services<'_> {
     pub fn unregister(&self, name: &str) -> Result<()> {
         let ctx = self.0;
         ctx.0.registry.unregister(ctx.id(), name)?;
-        ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "service.unregistered", serde_json::json!({ "service": name }));
-        let _ = ctx.0.writer.events().send(KernelEvent::ServiceUnregistered { name: name.into(), owner: ctx.id().into() });
         if let Some(k) = ctx.0.kernel.upgrade() {
-            Kernel::from_inner(k).emit_kernel("kernel.service.unregistered", serde_json::json!({ "service": name, "owner": ctx.id() }));
+            Kernel::from_inner(k).announce_service(&ctx.actor(), ctx.id(), name, None);
         }
         Ok(())
     }

@@ -981,6 +981,23 @@ impl Kernel {
         self.emit_kernel(action, payload);
     }
 
+    /// Record a service coming (`registered_type` is its Rust type) or going: audit record,
+    /// host notification, and the `kernel.service.*` bus event plugins can follow.
+    pub(crate) fn announce_service(&self, actor: &str, owner: &str, name: &str, registered_type: Option<&str>) {
+        match registered_type {
+            Some(ty) => {
+                self.0.writer.audit(actor, Some(owner), "service.registered", json!({ "service": name, "type": ty }));
+                let _ = self.0.writer.events().send(KernelEvent::ServiceRegistered { name: name.into(), owner: owner.into() });
+                self.emit_kernel("kernel.service.registered", json!({ "service": name, "owner": owner }));
+            }
+            None => {
+                self.0.writer.audit(actor, Some(owner), "service.unregistered", json!({ "service": name }));
+                let _ = self.0.writer.events().send(KernelEvent::ServiceUnregistered { name: name.into(), owner: owner.into() });
+                self.emit_kernel("kernel.service.unregistered", json!({ "service": name, "owner": owner }));
+            }
+        }
+    }
+
     // ---- hooks ---------------------------------------------------------------------------
 
     async fn run_hook(&self, id: &str, code: &Arc<dyn Plugin>, ctx: &PluginContext, hook: Hook, upgrade: Option<(Version, Version)>) -> std::result::Result<Duration, String> {
@@ -1033,9 +1050,7 @@ impl Kernel {
     fn drop_runtime(&self, id: &str) {
         self.0.bus.remove_owner(id);
         for name in self.0.registry.remove_owner(id) {
-            self.0.writer.audit("system", Some(id), "service.unregistered", json!({ "service": name }));
-            let _ = self.0.writer.events().send(KernelEvent::ServiceUnregistered { name: name.clone(), owner: id.into() });
-            self.emit_kernel("kernel.service.unregistered", json!({ "service": name, "owner": id }));
+            self.announce_service("system", id, &name, None);
         }
     }
 
