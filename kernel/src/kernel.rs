@@ -442,20 +442,28 @@ impl Kernel {
         let rows = self.0.store.plugins()?;
         let mut slots = BTreeMap::new();
         for row in rows {
-            let manifest = Manifest::parse(row.manifest.as_bytes(), &format!("database record of {}", row.id))
-                .map_err(|e| KernelError::Corrupt(e.to_string()))?;
-            let kind = if row.kind == "builtin" { PluginKind::Builtin } else { PluginKind::Package };
-            let package_dir = row.package_dir.as_ref().map(PathBuf::from);
-            let code: Arc<dyn Plugin> = match (kind, &package_dir) {
-                (PluginKind::Package, Some(dir)) => self.0.config.runtime.instantiate(&manifest, dir)?,
-                _ => Arc::new(Missing),
-            };
-            let slot = self.new_slot(Arc::new(manifest), kind, code, &row)?;
+            let slot = self.slot_from_row(&row)?;
             slots.insert(row.id.clone(), slot);
         }
         *lock(&self.0.plugins) = slots;
         self.manifests_changed();
         Ok(())
+    }
+
+    fn parse_row_manifest(row: &PluginRow) -> Result<Manifest> {
+        Manifest::parse(row.manifest.as_bytes(), &format!("database record of {}", row.id)).map_err(|e| KernelError::Corrupt(e.to_string()))
+    }
+
+    /// A slot for a recorded plugin: a package gets its runtime's code, a built-in the
+    /// registered code (or a stand-in that fails to load while it is not registered).
+    fn slot_from_row(&self, row: &PluginRow) -> Result<Slot> {
+        let manifest = Self::parse_row_manifest(row)?;
+        let kind = if row.kind == "builtin" { PluginKind::Builtin } else { PluginKind::Package };
+        let code: Arc<dyn Plugin> = match (kind, &row.package_dir) {
+            (PluginKind::Package, Some(dir)) => self.0.config.runtime.instantiate(&manifest, Path::new(dir))?,
+            _ => lock(&self.0.builtins).get(&row.id).map(|b| b.code.clone()).unwrap_or_else(|| Arc::new(Missing)),
+        };
+        self.new_slot(Arc::new(manifest), kind, code, row)
     }
 
     fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow) -> Result<Slot> {
@@ -629,19 +637,11 @@ impl Kernel {
             let _ = self.0.writer.events().send(KernelEvent::StateChanged { plugin: id, from, to: None });
         }
         for row in rows {
-            let manifest = Arc::new(
-                Manifest::parse(row.manifest.as_bytes(), &format!("database record of {}", row.id)).map_err(|e| KernelError::Corrupt(e.to_string()))?,
-            );
             let known = lock(&self.0.plugins).get(&row.id).map(|s| (s.desired, s.state, s.manifest.clone(), s.kind));
             let package_dir = row.package_dir.as_ref().map(PathBuf::from);
             match known {
                 None => {
-                    let code: Arc<dyn Plugin> = match &package_dir {
-                        Some(dir) => self.0.config.runtime.instantiate(&manifest, dir)?,
-                        None => lock(&self.0.builtins).get(&row.id).map(|b| b.code.clone()).unwrap_or_else(|| Arc::new(Missing)),
-                    };
-                    let kind = if row.kind == "builtin" { PluginKind::Builtin } else { PluginKind::Package };
-                    let mut slot = self.new_slot(manifest, kind, code, &row)?;
+                    let mut slot = self.slot_from_row(&row)?;
                     slot.state = State::Installed;
                     lock(&self.0.plugins).insert(row.id.clone(), slot);
                     self.manifests_changed();
@@ -651,6 +651,7 @@ impl Kernel {
                     }
                 }
                 Some((desired, state, old, kind)) => {
+                    let manifest = Arc::new(Self::parse_row_manifest(&row)?);
                     self.refresh_grants(&row.id)?;
                     if *old != *manifest && kind == PluginKind::Package {
                         if let Some(dir) = &package_dir {
