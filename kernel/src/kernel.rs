@@ -1439,7 +1439,7 @@ impl Kernel {
             GrantRequest::Some(list) => {
                 let mut out = Vec::new();
                 for p in list {
-                    let canonical = p.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: p.clone(), reason })?;
+                    let canonical = canonical_permission(&p)?;
                     if !requested.contains(&canonical) {
                         return Err(KernelError::InvalidName { name: canonical, reason: format!("{id} does not request this permission; it requests: {}", requested.join(", ")) });
                     }
@@ -1494,7 +1494,7 @@ impl Kernel {
         let (manifest, state) = lock(&self.0.plugins).get(id).map(|s| (s.manifest.clone(), s.state)).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
         let mut canonical = Vec::new();
         for p in permissions {
-            canonical.push(p.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: p.clone(), reason })?);
+            canonical.push(canonical_permission(p)?);
         }
         let required: BTreeSet<String> = manifest.permissions.iter().map(|p| p.to_string()).collect();
         if state == State::Enabled && canonical.iter().any(|p| required.contains(p)) {
@@ -1518,6 +1518,12 @@ fn past(a: Action) -> &'static str {
         Action::Unload => "unloaded",
         Action::Uninstall => "uninstalled",
     }
+}
+
+/// A permission as the kernel writes it (so `a.*` and its stored grant compare equal), or
+/// why it is not one.
+fn canonical_permission(text: &str) -> Result<String> {
+    text.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: text.into(), reason })
 }
 
 fn compile_grants(rows: &[GrantRow]) -> GrantSet {
