@@ -312,7 +312,7 @@ fn data_dir(cli: &Cli) -> PathBuf {
 /// change lifecycle state); otherwise only new built-ins are recorded.
 async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
     let kernel = Kernel::open(KernelConfig::new(data_dir(cli)).storage(StorageKind::Sqlite))?;
-    objectos_metrics::register(&kernel)?;
+    objectos_builtins::register_all(&kernel)?;
     if start {
         let report = kernel.start().await?;
         for (id, why) in &report.failed {
@@ -373,8 +373,8 @@ async fn run(cli: Cli) -> Out {
         }
         Command::Metrics => {
             let kernel = open(&cli, true).await?;
-            let text = kernel.service::<objectos_metrics::Metrics>(objectos_metrics::SERVICE).map_err(|e| {
-                Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_metrics::ID))
+            let text = kernel.service::<objectos_builtins::metrics::Metrics>(objectos_builtins::metrics::SERVICE).map_err(|e| {
+                Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_builtins::metrics::ID))
             })?;
             print!("{}", text.render()?);
             kernel.shutdown().await;

@@ -50,13 +50,16 @@ impl Cli {
 }
 
 #[test]
-fn a_fresh_data_directory_lists_the_builtin_metrics_plugin() {
+fn a_fresh_data_directory_lists_the_builtin_plugins() {
     let cli = Cli::new();
     let (out, _) = cli.expect(0, &["plugins", "list"]);
     assert!(out.contains("com.objectos.metrics") && out.contains("builtin"), "{out}");
     let list = cli.json(&["plugins", "list"]);
-    assert_eq!(list[0]["manifest"]["id"], "com.objectos.metrics");
-    assert_eq!(list[0]["state"], "installed");
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["manifest"]["id"].as_str().unwrap()).collect();
+    for id in ["com.objectos.cache", "com.objectos.metrics"] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    assert!(list.as_array().unwrap().iter().all(|p| p["state"] == "installed"), "{list}");
 }
 
 #[test]

@@ -191,6 +191,14 @@ pub enum KernelError {
     /// The kernel is shutting down.
     #[error("the kernel has shut down")]
     ShutDown,
+    /// A plugin's service refused a call (a bad argument, an unknown handler, a full queue).
+    #[error("{service} service: {message}")]
+    Service {
+        /// The service name.
+        service: String,
+        /// What was wrong, naming the offending value.
+        message: String,
+    },
 }
 
 fn hint_for(action: Action, state: State) -> &'static str {
@@ -204,6 +212,11 @@ fn hint_for(action: Action, state: State) -> &'static str {
 }
 
 impl KernelError {
+    /// An error a service returns to its caller.
+    pub fn service(service: &str, message: impl Into<String>) -> Self {
+        KernelError::Service { service: service.to_string(), message: message.into() }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         KernelError::Io { path: path.into(), source }
     }
@@ -237,6 +250,7 @@ impl KernelError {
             KernelError::Database(_) => "database",
             KernelError::Io { .. } => "io",
             KernelError::ShutDown => "shutDown",
+            KernelError::Service { .. } => "service",
         }
     }
 

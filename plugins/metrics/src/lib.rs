@@ -47,19 +47,65 @@ pub struct Metrics {
     ctx: PluginContext,
 }
 
+/// Services named `metrics.<something>` of this type add their own families to the
+/// exposition, so that plugins export figures without the metrics plugin knowing them and
+/// without depending on it at run time. The closure returns Prometheus text (HELP, TYPE and
+/// samples); the metrics plugin reads every such service its `services.use:metrics.*` grant
+/// covers.
+pub struct MetricSource(Box<dyn Fn() -> String + Send + Sync>);
+
+impl MetricSource {
+    /// A source rendering with `collect`.
+    pub fn new(collect: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        MetricSource(Box::new(collect))
+    }
+
+    /// Render now.
+    pub fn collect(&self) -> String {
+        (self.0)()
+    }
+}
+
+/// The name prefix of metric source services.
+pub const SOURCE_PREFIX: &str = "metrics.";
+
 impl Metrics {
     /// Every plugin's counters.
     pub fn snapshot(&self) -> Result<Vec<PluginActivity>> {
         self.ctx.inspect()
     }
 
-    /// The counters in the Prometheus text exposition format (version 0.0.4).
+    /// The counters in the Prometheus text exposition format (version 0.0.4), followed by
+    /// every metric source's families in service-name order.
     pub fn render(&self) -> Result<String> {
-        Ok(render(&self.snapshot()?))
+        let mut out = render(&self.snapshot()?);
+        let services = self.ctx.services();
+        let mut sources: Vec<String> = services.list().into_iter().map(|s| s.name).filter(|n| n.starts_with(SOURCE_PREFIX)).collect();
+        sources.sort();
+        for name in sources {
+            // A source of another type under a metrics.* name is skipped, not fatal.
+            if let Ok(source) = services.get::<MetricSource>(&name) {
+                out.push_str(&source.collect());
+            }
+        }
+        Ok(out)
     }
 }
 
-fn label(v: &str) -> String {
+/// Write one metric family (HELP and TYPE lines, then `samples` as `(labels, value)`).
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
+/// Escape a label value.
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 

@@ -1,0 +1,15 @@
+//! The built-in plugins every ObjectOS host registers, in one place so the `objectos`
+//! command and the console always offer the same set.
+
+use objectos_kernel::{Kernel, Result};
+
+pub use objectos_cache as cache;
+pub use objectos_metrics as metrics;
+
+/// Register every built-in plugin with `kernel` (before `start`). They are recorded as
+/// installed on first start; an admin enables the ones wanted.
+pub fn register_all(kernel: &Kernel) -> Result<()> {
+    metrics::register(kernel)?;
+    cache::register(kernel)?;
+    Ok(())
+}
