@@ -462,6 +462,34 @@ async fn storage_is_isolated_between_plugins_on_both_backends() {
 }
 
 #[tokio::test]
+async fn swap_is_a_compare_and_set_and_scan_reads_a_prefix_on_both_backends() {
+    for kind in [StorageKind::Memory, StorageKind::Sqlite] {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kernel::open(KernelConfig::new(dir.path()).storage(kind)).unwrap();
+        for id in ["t.x", "t.y"] {
+            k.register_builtin(&manifest(id, "1.0.0", &[], ALL_PERMS), Arc::new(Probe::default())).unwrap();
+        }
+        k.start().await.unwrap();
+        let (x, y) = (k.context("t.x").unwrap(), k.context("t.y").unwrap());
+        assert!(x.storage().swap("lock", None, Some(json!("a"))).unwrap(), "absent -> a");
+        assert!(!x.storage().swap("lock", None, Some(json!("b"))).unwrap(), "{kind:?}: no longer absent");
+        assert!(!x.storage().swap("lock", Some(&json!("z")), Some(json!("b"))).unwrap());
+        assert!(y.storage().swap("lock", None, Some(json!("y"))).unwrap(), "another plugin's key is its own");
+        assert!(x.storage().swap("lock", Some(&json!("a")), Some(json!("b"))).unwrap());
+        assert_eq!(x.storage().get("lock").unwrap(), Some(json!("b")));
+        assert!(x.storage().swap("lock", Some(&json!("b")), None).unwrap(), "swap to None deletes");
+        assert!(!x.storage().has("lock").unwrap());
+        for key in ["job:2", "job:1", "jobs", "jo", "job;", "other"] {
+            x.storage().set(key, json!(key)).unwrap();
+        }
+        let scanned: Vec<String> = x.storage().scan("job:").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(scanned, ["job:1", "job:2"], "{kind:?}");
+        assert_eq!(x.storage().scan("").unwrap().len(), 6);
+        assert!(y.storage().scan("job:").unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused_and_a_busy_database_waits() {
     let dir = tempfile::tempdir().unwrap();
     drop(Kernel::open(KernelConfig::new(dir.path())).unwrap());

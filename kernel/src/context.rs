@@ -320,6 +320,20 @@ impl Storage<'_> {
         let ctx = self.write("storage.delete", Some(key))?;
         ctx.0.storage.delete(ctx.id(), key)
     }
+    /// Every key starting with `prefix`, with its value, sorted by key. Needs `storage.read`.
+    pub fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
+        let ctx = self.read("storage.scan")?;
+        ctx.0.storage.scan(ctx.id(), prefix)
+    }
+    /// Replace `key`'s value with `new` (None deletes it) only if it is now `expected` (None:
+    /// absent), atomically, also against other processes on the data directory; true when it
+    /// did. The building block for claims and counters. Needs `storage.read` and `storage.write`.
+    pub fn swap(&self, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+        check_key(key)?;
+        self.read("storage.swap")?;
+        let ctx = self.write("storage.swap", Some(key))?;
+        ctx.0.storage.swap(ctx.id(), key, expected, new)
+    }
     /// Delete every key; returns how many. Needs `storage.write`.
     pub fn clear(&self) -> Result<usize> {
         let ctx = self.write("storage.clear", None)?;

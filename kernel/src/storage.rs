@@ -24,6 +24,11 @@ pub trait StorageBackend: Send + Sync + 'static {
     fn keys(&self, plugin: &str) -> Result<Vec<String>>;
     /// Delete every key; returns how many.
     fn clear(&self, plugin: &str) -> Result<usize>;
+    /// Every key starting with `prefix` with its value, sorted by key.
+    fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>>;
+    /// Atomically replace `key`'s value with `new` (None deletes it) if it is now `expected`
+    /// (None: absent); true when it did. Atomic across processes for the SQLite backend.
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool>;
 }
 
 /// In-memory backend for tests and benchmarks: one map per plugin (not shared key prefixes).
@@ -76,6 +81,30 @@ impl StorageBackend for MemoryStorage {
     fn clear(&self, plugin: &str) -> Result<usize> {
         Ok(self.with(|m| m.remove(plugin).map_or(0, |p| p.len())))
     }
+    fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>> {
+        let mut rows: Vec<(String, Value)> = self.with(|m| {
+            m.get(plugin).map(|p| p.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        });
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(rows)
+    }
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+        Ok(self.with(|m| {
+            let map = m.entry(plugin.to_string()).or_default();
+            if map.get(key) != expected {
+                return false;
+            }
+            match new {
+                Some(v) => {
+                    map.insert(key.to_string(), v);
+                }
+                None => {
+                    map.remove(key);
+                }
+            }
+            true
+        }))
+    }
 }
 
 /// The SQLite backend: the `storage` table of the kernel's database.
@@ -101,5 +130,11 @@ impl StorageBackend for SqliteStorage {
     }
     fn clear(&self, plugin: &str) -> Result<usize> {
         self.store.storage_clear(plugin)
+    }
+    fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>> {
+        self.store.storage_scan(plugin, prefix)
+    }
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+        self.store.storage_swap(plugin, key, expected, new.as_ref())
     }
 }

@@ -17,3 +17,20 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "panicked".to_string()
     }
 }
+
+/// The smallest string greater than every string starting with `prefix` (None when there is
+/// none), for range scans by prefix.
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..0xE000).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
