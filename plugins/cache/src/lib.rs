@@ -76,7 +76,7 @@ impl Plugin for CachePlugin {
             }
             Ok(())
         })?;
-        ctx.logger().info(&format!("cache ready: at most {} bytes in {} entries", cache.max_bytes, cache.max_entries));
+        ctx.logger().info(format!("cache ready: at most {} bytes in {} entries", cache.max_bytes, cache.max_entries));
         Ok(())
     }
 }
@@ -225,7 +225,7 @@ impl Cache {
         match lru.entries.pop(&slot) {
             Some(e) => {
                 lru.bytes -= e.size;
-                !e.expires.is_some_and(|t| t <= Instant::now())
+                e.expires.is_none_or(|t| t > Instant::now())
             }
             None => false,
         }
