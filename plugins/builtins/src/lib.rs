@@ -5,6 +5,7 @@ use objectos_kernel::{Kernel, Result};
 
 pub use objectos_cache as cache;
 pub use objectos_jobs as jobs;
+pub use objectos_notification as notification;
 pub use objectos_metrics as metrics;
 
 /// Register every built-in plugin with `kernel` (before `start`). They are recorded as
@@ -13,5 +14,6 @@ pub fn register_all(kernel: &Kernel) -> Result<()> {
     metrics::register(kernel)?;
     cache::register(kernel)?;
     jobs::register(kernel)?;
+    notification::register(kernel)?;
     Ok(())
 }
