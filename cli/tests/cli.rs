@@ -56,7 +56,7 @@ fn a_fresh_data_directory_lists_the_builtin_plugins() {
     assert!(out.contains("com.objectos.metrics") && out.contains("builtin"), "{out}");
     let list = cli.json(&["plugins", "list"]);
     let ids: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["manifest"]["id"].as_str().unwrap()).collect();
-    for id in ["com.objectos.cache", "com.objectos.jobs", "com.objectos.metrics", "com.objectos.notification"] {
+    for id in ["com.objectos.cache", "com.objectos.jobs", "com.objectos.i18n", "com.objectos.metrics", "com.objectos.notification"] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     assert!(list.as_array().unwrap().iter().all(|p| p["state"] == "installed"), "{list}");

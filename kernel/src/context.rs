@@ -104,13 +104,27 @@ impl PluginContext {
         Ok(kernel.acting_as(crate::audit::Actor::Plugin(self.id().to_string())))
     }
 
+    /// Every installed plugin: manifest, state, grants, dependencies. Needs `kernel.inspect`.
+    pub fn plugins(&self) -> Result<Vec<crate::kernel::PluginInfo>> {
+        self.inspector("plugins")?.plugins()
+    }
+
+    /// A file another plugin's manifest declares (see [`Kernel::declared_file`]). Needs
+    /// `kernel.inspect`.
+    pub fn declared_file(&self, plugin: &str, path: &str) -> Result<Option<String>> {
+        self.inspector("declared_file")?.declared_file(plugin, path)
+    }
+
+    fn inspector(&self, call: &str) -> Result<Kernel> {
+        if !self.grants().kernel_inspect() {
+            return Err(self.deny("kernel.inspect".into(), call));
+        }
+        self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)
+    }
+
     /// Every plugin's activity counters and state. Needs `kernel.inspect`.
     pub fn inspect(&self) -> Result<Vec<crate::kernel::PluginActivity>> {
-        if !self.grants().kernel_inspect() {
-            return Err(self.deny("kernel.inspect".into(), "inspect"));
-        }
-        let k = self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)?;
-        Ok(k.activity())
+        Ok(self.inspector("inspect")?.activity())
     }
 }
 

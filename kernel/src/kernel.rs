@@ -330,6 +330,8 @@ struct Slot {
 struct Builtin {
     manifest: Arc<Manifest>,
     code: Arc<dyn Plugin>,
+    /// Declared files (translations...) embedded in the binary, by relative path.
+    files: BTreeMap<String, &'static str>,
 }
 
 pub(crate) struct KernelInner {
@@ -504,7 +506,26 @@ impl Kernel {
     /// Register a built-in plugin: its manifest (usually `include_str!("../plugin.json")`) and
     /// its code. Call before [`Kernel::start`].
     pub fn register_builtin(&self, manifest_json: &str, code: Arc<dyn Plugin>) -> Result<()> {
+        self.register_builtin_with_files(manifest_json, code, &[])
+    }
+
+    /// Like [`Kernel::register_builtin`], with the files its manifest declares (for example
+    /// `("translations/en.json", include_str!("../translations/en.json"))`), which are checked
+    /// like a package's.
+    pub fn register_builtin_with_files(&self, manifest_json: &str, code: Arc<dyn Plugin>, files: &[(&str, &'static str)]) -> Result<()> {
         let manifest = Manifest::parse(manifest_json.as_bytes(), "built-in plugin.json")?;
+        let files: BTreeMap<String, &'static str> = files.iter().map(|(p, t)| (p.to_string(), *t)).collect();
+        let mut problems = Vec::new();
+        for (i, locale) in manifest.provides.translations.iter().enumerate() {
+            let path = format!("translations/{locale}.json");
+            let found = files.get(&path).ok_or_else(|| format!("{path} was not registered with the plugin"));
+            if let Err(message) = found.and_then(|t| crate::package::check_translations(t.as_bytes()).map(|_| ()).map_err(|e| format!("{path}: {e}"))) {
+                problems.push(crate::manifest::Problem { path: format!("provides.translations[{i}]"), message });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(crate::manifest::ManifestErrors { file: format!("built-in {} plugin.json", manifest.id), problems }.into());
+        }
         let id = manifest.id.clone();
         let mut b = lock(&self.0.builtins);
         if b.contains_key(&id) {
@@ -515,7 +536,7 @@ impl Kernel {
                 return Err(KernelError::DuplicateBuiltin { plugin: id });
             }
         }
-        b.insert(id, Builtin { manifest: Arc::new(manifest), code });
+        b.insert(id, Builtin { manifest: Arc::new(manifest), code, files });
         Ok(())
     }
 
@@ -862,6 +883,35 @@ impl Kernel {
     /// A plugin's context, for the host and tests. Its calls are checked like the plugin's own.
     pub fn context(&self, id: &str) -> Result<PluginContext> {
         lock(&self.0.plugins).get(id).map(|s| s.ctx.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })
+    }
+
+    /// A file a plugin's manifest declares (`translations/<locale>.json`, or an object or
+    /// workflow file), as text: from the binary for a built-in, from its folder for a package.
+    /// `None` when the plugin does not declare that path.
+    pub fn declared_file(&self, id: &str, path: &str) -> Result<Option<String>> {
+        let (manifest, dir) = {
+            let plugins = lock(&self.0.plugins);
+            let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.to_string() })?;
+            (slot.manifest.clone(), slot.package_dir.clone())
+        };
+        let p = &manifest.provides;
+        let declared = p.translations.iter().any(|l| path == format!("translations/{l}.json"))
+            || [("objects", &p.objects), ("workflows", &p.workflows)].iter().any(|(folder, names)| {
+                names.iter().any(|n| ["json", "yml", "yaml"].iter().any(|ext| path == format!("{folder}/{n}.{ext}")))
+            });
+        if !declared {
+            return Ok(None);
+        }
+        if let Some(text) = lock(&self.0.builtins).get(id).and_then(|b| b.files.get(path).copied()) {
+            return Ok(Some(text.to_string()));
+        }
+        let Some(dir) = dir else { return Ok(None) };
+        let file = dir.join(path);
+        match std::fs::read_to_string(&file) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KernelError::io(file, e)),
+        }
     }
 
     /// Counters and state of every plugin.

@@ -44,6 +44,7 @@ mod resolve;
 mod storage;
 mod store;
 mod telemetry;
+mod text;
 mod util;
 
 pub use audit::{to_csv as audit_to_csv, Actor, AuditDetail, AuditQuery, AuditRecord, Verification};
@@ -57,8 +58,8 @@ pub use kernel::{
 pub use kernel_event::KernelEvent;
 pub use lifecycle::{Action, Hook, State};
 pub use logging::{Level, LogRecord, PluginLogLayer, PluginLogger};
-pub use manifest::{validate_id, Engines, MAX_ID_LEN, MAX_MANIFEST_BYTES, Manifest, ManifestErrors, Problem, Provides};
-pub use package::{check_package, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+pub use manifest::{validate_id, validate_locale, Engines, MAX_ID_LEN, MAX_MANIFEST_BYTES, Manifest, ManifestErrors, Problem, Provides};
+pub use package::{check_package, check_translations, PLURAL_CATEGORIES, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use permission::{GrantSet, Pattern, Permission, Risk};
 pub use plugin::{DeclarativeRuntime, HookResult, PackageRuntime, Plugin};
 pub use registry::ServiceInfo;
@@ -66,6 +67,7 @@ pub use resolve::{dependents, kernel_version, resolve, resolve_all, Link, Manife
 pub use storage::{MemoryStorage, StorageBackend};
 pub use store::{GrantRow, LogQuery, LOG_RETENTION, SCHEMA_VERSION};
 pub use telemetry::{HookStats, PluginStats};
+pub use text::{lookup_path, render_placeholders};
 
 // Re-exported so plugin crates use the same versions as the kernel.
 pub use async_trait::async_trait;

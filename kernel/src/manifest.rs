@@ -64,6 +64,9 @@ pub struct Provides {
     pub objects: Vec<String>,
     /// Workflow names; packages carry `workflows/<name>.{json,yml,yaml}`.
     pub workflows: Vec<String>,
+    /// Locales (BCP 47 tags such as `en` or `zh-CN`) the plugin is translated into; it carries
+    /// `translations/<locale>.json`.
+    pub translations: Vec<String>,
 }
 
 /// Engine requirements.
@@ -73,6 +76,20 @@ pub struct Engines {
     /// Range of kernel versions the plugin works with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objectos: Option<VersionReq>,
+}
+
+/// Check a locale tag: a 2-3 letter language, then `-`-separated subtags of 2-8 letters or
+/// digits (`en`, `zh-CN`, `zh-Hant-TW`).
+pub fn validate_locale(tag: &str) -> Result<(), String> {
+    let mut parts = tag.split('-');
+    let lang = parts.next().unwrap_or_default();
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_alphabetic());
+    let rest_ok = parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if lang_ok && rest_ok && tag.len() <= 35 {
+        Ok(())
+    } else {
+        Err(format!("`{tag}` is not a locale tag like `en`, `zh-CN` or `zh-Hant-TW`"))
+    }
 }
 
 impl Manifest {
@@ -373,7 +390,7 @@ impl Validator {
 
     fn provides(&mut self, v: Option<&Value>) -> Provides {
         let Some(v) = v else { return Provides::default() };
-        let Some(map) = self.object("provides", v, &["services", "events", "objects", "workflows"]) else {
+        let Some(map) = self.object("provides", v, &["services", "events", "objects", "workflows", "translations"]) else {
             return Provides::default();
         };
         let file_name = |s: &str| -> Result<(), String> {
@@ -390,6 +407,7 @@ impl Validator {
             }),
             objects: self.string_list("provides.objects", map.get("objects"), file_name),
             workflows: self.string_list("provides.workflows", map.get("workflows"), file_name),
+            translations: self.string_list("provides.translations", map.get("translations"), validate_locale),
         }
     }
 

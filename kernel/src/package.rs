@@ -205,11 +205,52 @@ fn validate(src: &Path, root: &Path) -> Result<Manifest> {
             }
         }
     }
+    for (i, locale) in manifest.provides.translations.iter().enumerate() {
+        let shown = format!("translations/{locale}.json");
+        let path = format!("provides.translations[{i}]");
+        match fs::read(root.join(&shown)) {
+            Err(_) => problems.push(Problem { path, message: format!("the package has no {shown}") }),
+            Ok(bytes) => {
+                if let Err(message) = check_translations(&bytes) {
+                    problems.push(Problem { path, message: format!("{shown}: {message}") });
+                }
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(manifest)
     } else {
         Err(ManifestErrors { file: source, problems }.into())
     }
+}
+
+/// The plural categories a translation may give.
+pub const PLURAL_CATEGORIES: [&str; 6] = ["zero", "one", "two", "few", "many", "other"];
+
+/// Check a translation file: a JSON object whose values are strings, or plural forms (an
+/// object of [`PLURAL_CATEGORIES`] to strings, with `other`). The error names the key.
+pub fn check_translations(bytes: &[u8]) -> std::result::Result<serde_json::Map<String, serde_json::Value>, String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Value::Object(map) = v else { return Err("must be a JSON object of keys to texts".into()) };
+    for (key, text) in &map {
+        match text {
+            Value::String(_) => {}
+            Value::Object(forms) => {
+                if let Some(bad) = forms.keys().find(|k| !PLURAL_CATEGORIES.contains(&k.as_str())) {
+                    return Err(format!("$[{key:?}].{bad}: plural forms are {}", PLURAL_CATEGORIES.join(", ")));
+                }
+                if !forms.contains_key("other") {
+                    return Err(format!("$[{key:?}]: plural forms need `other`"));
+                }
+                if let Some((k, _)) = forms.iter().find(|(_, v)| !v.is_string()) {
+                    return Err(format!("$[{key:?}].{k}: must be a string"));
+                }
+            }
+            other => return Err(format!("$[{key:?}]: must be a string or plural forms, not {}", if other.is_array() { "a list" } else { "a number, boolean or null" })),
+        }
+    }
+    Ok(map)
 }
 
 /// Validate a package folder or `.zip` (its manifest and declared files) without installing it.

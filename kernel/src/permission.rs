@@ -91,7 +91,7 @@ impl Permission {
             Permission::ServicesProvide(p) => format!("Offer services {} to other plugins", p.describe("called")),
             Permission::ServicesUse(p) => format!("Use services {} offered by other plugins", p.describe("called")),
             Permission::KernelManage => "Install, enable, disable and remove other plugins".into(),
-            Permission::KernelInspect => "See the state and activity counters of every plugin".into(),
+            Permission::KernelInspect => "See the state, activity counters and declared files of every plugin".into(),
             Permission::NetworkConnect(h) => format!("Connect to {h} over the network"),
             Permission::FsRead(p) => format!("Read files in {p}"),
             Permission::FsWrite(p) => format!("Create, change and delete files in {p}"),

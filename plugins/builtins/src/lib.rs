@@ -6,6 +6,7 @@ use objectos_kernel::{Kernel, Result};
 pub use objectos_cache as cache;
 pub use objectos_jobs as jobs;
 pub use objectos_notification as notification;
+pub use objectos_i18n as i18n;
 pub use objectos_metrics as metrics;
 
 /// Register every built-in plugin with `kernel` (before `start`). They are recorded as
@@ -15,5 +16,6 @@ pub fn register_all(kernel: &Kernel) -> Result<()> {
     cache::register(kernel)?;
     jobs::register(kernel)?;
     notification::register(kernel)?;
+    i18n::register(kernel)?;
     Ok(())
 }

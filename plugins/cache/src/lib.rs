@@ -37,6 +37,8 @@ pub const ID: &str = "com.objectos.cache";
 pub const SERVICE: &str = "cache";
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../plugin.json");
+/// The plugin's translations (English and Simplified Chinese).
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/en.json")), ("translations/zh-CN.json", include_str!("../translations/zh-CN.json"))];
 /// Default memory bound.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
 /// Default entry bound.
@@ -48,7 +50,7 @@ const ENTRY_OVERHEAD: usize = 96;
 
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
-    kernel.register_builtin(MANIFEST, Arc::new(CachePlugin))
+    kernel.register_builtin_with_files(MANIFEST, Arc::new(CachePlugin), TRANSLATIONS)
 }
 
 /// The plugin's code. The cache itself lives from enable to disable.

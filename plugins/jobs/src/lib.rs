@@ -47,6 +47,8 @@ pub const ID: &str = "com.objectos.jobs";
 pub const SERVICE: &str = "jobs";
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../plugin.json");
+/// The plugin's translations (English and Simplified Chinese).
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/en.json")), ("translations/zh-CN.json", include_str!("../translations/zh-CN.json"))];
 /// Interrupted attempts (process died) after which a job fails instead of retrying.
 pub const MAX_INTERRUPTIONS: u32 = 5;
 /// The largest payload, as JSON.
@@ -59,7 +61,7 @@ const SCHEDULE: &str = "schedule:";
 
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
-    kernel.register_builtin(MANIFEST, Arc::new(JobsPlugin::default()))
+    kernel.register_builtin_with_files(MANIFEST, Arc::new(JobsPlugin::default()), TRANSLATIONS)
 }
 
 fn now_ms() -> i64 {

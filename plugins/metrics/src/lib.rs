@@ -23,10 +23,12 @@ pub const ID: &str = "com.objectos.metrics";
 pub const SERVICE: &str = "metrics";
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../plugin.json");
+/// The plugin's translations (English and Simplified Chinese).
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/en.json")), ("translations/zh-CN.json", include_str!("../translations/zh-CN.json"))];
 
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
-    kernel.register_builtin(MANIFEST, Arc::new(MetricsPlugin))
+    kernel.register_builtin_with_files(MANIFEST, Arc::new(MetricsPlugin), TRANSLATIONS)
 }
 
 /// The plugin's code.

@@ -34,6 +34,8 @@ pub const SERVICE: &str = "notification";
 pub const INBOX: &str = "notification.inbox";
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../plugin.json");
+/// The plugin's translations (English and Simplified Chinese).
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/en.json")), ("translations/zh-CN.json", include_str!("../translations/zh-CN.json"))];
 /// The built-in in-app channel.
 pub const IN_APP: &str = "in-app";
 /// The built-in log channel.
@@ -49,7 +51,7 @@ const MAX_TEXT: usize = 16 << 10;
 
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
-    kernel.register_builtin(MANIFEST, Arc::new(NotificationPlugin))
+    kernel.register_builtin_with_files(MANIFEST, Arc::new(NotificationPlugin), TRANSLATIONS)
 }
 
 fn now_ms() -> i64 {
@@ -164,33 +166,7 @@ pub struct Template {
 /// Replace every `{{ path }}` in `text` with the value at `path` in `vars` (dotted, object
 /// keys or array indexes). Strings are inserted as they are, other values as JSON.
 pub fn render(text: &str, vars: &Value) -> std::result::Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| format!("`{{{{` at byte {} is never closed with `}}}}`", text.len() - rest.len() + start))?;
-        let path = after[..end].trim();
-        if path.is_empty() {
-            return Err("an empty `{{}}` placeholder".into());
-        }
-        let mut v = vars;
-        for part in path.split('.') {
-            v = match v {
-                Value::Object(m) => m.get(part),
-                Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-                _ => None,
-            }
-            .ok_or_else(|| format!("variable `{path}` is not given"))?;
-        }
-        match v {
-            Value::String(s) => out.push_str(s),
-            other => out.push_str(&other.to_string()),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    objectos_kernel::render_placeholders(text, |path| objectos_kernel::lookup_path(vars, path).ok_or_else(|| format!("variable `{path}` is not given")))
 }
 
 /// A way to deliver messages. Implement it to add a channel (email, chat, SMS...).
