@@ -92,7 +92,8 @@ async fn packages_installed_later_are_picked_up_and_removed_ones_dropped() {
 async fn malformed_translation_files_are_refused_with_file_and_path() {
     let root = tempfile::tempdir().unwrap();
     let k = kernel(root.path()).await;
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Files<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Files, &str); 4] = [
         ("nofile", &[], "provides.translations[0]: the package has no translations/en.json"),
         ("badjson", &[("translations/en.json", "{oops")], "translations/en.json: not valid JSON"),
         ("list", &[("translations/en.json", r#"{"a": [1]}"#)], "translations/en.json: $[\"a\"]: must be a string or plural forms, not a list"),
