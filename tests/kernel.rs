@@ -490,6 +490,28 @@ async fn swap_is_a_compare_and_set_and_scan_reads_a_prefix_on_both_backends() {
 }
 
 #[tokio::test]
+async fn a_typed_handle_follows_the_registry_and_the_grants() {
+    let k = memory_kernel();
+    k.register_builtin(&manifest("t.p", "1.0.0", &[], &["services.provide:svc"]), Arc::new(Probe::default())).unwrap();
+    k.register_builtin(&manifest("t.u", "1.0.0", &[], &[]), Arc::new(Probe::default())).unwrap();
+    k.register_builtin(r#"{"id":"t.o","name":"o","version":"1.0.0","optionalPermissions":["services.use:svc"]}"#, Arc::new(Probe::default())).unwrap();
+    k.start().await.unwrap();
+    let p = k.context("t.p").unwrap();
+    p.services().register("svc", 1u64).unwrap();
+    let o = k.context("t.o").unwrap();
+    let handle = o.services().handle::<u64>("svc").unwrap();
+    assert_eq!(*handle.get().unwrap(), 1);
+    p.services().unregister("svc").unwrap();
+    assert!(matches!(handle.get(), Err(KernelError::ServiceNotFound { .. })), "a removed service is noticed");
+    p.services().register("svc", 2u64).unwrap();
+    assert_eq!(*handle.get().unwrap(), 2, "a replaced service is noticed");
+    k.revoke("t.o", &["services.use:svc".to_string()], false).await.unwrap();
+    assert!(matches!(handle.get(), Err(KernelError::PermissionDenied { .. })), "a revoked grant is enforced on the next call");
+    let u = k.context("t.u").unwrap();
+    assert!(matches!(u.services().handle::<u64>("svc"), Err(KernelError::PermissionDenied { .. })));
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused_and_a_busy_database_waits() {
     let dir = tempfile::tempdir().unwrap();
     drop(Kernel::open(KernelConfig::new(dir.path())).unwrap());

@@ -161,6 +161,16 @@ impl Services<'_> {
         ctx.0.registry.get(name)
     }
 
+    /// A typed handle on service `name`, for calls on a hot path: [`ServiceHandle::get`]
+    /// answers from a cache while neither the registry nor this plugin's grants changed, and
+    /// looks up (and checks `services.use:<name>`) again when either did. Needs
+    /// `services.use:<name>` now as well.
+    pub fn handle<T: Any + Send + Sync>(&self, name: &str) -> Result<ServiceHandle<T>> {
+        let handle = ServiceHandle { ctx: self.0.clone(), name: name.into(), cache: arc_swap::ArcSwapOption::empty() };
+        handle.get()?;
+        Ok(handle)
+    }
+
     /// Is a service registered under `name`? Needs `services.use:<name>`.
     pub fn has(&self, name: &str) -> Result<bool> {
         let ctx = self.0;
@@ -185,6 +195,43 @@ impl Services<'_> {
             Kernel::from_inner(k).announce_service(&ctx.actor(), ctx.id(), name, None);
         }
         Ok(())
+    }
+}
+
+/// A typed, cached service lookup (see [`Services::handle`]). Revoking the grant or
+/// replacing the service takes effect on the next `get`.
+pub struct ServiceHandle<T> {
+    ctx: PluginContext,
+    name: Arc<str>,
+    cache: arc_swap::ArcSwapOption<Cached<T>>,
+}
+
+struct Cached<T> {
+    generation: u64,
+    grants: Arc<GrantSet>,
+    value: Arc<T>,
+}
+
+impl<T: Any + Send + Sync> ServiceHandle<T> {
+    /// The service now.
+    pub fn get(&self) -> Result<Arc<T>> {
+        let inner = &self.ctx.0;
+        let generation = inner.registry.generation();
+        let grants = inner.shared.grants.load();
+        if let Some(c) = &*self.cache.load() {
+            if c.generation == generation && Arc::ptr_eq(&c.grants, &grants) {
+                inner.shared.counters.service_lookups.fetch_add(1, Relaxed);
+                return Ok(c.value.clone());
+            }
+        }
+        let value = self.ctx.services().get::<T>(&self.name)?;
+        self.cache.store(Some(Arc::new(Cached { generation, grants: Arc::clone(&grants), value: value.clone() })));
+        Ok(value)
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -49,7 +49,7 @@ mod util;
 
 pub use audit::{to_csv as audit_to_csv, Actor, AuditDetail, AuditQuery, AuditRecord, Verification};
 pub use bus::{EmitReport, Event, HandlerError, SubscriptionId};
-pub use context::{Events, PluginContext, Services, Storage, MAX_KEY_LEN};
+pub use context::{Events, PluginContext, ServiceHandle, Services, Storage, MAX_KEY_LEN};
 pub use error::{KernelError, Result};
 pub use kernel::{
     BuiltinPolicy, DependencyStatus, Graph, GraphEdge, GraphNode, GrantRequest, InstallOutcome, Kernel, KernelConfig,

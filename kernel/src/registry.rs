@@ -1,6 +1,7 @@
 //! The service registry: named, typed, owned services.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
@@ -29,15 +30,26 @@ pub struct ServiceInfo {
 #[derive(Default)]
 pub(crate) struct Registry {
     map: RwLock<FxHashMap<Arc<str>, Entry>>,
+    /// Bumped by every change, so typed handles know when to look again.
+    generation: AtomicU64,
 }
 
 impl Registry {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     pub(crate) fn register<T: Any + Send + Sync>(&self, owner: &Arc<str>, name: &str, value: Arc<T>) -> Result<()> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = map.get(name) {
             return Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() });
         }
         map.insert(name.into(), Entry { owner: owner.clone(), type_name: std::any::type_name::<T>(), value });
+        self.changed();
         Ok(())
     }
 
@@ -73,6 +85,7 @@ impl Registry {
             Some(e) if &*e.owner != owner => Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() }),
             Some(_) => {
                 map.remove(name);
+                self.changed();
                 Ok(())
             }
         }
@@ -85,10 +98,14 @@ impl Registry {
         for n in &names {
             map.remove(n);
         }
+        if !names.is_empty() {
+            self.changed();
+        }
         names.iter().map(|n| n.to_string()).collect()
     }
 
     pub(crate) fn clear(&self) {
         self.map.write().unwrap_or_else(|p| p.into_inner()).clear();
+        self.changed();
     }
 }
