@@ -27,6 +27,9 @@ fn main() {
             "set_builtin_policy",
             "check_for_updates",
             "report_ready",
+            "inbox",
+            "mark_notifications_read",
+            "plugin_texts",
         ]));
     tauri_build::try_build(attrs).expect("tauri-build");
 }

@@ -7,7 +7,9 @@
 //! - event dispatch to 10 subscribers: host emit (no grant check) vs a plugin's checked emit vs
 //!   the same with `full` auditing (flushed, rows counted) vs direct calls of 10 closures;
 //! - storage: backend call vs checked context call vs `full` auditing, memory and SQLite,
-//!   and the latency of one durable SQLite set.
+//!   and the latency of one durable SQLite set;
+//! - system plugins: cache set/get through the `cache` service vs a mutex-guarded map, and job
+//!   throughput end to end (enqueue to completed), memory and SQLite.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // a measuring tool: a failed setup aborts the run
 
@@ -79,6 +81,12 @@ impl Plugin for Provider {
         Ok(())
     }
 }
+
+/// A plugin with no hooks.
+struct Nop;
+
+#[async_trait]
+impl Plugin for Nop {}
 
 const PERMS: &str = r#"["storage.read","storage.write","events.emit:*","events.subscribe:*","services.provide:*","services.use:*"]"#;
 
@@ -157,6 +165,9 @@ async fn main() -> anyhow::Result<()> {
     let ctx = mem.context("p099")?;
     let (d, _) = time(|| for i in 0..n { black_box(ctx.services().get::<u64>(&names[(i % 100) as usize]).ok()); });
     t.add("lookup", "plugin lookup (grant checked)", n, d, Some("host lookup (no grant check)"));
+    let handles: Vec<objectos_kernel::ServiceHandle<u64>> = names.iter().map(|nm| ctx.services().handle::<u64>(nm)).collect::<Result<_, _>>()?;
+    let (d, _) = time(|| for i in 0..n { black_box(handles[(i % 100) as usize].get().ok()); });
+    t.add("lookup", "plugin typed handle get (grant checked)", n, d, Some("floor: std HashMap get + Arc clone"));
 
     // ---- event dispatch
     let n = 100_000 / scale as u64;
@@ -220,6 +231,7 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
 
+    system_plugins(&mut t, scale).await?;
     js_compare(&mut t, scale);
     let rss = peak_rss_kib();
     t.print();
@@ -231,6 +243,63 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&p, serde_json::to_string_pretty(&t.rows)?)?;
         eprintln!("wrote {p}");
     }
+    Ok(())
+}
+
+/// Cache get/set through the service and job throughput, end to end.
+async fn system_plugins(t: &mut Table, scale: usize) -> anyhow::Result<()> {
+    // Floor: a mutex-guarded map with the same key layout the cache uses.
+    let n = 100_000 / scale as u64;
+    let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
+    let value = json!({ "name": "Ada", "n": 1 });
+    let map: std::sync::Mutex<FxHashMap<String, serde_json::Value>> = Default::default();
+    let (d, _) = time(|| for k in &keys { map.lock().unwrap().insert(format!("p\0{k}"), value.clone()); });
+    t.add("cache", "floor: Mutex<FxHashMap> insert", n, d, None);
+    let (d, _) = time(|| for k in &keys { black_box(map.lock().unwrap().get(&format!("p\0{k}")).cloned()); });
+    t.add("cache", "floor: Mutex<FxHashMap> get + clone", n, d, None);
+
+    let mut jobs_rows = Vec::new();
+    for (label, config, count) in [("memory", KernelConfig::in_memory(), 5_000 / scale), ("SQLite data dir", KernelConfig::new(tempfile::tempdir()?.keep()).storage(StorageKind::Sqlite), 1_000 / scale)] {
+        let k = Kernel::open(config)?;
+        objectos_cache::register(&k)?;
+        objectos_jobs::register(&k)?;
+        let deps = format!(r#"{{"{}":"^0.1","{}":"^0.1"}}"#, objectos_cache::ID, objectos_jobs::ID);
+        k.register_builtin(&format!(r#"{{"id":"b.user","name":"B","version":"1.0.0","dependencies":{deps},"permissions":["services.use:cache","services.use:jobs"]}}"#), Arc::new(Nop))?;
+        k.start().await?;
+        k.set_config(objectos_jobs::ID, json!({ "concurrency": 8 }))?;
+        k.enable("b.user", true).await?;
+        let ctx = k.context("b.user")?;
+        if label == "memory" {
+            let cache = ctx.services().get::<objectos_cache::Cache>(objectos_cache::SERVICE)?;
+            let (d, _) = time(|| for k in &keys { cache.set(&ctx, k, value.clone(), None).ok(); });
+            t.add("cache", "cache service set (namespaced, LRU, size counted)", n, d, Some("floor: Mutex<FxHashMap> insert"));
+            let (d, _) = time(|| for k in &keys { black_box(cache.get(&ctx, k)); });
+            t.add("cache", "cache service get", n, d, Some("floor: Mutex<FxHashMap> get + clone"));
+        }
+        let jobs = ctx.services().get::<objectos_jobs::Jobs>(objectos_jobs::SERVICE)?;
+        let done = Arc::new(AtomicUsize::new(0));
+        let c = done.clone();
+        jobs.handle(&ctx, "work", move |_| {
+            c.fetch_add(1, Ordering::Relaxed);
+            async { Ok(()) }
+        })?;
+        let start = Instant::now();
+        for i in 0..count {
+            jobs.enqueue(&ctx, objectos_jobs::JobSpec::new("work", json!({ "i": i })))?;
+        }
+        while done.load(Ordering::Relaxed) < count {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let took = start.elapsed();
+        jobs_rows.push((label, count, took));
+        k.shutdown().await;
+    }
+    for (label, count, took) in jobs_rows {
+        let baseline = (label != "memory").then_some("jobs end to end, memory (8 at a time)");
+        t.add("jobs", format!("jobs end to end, {label} (8 at a time)"), count as u64, took, baseline);
+        println!("Job throughput, {label}: {:.0} jobs/s (enqueue, claim, run, complete; {count} jobs)", count as f64 / took.as_secs_f64());
+    }
+    println!();
     Ok(())
 }
 

@@ -70,6 +70,22 @@ enum Command {
     Settings(SettingsCmd),
     /// Prometheus text from the metrics plugin (after starting the kernel).
     Metrics,
+    /// Send a notification to the console's notification centre (and other channels), for
+    /// scripts: `objectos notify "Backup finished" --level success`. Needs the Notifications
+    /// plugin enabled; it is sent as that plugin.
+    Notify {
+        /// One line.
+        title: String,
+        /// More text.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// info, success, warning or error.
+        #[arg(long, default_value = "info", value_parser = ["info", "success", "warning", "error"])]
+        level: String,
+        /// Channels (default: in-app). Repeat for several.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -369,6 +385,30 @@ async fn run(cli: Cli) -> Out {
                 println!("kernel version   {}", v["kernelVersion"].as_str().unwrap_or(""));
             }
             kernel.flush();
+            Ok(())
+        }
+        Command::Notify { title, body, level, channels } => {
+            use objectos_builtins::notification::{Notice, Notifications, ID, SERVICE};
+            let kernel = open(&cli, true).await?;
+            let service = kernel
+                .service::<Notifications>(SERVICE)
+                .map_err(|e| Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {ID} --with-deps`")))?;
+            let notice = Notice {
+                channels: channels.clone(),
+                level: serde_json::from_value(json!(level)).unwrap_or_default(),
+                ..Notice::new(title, body)
+            };
+            let report = service.send(&kernel.context(ID)?, notice).await;
+            kernel.shutdown().await;
+            let report = report?;
+            if cli.json {
+                print_json(&report);
+            } else {
+                for (channel, d) in &report.deliveries {
+                    let status = serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                    println!("{channel}: {status}{}", d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default());
+                }
+            }
             Ok(())
         }
         Command::Metrics => {

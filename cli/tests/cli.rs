@@ -159,3 +159,18 @@ fn logs_and_bad_input_never_panic() {
     let (out, _) = cli.expect(0, &["metrics"]);
     assert!(out.contains("# TYPE objectos_plugin_events_emitted_total counter"), "{out}");
 }
+
+#[test]
+fn notify_reaches_the_inbox_once_the_notification_plugin_is_enabled() {
+    let cli = Cli::new();
+    let (_, err) = cli.expect(1, &["notify", "Backup finished"]);
+    assert!(err.contains("objectos plugins enable com.objectos.notification --with-deps"), "{err}");
+    cli.expect(0, &["plugins", "enable", "com.objectos.notification", "--with-deps"]);
+    let report = cli.json(&["notify", "Backup finished", "--body", "12 files", "--level", "success", "--channel", "in-app", "--channel", "log"]);
+    assert_eq!(report["deliveries"]["in-app"]["status"], "delivered", "{report}");
+    assert_eq!(report["deliveries"]["log"]["status"], "delivered", "{report}");
+    let (out, _) = cli.expect(0, &["logs", "com.objectos.notification"]);
+    assert!(out.contains("[com.objectos.notification] Backup finished: 12 files"), "{out}");
+    let (_, err) = cli.expect(1, &["notify", "x", "--channel", "pager"]);
+    assert!(err.contains("no channel named `pager`"), "{err}");
+}

@@ -259,3 +259,101 @@ pub async fn report_ready(state: State<'_, AppState>) -> CmdResult<f64> {
     tracing::info!(startup_ms = ms, "console interactive");
     Ok(ms)
 }
+
+/// One in-app notification.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxEntry {
+    pub id: String,
+    pub plugin: String,
+    pub title: String,
+    pub body: String,
+    /// info, success, warning or error.
+    pub level: String,
+    pub created_at: f64,
+    pub read: bool,
+}
+
+/// The notification centre: whether the notification plugin is enabled, the unread count,
+/// and the newest items.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxView {
+    pub available: bool,
+    pub unread: u32,
+    pub items: Vec<InboxEntry>,
+}
+
+fn inbox_service(state: &AppState) -> Option<std::sync::Arc<objectos_builtins::notification::Inbox>> {
+    state.kernel.service::<objectos_builtins::notification::Inbox>(objectos_builtins::notification::INBOX).ok()
+}
+
+/// The newest `limit` in-app notifications (only unread ones when asked).
+#[tauri::command]
+#[specta::specta]
+pub async fn inbox(state: State<'_, AppState>, limit: u32, unread_only: bool) -> CmdResult<InboxView> {
+    let Some(inbox) = inbox_service(&state) else { return Ok(InboxView { available: false, unread: 0, items: Vec::new() }) };
+    let items = inbox
+        .list(limit as usize, unread_only)?
+        .into_iter()
+        .map(|i| InboxEntry {
+            id: i.message.id,
+            plugin: i.message.plugin,
+            title: i.message.title,
+            body: i.message.body,
+            level: serde_json::to_value(i.message.level).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            created_at: i.message.created_at as f64,
+            read: i.read,
+        })
+        .collect();
+    Ok(InboxView { available: true, unread: inbox.unread()? as u32, items })
+}
+
+/// Mark one notification (or, with no id, all of them) read; returns how many changed.
+#[tauri::command]
+#[specta::specta]
+pub async fn mark_notifications_read(state: State<'_, AppState>, id: Option<String>) -> CmdResult<u32> {
+    let inbox = inbox_service(&state).ok_or_else(|| CommandError::other("unavailable", "the Notifications plugin (com.objectos.notification) is not enabled"))?;
+    Ok(inbox.mark_read(id.as_deref())? as u32)
+}
+
+/// A plugin's name and description in a locale, where a translation exists.
+#[derive(Debug, Clone, Default, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginText {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Translated plugin names and descriptions.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginTexts {
+    /// Whether the translations plugin is enabled.
+    pub available: bool,
+    /// Locales some plugin is translated into.
+    pub locales: Vec<String>,
+    /// By plugin id; plugins without a translation are absent.
+    pub texts: std::collections::BTreeMap<String, PluginText>,
+}
+
+/// Plugin names and descriptions in `locale` (with the i18n plugin's fallbacks).
+#[tauri::command]
+#[specta::specta]
+pub async fn plugin_texts(state: State<'_, AppState>, locale: String) -> CmdResult<PluginTexts> {
+    use objectos_builtins::i18n::{I18n, SERVICE};
+    let Ok(i18n) = state.kernel.service::<I18n>(SERVICE) else {
+        return Ok(PluginTexts { available: false, locales: Vec::new(), texts: Default::default() });
+    };
+    let none = serde_json::Value::Null;
+    let mut texts = std::collections::BTreeMap::new();
+    for p in state.kernel.plugins()? {
+        let id = p.manifest.id;
+        let get = |key: &str| Some(i18n.translate(&id, &locale, key, &none)).filter(|l| l.found()).map(|l| l.text);
+        let t = PluginText { name: get("plugin.name"), description: get("plugin.description") };
+        if t.name.is_some() || t.description.is_some() {
+            texts.insert(id, t);
+        }
+    }
+    Ok(PluginTexts { available: true, locales: i18n.locales(), texts })
+}

@@ -30,6 +30,11 @@ pub struct AppState {
 #[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
 pub struct KernelNotices(pub Vec<KernelEvent>);
 
+/// The in-app notification inbox changed (an item arrived or was read, or the notification
+/// plugin was enabled or disabled): the UI re-reads it.
+#[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
+pub struct InboxChanged;
+
 /// Most notifications in one UI event.
 const NOTICE_BATCH: usize = 2_000;
 /// Longest a notification waits to be batched.
@@ -56,8 +61,11 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::set_builtin_policy,
             commands::check_for_updates,
             commands::report_ready,
+            commands::inbox,
+            commands::mark_notifications_read,
+            commands::plugin_texts,
         ])
-        .events(collect_events![KernelNotices])
+        .events(collect_events![KernelNotices, InboxChanged])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
 }
@@ -97,6 +105,7 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
         .setup(move |app| {
             builder.mount_events(app);
             forward_events(app.handle().clone(), kernel.clone());
+            watch_inbox(app.handle().clone(), kernel.clone());
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"))
@@ -147,6 +156,37 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
                     tracing::warn!("could not apply changes made by another process: {e}");
                 }
                 let _ = KernelNotices(vec![KernelEvent::ExternalChange]).emit(&app);
+            }
+        }
+    });
+}
+
+/// Tell the UI when the inbox changes. Holds only the inbox's `watch` receiver, never the
+/// service, so disabling the notification plugin ends the watch (and is itself announced).
+fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
+    use objectos_builtins::notification::{Inbox, INBOX};
+    let mut kernel_events = kernel.subscribe();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let rx = kernel.service::<Inbox>(INBOX).ok().map(|inbox| inbox.watch());
+            let _ = InboxChanged.emit(&app);
+            match rx {
+                Some(mut rx) => {
+                    // Until the plugin goes away (its sender drops).
+                    while rx.changed().await.is_ok() {
+                        let _ = InboxChanged.emit(&app);
+                    }
+                }
+                None => loop {
+                    // Until the inbox service is registered. (Items another process adds are
+                    // picked up by the UI on its `ExternalChange` notice.)
+                    match kernel_events.recv().await {
+                        Ok(KernelEvent::ServiceRegistered { name, .. }) if name == INBOX => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                },
             }
         }
     });

@@ -205,6 +205,32 @@ def run_once():
         wait_for("the offline update message", lambda: "Could not reach the update server" in s.body() or "up to date" in s.body(), seconds=60)
         shot("09-settings")
 
+        # System plugins: enable Notifications (Jobs comes with it) and Translations.
+        s.click('[data-nav="plugins"]')
+        for plugin in ("com.objectos.notification", "com.objectos.i18n"):
+            s.click(f'[data-id="{plugin}"]')
+            s.click('[data-action="enable"]')
+            wait_for(f"{plugin} enabled", lambda: row_state(s, plugin) == "enabled")
+        assert row_state(s, "com.objectos.jobs") == "enabled", "jobs enabled as a dependency"
+
+        # A script's notification (another process on the same data directory) reaches the
+        # notification centre: badge first, then the list.
+        objectos = os.path.join(os.path.dirname(app), "objectos")
+        subprocess.run([objectos, "--data-dir", data, "notify", "Backup finished", "--body", "1,204 records saved.", "--level", "success"], check=True, capture_output=True, timeout=60)
+        wait_for("the unread badge", lambda: s.js("const b=document.querySelector('[data-unread]'); return b ? b.getAttribute('data-unread') : null") == "1")
+        s.click('[data-nav="notifications"]')
+        wait_for("the notification", lambda: "Backup finished" in s.body() and "1 unread" in s.body())
+        shot("10-notifications")
+        s.click('[data-action="mark-all-read"]')
+        wait_for("all read", lambda: "All read" in s.body())
+
+        # Plugin names in Simplified Chinese.
+        s.click('[data-nav="settings"]')
+        s.js("const el=document.querySelector('[data-setting=\"locale\"]'); const set=Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype,'value').set; set.call(el,'zh-CN'); el.dispatchEvent(new Event('change',{bubbles:true})); return true")
+        s.click('[data-nav="plugins"]')
+        wait_for("translated plugin names", lambda: "后台任务" in s.body() and "通知" in s.body())
+        shot("11-plugins-zh-CN")
+
         print(f"console e2e: ok; startup to an interactive plugin list: {startup} ms")
         print(f"screenshots: {shots}")
     finally:

@@ -125,3 +125,76 @@ describe("revoking a required permission with dependents", () => {
     await waitFor(() => expect(calls).toContainEqual(["revoke_permissions", { id: "com.acme.contacts", permissions: ["storage.write"], cascade: true }]));
   });
 });
+
+describe("notification centre and translations", () => {
+  const inbox = {
+    available: true,
+    unread: 1,
+    items: [
+      { id: "n2", plugin: "com.acme.crm", title: "Deal won", body: "Acme signed.", level: "success", createdAt: 1_700_000_000_000, read: false },
+      { id: "n1", plugin: "com.acme.crm", title: "Old news", body: "", level: "info", createdAt: 1_600_000_000_000, read: true },
+    ],
+  };
+
+  it("shows the unread badge, lists notifications and marks them read", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC(
+      (cmd, args) => {
+        calls.push([cmd, args]);
+        if (cmd === "list_plugins") return [crm];
+        if (cmd === "inbox") return inbox;
+        if (cmd === "mark_notifications_read") return 1;
+        if (cmd === "plugin_texts") return { available: true, locales: ["en"], texts: {} };
+        return [];
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    await waitFor(() => expect(document.querySelector("[data-unread='1']")).toBeTruthy());
+    fireEvent.click(screen.getByText("Notifications"));
+    expect(await screen.findByText("Deal won")).toBeTruthy();
+    expect(screen.getByText("1 unread")).toBeTruthy();
+    expect(screen.getAllByText(/CRM ·/).length).toBe(2);
+    fireEvent.click(screen.getByText("Mark read"));
+    await waitFor(() => expect(calls).toContainEqual(["mark_notifications_read", { id: "n2" }]));
+    fireEvent.click(screen.getByText("Mark all read"));
+    await waitFor(() => expect(calls).toContainEqual(["mark_notifications_read", { id: null }]));
+  });
+
+  it("says how to turn notifications on when the plugin is off", async () => {
+    mockIPC(
+      (cmd) => {
+        if (cmd === "list_plugins") return [crm];
+        if (cmd === "inbox") return { available: false, unread: 0, items: [] };
+        if (cmd === "plugin_texts") return { available: false, locales: [], texts: {} };
+        return [];
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    fireEvent.click(await screen.findByText("Notifications"));
+    expect(await screen.findByText("Notifications are off")).toBeTruthy();
+  });
+
+  it("shows plugin names in the chosen locale where translated", async () => {
+    localStorage.setItem("objectos.locale", "zh-CN");
+    const asked: unknown[] = [];
+    mockIPC(
+      (cmd, args) => {
+        if (cmd === "list_plugins") return [crm, plugin("com.acme.other")];
+        if (cmd === "plugin_texts") {
+          asked.push(args);
+          return { available: true, locales: ["en", "zh-CN"], texts: { "com.acme.crm": { name: "客户关系", description: null } } };
+        }
+        if (cmd === "inbox") return inbox;
+        return [];
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    expect(await screen.findByText("客户关系")).toBeTruthy();
+    expect(screen.getByText("OTHER")).toBeTruthy();
+    expect(asked).toContainEqual({ locale: "zh-CN" });
+    localStorage.removeItem("objectos.locale");
+  });
+});

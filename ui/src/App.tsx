@@ -1,6 +1,7 @@
-import { useCallback, useEffect, useRef, useState } from "react";
-import type { CommandError, PluginInfo } from "./bindings";
-import { asCommandError, call, commands, onKernelEvent } from "./api";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import type { CommandError, InboxView, PluginInfo, PluginTexts } from "./bindings";
+import { asCommandError, call, commands, onInboxChanged, onKernelEvent } from "./api";
+import { NotificationsView } from "./views/NotificationsView";
 import { PluginsView } from "./views/PluginsView";
 import { GraphView } from "./views/GraphView";
 import { LogsView } from "./views/LogsView";
@@ -13,6 +14,7 @@ export type Route =
   | { view: "graph" }
   | { view: "logs"; plugin?: string }
   | { view: "audit"; plugin?: string }
+  | { view: "notifications" }
   | { view: "settings" };
 
 const NAV: { view: Route["view"]; label: string; key: string }[] = [
@@ -20,8 +22,75 @@ const NAV: { view: Route["view"]; label: string; key: string }[] = [
   { view: "graph", label: "Dependency graph", key: "2" },
   { view: "logs", label: "Logs", key: "3" },
   { view: "audit", label: "Audit trail", key: "4" },
-  { view: "settings", label: "Settings", key: "5" },
+  { view: "notifications", label: "Notifications", key: "5" },
+  { view: "settings", label: "Settings", key: "6" },
 ];
+
+const LOCALE_KEY = "objectos.locale";
+
+/** The admin's language for plugin names and descriptions, kept on this machine. */
+function useLocale(): [string, (l: string) => void] {
+  const [locale, setLocale] = useState(() => localStorage.getItem(LOCALE_KEY) ?? navigator.language ?? "en");
+  const choose = useCallback((l: string) => {
+    localStorage.setItem(LOCALE_KEY, l);
+    setLocale(l);
+  }, []);
+  return [locale, choose];
+}
+
+/** Translated plugin names and descriptions, re-read when plugins come and go. */
+function usePluginTexts(locale: string) {
+  const [texts, setTexts] = useState<PluginTexts | null>(null);
+  useEffect(() => {
+    let live = true;
+    const load = () =>
+      call(commands.pluginTexts(locale))
+        .then((t) => live && setTexts(t))
+        .catch(() => live && setTexts(null));
+    load();
+    const stop = onKernelEvent((e) => {
+      if (e.type === "stateChanged" || e.type === "externalChange") load();
+    });
+    return () => {
+      live = false;
+      stop();
+    };
+  }, [locale]);
+  return texts;
+}
+
+/** The notification centre's contents, re-read when the inbox changes. */
+function useInbox() {
+  const [inbox, setInbox] = useState<InboxView | null>(null);
+  useEffect(() => {
+    let live = true;
+    const load = () =>
+      call(commands.inbox(200, false))
+        .then((v) => live && setInbox(v))
+        .catch(() => live && setInbox({ available: false, unread: 0, items: [] }));
+    load();
+    const stopInbox = onInboxChanged(load);
+    const stopKernel = onKernelEvent((e) => {
+      if (e.type === "externalChange") load();
+    });
+    return () => {
+      live = false;
+      stopInbox();
+      stopKernel();
+    };
+  }, []);
+  return inbox;
+}
+
+/** Plugins with their names and descriptions in the chosen locale, where translated. */
+function localize(plugins: PluginInfo[] | null, texts: PluginTexts | null): PluginInfo[] | null {
+  if (!plugins || !texts?.available || !texts.texts || Object.keys(texts.texts).length === 0) return plugins;
+  return plugins.map((p) => {
+    const t = texts.texts[p.manifest.id];
+    if (!t) return p;
+    return { ...p, manifest: { ...p.manifest, name: t.name ?? p.manifest.name, description: t.description ?? p.manifest.description } };
+  });
+}
 
 /** Plugins, reloaded whenever the kernel says something changed. */
 function usePlugins() {
@@ -52,7 +121,12 @@ function usePlugins() {
 
 export function App() {
   const [route, setRoute] = useState<Route>({ view: "plugins" });
-  const { plugins, error, reload } = usePlugins();
+  const { plugins: raw, error, reload } = usePlugins();
+  const [locale, setLocale] = useLocale();
+  const texts = usePluginTexts(locale);
+  const plugins = useMemo(() => localize(raw, texts), [raw, texts]);
+  const inbox = useInbox();
+  const pluginName = useCallback((id: string) => plugins?.find((p) => p.manifest.id === id)?.manifest.name ?? id, [plugins]);
   const [problem, setProblem] = useState<CommandError | null>(null);
   const reported = useRef(false);
 
@@ -99,9 +173,14 @@ export function App() {
             <span>{n.label}</span>
             {n.view === "plugins" && pendingCount > 0 && <span className="badge warn" title="plugins with permissions to review">{pendingCount}</span>}
             {n.view === "plugins" && errorCount > 0 && <span className="badge danger" title="plugins in error">{errorCount}</span>}
+            {n.view === "notifications" && (inbox?.unread ?? 0) > 0 && (
+              <span className="badge accent" title="unread notifications" data-unread={inbox?.unread}>
+                {inbox?.unread}
+              </span>
+            )}
           </button>
         ))}
-        <div className="sidebar-foot">Alt+1…5 switches views</div>
+        <div className="sidebar-foot">Alt+1…6 switches views</div>
       </nav>
       <main className="content">
         {error && <ErrorBanner error={error} onRetry={reload} />}
@@ -110,7 +189,8 @@ export function App() {
         {route.view === "graph" && <GraphView plugins={plugins} navigate={setRoute} />}
         {route.view === "logs" && <LogsView plugins={plugins} initialPlugin={route.plugin} />}
         {route.view === "audit" && <AuditView plugins={plugins} initialPlugin={route.plugin} onError={setProblem} />}
-        {route.view === "settings" && <SettingsView onError={setProblem} />}
+        {route.view === "notifications" && <NotificationsView inbox={inbox} pluginName={pluginName} navigate={setRoute} onError={setProblem} />}
+        {route.view === "settings" && <SettingsView onError={setProblem} locale={locale} onLocale={setLocale} texts={texts} />}
       </main>
     </div>
   );

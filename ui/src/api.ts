@@ -43,6 +43,23 @@ export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => v
   };
 }
 
+/** Calls `handler` whenever the in-app notification inbox changes. */
+export function onInboxChanged(handler: () => void): () => void {
+  let stop: (() => void) | undefined;
+  let cancelled = false;
+  events.inboxChanged
+    .listen(() => handler())
+    .then((un) => {
+      if (cancelled) un();
+      else stop = un;
+    })
+    .catch(() => {});
+  return () => {
+    cancelled = true;
+    stop?.();
+  };
+}
+
 export { commands };
 
 export function formatTime(ms: number | null): string {

@@ -41,10 +41,17 @@ export const commands = {
 	checkForUpdates: () => typedError<UpdateStatus, CommandError>(__TAURI_INVOKE("check_for_updates")),
 	/**  The UI calls this once the plugin list is interactive; returns ms since process start. */
 	reportReady: () => typedError<number | null, CommandError>(__TAURI_INVOKE("report_ready")),
+	/**  The newest `limit` in-app notifications (only unread ones when asked). */
+	inbox: (limit: number, unreadOnly: boolean) => typedError<InboxView, CommandError>(__TAURI_INVOKE("inbox", { limit, unreadOnly })),
+	/**  Mark one notification (or, with no id, all of them) read; returns how many changed. */
+	markNotificationsRead: (id: string | null) => typedError<number, CommandError>(__TAURI_INVOKE("mark_notifications_read", { id })),
+	/**  Plugin names and descriptions in `locale` (with the i18n plugin's fallbacks). */
+	pluginTexts: (locale: string) => typedError<PluginTexts, CommandError>(__TAURI_INVOKE("plugin_texts", { locale })),
 };
 
 /** Events */
 export const events = {
+	inboxChanged: makeEvent<InboxChanged, InboxChanged>("inbox-changed"),
 	kernelNotices: makeEvent<KernelNotices, KernelNotices>("kernel-notices"),
 };
 
@@ -184,6 +191,34 @@ export type GraphNode = {
 	state: State,
 	/**  Kind. */
 	kind: PluginKind,
+};
+
+/**
+ *  The in-app notification inbox changed (an item arrived or was read, or the notification
+ *  plugin was enabled or disabled): the UI re-reads it.
+ */
+export type InboxChanged = null;
+
+/**  One in-app notification. */
+export type InboxEntry = {
+	id: string,
+	plugin: string,
+	title: string,
+	body: string,
+	/**  info, success, warning or error. */
+	level: string,
+	createdAt: number | null,
+	read: boolean,
+};
+
+/**
+ *  The notification centre: whether the notification plugin is enabled, the unread count,
+ *  and the newest items.
+ */
+export type InboxView = {
+	available: boolean,
+	unread: number,
+	items: InboxEntry[],
 };
 
 /**  What an install did. */
@@ -380,6 +415,22 @@ export type PluginKind =
 /**  Installed from a folder or `.zip`. */
 "package";
 
+/**  A plugin's name and description in a locale, where a translation exists. */
+export type PluginText = {
+	name: string | null,
+	description: string | null,
+};
+
+/**  Translated plugin names and descriptions. */
+export type PluginTexts = {
+	/**  Whether the translations plugin is enabled. */
+	available: boolean,
+	/**  Locales some plugin is translated into. */
+	locales: string[],
+	/**  By plugin id; plugins without a translation are absent. */
+	texts: { [key in string]: PluginText },
+};
+
 /**  One validation problem. */
 export type Problem = {
 	/**  JSON path, e.g. `dependencies["com.acme.crm"]`; `$` for the whole document. */
@@ -398,6 +449,11 @@ export type Provides = {
 	objects: string[],
 	/**  Workflow names; packages carry `workflows/<name>.{json,yml,yaml}`. */
 	workflows: string[],
+	/**
+	 *  Locales (BCP 47 tags such as `en` or `zh-CN`) the plugin is translated into; it carries
+	 *  `translations/<locale>.json`.
+	 */
+	translations: string[],
 };
 
 /**  Why a plugin's dependencies cannot be satisfied. */

@@ -9,7 +9,7 @@ export function plugin(id: string, over: Partial<PluginInfo> = {}): PluginInfo {
       description: `The ${id} plugin`,
       dependencies: {},
       optionalDependencies: {},
-      provides: { services: [], events: [], objects: [], workflows: [] },
+      provides: { services: [], events: [], objects: [], workflows: [], translations: [] },
       permissions: [],
       optionalPermissions: [],
       engines: {},

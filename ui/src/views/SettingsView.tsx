@@ -1,8 +1,27 @@
 import { useEffect, useState } from "react";
-import type { CommandError, Settings, UpdateStatus } from "../bindings";
+import type { CommandError, PluginTexts, Settings, UpdateStatus } from "../bindings";
 import { asCommandError, call, commands } from "../api";
 
-export function SettingsView({ onError }: { onError: (e: CommandError | null) => void }) {
+/** A locale's name in its own language ("English", "中文（中国）"), or the tag itself. */
+function nativeName(tag: string): string {
+  try {
+    return new Intl.DisplayNames([tag], { type: "language" }).of(tag) ?? tag;
+  } catch {
+    return tag;
+  }
+}
+
+export function SettingsView({
+  onError,
+  locale,
+  onLocale,
+  texts,
+}: {
+  onError: (e: CommandError | null) => void;
+  locale: string;
+  onLocale: (l: string) => void;
+  texts: PluginTexts | null;
+}) {
   const [s, setS] = useState<Settings | null>(null);
   const [update, setUpdate] = useState<UpdateStatus | "checking" | null>(null);
   useEffect(() => {
@@ -21,6 +40,24 @@ export function SettingsView({ onError }: { onError: (e: CommandError | null) =>
         </dl>
         <p className="muted">
           The headless <code>objectos</code> command works on the same directory (<code>objectos --data-dir {s.dataDir} plugins list</code>); its changes show up here.
+        </p>
+      </section>
+      <section>
+        <h2>Language</h2>
+        <div className="row">
+          <label htmlFor="locale">Plugin names and descriptions in</label>
+          <select id="locale" value={locale} onChange={(e) => onLocale(e.target.value)} disabled={!texts?.available} data-setting="locale">
+            {Array.from(new Set([locale, "en", ...(texts?.locales ?? [])])).map((l) => (
+              <option key={l} value={l}>
+                {nativeName(l)} ({l})
+              </option>
+            ))}
+          </select>
+        </div>
+        <p className="muted">
+          {texts?.available
+            ? "Plugins that ship a translation show it; the others keep their own wording. Regional variants fall back to their language, then to English."
+            : "Enable the Translations plugin (com.objectos.i18n) to show plugins in another language."}
         </p>
       </section>
       <section>
