@@ -38,7 +38,8 @@ setup_rust() {
 # The console: WebKitGTK for Tauri, Node for the UI build.
 setup_console() {
   setup_rust
-  apt_install libwebkit2gtk-4.1-dev
+  # A CJK font so translated plugin names (Simplified Chinese ships) render on a bare system.
+  apt_install libwebkit2gtk-4.1-dev fonts-wqy-microhei
   if ! command -v node >/dev/null 2>&1; then apt_install nodejs npm; fi
   # Debian 12's Node is 18; Vite needs 20.19+. Fetch a newer Node from the npm registry
   # (the node-linux-<arch> package) into a cache folder rather than touching the system.

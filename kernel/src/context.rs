@@ -27,6 +27,8 @@ pub(crate) struct PluginShared {
     pub(crate) grants: ArcSwap<GrantSet>,
     /// The granted permissions as written, for pending-permission checks.
     pub(crate) granted: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Bumped after every change of `grants`, so cached checks know to re-check.
+    pub(crate) grants_generation: std::sync::atomic::AtomicU64,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -166,7 +168,7 @@ impl Services<'_> {
     /// looks up (and checks `services.use:<name>`) again when either did. Needs
     /// `services.use:<name>` now as well.
     pub fn handle<T: Any + Send + Sync>(&self, name: &str) -> Result<ServiceHandle<T>> {
-        let handle = ServiceHandle { ctx: self.0.clone(), name: name.into(), cache: arc_swap::ArcSwapOption::empty() };
+        let handle = ServiceHandle { ctx: self.0.clone(), name: name.into(), cache: std::sync::RwLock::new(None) };
         handle.get()?;
         Ok(handle)
     }
@@ -203,29 +205,32 @@ impl Services<'_> {
 pub struct ServiceHandle<T> {
     ctx: PluginContext,
     name: Arc<str>,
-    cache: arc_swap::ArcSwapOption<Cached<T>>,
+    cache: std::sync::RwLock<Option<Cached<T>>>,
 }
 
 struct Cached<T> {
-    generation: u64,
-    grants: Arc<GrantSet>,
+    registry: u64,
+    grants: u64,
     value: Arc<T>,
 }
 
 impl<T: Any + Send + Sync> ServiceHandle<T> {
     /// The service now.
     pub fn get(&self) -> Result<Arc<T>> {
+        use std::sync::atomic::Ordering::Acquire;
         let inner = &self.ctx.0;
-        let generation = inner.registry.generation();
-        let grants = inner.shared.grants.load();
-        if let Some(c) = &*self.cache.load() {
-            if c.generation == generation && Arc::ptr_eq(&c.grants, &grants) {
+        // Read both generations before looking up, so a change racing with this call makes
+        // the next call look up again.
+        let registry = inner.registry.generation();
+        let grants = inner.shared.grants_generation.load(Acquire);
+        if let Some(c) = &*self.cache.read().unwrap_or_else(|p| p.into_inner()) {
+            if c.registry == registry && c.grants == grants {
                 inner.shared.counters.service_lookups.fetch_add(1, Relaxed);
                 return Ok(c.value.clone());
             }
         }
         let value = self.ctx.services().get::<T>(&self.name)?;
-        self.cache.store(Some(Arc::new(Cached { generation, grants: Arc::clone(&grants), value: value.clone() })));
+        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(Cached { registry, grants, value: value.clone() });
         Ok(value)
     }
 

@@ -475,6 +475,7 @@ impl Kernel {
             id: id.clone(),
             grants: ArcSwap::from_pointee(compile_grants(&grants)),
             granted: Mutex::new(grants.into_iter().map(|g| g.permission).collect()),
+            grants_generation: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
         });
         let ctx = PluginContext(Arc::new(CtxInner {
@@ -1471,6 +1472,7 @@ impl Kernel {
         let grants = self.0.store.grants(id)?;
         if let Some(s) = lock(&self.0.plugins).get(id) {
             s.shared.grants.store(Arc::new(compile_grants(&grants)));
+            s.shared.grants_generation.fetch_add(1, Ordering::Release);
             *lock(&s.shared.granted) = grants.into_iter().map(|g| g.permission).collect();
         }
         Ok(())

@@ -226,7 +226,9 @@ def run_once():
 
         # Plugin names in Simplified Chinese.
         s.click('[data-nav="settings"]')
-        s.js("const el=document.querySelector('[data-setting=\"locale\"]'); const set=Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype,'value').set; set.call(el,'zh-CN'); el.dispatchEvent(new Event('change',{bubbles:true})); return true")
+        s.click('[data-setting="locale"]')
+        s.click('[data-setting="locale"] option[value="zh-CN"]')
+        wait_for("the locale chosen", lambda: s.js("return document.querySelector('[data-setting=\"locale\"]').value") == "zh-CN")
         s.click('[data-nav="plugins"]')
         wait_for("translated plugin names", lambda: "后台任务" in s.body() and "通知" in s.body())
         shot("11-plugins-zh-CN")
