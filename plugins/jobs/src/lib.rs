@@ -537,6 +537,9 @@ struct Counters {
 struct State {
     /// Queued and running jobs as last written or read.
     active: HashMap<String, Job>,
+    /// The queued ones by (run at, id): the runner reads from the front, so a tick costs the
+    /// jobs it starts plus those waiting for a handler, not the whole queue.
+    queued: std::collections::BTreeSet<(i64, String)>,
     handlers: HashMap<(String, String), HandlerFn>,
     /// Jobs this process runs, with their task.
     local: HashMap<String, tokio::task::AbortHandle>,
@@ -563,6 +566,24 @@ fn event(job: &Job, extra: Value) -> Value {
         a.extend(b);
     }
     v
+}
+
+impl State {
+    fn put(&mut self, job: Job) {
+        if let Some(old) = self.active.get(&job.id) {
+            self.queued.remove(&(old.run_at, old.id.clone()));
+        }
+        if job.status == Status::Queued {
+            self.queued.insert((job.run_at, job.id.clone()));
+        }
+        self.active.insert(job.id.clone(), job);
+    }
+
+    fn drop_job(&mut self, id: &str) {
+        if let Some(old) = self.active.remove(id) {
+            self.queued.remove(&(old.run_at, old.id));
+        }
+    }
 }
 
 impl Inner {
@@ -633,7 +654,7 @@ impl Inner {
         if written {
             self.counters.enqueued.fetch_add(1, Relaxed);
             let ev = event(&job, json!({ "runAt": job.run_at }));
-            self.lock().active.insert(job.id.clone(), job);
+            self.lock().put(job);
             self.emit(vec![("jobs.enqueued", ev)]);
             self.wake.notify_one();
         }
@@ -646,18 +667,14 @@ impl Inner {
         let swapped = self.ctx.storage().swap(&old.key(), Some(&Self::to_value(old)?), Some(Self::to_value(&new)?))?;
         if swapped {
             if new.status.is_terminal() {
-                st.active.remove(&new.id);
+                st.drop_job(&new.id);
             } else {
-                st.active.insert(new.id.clone(), new);
+                st.put(new);
             }
         } else {
             match self.read(&old.id)? {
-                Some(j) if !j.status.is_terminal() => {
-                    st.active.insert(j.id.clone(), j);
-                }
-                _ => {
-                    st.active.remove(&old.id);
-                }
+                Some(j) if !j.status.is_terminal() => st.put(j),
+                _ => st.drop_job(&old.id),
             }
         }
         Ok(swapped)
@@ -697,7 +714,11 @@ impl Inner {
         let schedules: HashMap<String, Schedule> =
             self.ctx.storage().scan(SCHEDULE)?.into_iter().filter_map(|(k, v)| serde_json::from_value(v).ok().map(|s| (k, s))).collect();
         let mut st = self.lock();
-        st.active = jobs.into_iter().filter(|j| !j.status.is_terminal()).map(|j| (j.id.clone(), j)).collect();
+        st.active.clear();
+        st.queued.clear();
+        for j in jobs.into_iter().filter(|j| !j.status.is_terminal()) {
+            st.put(j);
+        }
         st.schedules = schedules;
         Ok(())
     }
@@ -785,18 +806,22 @@ impl Inner {
             }
         }
         // Due jobs with a handler here, oldest first, while slots are free.
-        let mut due: Vec<(i64, String)> = st
-            .active
-            .values()
-            .filter(|j| j.status == Status::Queued && st.handlers.contains_key(&(j.plugin.clone(), j.handler.clone())))
-            .map(|j| (j.run_at, j.id.clone()))
-            .collect();
-        due.sort();
-        for (run_at, id) in due {
-            if run_at > now {
-                next = next.min(run_at);
+        let mut due: Vec<String> = Vec::new();
+        for (run_at, id) in &st.queued {
+            if *run_at > now {
+                next = next.min(*run_at);
                 break;
             }
+            if due.len() >= self.slots.available_permits() {
+                break;
+            }
+            if let Some(j) = st.active.get(id) {
+                if st.handlers.contains_key(&(j.plugin.clone(), j.handler.clone())) {
+                    due.push(id.clone());
+                }
+            }
+        }
+        for id in due {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             let Some(job) = st.active.get(&id).cloned() else { continue };
             let Some(handler) = st.handlers.get(&(job.plugin.clone(), job.handler.clone())).cloned() else { continue };
@@ -984,7 +1009,7 @@ impl Inner {
         let c = &self.counters;
         let (running, queued) = {
             let st = self.lock();
-            (st.local.len() as u64, st.active.values().filter(|j| j.status == Status::Queued).count() as u64)
+            (st.local.len() as u64, st.queued.len() as u64)
         };
         JobStats {
             enqueued: c.enqueued.load(Relaxed),
