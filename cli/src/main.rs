@@ -327,7 +327,7 @@ fn data_dir(cli: &Cli) -> PathBuf {
 /// Open the kernel with the built-ins registered. `start` runs plugins (for commands that
 /// change lifecycle state); otherwise only new built-ins are recorded.
 async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
-    let kernel = Kernel::open(KernelConfig::new(data_dir(cli)).storage(StorageKind::Sqlite))?;
+    let kernel = Kernel::open(objectos_builtins::with_runtime(KernelConfig::new(data_dir(cli)).storage(StorageKind::Sqlite)))?;
     objectos_builtins::register_all(&kernel)?;
     if start {
         let report = kernel.start().await?;
@@ -429,7 +429,7 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
         Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
     } else {
-        objectos_kernel::check_package(path)?
+        objectos_kernel::check_package_with(path, &objectos_builtins::declarative::Runtime)?
     };
     if cli.json {
         print_json(&json!({ "valid": true, "manifest": manifest }));

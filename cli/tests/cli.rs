@@ -123,7 +123,7 @@ fn audit_verify_export_and_tamper_detection() {
     let cli = Cli::new();
     cli.install_samples();
     cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
-    cli.expect(0, &["plugins", "enable", "com.acme.contacts"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.contacts", "--with-deps"]);
     let (out, _) = cli.expect(0, &["audit", "verify"]);
     assert!(out.contains("intact"), "{out}");
     let (csv, _) = cli.expect(0, &["audit", "export", "--format", "csv"]);

@@ -69,6 +69,30 @@ impl PluginContext {
         self.0.shared.grants.load()
     }
 
+    /// Check that this plugin may read (or, with `write`, change) records of `object`
+    /// (`data.<object>.read` / `data.<object>.write`). A service acting for this plugin calls
+    /// it; a refusal is audited like any other, naming `call`.
+    pub fn require_data(&self, object: &str, write: bool, call: &str) -> Result<()> {
+        if self.grants().may_access_data(object, write) {
+            return Ok(());
+        }
+        Err(self.deny(format!("data.{object}.{}", if write { "write" } else { "read" }), call))
+    }
+
+    /// Append a record to the audit trail, with this plugin as the actor: for what a plugin
+    /// does that matters (a record written, a state changed). `action` is a dotted name outside
+    /// the kernel's own (`plugin.*`, `permission.*`, `service.*`, `kernel.*`, `audit.*`,
+    /// `event.*`, `storage.*`); `details` must not hold secrets.
+    pub fn audit(&self, action: &str, details: Value) -> Result<()> {
+        validate_name(action).map_err(|reason| KernelError::InvalidName { name: action.into(), reason })?;
+        let head = action.split('.').next().unwrap_or_default();
+        if ["plugin", "permission", "service", "kernel", "audit", "event", "storage"].contains(&head) {
+            return Err(KernelError::InvalidName { name: action.into(), reason: format!("`{head}.*` audit actions are the kernel's own") });
+        }
+        self.0.writer.audit(&self.actor(), Some(self.id()), action, details);
+        Ok(())
+    }
+
     /// The service registry.
     pub fn services(&self) -> Services<'_> {
         Services(self)

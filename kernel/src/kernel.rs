@@ -85,6 +85,12 @@ impl KernelConfig {
         self.hook_timeout = t;
         self
     }
+
+    /// Interpret packages with `runtime` (the default gives them no code).
+    pub fn runtime(mut self, runtime: Arc<dyn PackageRuntime>) -> Self {
+        self.runtime = runtime;
+        self
+    }
 }
 
 /// Is the plugin compiled in or installed from a package?
@@ -897,7 +903,7 @@ impl Kernel {
         };
         let p = &manifest.provides;
         let declared = p.translations.iter().any(|l| path == format!("translations/{l}.json"))
-            || [("objects", &p.objects), ("workflows", &p.workflows)].iter().any(|(folder, names)| {
+            || [("objects", &p.objects), ("workflows", &p.workflows), ("automations", &p.automations)].iter().any(|(folder, names)| {
                 names.iter().any(|n| ["json", "yml", "yaml"].iter().any(|ext| path == format!("{folder}/{n}.{ext}")))
             });
         if !declared {
@@ -1333,7 +1339,12 @@ impl Kernel {
     pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
         let staging = self.0.packages_dir.join(".staging");
         let staged = package::stage(path, &staging)?;
-        let result = self.install_staged(actor, &staged, force).await;
+        let problems = self.0.config.runtime.check(&staged.manifest, &staged.dir);
+        let result = if problems.is_empty() {
+            self.install_staged(actor, &staged, force).await
+        } else {
+            Err(crate::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into())
+        };
         let _ = std::fs::remove_dir_all(staging.join(staged.dir.strip_prefix(&staging).ok().and_then(|p| p.components().next()).map(|c| c.as_os_str().to_owned()).unwrap_or_default()));
         result
     }

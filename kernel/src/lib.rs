@@ -59,7 +59,7 @@ pub use kernel_event::KernelEvent;
 pub use lifecycle::{Action, Hook, State};
 pub use logging::{Level, LogRecord, PluginLogLayer, PluginLogger};
 pub use manifest::{validate_id, validate_locale, Engines, MAX_ID_LEN, MAX_MANIFEST_BYTES, Manifest, ManifestErrors, Problem, Provides};
-pub use package::{check_package, check_translations, PLURAL_CATEGORIES, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+pub use package::{check_package, check_package_with, check_translations, PLURAL_CATEGORIES, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use permission::{GrantSet, Pattern, Permission, Risk};
 pub use plugin::{DeclarativeRuntime, HookResult, PackageRuntime, Plugin};
 pub use registry::ServiceInfo;

@@ -64,6 +64,8 @@ pub struct Provides {
     pub objects: Vec<String>,
     /// Workflow names; packages carry `workflows/<name>.{json,yml,yaml}`.
     pub workflows: Vec<String>,
+    /// Automation names; packages carry `automations/<name>.{json,yml,yaml}`.
+    pub automations: Vec<String>,
     /// Locales (BCP 47 tags such as `en` or `zh-CN`) the plugin is translated into; it carries
     /// `translations/<locale>.json`.
     pub translations: Vec<String>,
@@ -390,7 +392,7 @@ impl Validator {
 
     fn provides(&mut self, v: Option<&Value>) -> Provides {
         let Some(v) = v else { return Provides::default() };
-        let Some(map) = self.object("provides", v, &["services", "events", "objects", "workflows", "translations"]) else {
+        let Some(map) = self.object("provides", v, &["services", "events", "objects", "workflows", "automations", "translations"]) else {
             return Provides::default();
         };
         let file_name = |s: &str| -> Result<(), String> {
@@ -407,6 +409,7 @@ impl Validator {
             }),
             objects: self.string_list("provides.objects", map.get("objects"), file_name),
             workflows: self.string_list("provides.workflows", map.get("workflows"), file_name),
+            automations: self.string_list("provides.automations", map.get("automations"), file_name),
             translations: self.string_list("provides.translations", map.get("translations"), validate_locale),
         }
     }

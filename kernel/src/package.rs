@@ -180,7 +180,8 @@ fn validate(src: &Path, root: &Path) -> Result<Manifest> {
     }
     let manifest = Manifest::parse(&bytes, &source)?;
     let mut problems = Vec::new();
-    for (field, folder, names) in [("objects", "objects", &manifest.provides.objects), ("workflows", "workflows", &manifest.provides.workflows)] {
+    let p = &manifest.provides;
+    for (field, folder, names) in [("objects", "objects", &p.objects), ("workflows", "workflows", &p.workflows), ("automations", "automations", &p.automations)] {
         for (i, name) in names.iter().enumerate() {
             let found = DECLARED_EXTS.iter().map(|ext| root.join(folder).join(format!("{name}.{ext}"))).find(|p| p.is_file());
             let path = format!("provides.{field}[{i}]");
@@ -255,8 +256,21 @@ pub fn check_translations(bytes: &[u8]) -> std::result::Result<serde_json::Map<S
 
 /// Validate a package folder or `.zip` (its manifest and declared files) without installing it.
 pub fn check_package(path: &Path) -> Result<Manifest> {
+    check_package_with(path, &crate::plugin::DeclarativeRuntime)
+}
+
+/// Like [`check_package`], also running `runtime`'s check of the declared files, as an
+/// install through a kernel with that runtime would.
+pub fn check_package_with(path: &Path, runtime: &dyn crate::plugin::PackageRuntime) -> Result<Manifest> {
     let tmp = std::env::temp_dir().join(format!("objectos-check-{}-{}", std::process::id(), crate::util::now_ms()));
-    let result = stage(path, &tmp).map(|s| s.manifest);
+    let result = stage(path, &tmp).and_then(|s| {
+        let problems = runtime.check(&s.manifest, &s.dir);
+        if problems.is_empty() {
+            Ok(s.manifest)
+        } else {
+            Err(ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into())
+        }
+    });
     let _ = fs::remove_dir_all(&tmp);
     result
 }

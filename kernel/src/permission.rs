@@ -60,6 +60,14 @@ pub enum Permission {
     FsRead(String),
     /// `fs.write:<path>` (enforced only by a sandboxed runtime).
     FsWrite(String),
+    /// `data.<object>.read` / `data.<object>.write`: records of a record type (`*`: all),
+    /// enforced by the data service for the calling plugin.
+    Data {
+        /// The record type, or `*`.
+        object: String,
+        /// Write (create, update, delete) rather than read.
+        write: bool,
+    },
 }
 
 impl Permission {
@@ -74,6 +82,11 @@ impl Permission {
                 if p.is_broad() { Risk::High } else { Risk::Medium }
             }
             Permission::KernelInspect => Risk::Medium,
+            Permission::Data { object, write } => match (object.as_str(), write) {
+                ("*", _) => Risk::High,
+                (_, true) => Risk::Medium,
+                (_, false) => Risk::Low,
+            },
             Permission::KernelManage
             | Permission::NetworkConnect(_)
             | Permission::FsRead(_)
@@ -95,6 +108,10 @@ impl Permission {
             Permission::NetworkConnect(h) => format!("Connect to {h} over the network"),
             Permission::FsRead(p) => format!("Read files in {p}"),
             Permission::FsWrite(p) => format!("Create, change and delete files in {p}"),
+            Permission::Data { object, write } => {
+                let what = if object == "*" { "records of every type".to_string() } else { format!("{object} records") };
+                if *write { format!("Create, change and delete {what}") } else { format!("Read {what}") }
+            }
         }
     }
 
@@ -119,18 +136,31 @@ impl fmt::Display for Permission {
             Permission::NetworkConnect(t) => write!(f, "network.connect:{t}"),
             Permission::FsRead(t) => write!(f, "fs.read:{t}"),
             Permission::FsWrite(t) => write!(f, "fs.write:{t}"),
+            Permission::Data { object, write } => write!(f, "data.{object}.{}", if *write { "write" } else { "read" }),
         }
     }
 }
 
 const KNOWN: &str = "storage.read, storage.write, events.emit:<topic>, events.subscribe:<topic>, \
 services.provide:<name>, services.use:<name>, kernel.manage, kernel.inspect, \
-network.connect:<host[:port]>, fs.read:<path>, fs.write:<path>";
+network.connect:<host[:port]>, fs.read:<path>, fs.write:<path>, data.<object>.read, data.<object>.write";
 
 impl FromStr for Permission {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("data.").filter(|_| !s.contains(':')) {
+            let (object, write) = match (rest.strip_suffix(".read"), rest.strip_suffix(".write")) {
+                (Some(o), _) => (o, false),
+                (_, Some(o)) => (o, true),
+                _ => return Err(format!("`{s}` must end in `.read` or `.write`, e.g. `data.account.read`")),
+            };
+            let ok = object == "*" || (!object.is_empty() && object.len() <= 64 && object.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')));
+            if !ok {
+                return Err(format!("`{object}` in `{s}` is not a record type name (letters, digits, `_`, `-`) or `*`"));
+            }
+            return Ok(Permission::Data { object: object.to_string(), write });
+        }
         let (head, target) = match s.split_once(':') {
             Some((h, t)) => (h, Some(t)),
             None => (s, None),
@@ -370,6 +400,8 @@ pub struct GrantSet {
     subscribe: Vec<Pattern>,
     provide: Vec<Pattern>,
     use_: Vec<Pattern>,
+    data_read: Vec<String>,
+    data_write: Vec<String>,
 }
 
 impl GrantSet {
@@ -386,10 +418,18 @@ impl GrantSet {
                 Permission::EventsSubscribe(p) => g.subscribe.push(p.clone()),
                 Permission::ServicesProvide(p) => g.provide.push(p.clone()),
                 Permission::ServicesUse(p) => g.use_.push(p.clone()),
+                Permission::Data { object, write: false } => g.data_read.push(object.clone()),
+                Permission::Data { object, write: true } => g.data_write.push(object.clone()),
                 Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_) => {}
             }
         }
         g
+    }
+
+    /// May read (or, with `write`, change) records of `object`?
+    pub fn may_access_data(&self, object: &str, write: bool) -> bool {
+        let list = if write { &self.data_write } else { &self.data_read };
+        list.iter().any(|o| o == "*" || o == object)
     }
 
     /// `storage.read` granted?
@@ -472,5 +512,14 @@ mod tests {
             assert!(!e.is_empty(), "{bad}");
         }
         assert_eq!("events.emit:crm.lead.*".parse::<Permission>().unwrap().to_string(), "events.emit:crm.lead.*");
+        for good in ["data.account.read", "data.account.write", "data.*.read"] {
+            assert_eq!(good.parse::<Permission>().unwrap().to_string(), good);
+        }
+        for bad in ["data.account", "data..read", "data.a.b.read", "data.account.delete"] {
+            assert!(bad.parse::<Permission>().is_err(), "{bad}");
+        }
+        let g = GrantSet::new(&["data.account.read".parse::<Permission>().unwrap(), "data.*.write".parse().unwrap()]);
+        assert!(g.may_access_data("account", false) && !g.may_access_data("contact", false));
+        assert!(g.may_access_data("contact", true));
     }
 }

@@ -54,6 +54,13 @@ pub trait Plugin: Send + Sync + 'static {
 pub trait PackageRuntime: Send + Sync + 'static {
     /// Instantiate the package found in `dir`.
     fn instantiate(&self, manifest: &Manifest, dir: &Path) -> crate::Result<Arc<dyn Plugin>>;
+
+    /// Check the package's declared files before it is installed (the kernel has already
+    /// checked the manifest, that declared files exist, and translations). Each problem's
+    /// path names the file and the place in it. Any problem refuses the install.
+    fn check(&self, _manifest: &Manifest, _dir: &Path) -> Vec<crate::manifest::Problem> {
+        Vec::new()
+    }
 }
 
 /// The runtime for declarative packages: their files are data, they have no hooks.

@@ -88,7 +88,7 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     tauri::async_runtime::set(runtime.handle().clone());
-    let kernel = Kernel::open(KernelConfig::new(&data_dir).storage(StorageKind::Sqlite)).map_err(|e| e.to_string())?;
+    let kernel = Kernel::open(objectos_builtins::with_runtime(KernelConfig::new(&data_dir).storage(StorageKind::Sqlite))).map_err(|e| e.to_string())?;
     objectos_builtins::register_all(&kernel).map_err(|e| e.to_string())?;
     let report = runtime.block_on(kernel.start()).map_err(|e| e.to_string())?;
     for (id, why) in &report.failed {

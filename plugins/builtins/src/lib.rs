@@ -1,11 +1,14 @@
 //! The built-in plugins every ObjectOS host registers, in one place so the `objectos`
 //! command and the console always offer the same set.
 
-use objectos_kernel::{Kernel, Result};
+use std::sync::Arc;
+
+use objectos_kernel::{Kernel, KernelConfig, Result};
 
 pub use objectos_cache as cache;
 pub use objectos_jobs as jobs;
 pub use objectos_notification as notification;
+pub use objectos_declarative as declarative;
 pub use objectos_i18n as i18n;
 pub use objectos_metrics as metrics;
 
@@ -17,5 +20,12 @@ pub fn register_all(kernel: &Kernel) -> Result<()> {
     jobs::register(kernel)?;
     notification::register(kernel)?;
     i18n::register(kernel)?;
+    declarative::register(kernel)?;
     Ok(())
+}
+
+/// `config` with the runtime that gives packages' record types, workflows and automations
+/// meaning (and checks those files at install).
+pub fn with_runtime(config: KernelConfig) -> KernelConfig {
+    config.runtime(Arc::new(declarative::Runtime))
 }

@@ -1,0 +1,111 @@
+//! Running actions (set, emit, notify, enqueue) for a package, with the package's own context
+//! and therefore only its grants.
+
+use std::sync::Arc;
+
+use objectos_jobs::{JobSpec, Jobs, Retry};
+use objectos_kernel::PluginContext;
+use serde_json::{json, Value};
+
+use crate::data::Data;
+use crate::defs::Action;
+
+/// Deepest chain of actions triggering automations triggering actions.
+pub const MAX_DEPTH: u32 = 8;
+/// The jobs handler engines register to emit an event later for a package.
+pub(crate) const EMIT_LATER: &str = "emit-later";
+
+/// What the actions act on.
+pub(crate) struct Target<'a> {
+    pub(crate) object: &'a str,
+    pub(crate) id: &'a str,
+}
+
+pub(crate) struct Runner {
+    pub(crate) data: Arc<Data>,
+    pub(crate) jobs: Arc<Jobs>,
+    /// The engine's own context (for its jobs).
+    pub(crate) engine: PluginContext,
+}
+
+fn render(template: &str, vars: &Value) -> Result<String, String> {
+    objectos_kernel::render_placeholders(template, |path| objectos_kernel::lookup_path(vars, path).ok_or_else(|| format!("`{path}` is not set")))
+}
+
+impl Runner {
+    /// Run `actions` in order for `pkg`; `vars` holds `record` and/or `payload` (templates and
+    /// conditions read it; `set` updates `record`). Stops at the first failure.
+    pub(crate) async fn run(&self, pkg: &PluginContext, actions: &[Action], target: Option<&Target<'_>>, vars: &mut Value, depth: u32) -> Result<(), String> {
+        for (i, action) in actions.iter().enumerate() {
+            let step = |e: String| format!("action {} ({}): {e}", i + 1, kind(action));
+            match action {
+                Action::Set(fields) => {
+                    let t = target.ok_or_else(|| step("there is no record to set fields on".into()))?;
+                    let change = self.data.update_at_depth(pkg, t.object, t.id, Value::Object(fields.clone()), depth + 1).map_err(|e| step(e.to_string()))?;
+                    vars["record"] = Value::Object(change.record);
+                }
+                Action::Emit { topic, data } => {
+                    let mut payload = json!({ "record": vars.get("record"), "payload": vars.get("payload"), "_depth": depth + 1 });
+                    if let Value::Object(p) = &mut payload {
+                        p.extend(data.clone());
+                    }
+                    pkg.events().emit(topic, payload).map_err(|e| step(e.to_string()))?;
+                }
+                Action::Notify { title, body, level, channels } => {
+                    use objectos_notification::{Notice, Notifications};
+                    let service = pkg.services().get::<Notifications>(objectos_notification::SERVICE).map_err(|e| step(e.to_string()))?;
+                    let notice = Notice {
+                        title: Some(render(title, vars).map_err(|e| step(format!("title: {e}")))?),
+                        body: Some(render(body, vars).map_err(|e| step(format!("body: {e}")))?),
+                        level: serde_json::from_value(json!(level)).unwrap_or_default(),
+                        channels: channels.clone(),
+                        data: json!({ "record": vars.get("record").and_then(|r| r.get("id")) }),
+                        ..Default::default()
+                    };
+                    service.send(pkg, notice).await.map_err(|e| step(e.to_string()))?;
+                }
+                Action::Enqueue { topic, delay_ms } => {
+                    // The package may emit the topic: check now, so a refusal shows here.
+                    let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": vars.get("record"), "payload": vars.get("payload"), "_depth": depth + 1 } });
+                    let spec = JobSpec::new(EMIT_LATER, payload).delay(std::time::Duration::from_millis(*delay_ms)).retry(Retry::exponential(3, std::time::Duration::from_secs(2)));
+                    self.jobs.enqueue(&self.engine, spec).map_err(|e| step(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind(a: &Action) -> &'static str {
+    match a {
+        Action::Set(_) => "set",
+        Action::Emit { .. } => "emit",
+        Action::Notify { .. } => "notify",
+        Action::Enqueue { .. } => "enqueue",
+    }
+}
+
+/// The depth an event payload carries (0 when it did not come from an action).
+pub(crate) fn depth_of(payload: &Value) -> u32 {
+    payload.get("_depth").and_then(Value::as_u64).map_or(0, |d| d.min(u64::from(u32::MAX)) as u32)
+}
+
+/// Package contexts an engine acts for, by id.
+pub(crate) type Packages = std::sync::RwLock<std::collections::HashMap<String, PluginContext>>;
+
+/// Register the engine's `emit-later` jobs handler: it emits for the package named in the
+/// job, with that package's context, if the package is still defined with the engine.
+pub(crate) fn handle_emit_later(jobs: &Jobs, engine: &PluginContext, packages: std::sync::Weak<Packages>) -> objectos_kernel::Result<()> {
+    jobs.handle(engine, EMIT_LATER, move |run| {
+        let packages = packages.clone();
+        async move {
+            let packages = packages.upgrade().ok_or("the engine is not enabled")?;
+            let id = run.payload["package"].as_str().unwrap_or_default().to_string();
+            let pkg = packages.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+            let pkg = pkg.ok_or_else(|| format!("{id} is not enabled; its delayed event waits for a retry"))?;
+            let topic = run.payload["topic"].as_str().unwrap_or_default();
+            pkg.events().emit(topic, run.payload["payload"].clone())?;
+            Ok(())
+        }
+    })
+}

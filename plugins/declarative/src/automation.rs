@@ -1,0 +1,249 @@
+//! `com.objectos.automation`: the automations packages declare, run with the declaring
+//! package's own context. The package's grants decide what it may hear (an event trigger is the
+//! package's own subscription) and what it may do. A chain of automations re-triggering each
+//! other stops at [`MAX_DEPTH`]; a failed run is logged to the package and retried through the
+//! jobs service.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use objectos_jobs::{JobSpec, Jobs, Retry};
+use objectos_kernel::{async_trait, Event, HookResult, Plugin, PluginContext, SubscriptionId};
+use serde_json::{json, Value};
+
+use crate::actions::{depth_of, handle_emit_later, Packages, Runner, Target, MAX_DEPTH};
+use crate::data::Data;
+use crate::defs::{AutomationDef, Trigger};
+
+/// The plugin's id.
+pub const ID: &str = "com.objectos.automation";
+/// The service name.
+pub const SERVICE: &str = "automation";
+/// The embedded manifest.
+pub const MANIFEST: &str = include_str!("../manifests/automation.json");
+/// The plugin's translations.
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/automation.en.json")), ("translations/zh-CN.json", include_str!("../translations/automation.zh-CN.json"))];
+const RETRY: &str = "retry";
+const SCHEDULED: &str = "scheduled";
+
+/// The plugin's code.
+#[derive(Default)]
+pub struct AutomationPlugin;
+
+#[async_trait]
+impl Plugin for AutomationPlugin {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        let data = ctx.services().get::<Data>(crate::data::SERVICE)?;
+        let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
+        let packages: Arc<Packages> = Arc::default();
+        handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
+        let inner = Arc::new(Inner { runner: Runner { data, jobs: jobs.clone(), engine: ctx.clone() }, automations: RwLock::default(), packages });
+        for handler in [RETRY, SCHEDULED] {
+            let weak = Arc::downgrade(&inner);
+            jobs.handle(ctx, handler, move |run| {
+                let weak = weak.clone();
+                async move {
+                    let inner = weak.upgrade().ok_or("the automation plugin is not enabled")?;
+                    let key = (run.payload["package"].as_str().unwrap_or_default().to_string(), run.payload["automation"].as_str().unwrap_or_default().to_string());
+                    let found = inner.automations.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+                    let a = found.ok_or_else(|| format!("automation {} of {} is not enabled; the run waits for a retry", key.1, key.0))?;
+                    let vars = run.payload.get("vars").cloned().unwrap_or_else(|| json!({}));
+                    let depth = run.payload["depth"].as_u64().unwrap_or(0) as u32;
+                    a.execute(&inner, vars, depth).await.map_err(Into::into)
+                }
+            })?;
+        }
+        let weak = Arc::downgrade(&inner);
+        ctx.events().on("plugin.*", move |e| {
+            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
+                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
+                    inner.forget(id);
+                }
+            }
+            Ok(())
+        })?;
+        ctx.services().register(SERVICE, Automations { inner })?;
+        Ok(())
+    }
+}
+
+/// One defined automation.
+pub(crate) struct Running {
+    pkg: PluginContext,
+    def: Arc<AutomationDef>,
+    sub: Option<SubscriptionId>,
+    runs: AtomicU64,
+    failures: AtomicU64,
+    skipped: AtomicU64,
+}
+
+type Key = (String, String);
+
+struct Inner {
+    runner: Runner,
+    automations: RwLock<HashMap<Key, Arc<Running>>>,
+    packages: Arc<Packages>,
+}
+
+impl Inner {
+    fn forget(&self, owner: &str) {
+        let gone: Vec<Arc<Running>> = {
+            let mut map = self.automations.write().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<Key> = map.keys().filter(|(p, _)| p == owner).cloned().collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for a in gone {
+            if let Some(sub) = a.sub {
+                a.pkg.events().off(sub);
+            }
+            if matches!(a.def.when, Trigger::Schedule(_)) {
+                let _ = self.runner.jobs.unschedule(&self.runner.engine, &schedule_name(a.pkg.id(), &a.def.name));
+            }
+        }
+        self.packages.write().unwrap_or_else(|p| p.into_inner()).remove(owner);
+    }
+}
+
+fn schedule_name(pkg: &str, automation: &str) -> String {
+    format!("{pkg}.{automation}")
+}
+
+impl Running {
+    /// Check the condition and run the actions; on failure, log to the package and queue a
+    /// retry (unless this run is the retry).
+    async fn execute(&self, inner: &Inner, mut vars: Value, depth: u32) -> Result<(), String> {
+        match self.def.holds(&vars) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.skipped.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Relaxed);
+                let msg = format!("automation {}: its condition `{}` cannot be checked: {e}", self.def.name, self.def.condition.as_deref().unwrap_or_default());
+                self.pkg.logger().error(&msg);
+                return Err(msg);
+            }
+        }
+        self.runs.fetch_add(1, Relaxed);
+        let target_ids = vars.get("record").and_then(|r| r.get("id")).and_then(Value::as_str).map(String::from);
+        let object = vars.get("object").and_then(Value::as_str).map(String::from);
+        let target = match (&object, &target_ids) {
+            (Some(o), Some(i)) => Some(Target { object: o, id: i }),
+            _ => None,
+        };
+        let result = inner.runner.run(&self.pkg, &self.def.actions, target.as_ref(), &mut vars, depth).await;
+        if let Err(e) = &result {
+            self.failures.fetch_add(1, Relaxed);
+            self.pkg.logger().error(format!("automation {} failed: {e}", self.def.name));
+        }
+        result
+    }
+
+    fn fire(self: &Arc<Self>, inner: &Weak<Inner>, vars: Value, depth: u32) {
+        if depth >= MAX_DEPTH {
+            self.skipped.fetch_add(1, Relaxed);
+            self.pkg.logger().warn(format!("automation {} not run: {depth} automations deep, a loop is cut at {MAX_DEPTH}", self.def.name));
+            return;
+        }
+        let (me, inner) = (self.clone(), inner.clone());
+        tokio::spawn(async move {
+            let Some(inner) = inner.upgrade() else { return };
+            if me.execute(&inner, vars.clone(), depth).await.is_err() {
+                let spec = JobSpec::new(RETRY, json!({ "package": me.pkg.id(), "automation": me.def.name, "vars": vars, "depth": depth }))
+                    .delay(Duration::from_secs(2))
+                    .retry(Retry::exponential(3, Duration::from_secs(2)));
+                if let Err(e) = inner.runner.jobs.enqueue(&inner.runner.engine, spec) {
+                    me.pkg.logger().error(format!("automation {}: could not queue a retry: {e}", me.def.name));
+                }
+            }
+        });
+    }
+}
+
+/// Counters of one automation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutomationStats {
+    /// The owning package.
+    pub package: String,
+    /// The automation.
+    pub name: String,
+    /// Runs whose condition held (retries included).
+    pub runs: u64,
+    /// Runs that failed.
+    pub failures: u64,
+    /// Triggers whose condition did not hold, or that a loop cut stopped.
+    pub skipped: u64,
+}
+
+/// The `automation` service.
+pub struct Automations {
+    inner: Arc<Inner>,
+}
+
+impl Automations {
+    /// Start the caller's automation `def` (a package's runtime does it when enabled). Event
+    /// and record triggers subscribe with the caller's own grants.
+    pub fn define(&self, caller: &PluginContext, def: AutomationDef) -> objectos_kernel::Result<()> {
+        let key = (caller.id().to_string(), def.name.clone());
+        self.inner.packages.write().unwrap_or_else(|p| p.into_inner()).insert(caller.id().to_string(), caller.clone());
+        let def = Arc::new(def);
+        let weak_inner = Arc::downgrade(&self.inner);
+        // The subscription's closure reaches the automation through this slot, filled below.
+        let slot: Arc<RwLock<Option<Arc<Running>>>> = Arc::default();
+        let s = slot.clone();
+        let sub = match &def.when {
+            Trigger::Event(pattern) => Some(caller.events().on(pattern, move |e: &Event| {
+                if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "object": e.payload.get("object") });
+                    a.fire(&weak_inner, vars, depth_of(&e.payload));
+                }
+                Ok(())
+            })?),
+            Trigger::Record { object, on } => {
+                let on = on.clone();
+                Some(caller.events().on(&format!("data.{object}.*"), move |e: &Event| {
+                    let what = e.topic.rsplit('.').next().unwrap_or_default();
+                    if !on.iter().any(|o| o == what) {
+                        return Ok(());
+                    }
+                    if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                        let vars = json!({ "event": { "topic": e.topic.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "changed": e.payload.get("changed"), "object": e.payload.get("object") });
+                        a.fire(&weak_inner, vars, depth_of(&e.payload));
+                    }
+                    Ok(())
+                })?)
+            }
+            Trigger::Schedule(cron) => {
+                let spec = JobSpec::new(SCHEDULED, json!({ "package": caller.id(), "automation": def.name }));
+                self.inner.runner.jobs.schedule(&self.inner.runner.engine, &schedule_name(caller.id(), &def.name), cron, spec)?;
+                None
+            }
+        };
+        let running = Arc::new(Running { pkg: caller.clone(), def, sub, runs: AtomicU64::new(0), failures: AtomicU64::new(0), skipped: AtomicU64::new(0) });
+        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(running.clone());
+        let old = self.inner.automations.write().unwrap_or_else(|p| p.into_inner()).insert(key, running);
+        if let Some(old) = old.and_then(|o| o.sub) {
+            caller.events().off(old);
+        }
+        Ok(())
+    }
+
+    /// Stop the caller's automations.
+    pub fn undefine_all(&self, caller: &PluginContext) {
+        self.inner.forget(caller.id());
+    }
+
+    /// Every automation's counters, sorted.
+    pub fn stats(&self) -> Vec<AutomationStats> {
+        let map = self.inner.automations.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<AutomationStats> = map
+            .values()
+            .map(|a| AutomationStats { package: a.pkg.id().into(), name: a.def.name.clone(), runs: a.runs.load(Relaxed), failures: a.failures.load(Relaxed), skipped: a.skipped.load(Relaxed) })
+            .collect();
+        out.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+        out
+    }
+}

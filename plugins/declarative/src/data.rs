@@ -1,0 +1,250 @@
+//! `com.objectos.objects`: records of the record types packages declare, through the `data`
+//! service. Every call names its caller; reading needs `data.<type>.read` and writing
+//! `data.<type>.write`, checked on the caller's grants (a refusal is audited). Every write is
+//! audited by the caller with the names of the fields it changed (never their values) and
+//! announced as `data.<type>.created|updated|deleted`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContext, Result};
+use serde_json::{json, Map, Value};
+
+use crate::defs::ObjectDef;
+use crate::expr::Expr;
+use crate::util::{now_ms, service_err};
+
+/// The plugin's id.
+pub const ID: &str = "com.objectos.objects";
+/// The service name.
+pub const SERVICE: &str = "data";
+/// The embedded manifest.
+pub const MANIFEST: &str = include_str!("../manifests/objects.json");
+/// The plugin's translations.
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/objects.en.json")), ("translations/zh-CN.json", include_str!("../translations/objects.zh-CN.json"))];
+/// Most records one `list` returns.
+pub const MAX_LIST: usize = 10_000;
+
+pub(crate) fn err(message: impl Into<String>) -> KernelError {
+    service_err(SERVICE, message)
+}
+
+/// The plugin's code.
+#[derive(Default)]
+pub struct ObjectsPlugin;
+
+#[async_trait]
+impl Plugin for ObjectsPlugin {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0) });
+        let weak = Arc::downgrade(&inner);
+        ctx.events().on("plugin.*", move |e| {
+            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
+                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
+                    inner.write().retain(|_, (owner, _)| owner != id);
+                }
+            }
+            Ok(())
+        })?;
+        ctx.services().register(SERVICE, Data { inner })?;
+        Ok(())
+    }
+}
+
+type Types = HashMap<String, (String, Arc<ObjectDef>)>;
+
+struct Inner {
+    ctx: PluginContext,
+    types: RwLock<Types>,
+    seq: AtomicU64,
+}
+
+impl Inner {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Types> {
+        self.types.write().unwrap_or_else(|p| p.into_inner())
+    }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Types> {
+        self.types.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A record as stored: `id`, the fields, `created_at`, `updated_at` (ms).
+pub type Record = Map<String, Value>;
+
+/// What a write changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The record after the write (before, for a delete).
+    pub record: Record,
+    /// The names of the fields whose value changed.
+    pub changed: Vec<String>,
+}
+
+/// The `data` service.
+pub struct Data {
+    inner: Arc<Inner>,
+}
+
+fn key(object: &str, id: &str) -> String {
+    format!("r:{object}:{id}")
+}
+
+impl Data {
+    /// Declare a record type owned by the caller (a package's runtime does it when the package
+    /// is enabled). Another owner's type of the same name is refused.
+    pub fn define(&self, caller: &PluginContext, def: ObjectDef) -> Result<()> {
+        let mut types = self.inner.write();
+        if let Some((owner, _)) = types.get(&def.name) {
+            if owner != caller.id() {
+                return Err(err(format!("record type `{}` is already declared by {owner}", def.name)));
+            }
+        }
+        types.insert(def.name.clone(), (caller.id().to_string(), Arc::new(def)));
+        Ok(())
+    }
+
+    /// Forget the caller's record types (their records stay stored).
+    pub fn undefine_all(&self, caller: &PluginContext) {
+        self.inner.write().retain(|_, (owner, _)| owner != caller.id());
+    }
+
+    /// The record types declared now, with their owners, sorted by name.
+    pub fn types(&self) -> Vec<(String, Arc<ObjectDef>)> {
+        let mut out: Vec<(String, Arc<ObjectDef>)> = self.inner.read().values().cloned().collect();
+        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        out
+    }
+
+    /// A record type.
+    pub fn definition(&self, object: &str) -> Result<Arc<ObjectDef>> {
+        self.inner.read().get(object).map(|(_, d)| d.clone()).ok_or_else(|| {
+            let mut known: Vec<String> = self.inner.read().keys().cloned().collect();
+            known.sort();
+            err(format!("no record type `{object}` is declared (declared: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
+        })
+    }
+
+    fn problems(object: &str, ps: Vec<objectos_kernel::Problem>) -> KernelError {
+        err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
+    }
+
+    fn announce(&self, caller: &PluginContext, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
+        let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
+        let payload = json!({ "object": object, "id": id, "record": change.record, "changed": change.changed, "by": caller.id(), "_depth": depth });
+        if let Err(e) = self.inner.ctx.events().emit(&format!("data.{object}.{what}"), payload) {
+            self.inner.ctx.logger().warn(format!("could not announce data.{object}.{what}: {e}"));
+        }
+    }
+
+    /// Create a record from `fields` (checked, defaults applied); returns it with its id.
+    pub fn create(&self, caller: &PluginContext, object: &str, fields: Value) -> Result<Record> {
+        self.create_at_depth(caller, object, fields, 0)
+    }
+
+    pub(crate) fn create_at_depth(&self, caller: &PluginContext, object: &str, fields: Value, depth: u32) -> Result<Record> {
+        caller.require_data(object, true, "data.create")?;
+        let def = self.definition(object)?;
+        let mut record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
+        let now = now_ms();
+        let storage = self.inner.ctx.storage();
+        for _ in 0..8 {
+            let n = self.inner.seq.fetch_add(1, Relaxed);
+            let id = format!("{now:x}{:x}{n:x}", std::process::id() & 0xfff);
+            let mut stored = Map::new();
+            stored.insert("id".into(), Value::String(id.clone()));
+            stored.append(&mut record.clone());
+            stored.insert("created_at".into(), json!(now));
+            stored.insert("updated_at".into(), json!(now));
+            if storage.swap(&key(object, &id), None, Some(Value::Object(stored.clone())))? {
+                let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
+                self.announce(caller, "created", object, &id, &change, depth);
+                return Ok(stored);
+            }
+        }
+        record.clear();
+        Err(err("could not find a free record id; try again"))
+    }
+
+    /// One record, if it exists.
+    pub fn get(&self, caller: &PluginContext, object: &str, id: &str) -> Result<Option<Record>> {
+        caller.require_data(object, false, "data.get")?;
+        self.definition(object)?;
+        Ok(self.inner.ctx.storage().get(&key(object, id))?.and_then(|v| v.as_object().cloned()))
+    }
+
+    /// Change the given fields of a record (checked); returns the record and what changed.
+    pub fn update(&self, caller: &PluginContext, object: &str, id: &str, patch: Value) -> Result<Change> {
+        self.update_at_depth(caller, object, id, patch, 0)
+    }
+
+    pub(crate) fn update_at_depth(&self, caller: &PluginContext, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
+        caller.require_data(object, true, "data.update")?;
+        let def = self.definition(object)?;
+        let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
+        let storage = self.inner.ctx.storage();
+        for _ in 0..8 {
+            let old = storage.get(&key(object, id))?.ok_or_else(|| err(format!("no {object} record `{id}`")))?;
+            let mut record = old.as_object().cloned().unwrap_or_default();
+            let changed: Vec<String> = fields.iter().filter(|(k, v)| record.get(*k).unwrap_or(&Value::Null) != *v).map(|(k, _)| k.clone()).collect();
+            if changed.is_empty() {
+                return Ok(Change { record, changed });
+            }
+            for (k, v) in &fields {
+                record.insert(k.clone(), v.clone());
+            }
+            record.insert("updated_at".into(), json!(now_ms()));
+            if storage.swap(&key(object, id), Some(&old), Some(Value::Object(record.clone())))? {
+                let change = Change { record, changed };
+                self.announce(caller, "updated", object, id, &change, depth);
+                return Ok(change);
+            }
+        }
+        Err(err(format!("{object} record `{id}` kept changing; try again")))
+    }
+
+    /// Delete a record; true when it existed.
+    pub fn delete(&self, caller: &PluginContext, object: &str, id: &str) -> Result<bool> {
+        caller.require_data(object, true, "data.delete")?;
+        self.definition(object)?;
+        let storage = self.inner.ctx.storage();
+        let Some(old) = storage.get(&key(object, id))? else { return Ok(false) };
+        if !storage.swap(&key(object, id), Some(&old), None)? {
+            return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
+        }
+        let record = old.as_object().cloned().unwrap_or_default();
+        let change = Change { changed: Vec::new(), record };
+        self.announce(caller, "deleted", object, id, &change, 0);
+        Ok(true)
+    }
+
+    /// Records of `object`, oldest first, that match `filter` (an expression over the record's
+    /// fields, e.g. `stage == "won" and amount > 1000`), at most `limit`.
+    pub fn list(&self, caller: &PluginContext, object: &str, filter: Option<&str>, limit: usize) -> Result<Vec<Record>> {
+        caller.require_data(object, false, "data.list")?;
+        let def = self.definition(object)?;
+        let expr = filter.map(Expr::parse).transpose().map_err(|e| err(format!("filter: {e}")))?;
+        if let Some(e) = &expr {
+            for p in e.paths() {
+                if def.field(&p[0]).is_none() && !["id", "created_at", "updated_at"].contains(&p[0].as_str()) {
+                    return Err(err(format!("filter reads `{}`, which is not a field of {object}", p.join("."))));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (_, v) in self.inner.ctx.storage().scan(&format!("r:{object}:"))? {
+            let keep = match &expr {
+                Some(e) => e.test(&v).unwrap_or(false),
+                None => true,
+            };
+            if keep {
+                if let Value::Object(m) = v {
+                    out.push(m);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.get("created_at").and_then(Value::as_i64).cmp(&b.get("created_at").and_then(Value::as_i64)));
+        out.truncate(limit.min(MAX_LIST));
+        Ok(out)
+    }
+}

@@ -1,0 +1,901 @@
+//! The declarative files of a package: record types (`objects/`), state machines
+//! (`workflows/`) and automations (`automations/`), in YAML or JSON. Parsing checks
+//! everything it can on its own and reports every problem with its path in the file; a
+//! package-wide check ([`check_package`]) adds what needs several files (a workflow's object).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use objectos_kernel::Problem;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::expr::Expr;
+
+/// Largest declarative file.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// Read YAML or JSON text into a JSON value. The error says where (line and column).
+pub fn load(text: &str, file: &str) -> Result<Value, String> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(format!("{file} is {} bytes; at most {MAX_FILE_BYTES} are read", text.len()));
+    }
+    if file.ends_with(".json") {
+        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))
+    }
+}
+
+/// Collects problems for one file.
+pub(crate) struct Report<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    pub(crate) fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem { path: format!("{} {path}", self.file), message: message.into() });
+    }
+
+    fn object<'v>(&mut self, path: &str, v: Option<&'v Value>, allowed: &[&str], required: bool) -> Option<&'v Map<String, Value>> {
+        match v {
+            None | Some(Value::Null) if !required => None,
+            None | Some(Value::Null) => {
+                self.err(path, "is required");
+                None
+            }
+            Some(Value::Object(m)) => {
+                for k in m.keys() {
+                    if !allowed.contains(&k.as_str()) {
+                        self.err(&format!("{path}.{k}"), format!("is not a known key here; known: {}", allowed.join(", ")));
+                    }
+                }
+                Some(m)
+            }
+            Some(other) => {
+                self.err(path, format!("must be a mapping, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, path: &str, v: Option<&Value>, required: bool) -> Option<String> {
+        match v {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            None | Some(Value::Null) if !required => None,
+            None | Some(Value::Null) => {
+                self.err(path, "is required");
+                None
+            }
+            Some(Value::String(_)) => {
+                self.err(path, "must not be empty");
+                None
+            }
+            Some(other) => {
+                self.err(path, format!("must be a text, not {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn name(&mut self, path: &str, v: Option<&Value>) -> Option<String> {
+        let s = self.string(path, v, true)?;
+        if is_name(&s) {
+            Some(s)
+        } else {
+            self.err(path, format!("`{s}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            None
+        }
+    }
+
+    fn expr(&mut self, path: &str, v: Option<&Value>) -> Option<Expr> {
+        let src = self.string(path, v, false)?;
+        match Expr::parse(&src) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                let shown: String = if src.chars().count() > 80 { src.chars().take(77).chain("…".chars()).collect() } else { src.clone() };
+                self.err(path, format!("{e} in `{shown}`"));
+                None
+            }
+        }
+    }
+}
+
+/// Is `s` a valid object, field, state, event or automation name?
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+// ---- objects ---------------------------------------------------------------------------------
+
+/// A field's type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum FieldKind {
+    /// Text, at most `max_length` characters.
+    Text {
+        /// Longest value (default 10,000).
+        #[serde(rename = "maxLength")]
+        max_length: usize,
+    },
+    /// A number within optional bounds.
+    Number {
+        /// Smallest value.
+        min: Option<f64>,
+        /// Largest value.
+        max: Option<f64>,
+    },
+    /// `true` or `false`.
+    Boolean,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// One of `values`.
+    Enum {
+        /// The allowed values.
+        values: Vec<String>,
+    },
+    /// The id of a record of `object`.
+    Reference {
+        /// The record type referred to.
+        object: String,
+    },
+}
+
+/// A field of a record type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDef {
+    /// Name (a key of records).
+    pub name: String,
+    /// Shown to people.
+    pub label: String,
+    /// Its type.
+    #[serde(flatten)]
+    pub kind: FieldKind,
+    /// Must be set on create.
+    pub required: bool,
+    /// Set on create when not given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+}
+
+/// A record type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObjectDef {
+    /// Name (`data.<name>.read` / `.write` grant access).
+    pub name: String,
+    /// Shown to people.
+    pub label: String,
+    /// Fields, in file order.
+    pub fields: Vec<FieldDef>,
+}
+
+impl ObjectDef {
+    /// Parse and check `objects/<name>.*`.
+    pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<ObjectDef, Vec<Problem>> {
+        let mut r = Report { file, problems: Vec::new() };
+        let def = object_def(&mut r, v, expected_name);
+        match def {
+            Some(d) if r.problems.is_empty() => Ok(d),
+            _ => Err(r.problems),
+        }
+    }
+
+    /// A field by name.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Check `input` as a whole new record (`partial` false: defaults applied, required
+    /// fields needed) or as an update (`partial` true: only the given fields). Returns the
+    /// fields to store; every problem names the field.
+    pub fn validate(&self, input: &Value, partial: bool) -> Result<Map<String, Value>, Vec<Problem>> {
+        let file = format!("record of {}", self.name);
+        let mut r = Report { file: &file, problems: Vec::new() };
+        let Some(map) = input.as_object() else {
+            r.err("$", format!("a record must be a mapping of fields, not {}", type_name(input)));
+            return Err(r.problems);
+        };
+        let mut out = Map::new();
+        for (k, v) in map {
+            match self.field(k) {
+                None => r.err(&format!("$.{k}"), format!("{} has no field `{k}`; fields: {}", self.name, self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))),
+                Some(f) => match check_value(f, v) {
+                    Ok(()) => {
+                        out.insert(k.clone(), v.clone());
+                    }
+                    Err(m) => r.err(&format!("$.{k}"), m),
+                },
+            }
+        }
+        if !partial {
+            for f in &self.fields {
+                if !out.contains_key(&f.name) || out[&f.name].is_null() {
+                    match (&f.default, f.required) {
+                        (Some(d), _) => {
+                            out.insert(f.name.clone(), d.clone());
+                        }
+                        (None, true) => r.err(&format!("$.{}", f.name), format!("{} is required", f.label)),
+                        (None, false) => {}
+                    }
+                }
+            }
+        } else {
+            for (k, v) in &out {
+                if v.is_null() && self.field(k).is_some_and(|f| f.required) {
+                    r.err(&format!("$.{k}"), format!("{k} is required and cannot be cleared"));
+                }
+            }
+        }
+        if r.problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(r.problems)
+        }
+    }
+}
+
+fn check_value(f: &FieldDef, v: &Value) -> Result<(), String> {
+    if v.is_null() {
+        return Ok(());
+    }
+    match (&f.kind, v) {
+        (FieldKind::Text { max_length }, Value::String(s)) => {
+            if s.chars().count() > *max_length {
+                return Err(format!("is longer than {max_length} characters"));
+            }
+        }
+        (FieldKind::Number { min, max }, Value::Number(n)) => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if min.is_some_and(|m| x < m) || max.is_some_and(|m| x > m) {
+                return Err(format!("{x} is outside {}..{}", min.map_or("".into(), |m| m.to_string()), max.map_or("".into(), |m| m.to_string())));
+            }
+        }
+        (FieldKind::Boolean, Value::Bool(_)) => {}
+        (FieldKind::Date, Value::String(s)) => {
+            if !is_date(s) {
+                return Err(format!("`{s}` is not a date like 2026-11-27"));
+            }
+        }
+        (FieldKind::Enum { values }, Value::String(s)) => {
+            if !values.contains(s) {
+                return Err(format!("`{s}` is not one of {}", values.join(", ")));
+            }
+        }
+        (FieldKind::Reference { .. }, Value::String(s)) if !s.is_empty() => {}
+        (kind, other) => {
+            let want = match kind {
+                FieldKind::Text { .. } | FieldKind::Date | FieldKind::Enum { .. } => "a text",
+                FieldKind::Number { .. } => "a number",
+                FieldKind::Boolean => "true or false",
+                FieldKind::Reference { .. } => "a record id",
+            };
+            return Err(format!("must be {want}, not {}", type_name(other)));
+        }
+    }
+    Ok(())
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
+    match (num(0..4), num(5..7), num(8..10)) {
+        (Some(y), Some(m), Some(d)) => {
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            (1..=12).contains(&m) && d >= 1 && d <= days[(m - 1) as usize]
+        }
+        _ => false,
+    }
+}
+
+fn object_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<ObjectDef> {
+    let m = r.object("$", Some(v), &["name", "label", "fields"], true)?;
+    let name = r.name("$.name", m.get("name"));
+    if let Some(n) = &name {
+        if n != expected_name {
+            r.err("$.name", format!("is `{n}` but the file declares `{expected_name}`"));
+        }
+    }
+    let label = r.string("$.label", m.get("label"), false);
+    let fields_m = match m.get("fields") {
+        Some(Value::Object(f)) if !f.is_empty() => f,
+        Some(Value::Object(_)) | None | Some(Value::Null) => {
+            r.err("$.fields", "declares no field");
+            return None;
+        }
+        Some(other) => {
+            r.err("$.fields", format!("must be a mapping of field names, not {}", type_name(other)));
+            return None;
+        }
+    };
+    let mut fields = Vec::new();
+    for (fname, fv) in fields_m {
+        let path = format!("$.fields.{fname}");
+        if !is_name(fname) {
+            r.err(&path, format!("`{fname}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            continue;
+        }
+        if ["id", "created_at", "updated_at"].contains(&fname.as_str()) {
+            r.err(&path, format!("`{fname}` is kept by the data service; choose another name"));
+            continue;
+        }
+        let Some(f) = r.object(&path, Some(fv), &["type", "label", "required", "default", "maxLength", "min", "max", "values", "object"], true) else { continue };
+        let kind = match f.get("type").and_then(Value::as_str) {
+            Some("text") => Some(FieldKind::Text { max_length: f.get("maxLength").and_then(Value::as_u64).map_or(10_000, |n| n as usize) }),
+            Some("number") => Some(FieldKind::Number { min: f.get("min").and_then(Value::as_f64), max: f.get("max").and_then(Value::as_f64) }),
+            Some("boolean") => Some(FieldKind::Boolean),
+            Some("date") => Some(FieldKind::Date),
+            Some("enum") => match f.get("values") {
+                Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
+                    let values: Vec<String> = items.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+                    let unique: BTreeSet<&String> = values.iter().collect();
+                    if unique.len() != values.len() {
+                        r.err(&format!("{path}.values"), "lists a value twice");
+                    }
+                    Some(FieldKind::Enum { values })
+                }
+                _ => {
+                    r.err(&format!("{path}.values"), "an enum needs a non-empty list of texts");
+                    None
+                }
+            },
+            Some("reference") => match f.get("object").and_then(Value::as_str) {
+                Some(o) if is_name(o) => Some(FieldKind::Reference { object: o.into() }),
+                _ => {
+                    r.err(&format!("{path}.object"), "a reference needs the name of the record type it refers to");
+                    None
+                }
+            },
+            Some(t) => {
+                r.err(&format!("{path}.type"), format!("`{t}` is not a field type; types: text, number, boolean, date, enum, reference"));
+                None
+            }
+            None => {
+                r.err(&format!("{path}.type"), "is required (text, number, boolean, date, enum or reference)");
+                None
+            }
+        };
+        let Some(kind) = kind else { continue };
+        let required = match f.get("required") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                r.err(&format!("{path}.required"), format!("must be true or false, not {}", type_name(other)));
+                false
+            }
+        };
+        let label = r.string(&format!("{path}.label"), f.get("label"), false).unwrap_or_else(|| {
+            let words = fname.replace(['_', '-'], " ");
+            let mut c = words.chars();
+            c.next().map(|first| first.to_uppercase().chain(c).collect()).unwrap_or_default()
+        });
+        let def = FieldDef { name: fname.clone(), label, kind, required, default: f.get("default").cloned() };
+        if let Some(d) = &def.default {
+            if let Err(m) = check_value(&def, d) {
+                r.err(&format!("{path}.default"), format!("the default {m}"));
+            }
+        }
+        fields.push(def);
+    }
+    Some(ObjectDef { name: name.unwrap_or_default(), label: label.unwrap_or_else(|| expected_name.to_string()), fields })
+}
+
+// ---- actions ---------------------------------------------------------------------------------
+
+/// What a workflow state or an automation does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Set fields of the record.
+    Set(Map<String, Value>),
+    /// Emit an event (payload: the record or the triggering payload, plus `data`).
+    Emit {
+        /// The topic.
+        topic: String,
+        /// Extra payload fields.
+        data: Map<String, Value>,
+    },
+    /// Send a notification (title and body are templates over the context).
+    Notify {
+        /// Title template.
+        title: String,
+        /// Body template.
+        body: String,
+        /// info, success, warning or error.
+        level: String,
+        /// Channels (default in-app).
+        channels: Vec<String>,
+    },
+    /// Emit an event later, through the jobs service (retried if it fails).
+    Enqueue {
+        /// The topic to emit.
+        topic: String,
+        /// Delay in milliseconds.
+        delay_ms: u64,
+    },
+}
+
+fn duration_ms(s: &str) -> Option<u64> {
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "ms" => 1,
+        "s" | "" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn topic_ok(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 256 && t.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+}
+
+pub(crate) fn actions(r: &mut Report<'_>, path: &str, v: Option<&Value>) -> Vec<Action> {
+    let items = match v {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            r.err(path, format!("must be a list of actions, not {}", type_name(other)));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let Some(m) = item.as_object().filter(|m| m.len() == 1) else {
+            r.err(&p, "an action is a mapping with one key: set, emit, notify or enqueue");
+            continue;
+        };
+        let Some((kind, body)) = m.iter().next() else { continue };
+        let p = format!("{p}.{kind}");
+        match kind.as_str() {
+            "set" => match body.as_object() {
+                Some(fields) if !fields.is_empty() => out.push(Action::Set(fields.clone())),
+                _ => r.err(&p, "lists the fields to set, e.g. `set: { probability: 50 }`"),
+            },
+            "emit" => {
+                let (topic, data) = match body {
+                    Value::String(t) => (Some(t.clone()), Map::new()),
+                    Value::Object(o) => (o.get("topic").and_then(Value::as_str).map(String::from), o.get("data").and_then(Value::as_object).cloned().unwrap_or_default()),
+                    _ => (None, Map::new()),
+                };
+                match topic {
+                    Some(t) if topic_ok(&t) && !t.starts_with("kernel.") && !t.starts_with("plugin.") => out.push(Action::Emit { topic: t, data }),
+                    Some(t) => r.err(&p, format!("`{t}` is not a topic an action may emit (dot-separated names; not kernel.* or plugin.*)")),
+                    None => r.err(&p, "needs a topic: `emit: crm.deal.won` or `emit: { topic: ..., data: {...} }`"),
+                }
+            }
+            "notify" => {
+                let Some(o) = r.object(&p, Some(body), &["title", "body", "level", "channels"], true) else { continue };
+                let title = r.string(&format!("{p}.title"), o.get("title"), true);
+                let text = r.string(&format!("{p}.body"), o.get("body"), false).unwrap_or_default();
+                let level = r.string(&format!("{p}.level"), o.get("level"), false).unwrap_or_else(|| "info".into());
+                if !["info", "success", "warning", "error"].contains(&level.as_str()) {
+                    r.err(&format!("{p}.level"), format!("`{level}` is not a level; levels: info, success, warning, error"));
+                }
+                let channels: Vec<String> = o.get("channels").and_then(Value::as_array).map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect()).unwrap_or_default();
+                for (field, t) in [("title", title.as_deref().unwrap_or_default()), ("body", text.as_str())] {
+                    if let Err(e) = objectos_kernel::render_placeholders(t, |_| Ok(String::new())) {
+                        r.err(&format!("{p}.{field}"), e);
+                    }
+                }
+                if let Some(title) = title {
+                    out.push(Action::Notify { title, body: text, level, channels });
+                }
+            }
+            "enqueue" => {
+                let Some(o) = r.object(&p, Some(body), &["emit", "delay"], true) else { continue };
+                let topic = r.string(&format!("{p}.emit"), o.get("emit"), true);
+                let delay = match o.get("delay") {
+                    None => Some(0),
+                    Some(Value::String(s)) => duration_ms(s),
+                    Some(Value::Number(n)) => n.as_u64().map(|s| s * 1000),
+                    Some(_) => None,
+                };
+                if delay.is_none() {
+                    r.err(&format!("{p}.delay"), "must be a duration like 30s, 10m, 2h or 1d");
+                }
+                match topic {
+                    Some(t) if topic_ok(&t) && !t.starts_with("kernel.") && !t.starts_with("plugin.") => out.push(Action::Enqueue { topic: t, delay_ms: delay.unwrap_or(0) }),
+                    Some(t) => r.err(&format!("{p}.emit"), format!("`{t}` is not a topic an action may emit")),
+                    None => {}
+                }
+            }
+            other => r.err(&p, format!("`{other}` is not an action; actions: set, emit, notify, enqueue")),
+        }
+    }
+    out
+}
+
+// ---- workflows -------------------------------------------------------------------------------
+
+/// A transition out of a state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transition {
+    /// The event that fires it.
+    pub event: String,
+    /// The state it leads to.
+    pub to: String,
+    /// A condition over the record's fields, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    #[serde(skip)]
+    pub(crate) guard_expr: Option<Expr>,
+}
+
+/// A state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateDef {
+    /// Name.
+    pub name: String,
+    /// Run on entering.
+    pub entry: Vec<Action>,
+    /// Run on leaving.
+    pub exit: Vec<Action>,
+    /// Ways out.
+    pub transitions: Vec<Transition>,
+}
+
+/// A state machine over one field of a record type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkflowDef {
+    /// Name.
+    pub name: String,
+    /// The record type.
+    pub object: String,
+    /// The field holding the state.
+    pub field: String,
+    /// The state of new records.
+    pub initial: String,
+    /// States, in file order.
+    pub states: Vec<StateDef>,
+}
+
+impl WorkflowDef {
+    /// Parse and check `workflows/<name>.*` (the object is checked by [`check_package`]).
+    pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<WorkflowDef, Vec<Problem>> {
+        let mut r = Report { file, problems: Vec::new() };
+        let def = workflow_def(&mut r, v, expected_name);
+        match def {
+            Some(d) if r.problems.is_empty() => Ok(d),
+            _ => Err(r.problems),
+        }
+    }
+
+    /// A state by name.
+    pub fn state(&self, name: &str) -> Option<&StateDef> {
+        self.states.iter().find(|s| s.name == name)
+    }
+}
+
+fn workflow_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<WorkflowDef> {
+    let m = r.object("$", Some(v), &["name", "label", "object", "field", "initial", "states"], true)?;
+    let name = r.name("$.name", m.get("name"));
+    if let Some(n) = &name {
+        if n != expected_name {
+            r.err("$.name", format!("is `{n}` but the file declares `{expected_name}`"));
+        }
+    }
+    let object = r.name("$.object", m.get("object"));
+    let field = r.name("$.field", m.get("field"));
+    let initial = r.name("$.initial", m.get("initial"));
+    let states_v = match m.get("states") {
+        Some(Value::Object(s)) if !s.is_empty() => s,
+        Some(Value::Object(_)) | None | Some(Value::Null) => {
+            r.err("$.states", "needs at least one state");
+            return None;
+        }
+        Some(other) => {
+            r.err("$.states", format!("must be a mapping of state names, not {}", type_name(other)));
+            return None;
+        }
+    };
+    let mut states = Vec::new();
+    for (sname, sv) in states_v {
+        let path = format!("$.states.{sname}");
+        if !is_name(sname) {
+            r.err(&path, format!("`{sname}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            continue;
+        }
+        let empty = Value::Object(Map::new());
+        let sv = if sv.is_null() { &empty } else { sv };
+        let Some(s) = r.object(&path, Some(sv), &["label", "entry", "exit", "transitions", "final"], true) else { continue };
+        let entry = actions(r, &format!("{path}.entry"), s.get("entry"));
+        let exit = actions(r, &format!("{path}.exit"), s.get("exit"));
+        let mut transitions = Vec::new();
+        let mut seen = BTreeSet::new();
+        match s.get("transitions") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, t) in items.iter().enumerate() {
+                    let tp = format!("{path}.transitions[{i}]");
+                    let Some(t) = r.object(&tp, Some(t), &["event", "to", "guard"], true) else { continue };
+                    let event = r.name(&format!("{tp}.event"), t.get("event"));
+                    let to = r.name(&format!("{tp}.to"), t.get("to"));
+                    let guard_expr = r.expr(&format!("{tp}.guard"), t.get("guard"));
+                    if let Some(e) = &event {
+                        if !seen.insert(e.clone()) {
+                            r.err(&format!("{tp}.event"), format!("`{e}` already leaves {sname}; one event leads to one state"));
+                        }
+                    }
+                    if let (Some(event), Some(to)) = (event, to) {
+                        transitions.push(Transition { event, to, guard: t.get("guard").and_then(Value::as_str).map(String::from), guard_expr });
+                    }
+                }
+            }
+            Some(other) => r.err(&format!("{path}.transitions"), format!("must be a list of {{event, to, guard}}, not {}", type_name(other))),
+        }
+        states.push(StateDef { name: sname.clone(), entry, exit, transitions });
+    }
+    let names: BTreeSet<&str> = states.iter().map(|s| s.name.as_str()).collect();
+    if let Some(i) = &initial {
+        if !names.contains(i.as_str()) {
+            r.err("$.initial", format!("`{i}` is not one of the states ({})", names.iter().copied().collect::<Vec<_>>().join(", ")));
+        }
+    }
+    for s in &states {
+        for (i, t) in s.transitions.iter().enumerate() {
+            if !names.contains(t.to.as_str()) {
+                r.err(&format!("$.states.{}.transitions[{i}].to", s.name), format!("`{}` is not a state of this workflow", t.to));
+            }
+        }
+    }
+    if let Some(i) = &initial {
+        if names.contains(i.as_str()) {
+            let mut reached: BTreeSet<&str> = BTreeSet::from([i.as_str()]);
+            let mut queue = VecDeque::from([i.as_str()]);
+            while let Some(cur) = queue.pop_front() {
+                for t in states.iter().filter(|s| s.name == cur).flat_map(|s| &s.transitions) {
+                    if names.contains(t.to.as_str()) && reached.insert(t.to.as_str()) {
+                        queue.push_back(t.to.as_str());
+                    }
+                }
+            }
+            for s in &states {
+                if !reached.contains(s.name.as_str()) {
+                    r.err(&format!("$.states.{}", s.name), format!("cannot be reached from the initial state `{i}`"));
+                }
+            }
+        }
+    }
+    Some(WorkflowDef { name: name?, object: object?, field: field?, initial: initial?, states })
+}
+
+// ---- automations -----------------------------------------------------------------------------
+
+/// What starts an automation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trigger {
+    /// An event whose topic matches the pattern.
+    Event(String),
+    /// A record of `object` created or updated.
+    Record {
+        /// The record type.
+        object: String,
+        /// `created`, `updated` or both.
+        on: Vec<String>,
+    },
+    /// A cron schedule (through the jobs service).
+    Schedule(String),
+}
+
+/// An automation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutomationDef {
+    /// Name.
+    pub name: String,
+    /// What starts it.
+    pub when: Trigger,
+    /// The condition, as written.
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    #[serde(skip)]
+    pub(crate) condition_expr: Option<Expr>,
+    /// What it does.
+    #[serde(rename = "do")]
+    pub actions: Vec<Action>,
+}
+
+impl AutomationDef {
+    /// Parse and check `automations/<name>.*`.
+    pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<AutomationDef, Vec<Problem>> {
+        let mut r = Report { file, problems: Vec::new() };
+        let def = automation_def(&mut r, v, expected_name);
+        match def {
+            Some(d) if r.problems.is_empty() => Ok(d),
+            _ => Err(r.problems),
+        }
+    }
+
+    /// Does the condition hold for `ctx` (no condition: yes)?
+    pub fn holds(&self, ctx: &Value) -> Result<bool, crate::expr::ExprError> {
+        self.condition_expr.as_ref().map_or(Ok(true), |e| e.test(ctx))
+    }
+}
+
+fn automation_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<AutomationDef> {
+    let m = r.object("$", Some(v), &["name", "label", "when", "if", "do"], true)?;
+    let name = r.name("$.name", m.get("name"));
+    if let Some(n) = &name {
+        if n != expected_name {
+            r.err("$.name", format!("is `{n}` but the file declares `{expected_name}`"));
+        }
+    }
+    let when = r.object("$.when", m.get("when"), &["event", "record", "schedule"], true);
+    let trigger = when.and_then(|w| {
+        if w.len() != 1 {
+            r.err("$.when", "needs exactly one of event, record or schedule");
+            return None;
+        }
+        if let Some(t) = w.get("event") {
+            let t = r.string("$.when.event", Some(t), true)?;
+            if t.parse::<objectos_kernel::Pattern>().is_err() || t.starts_with("kernel") {
+                r.err("$.when.event", format!("`{t}` is not a topic pattern (dot-separated names, `*` for one segment, a trailing `**`)"));
+                return None;
+            }
+            return Some(Trigger::Event(t));
+        }
+        if let Some(rec) = w.get("record") {
+            let o = r.object("$.when.record", Some(rec), &["object", "on"], true)?;
+            let object = r.name("$.when.record.object", o.get("object"))?;
+            let on: Vec<String> = match o.get("on") {
+                None => vec!["created".into(), "updated".into()],
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                Some(_) => Vec::new(),
+            };
+            if on.is_empty() || on.iter().any(|x| x != "created" && x != "updated") {
+                r.err("$.when.record.on", "must be created, updated or both");
+                return None;
+            }
+            return Some(Trigger::Record { object, on });
+        }
+        let s = r.string("$.when.schedule", w.get("schedule"), true)?;
+        Some(Trigger::Schedule(s))
+    });
+    let condition_expr = r.expr("$.if", m.get("if"));
+    let acts = actions(r, "$.do", m.get("do"));
+    if m.get("do").is_none() {
+        r.err("$.do", "needs at least one action");
+    }
+    Some(AutomationDef { name: name?, when: trigger?, condition: m.get("if").and_then(Value::as_str).map(String::from), condition_expr, actions: acts })
+}
+
+// ---- a whole package -------------------------------------------------------------------------
+
+/// Every declarative definition of one package.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Definitions {
+    /// Record types.
+    pub objects: Vec<ObjectDef>,
+    /// State machines.
+    pub workflows: Vec<WorkflowDef>,
+    /// Automations.
+    pub automations: Vec<AutomationDef>,
+}
+
+/// Read and check a package's declared files. `read(folder, name)` returns the file's name
+/// (with its extension) and text.
+pub fn check_package(manifest: &objectos_kernel::Manifest, read: impl Fn(&str, &str) -> Option<(String, String)>) -> Result<Definitions, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut defs = Definitions::default();
+    let p = &manifest.provides;
+    let mut load_all = |folder: &str, names: &[String]| -> Vec<(String, String, Value)> {
+        let mut out = Vec::new();
+        for name in names {
+            let Some((file, text)) = read(folder, name) else {
+                problems.push(Problem { path: format!("provides.{folder}"), message: format!("the package has no {folder}/{name}.yml, .yaml or .json") });
+                continue;
+            };
+            let shown = format!("{folder}/{file}");
+            match load(&text, &shown) {
+                Ok(v) => out.push((shown, name.clone(), v)),
+                Err(e) => problems.push(Problem { path: shown, message: e }),
+            }
+        }
+        out
+    };
+    let objects = load_all("objects", &p.objects);
+    let workflows = load_all("workflows", &p.workflows);
+    let automations = load_all("automations", &p.automations);
+    for (file, name, v) in objects {
+        match ObjectDef::parse(&v, &file, &name) {
+            Ok(d) => defs.objects.push(d),
+            Err(e) => problems.extend(e),
+        }
+    }
+    for (file, name, v) in workflows {
+        match WorkflowDef::parse(&v, &file, &name) {
+            Ok(w) => {
+                let mut r = Report { file: &file, problems: Vec::new() };
+                check_workflow_object(&mut r, &w, &defs.objects);
+                problems.extend(r.problems);
+                defs.workflows.push(w);
+            }
+            Err(e) => problems.extend(e),
+        }
+    }
+    for (file, name, v) in automations {
+        match AutomationDef::parse(&v, &file, &name) {
+            Ok(a) => {
+                let mut r = Report { file: &file, problems: Vec::new() };
+                if let Trigger::Record { object, .. } = &a.when {
+                    if !defs.objects.iter().any(|o| &o.name == object) {
+                        r.err("$.when.record.object", format!("`{object}` is not a record type of this package"));
+                    }
+                }
+                if let Trigger::Schedule(s) = &a.when {
+                    if let Err(e) = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build().parse(s) {
+                        r.err("$.when.schedule", format!("`{s}` is not a cron expression: {e}"));
+                    }
+                }
+                problems.extend(r.problems);
+                defs.automations.push(a);
+            }
+            Err(e) => problems.extend(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(defs)
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_workflow_object(r: &mut Report<'_>, w: &WorkflowDef, objects: &[ObjectDef]) {
+    let Some(o) = objects.iter().find(|o| o.name == w.object) else {
+        r.err("$.object", format!("`{}` is not a record type of this package ({})", w.object, objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")));
+        return;
+    };
+    match o.field(&w.field).map(|f| &f.kind) {
+        None => r.err("$.field", format!("{} has no field `{}`", o.name, w.field)),
+        Some(FieldKind::Text { .. }) => {}
+        Some(FieldKind::Enum { values }) => {
+            for s in &w.states {
+                if !values.contains(&s.name) {
+                    r.err(&format!("$.states.{}", s.name), format!("is not a value of {}.{} ({})", o.name, w.field, values.join(", ")));
+                }
+            }
+        }
+        Some(_) => r.err("$.field", format!("{}.{} must be a text or enum field to hold a state", o.name, w.field)),
+    }
+    for s in &w.states {
+        for (i, t) in s.transitions.iter().enumerate() {
+            for path in t.guard_expr.iter().flat_map(|e| e.paths()) {
+                if o.field(&path[0]).is_none() {
+                    r.err(&format!("$.states.{}.transitions[{i}].guard", s.name), format!("reads `{}`, which is not a field of {}", path.join("."), o.name));
+                }
+            }
+        }
+        for (when, acts) in [("entry", &s.entry), ("exit", &s.exit)] {
+            for (i, a) in acts.iter().enumerate() {
+                if let Action::Set(fields) = a {
+                    let input = Value::Object(fields.clone());
+                    if let Err(ps) = o.validate(&input, true) {
+                        for p in ps {
+                            r.err(&format!("$.states.{}.{when}[{i}].set", s.name), format!("{}: {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

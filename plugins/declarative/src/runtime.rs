@@ -1,0 +1,100 @@
+//! The package runtime: a declarative package's "code" is the interpretation of its files.
+//! When the package is enabled, its record types, workflows and automations are declared to
+//! the engines with the package's own context, so everything they later do for it is checked
+//! against the package's grants. The install check reads the same files and refuses a package
+//! whose files are wrong, naming the file and the place in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use objectos_kernel::{async_trait, HookResult, Manifest, PackageRuntime, Plugin, PluginContext, Problem};
+use serde_json::json;
+
+use crate::automation::Automations;
+use crate::data::Data;
+use crate::defs::{check_package, Definitions};
+use crate::workflow::Workflow;
+
+/// The runtime hosts give the kernel (`KernelConfig::runtime`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Runtime;
+
+/// Read and check a package folder's declared files.
+pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
+    check_package(manifest, |folder, name| {
+        ["yml", "yaml", "json"].iter().find_map(|ext| {
+            let file = format!("{name}.{ext}");
+            let path = dir.join(folder).join(&file);
+            path.is_file().then(|| std::fs::read_to_string(&path).ok().map(|t| (file, t))).flatten()
+        })
+    })
+}
+
+impl PackageRuntime for Runtime {
+    fn instantiate(&self, manifest: &Manifest, dir: &Path) -> objectos_kernel::Result<Arc<dyn Plugin>> {
+        Ok(Arc::new(PackagePlugin { manifest: manifest.clone(), dir: dir.to_path_buf() }))
+    }
+
+    fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
+        read_definitions(manifest, dir).err().unwrap_or_default()
+    }
+}
+
+struct PackagePlugin {
+    manifest: Manifest,
+    dir: PathBuf,
+}
+
+fn need(what: &str, plugin: &str, service: &str, e: objectos_kernel::KernelError) -> String {
+    format!("this package declares {what}, which need {plugin} enabled and `services.use:{service}` granted ({e})")
+}
+
+#[async_trait]
+impl Plugin for PackagePlugin {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        let p = &self.manifest.provides;
+        if p.objects.is_empty() && p.workflows.is_empty() && p.automations.is_empty() {
+            return Ok(());
+        }
+        let mut defs = read_definitions(&self.manifest, &self.dir).map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
+        // A workflow's initial state is the default of its field.
+        for w in &defs.workflows {
+            if let Some(f) = defs.objects.iter_mut().find(|o| o.name == w.object).and_then(|o| o.fields.iter_mut().find(|f| f.name == w.field)) {
+                f.default.get_or_insert_with(|| json!(w.initial));
+            }
+        }
+        if !defs.objects.is_empty() {
+            let data = ctx.services().get::<Data>(crate::data::SERVICE).map_err(|e| need("record types", crate::data::ID, crate::data::SERVICE, e))?;
+            for o in defs.objects {
+                data.define(ctx, o)?;
+            }
+        }
+        if !defs.workflows.is_empty() {
+            let wf = ctx.services().get::<Workflow>(crate::workflow::SERVICE).map_err(|e| need("workflows", crate::workflow::ID, crate::workflow::SERVICE, e))?;
+            for w in defs.workflows {
+                wf.define(ctx, w)?;
+            }
+        }
+        if !defs.automations.is_empty() {
+            let au = ctx.services().get::<Automations>(crate::automation::SERVICE).map_err(|e| need("automations", crate::automation::ID, crate::automation::SERVICE, e))?;
+            for a in defs.automations {
+                au.define(ctx, a)?;
+            }
+        }
+        ctx.logger().info("record types, workflows and automations declared");
+        Ok(())
+    }
+
+    async fn on_disable(&self, ctx: &PluginContext) -> HookResult {
+        if let Ok(a) = ctx.services().get::<Automations>(crate::automation::SERVICE) {
+            a.undefine_all(ctx);
+        }
+        if let Ok(w) = ctx.services().get::<Workflow>(crate::workflow::SERVICE) {
+            w.undefine_all(ctx);
+        }
+        if let Ok(d) = ctx.services().get::<Data>(crate::data::SERVICE) {
+            d.undefine_all(ctx);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! `com.objectos.workflow`: the state machines packages declare, through the `workflow`
+//! service. A transition needs the caller's `data.<type>.write` grant (it writes the state
+//! field); entry and exit actions run with the declaring package's grants. Every record keeps
+//! its history, and every transition is audited by the caller.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContext};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::actions::{handle_emit_later, Packages, Runner, Target};
+use crate::data::{Data, Record};
+use crate::defs::WorkflowDef;
+use crate::util::now_ms;
+
+/// The plugin's id.
+pub const ID: &str = "com.objectos.workflow";
+/// The service name.
+pub const SERVICE: &str = "workflow";
+/// The embedded manifest.
+pub const MANIFEST: &str = include_str!("../manifests/workflow.json");
+/// The plugin's translations.
+pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/workflow.en.json")), ("translations/zh-CN.json", include_str!("../translations/workflow.zh-CN.json"))];
+/// History entries kept per record.
+pub const MAX_HISTORY: usize = 1_000;
+
+/// Why a transition did not happen.
+#[derive(Debug)]
+pub enum WorkflowError {
+    /// The event does not leave the record's state.
+    Illegal {
+        /// The record type.
+        object: String,
+        /// The record's state.
+        state: String,
+        /// The event asked for.
+        event: String,
+        /// The events that do leave this state.
+        allowed: Vec<String>,
+    },
+    /// The transition exists but its guard does not hold for the record.
+    Guard {
+        /// The event.
+        event: String,
+        /// The guard as written.
+        guard: String,
+        /// Why, when evaluating it failed.
+        reason: Option<String>,
+    },
+    /// Anything else (a missing grant, a record that does not exist, an exit action that failed).
+    Kernel(KernelError),
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkflowError::Illegal { object, state, event, allowed } if allowed.is_empty() => {
+                write!(f, "`{event}` is not allowed: the {object} is in `{state}`, a final state")
+            }
+            WorkflowError::Illegal { object, state, event, allowed } => {
+                write!(f, "`{event}` is not allowed while the {object} is in `{state}`; allowed: {}", allowed.join(", "))
+            }
+            WorkflowError::Guard { event, guard, reason: None } => write!(f, "`{event}` is refused: its condition `{guard}` does not hold for this record"),
+            WorkflowError::Guard { event, guard, reason: Some(r) } => write!(f, "`{event}` is refused: its condition `{guard}` cannot be checked ({r})"),
+            WorkflowError::Kernel(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WorkflowError {}
+
+impl From<KernelError> for WorkflowError {
+    fn from(e: KernelError) -> Self {
+        WorkflowError::Kernel(e)
+    }
+}
+
+/// One step of a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The state left.
+    pub from: String,
+    /// The state entered.
+    pub to: String,
+    /// The event.
+    pub event: String,
+    /// The plugin that asked.
+    pub by: String,
+    /// When (ms).
+    pub at: i64,
+}
+
+/// What a transition did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transitioned {
+    /// The state left.
+    pub from: String,
+    /// The state entered.
+    pub to: String,
+    /// The record afterwards (entry actions included).
+    pub record: Record,
+    /// Entry actions that failed (the transition stands; they are logged to the package).
+    pub warnings: Vec<String>,
+}
+
+/// The plugin's code.
+#[derive(Default)]
+pub struct WorkflowPlugin;
+
+#[async_trait]
+impl Plugin for WorkflowPlugin {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        let data = ctx.services().get::<Data>(crate::data::SERVICE)?;
+        let jobs = ctx.services().get::<objectos_jobs::Jobs>(objectos_jobs::SERVICE)?;
+        let packages: Arc<Packages> = Arc::default();
+        handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
+        let inner = Arc::new(Inner { ctx: ctx.clone(), runner: Runner { data, jobs, engine: ctx.clone() }, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
+        let weak = Arc::downgrade(&inner);
+        ctx.events().on("plugin.*", move |e| {
+            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
+                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
+                    inner.forget(id);
+                }
+            }
+            Ok(())
+        })?;
+        ctx.services().register(SERVICE, Workflow { inner })?;
+        Ok(())
+    }
+}
+
+struct Inner {
+    ctx: PluginContext,
+    runner: Runner,
+    /// By record type: the owning package's context and the workflow.
+    defs: RwLock<HashMap<String, (PluginContext, Arc<WorkflowDef>)>>,
+    packages: Arc<Packages>,
+    /// Records in transition in this process (one at a time per record).
+    locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Inner {
+    fn forget(&self, owner: &str) {
+        self.defs.write().unwrap_or_else(|p| p.into_inner()).retain(|_, (ctx, _)| ctx.id() != owner);
+        self.packages.write().unwrap_or_else(|p| p.into_inner()).remove(owner);
+    }
+}
+
+/// The `workflow` service.
+pub struct Workflow {
+    inner: Arc<Inner>,
+}
+
+impl Workflow {
+    /// Declare a workflow owned by the caller (a package's runtime does it when enabled). One
+    /// workflow per record type.
+    pub fn define(&self, caller: &PluginContext, def: WorkflowDef) -> objectos_kernel::Result<()> {
+        let mut defs = self.inner.defs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some((owner, existing)) = defs.get(&def.object) {
+            if owner.id() != caller.id() || existing.name != def.name {
+                return Err(KernelError::service(SERVICE, format!("{} records already follow workflow `{}` of {}", def.object, existing.name, owner.id())));
+            }
+        }
+        defs.insert(def.object.clone(), (caller.clone(), Arc::new(def)));
+        self.inner.packages.write().unwrap_or_else(|p| p.into_inner()).insert(caller.id().to_string(), caller.clone());
+        Ok(())
+    }
+
+    /// Forget the caller's workflows.
+    pub fn undefine_all(&self, caller: &PluginContext) {
+        self.inner.forget(caller.id());
+    }
+
+    /// The workflow records of `object` follow, if any.
+    pub fn definition(&self, object: &str) -> Option<Arc<WorkflowDef>> {
+        self.inner.defs.read().unwrap_or_else(|p| p.into_inner()).get(object).map(|(_, d)| d.clone())
+    }
+
+    /// The events that leave `record`'s current state now (guards not evaluated).
+    pub fn allowed(&self, object: &str, record: &Record) -> Vec<String> {
+        let Some(def) = self.definition(object) else { return Vec::new() };
+        let state = record.get(&def.field).and_then(Value::as_str).unwrap_or(&def.initial);
+        def.state(state).map(|s| s.transitions.iter().map(|t| t.event.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Fire `event` on record `id` of `object`.
+    pub async fn transition(&self, caller: &PluginContext, object: &str, id: &str, event: &str) -> Result<Transitioned, WorkflowError> {
+        let inner = &self.inner;
+        let (owner, def) = inner
+            .defs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(object)
+            .cloned()
+            .ok_or_else(|| KernelError::service(SERVICE, format!("{object} records follow no workflow")))?;
+        let lock = inner.locks.lock().await.entry(format!("{object}:{id}")).or_default().clone();
+        let _one_at_a_time = lock.lock().await;
+        let data = &inner.runner.data;
+        // The caller must be able to write the state field; check before anything runs.
+        caller.require_data(object, true, "workflow.transition")?;
+        let record = data.get(caller, object, id)?.ok_or_else(|| KernelError::service(SERVICE, format!("no {object} record `{id}`")))?;
+        let from = record.get(&def.field).and_then(Value::as_str).unwrap_or(&def.initial).to_string();
+        let state = def.state(&from).ok_or_else(|| KernelError::service(SERVICE, format!("the {object} is in `{from}`, which workflow `{}` does not know", def.name)))?;
+        let Some(t) = state.transitions.iter().find(|t| t.event == event) else {
+            return Err(WorkflowError::Illegal { object: object.into(), state: from, event: event.into(), allowed: state.transitions.iter().map(|t| t.event.clone()).collect() });
+        };
+        if let (Some(expr), Some(src)) = (&t.guard_expr, &t.guard) {
+            match expr.test(&Value::Object(record.clone())) {
+                Ok(true) => {}
+                Ok(false) => return Err(WorkflowError::Guard { event: event.into(), guard: src.clone(), reason: None }),
+                Err(e) => return Err(WorkflowError::Guard { event: event.into(), guard: src.clone(), reason: Some(e.to_string()) }),
+            }
+        }
+        let target = Target { object, id };
+        let mut vars = json!({ "record": record });
+        inner.runner.run(&owner, &state.exit, Some(&target), &mut vars, 0).await.map_err(|e| KernelError::service(SERVICE, format!("leaving `{from}`: {e}")))?;
+        let to = t.to.clone();
+        let change = data.update_at_depth(caller, object, id, json!({ def.field.clone(): to }), 0)?;
+        self.append_history(object, id, Step { from: from.clone(), to: to.clone(), event: event.into(), by: caller.id().into(), at: now_ms() })?;
+        let _ = caller.audit("workflow.transitioned", json!({ "object": object, "id": id, "workflow": def.name, "event": event, "from": from, "to": to }));
+        vars["record"] = Value::Object(change.record);
+        let mut warnings = Vec::new();
+        if let Some(entered) = def.state(&to) {
+            if let Err(e) = inner.runner.run(&owner, &entered.entry, Some(&target), &mut vars, 0).await {
+                owner.logger().error(format!("{object} {id}: entering `{to}`: {e}"));
+                warnings.push(e);
+            }
+        }
+        let record = vars["record"].as_object().cloned().unwrap_or_default();
+        Ok(Transitioned { from, to, record, warnings })
+    }
+
+    fn append_history(&self, object: &str, id: &str, step: Step) -> objectos_kernel::Result<()> {
+        let storage = self.inner.ctx.storage();
+        let key = format!("h:{object}:{id}");
+        for _ in 0..8 {
+            let old = storage.get(&key)?;
+            let mut steps: Vec<Value> = old.as_ref().and_then(Value::as_array).cloned().unwrap_or_default();
+            steps.push(serde_json::to_value(&step).unwrap_or_default());
+            if steps.len() > MAX_HISTORY {
+                steps.drain(..steps.len() - MAX_HISTORY);
+            }
+            if storage.swap(&key, old.as_ref(), Some(Value::Array(steps)))? {
+                return Ok(());
+            }
+        }
+        Err(KernelError::service(SERVICE, format!("the history of {object} `{id}` kept changing")))
+    }
+
+    /// A record's transitions, oldest first. Needs `data.<object>.read`.
+    pub fn history(&self, caller: &PluginContext, object: &str, id: &str) -> objectos_kernel::Result<Vec<Step>> {
+        caller.require_data(object, false, "workflow.history")?;
+        let steps = self.inner.ctx.storage().get(&format!("h:{object}:{id}"))?;
+        Ok(steps.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
+    }
+}
