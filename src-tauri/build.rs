@@ -30,6 +30,7 @@ fn main() {
             "inbox",
             "mark_notifications_read",
             "plugin_texts",
+            "package_definitions",
         ]));
     tauri_build::try_build(attrs).expect("tauri-build");
 }

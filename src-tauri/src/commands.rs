@@ -357,3 +357,151 @@ pub async fn plugin_texts(state: State<'_, AppState>, locale: String) -> CmdResu
     }
     Ok(PluginTexts { available: true, locales: i18n.locales(), texts })
 }
+
+/// A field of a record type, for display.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldView {
+    pub name: String,
+    pub label: String,
+    /// text, number, boolean, date, enum or reference.
+    pub kind: String,
+    /// Bounds, enum values or the referenced type, in words.
+    pub detail: String,
+    pub required: bool,
+}
+
+/// A record type.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct ObjectView {
+    pub name: String,
+    pub label: String,
+    pub fields: Vec<FieldView>,
+}
+
+/// A state of a workflow.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct StateView {
+    pub name: String,
+    /// Entry actions, in words.
+    pub entry: Vec<String>,
+    /// Exit actions, in words.
+    pub exit: Vec<String>,
+}
+
+/// A transition of a workflow.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct TransitionView {
+    pub from: String,
+    pub to: String,
+    pub event: String,
+    pub guard: Option<String>,
+}
+
+/// A workflow.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct WorkflowView {
+    pub name: String,
+    pub object: String,
+    pub field: String,
+    pub initial: String,
+    pub states: Vec<StateView>,
+    pub transitions: Vec<TransitionView>,
+}
+
+/// An automation.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct AutomationView {
+    pub name: String,
+    /// What starts it, in words.
+    pub trigger: String,
+    pub condition: Option<String>,
+    /// Its actions, in words.
+    pub actions: Vec<String>,
+}
+
+/// What a package declares.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct DefinitionsView {
+    pub objects: Vec<ObjectView>,
+    pub workflows: Vec<WorkflowView>,
+    pub automations: Vec<AutomationView>,
+}
+
+fn describe_action(a: &objectos_builtins::declarative::Action) -> String {
+    use objectos_builtins::declarative::Action;
+    match a {
+        Action::Set(fields) => format!("set {}", fields.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")),
+        Action::Emit { topic, .. } => format!("emit {topic}"),
+        Action::Notify { title, level, .. } => format!("notify ({level}) \u{201c}{title}\u{201d}"),
+        Action::Enqueue { topic, delay_ms } => format!("emit {topic} after {} s (through jobs)", delay_ms / 1000),
+    }
+}
+
+/// The record types, workflows and automations a package declares (empty for built-ins).
+#[tauri::command]
+#[specta::specta]
+pub async fn package_definitions(state: State<'_, AppState>, id: String) -> CmdResult<DefinitionsView> {
+    use objectos_builtins::declarative::{read_definitions, FieldKind, Trigger};
+    let info = state.kernel.plugin(&id)?;
+    let empty = DefinitionsView { objects: Vec::new(), workflows: Vec::new(), automations: Vec::new() };
+    let Some(dir) = info.package_dir else { return Ok(empty) };
+    let defs = read_definitions(&info.manifest, std::path::Path::new(&dir)).map_err(|ps| {
+        CommandError::from(objectos_kernel::KernelError::from(objectos_kernel::ManifestErrors { file: format!("{dir}/plugin.json"), problems: ps }))
+    })?;
+    let objects = defs
+        .objects
+        .into_iter()
+        .map(|o| ObjectView {
+            name: o.name,
+            label: o.label,
+            fields: o
+                .fields
+                .into_iter()
+                .map(|f| {
+                    let (kind, detail) = match &f.kind {
+                        FieldKind::Text { max_length } => ("text", format!("up to {max_length} characters")),
+                        FieldKind::Number { min, max } => ("number", match (min, max) {
+                            (Some(a), Some(b)) => format!("{a} to {b}"),
+                            (Some(a), None) => format!("at least {a}"),
+                            (None, Some(b)) => format!("at most {b}"),
+                            (None, None) => String::new(),
+                        }),
+                        FieldKind::Boolean => ("boolean", String::new()),
+                        FieldKind::Date => ("date", String::new()),
+                        FieldKind::Enum { values } => ("enum", values.join(", ")),
+                        FieldKind::Reference { object } => ("reference", format!("→ {object} record")),
+                    };
+                    FieldView { name: f.name, label: f.label, kind: kind.into(), detail, required: f.required }
+                })
+                .collect(),
+        })
+        .collect();
+    let workflows = defs
+        .workflows
+        .into_iter()
+        .map(|w| WorkflowView {
+            transitions: w.states.iter().flat_map(|s| s.transitions.iter().map(|t| TransitionView { from: s.name.clone(), to: t.to.clone(), event: t.event.clone(), guard: t.guard.clone() })).collect(),
+            states: w.states.iter().map(|s| StateView { name: s.name.clone(), entry: s.entry.iter().map(describe_action).collect(), exit: s.exit.iter().map(describe_action).collect() }).collect(),
+            name: w.name,
+            object: w.object,
+            field: w.field,
+            initial: w.initial,
+        })
+        .collect();
+    let automations = defs
+        .automations
+        .into_iter()
+        .map(|a| AutomationView {
+            trigger: match &a.when {
+                Trigger::Event(p) => format!("event {p}"),
+                Trigger::Record { object, on } => format!("{object} record {}", on.join(" or ")),
+                Trigger::Schedule(c) => format!("schedule {c}"),
+            },
+            condition: a.condition.clone(),
+            actions: a.actions.iter().map(describe_action).collect(),
+            name: a.name,
+        })
+        .collect();
+    Ok(DefinitionsView { objects, workflows, automations })
+}

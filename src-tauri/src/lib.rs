@@ -64,6 +64,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::inbox,
             commands::mark_notifications_read,
             commands::plugin_texts,
+            commands::package_definitions,
         ])
         .events(collect_events![KernelNotices, InboxChanged])
         .dangerously_cast_bigints_to_number()

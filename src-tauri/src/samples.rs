@@ -9,18 +9,25 @@ macro_rules! sample_files {
 
 const FILES: &[(&str, &str)] = sample_files![
     "contacts/plugin.json",
-    "contacts/objects/contact.json",
+    "contacts/objects/person.yml",
     "crm/plugin.json",
-    "crm/objects/lead.json",
-    "crm/objects/opportunity.json",
-    "crm/workflows/opportunity.json",
+    "crm/objects/account.yml",
+    "crm/objects/contact.yml",
+    "crm/objects/opportunity.yml",
+    "crm/workflows/opportunity.yml",
+    "crm/automations/notify-won.yml",
     "invoicing/plugin.json",
-    "invoicing/objects/invoice.json",
+    "invoicing/objects/invoice.yml",
 ];
 
 /// Write the samples (refreshing them) and return their folders.
 pub(crate) fn unpack(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let root = data_dir.join("samples");
+    // Start clean, so files an older version shipped do not linger.
+    match std::fs::remove_dir_all(&root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     let mut dirs: Vec<PathBuf> = Vec::new();
     for (path, text) in FILES {
         let p = root.join(path);

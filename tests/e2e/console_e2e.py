@@ -166,11 +166,19 @@ def run_once():
         wait_for("metrics enabled as an optional dependency", lambda: row_state(s, "com.objectos.metrics") == "enabled")
         shot("03-plugin-detail")
 
+        # The CRM's record types, its workflow as a state diagram, and its automation.
+        wait_for("the opportunity state diagram", lambda: s.js("return document.querySelectorAll('[data-workflow=\"opportunity\"] .react-flow__node').length") == 5)
+        assert s.js("return document.querySelectorAll('[data-object]').length") == 3, "three record types listed"
+        assert "notify-won" in s.text(".declares"), "the automation is listed"
+        s.js("document.querySelector('.declares').scrollIntoView(); return true")
+        wait_for("the guards listed", lambda: "amount > 0 and account != null" in s.text(".declares"))
+        shot("03b-crm-declares")
+
         # The graph shows the new states.
         s.click('[data-nav="graph"]')
         wait_for("graph nodes", lambda: s.js("return document.querySelectorAll('.react-flow__node').length") >= 3)
         wait_for("crm enabled in the graph", lambda: "enabled" in s.js("const n=document.querySelector('[data-id=\"com.acme.crm\"].react-flow__node'); return n ? n.innerText : ''"))
-        assert s.js("return document.querySelectorAll('.react-flow__edge').length") >= 2, "edges drawn"
+        wait_for("edges drawn", lambda: s.js("return document.querySelectorAll('.react-flow__edge').length") >= 2)
         shot("04-graph")
 
         # The package's own log tells its story, and the metrics plugin's line is there too.
@@ -205,11 +213,14 @@ def run_once():
         wait_for("the offline update message", lambda: "Could not reach the update server" in s.body() or "up to date" in s.body(), seconds=60)
         shot("09-settings")
 
-        # System plugins: enable Notifications (Jobs comes with it) and Translations.
+        # System plugins: the CRM brought Notifications and Jobs (dependencies, kept enabled when
+        # the CRM was disabled); enable Notifications again after the cascade if needed, and
+        # Translations.
         s.click('[data-nav="plugins"]')
         for plugin in ("com.objectos.notification", "com.objectos.i18n"):
-            s.click(f'[data-id="{plugin}"]')
-            s.click('[data-action="enable"]')
+            if row_state(s, plugin) != "enabled":
+                s.click(f'[data-id="{plugin}"]')
+                s.click('[data-action="enable"]')
             wait_for(f"{plugin} enabled", lambda: row_state(s, plugin) == "enabled")
         assert row_state(s, "com.objectos.jobs") == "enabled", "jobs enabled as a dependency"
 

@@ -198,3 +198,24 @@ describe("notification centre and translations", () => {
     localStorage.removeItem("objectos.locale");
   });
 });
+
+describe("a package's declarations", () => {
+  it("lays a workflow out as a state diagram with the initial and final states marked", async () => {
+    const { stateDiagram } = await import("./views/Declares");
+    const { nodes, edges } = stateDiagram({
+      name: "opportunity",
+      object: "opportunity",
+      field: "stage",
+      initial: "prospect",
+      states: [
+        { name: "prospect", entry: [], exit: [] },
+        { name: "won", entry: ["set probability = 100"], exit: [] },
+      ],
+      transitions: [{ from: "prospect", to: "won", event: "win", guard: "amount > 0" }],
+    });
+    expect(nodes.find((n) => n.id === "prospect")!.className).toContain("wstate-initial");
+    expect(nodes.find((n) => n.id === "won")!.className).toContain("wstate-final");
+    expect(String(nodes.find((n) => n.id === "won")!.data.label)).toContain("set probability = 100");
+    expect(edges[0].label).toBe("win ⚑");
+  });
+});

@@ -47,6 +47,8 @@ export const commands = {
 	markNotificationsRead: (id: string | null) => typedError<number, CommandError>(__TAURI_INVOKE("mark_notifications_read", { id })),
 	/**  Plugin names and descriptions in `locale` (with the i18n plugin's fallbacks). */
 	pluginTexts: (locale: string) => typedError<PluginTexts, CommandError>(__TAURI_INVOKE("plugin_texts", { locale })),
+	/**  The record types, workflows and automations a package declares (empty for built-ins). */
+	packageDefinitions: (id: string) => typedError<DefinitionsView, CommandError>(__TAURI_INVOKE("package_definitions", { id })),
 };
 
 /** Events */
@@ -96,6 +98,16 @@ export type AuditRecord = {
 	hash: string,
 };
 
+/**  An automation. */
+export type AutomationView = {
+	name: string,
+	/**  What starts it, in words. */
+	trigger: string,
+	condition: string | null,
+	/**  Its actions, in words. */
+	actions: string[],
+};
+
 /**  Whether built-in plugins' permissions are granted on their first start. */
 export type BuiltinPolicy = 
 /**  Granted, recorded as granted by `system:policy` (default). */
@@ -115,6 +127,13 @@ export type CommandError =
 { kind: "hook"; message: string; plugin: string; hook: string } | 
 /**  Any other refusal or failure; `code` is the kernel's stable error kind. */
 { kind: "other"; message: string; code: string };
+
+/**  What a package declares. */
+export type DefinitionsView = {
+	objects: ObjectView[],
+	workflows: WorkflowView[],
+	automations: AutomationView[],
+};
 
 /**  One dependency as the detail view shows it. */
 export type DependencyStatus = {
@@ -140,6 +159,17 @@ export type Engines = {
 
 /**  Export format. */
 export type ExportFormat = "json" | "csv";
+
+/**  A field of a record type, for display. */
+export type FieldView = {
+	name: string,
+	label: string,
+	/**  text, number, boolean, date, enum or reference. */
+	kind: string,
+	/**  Bounds, enum values or the referenced type, in words. */
+	detail: string,
+	required: boolean,
+};
 
 /**  A stored grant. */
 export type GrantRow = {
@@ -356,6 +386,13 @@ export type Manifest = {
 	engines: Engines,
 };
 
+/**  A record type. */
+export type ObjectView = {
+	name: string,
+	label: string,
+	fields: FieldView[],
+};
+
 /**  One requested permission and its approval. */
 export type PermissionStatus = {
 	/**  The permission text. */
@@ -449,6 +486,8 @@ export type Provides = {
 	objects: string[],
 	/**  Workflow names; packages carry `workflows/<name>.{json,yml,yaml}`. */
 	workflows: string[],
+	/**  Automation names; packages carry `automations/<name>.{json,yml,yaml}`. */
+	automations: string[],
 	/**
 	 *  Locales (BCP 47 tags such as `en` or `zh-CN`) the plugin is translated into; it carries
 	 *  `translations/<locale>.json`.
@@ -530,6 +569,23 @@ export type State =
 /**  A hook failed or panicked; the error is kept. */
 "error";
 
+/**  A state of a workflow. */
+export type StateView = {
+	name: string,
+	/**  Entry actions, in words. */
+	entry: string[],
+	/**  Exit actions, in words. */
+	exit: string[],
+};
+
+/**  A transition of a workflow. */
+export type TransitionView = {
+	from: string,
+	to: string,
+	event: string,
+	guard: string | null,
+};
+
 /**  What the update check found. */
 export type UpdateStatus = { status: "upToDate"; current: string } | { status: "available"; current: string; version: string; notes: string | null } | { status: "unreachable"; message: string };
 
@@ -549,6 +605,16 @@ first_id: number | null } |
 id: number | null; 
 /**  What is wrong with it. */
 reason: string };
+
+/**  A workflow. */
+export type WorkflowView = {
+	name: string,
+	object: string,
+	field: string,
+	initial: string,
+	states: StateView[],
+	transitions: TransitionView[],
+};
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

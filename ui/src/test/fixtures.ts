@@ -9,7 +9,7 @@ export function plugin(id: string, over: Partial<PluginInfo> = {}): PluginInfo {
       description: `The ${id} plugin`,
       dependencies: {},
       optionalDependencies: {},
-      provides: { services: [], events: [], objects: [], workflows: [], translations: [] },
+      provides: { services: [], events: [], objects: [], workflows: [], automations: [], translations: [] },
       permissions: [],
       optionalPermissions: [],
       engines: {},

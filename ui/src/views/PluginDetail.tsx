@@ -3,6 +3,7 @@ import type { Action, CommandError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import type { Route } from "../App";
 import { Confirm, StateBadge } from "./common";
+import { Declares } from "./Declares";
 import { PermissionReview } from "./PermissionReview";
 
 const ACTIONS: { action: Action; label: string }[] = [
@@ -186,11 +187,11 @@ export function PluginDetail({
         </section>
         <section>
           <h2>Provides</h2>
-          {(["services", "events", "objects", "workflows"] as const).every((k) => m.provides[k].length === 0) ? (
+          {(["services", "events", "objects", "workflows", "automations", "translations"] as const).every((k) => m.provides[k].length === 0) ? (
             <p className="muted">Nothing declared.</p>
           ) : (
             <dl className="provides">
-              {(["services", "events", "objects", "workflows"] as const)
+              {(["services", "events", "objects", "workflows", "automations", "translations"] as const)
                 .filter((k) => m.provides[k].length > 0)
                 .map((k) => (
                   <div key={k}>
@@ -202,6 +203,8 @@ export function PluginDetail({
           )}
         </section>
       </div>
+
+      <Declares info={info} />
 
       <div ref={permsRef} className={focus === "permissions" && info.pending.length > 0 ? "focus-ring" : ""}>
         <PermissionReview info={info} onError={onError} />
