@@ -307,6 +307,19 @@ impl Events<'_> {
         self.add(pattern, Handler::Sync(Box::new(handler)), true)
     }
 
+    /// Call `f` with a plugin's id whenever that plugin stops running (disabled, unloaded, failed
+    /// or uninstalled), for a service to drop what it keeps for it. `uninstalled` tells the
+    /// last case apart. Needs `events.subscribe:plugin.*`.
+    pub fn on_plugin_stopped(&self, f: impl Fn(&str, bool) -> Result<(), HandlerError> + Send + Sync + 'static) -> Result<SubscriptionId> {
+        self.on("plugin.*", move |e| {
+            let stopped = matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled");
+            match e.payload.get("plugin").and_then(Value::as_str) {
+                Some(id) if stopped => f(id, e.topic.as_ref() == "plugin.uninstalled"),
+                _ => Ok(()),
+            }
+        })
+    }
+
     /// Remove one of this plugin's subscriptions; false when it was not there.
     pub fn off(&self, id: SubscriptionId) -> bool {
         self.0 .0.bus.unsubscribe(self.0.id(), id)

@@ -26,12 +26,12 @@ export function onKernelEvent(handler: (e: KernelEvent) => void): () => void {
   return onKernelEvents((batch) => batch.forEach(handler));
 }
 
-/** Calls `handler` once per batch of kernel notifications, oldest first. */
-export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => void {
+/** Subscribe through a generated event's `listen`; the returned function unsubscribes, even
+ * when called before the subscription is established. */
+function subscribe<T>(listen: (cb: (e: { payload: T }) => void) => Promise<() => void>, handler: (payload: T) => void): () => void {
   let stop: (() => void) | undefined;
   let cancelled = false;
-  events.kernelNotices
-    .listen((e) => handler(e.payload))
+  listen((e) => handler(e.payload))
     .then((un) => {
       if (cancelled) un();
       else stop = un;
@@ -43,21 +43,14 @@ export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => v
   };
 }
 
+/** Calls `handler` once per batch of kernel notifications, oldest first. */
+export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => void {
+  return subscribe((cb) => events.kernelNotices.listen(cb), handler);
+}
+
 /** Calls `handler` whenever the in-app notification inbox changes. */
 export function onInboxChanged(handler: () => void): () => void {
-  let stop: (() => void) | undefined;
-  let cancelled = false;
-  events.inboxChanged
-    .listen(() => handler())
-    .then((un) => {
-      if (cancelled) un();
-      else stop = un;
-    })
-    .catch(() => {});
-  return () => {
-    cancelled = true;
-    stop?.();
-  };
+  return subscribe((cb) => events.inboxChanged.listen(cb), () => handler());
 }
 
 export { commands };

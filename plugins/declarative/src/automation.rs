@@ -56,11 +56,9 @@ impl Plugin for AutomationPlugin {
             })?;
         }
         let weak = Arc::downgrade(&inner);
-        ctx.events().on("plugin.*", move |e| {
-            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
-                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
-                    inner.forget(id);
-                }
+        ctx.events().on_plugin_stopped(move |id, _| {
+            if let Some(inner) = weak.upgrade() {
+                inner.forget(id);
             }
             Ok(())
         })?;

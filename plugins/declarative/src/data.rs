@@ -39,11 +39,9 @@ impl Plugin for ObjectsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
         let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0) });
         let weak = Arc::downgrade(&inner);
-        ctx.events().on("plugin.*", move |e| {
-            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
-                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
-                    inner.write().retain(|_, (owner, _)| owner != id);
-                }
+        ctx.events().on_plugin_stopped(move |id, _| {
+            if let Some(inner) = weak.upgrade() {
+                inner.write().retain(|_, (owner, _)| owner != id);
             }
             Ok(())
         })?;

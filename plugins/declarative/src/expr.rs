@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::defs::type_name;
+
 /// Longest expression source, in bytes.
 pub const MAX_SOURCE: usize = 1024;
 /// Most tokens in one expression.
@@ -430,7 +432,7 @@ fn compare(a: &Value, op: Op, b: &Value) -> Result<bool, ExprError> {
             (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).ok_or_else(|| ExprError { at: None, message: "numbers that do not compare".into() }),
             (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
             (Value::Null, _) | (_, Value::Null) => Err(ExprError { at: None, message: "a missing (null) value cannot be ordered".into() }),
-            _ => Err(ExprError { at: None, message: format!("cannot order {} against {}", kind(a), kind(b)) }),
+            _ => Err(ExprError { at: None, message: format!("cannot order {} against {}", type_name(a), type_name(b)) }),
         }
     };
     Ok(match op {
@@ -443,20 +445,9 @@ fn compare(a: &Value, op: Op, b: &Value) -> Result<bool, ExprError> {
         Op::In => match b {
             Value::Array(items) => items.iter().any(|i| equal(a, i)),
             Value::String(s) => a.as_str().is_some_and(|x| s.contains(x)),
-            other => return Err(ExprError { at: None, message: format!("`in` needs a list or a text on its right, not {}", kind(other)) }),
+            other => return Err(ExprError { at: None, message: format!("`in` needs a list or a text on its right, not {}", type_name(other)) }),
         },
     })
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

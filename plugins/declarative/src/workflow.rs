@@ -119,11 +119,9 @@ impl Plugin for WorkflowPlugin {
         handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
         let inner = Arc::new(Inner { ctx: ctx.clone(), runner: Runner { data, jobs, engine: ctx.clone() }, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
         let weak = Arc::downgrade(&inner);
-        ctx.events().on("plugin.*", move |e| {
-            if let (Some(inner), Some(id)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) {
-                if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") {
-                    inner.forget(id);
-                }
+        ctx.events().on_plugin_stopped(move |id, _| {
+            if let Some(inner) = weak.upgrade() {
+                inner.forget(id);
             }
             Ok(())
         })?;

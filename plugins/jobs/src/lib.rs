@@ -373,15 +373,12 @@ impl Plugin for JobsPlugin {
         ctx.services().register("metrics.jobs", MetricSource::new(move || source.render_metrics()))?;
         // A plugin leaving the enabled state takes its handlers with it: its jobs wait.
         let weak = Arc::downgrade(&inner);
-        ctx.events().on("plugin.*", move |e| {
-            let (Some(inner), Some(plugin)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) else { return Ok(()) };
-            match e.topic.as_ref() {
-                "plugin.disabled" | "plugin.unloaded" | "plugin.error" => inner.drop_handlers(plugin),
-                "plugin.uninstalled" => {
-                    inner.drop_handlers(plugin);
+        ctx.events().on_plugin_stopped(move |plugin, uninstalled| {
+            if let Some(inner) = weak.upgrade() {
+                inner.drop_handlers(plugin);
+                if uninstalled {
                     inner.forget(plugin)?;
                 }
-                _ => {}
             }
             Ok(())
         })?;

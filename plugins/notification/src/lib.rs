@@ -258,9 +258,8 @@ impl Plugin for NotificationPlugin {
             }
         })?;
         let weak = Arc::downgrade(&inner);
-        ctx.events().on("plugin.*", move |e| {
-            let (Some(inner), Some(plugin)) = (weak.upgrade(), e.payload.get("plugin").and_then(Value::as_str)) else { return Ok(()) };
-            if matches!(e.topic.as_ref(), "plugin.disabled" | "plugin.unloaded" | "plugin.error" | "plugin.uninstalled") && plugin != ID {
+        ctx.events().on_plugin_stopped(move |plugin, _| {
+            if let Some(inner) = weak.upgrade().filter(|_| plugin != ID) {
                 inner.channels().retain(|_, (owner, _)| owner != plugin);
                 inner.templates().retain(|(owner, _), _| owner != plugin);
             }
