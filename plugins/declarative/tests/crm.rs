@@ -180,6 +180,15 @@ async fn an_automation_runs_with_its_package_grants_only_and_loops_are_cut() {
     wait_until(20, "the loop to be cut", || stat("t.loop").skipped == 1).await;
     assert_eq!(stat("t.loop").runs, u64::from(objectos_declarative::actions::MAX_DEPTH), "{:?}", stat("t.loop"));
 
+    // A schedule trigger runs through the jobs service.
+    let ticking = "name: tick\nwhen: { schedule: \"* * * * * *\" }\ndo:\n  - emit: tick.done\n";
+    let dir = pkg(root.path(), "tick", &["services.use:automation", "events.emit:tick.*"], json!({"automations": ["tick"]}), &[("automations/tick.yml", ticking)]);
+    k.install_package(&dir, false).await.unwrap();
+    k.grant("t.tick", GrantRequest::All).unwrap();
+    k.enable("t.tick", true).await.unwrap();
+    wait_until(20, "the scheduled automation", || stat("t.tick").runs >= 1).await;
+    assert_eq!(stat("t.tick").failures, 0);
+
     let ctx = k.context("t.greedy").unwrap();
     let data = ctx.services().get::<Data>("data").unwrap();
     data.create(&ctx, "ticket", json!({"title": "Printer"})).unwrap();
