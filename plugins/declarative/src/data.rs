@@ -148,7 +148,8 @@ impl Data {
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
             let n = self.inner.seq.fetch_add(1, Relaxed);
-            let id = format!("{now:x}{:x}{n:x}", std::process::id() & 0xfff);
+            // Fixed widths: ids sort by creation and cannot run into each other.
+            let id = format!("{now:011x}{:05x}{:06x}", std::process::id() & 0xf_ffff, n & 0xff_ffff);
             let mut stored = Map::new();
             stored.insert("id".into(), Value::String(id.clone()));
             stored.append(&mut record.clone());
@@ -160,7 +161,6 @@ impl Data {
                 return Ok(stored);
             }
         }
-        record.clear();
         Err(err("could not find a free record id; try again"))
     }
 

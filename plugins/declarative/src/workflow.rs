@@ -194,8 +194,22 @@ impl Workflow {
             .get(object)
             .cloned()
             .ok_or_else(|| KernelError::service(SERVICE, format!("{object} records follow no workflow")))?;
-        let lock = inner.locks.lock().await.entry(format!("{object}:{id}")).or_default().clone();
-        let _one_at_a_time = lock.lock().await;
+        let lock_key = format!("{object}:{id}");
+        let lock = inner.locks.lock().await.entry(lock_key.clone()).or_default().clone();
+        let result = {
+            let _one_at_a_time = lock.lock().await;
+            self.transition_locked(caller, object, id, event, owner, def).await
+        };
+        // Drop the record's lock once no other transition waits on it.
+        let mut locks = inner.locks.lock().await;
+        if Arc::strong_count(&lock) <= 2 {
+            locks.remove(&lock_key);
+        }
+        result
+    }
+
+    async fn transition_locked(&self, caller: &PluginContext, object: &str, id: &str, event: &str, owner: PluginContext, def: Arc<WorkflowDef>) -> Result<Transitioned, WorkflowError> {
+        let inner = &self.inner;
         let data = &inner.runner.data;
         // The caller must be able to write the state field; check before anything runs.
         caller.require_data(object, true, "workflow.transition")?;

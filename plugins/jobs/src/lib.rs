@@ -616,7 +616,7 @@ impl Inner {
             st.seq
         };
         // Time first so ids sort by creation; the instance keeps two processes apart.
-        format!("{:013}-{}-{seq}", now_ms(), self.instance)
+        format!("{:013}-{}-{seq:010}", now_ms(), self.instance)
     }
 
     fn new_job(&self, plugin: &str, id: String, spec: JobSpec, schedule: Option<String>) -> Job {

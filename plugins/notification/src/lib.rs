@@ -471,7 +471,8 @@ impl Notifications {
             }
         }
         let now = now_ms();
-        let id = format!("{now:013}-{}-{}", std::process::id(), inner.seq.fetch_add(1, Relaxed));
+        // Fixed widths, so ids sort by creation (the inbox lists newest first by id).
+        let id = format!("{now:013}-{:08}-{:010}", std::process::id(), inner.seq.fetch_add(1, Relaxed));
         let message = Message { id: id.clone(), plugin: caller.id().into(), title, body, level: notice.level, recipient: notice.recipient, data: notice.data, created_at: now };
         let mut sent = Sent { message: message.clone(), deliveries: BTreeMap::new() };
         let results = futures::future::join_all(channels.iter().map(|c| inner.deliver(c, &message))).await;
