@@ -143,7 +143,7 @@ impl Data {
     pub(crate) fn create_at_depth(&self, caller: &PluginContext, object: &str, fields: Value, depth: u32) -> Result<Record> {
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
-        let mut record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
+        let record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
         let now = now_ms();
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
