@@ -1536,17 +1536,23 @@ impl Kernel {
         };
         let added = self.0.store.grant(id, &wanted, by)?;
         self.refresh_grants(id)?;
-        {
+        // Grants live in their own table; the plugin's row changes only when this approves
+        // permissions an upgrade had marked new.
+        let approved_new = {
             let mut plugins = lock(&self.0.plugins);
-            if let Some(s) = plugins.get_mut(id) {
+            plugins.get_mut(id).is_some_and(|s| {
+                let before = s.new_permissions.len();
                 s.new_permissions.retain(|p| !wanted.contains(p));
-            }
-        }
+                s.new_permissions.len() != before
+            })
+        };
         if !added.is_empty() {
             self.0.writer.audit(&actor.to_string(), Some(id), "permission.granted", json!({ "permissions": added, "by": by }));
             let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: id.into() });
         }
-        self.persist_slot(id)?;
+        if approved_new {
+            self.persist_slot(id)?;
+        }
         Ok(added)
     }
 
