@@ -121,6 +121,18 @@ impl PluginContext {
         }
     }
 
+    /// The whole number `key` of this plugin's configuration: `default` when unset, and an error
+    /// naming the plugin and the key when it is not an integer from 1 to `max`.
+    pub fn config_u64(&self, key: &str, default: u64, max: u64) -> std::result::Result<u64, String> {
+        match self.config().get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_u64().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+                let want = if max == u64::MAX { "a positive integer".to_string() } else { format!("an integer from 1 to {max}") };
+                format!("configuration of {}: `{key}` must be {want}, not {v}", self.id())
+            }),
+        }
+    }
+
     /// The kernel, for managing other plugins. Needs `kernel.manage`.
     pub fn kernel(&self) -> Result<Kernel> {
         if !self.grants().kernel_manage() {

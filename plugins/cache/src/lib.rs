@@ -60,13 +60,7 @@ pub struct CachePlugin;
 #[async_trait]
 impl Plugin for CachePlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let config = ctx.config();
-        let bound = |key: &str, default: usize| -> std::result::Result<usize, String> {
-            match config.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_u64().filter(|n| *n > 0).map(|n| n as usize).ok_or_else(|| format!("configuration of {ID}: `{key}` must be a positive integer, not {v}")),
-            }
-        };
+        let bound = |key: &str, default: usize| ctx.config_u64(key, default as u64, u64::MAX).map(|n| n as usize);
         let cache = Arc::new(Cache::new(bound("maxBytes", DEFAULT_MAX_BYTES)?, bound("maxEntries", DEFAULT_MAX_ENTRIES)?));
         ctx.services().register_arc(SERVICE, cache.clone())?;
         let source = cache.clone();

@@ -90,6 +90,16 @@ pub(crate) fn depth_of(payload: &Value) -> u32 {
     payload.get("_depth").and_then(Value::as_u64).map_or(0, |d| d.min(u64::from(u32::MAX)) as u32)
 }
 
+/// What the workflow and automation engines start with: the data and jobs services, the
+/// package contexts they act for, and their `emit-later` jobs handler.
+pub(crate) fn start_engine(ctx: &PluginContext) -> objectos_kernel::Result<(Runner, Arc<Packages>)> {
+    let data = ctx.services().get::<Data>(crate::data::SERVICE)?;
+    let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
+    let packages: Arc<Packages> = Arc::default();
+    handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
+    Ok((Runner { data, jobs, engine: ctx.clone() }, packages))
+}
+
 /// Package contexts an engine acts for, by id.
 pub(crate) type Packages = std::sync::RwLock<std::collections::HashMap<String, PluginContext>>;
 

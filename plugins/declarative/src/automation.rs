@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use objectos_jobs::{JobSpec, Jobs, Retry};
+use objectos_jobs::{JobSpec, Retry};
 use objectos_kernel::{async_trait, Event, HookResult, Plugin, PluginContext, SubscriptionId};
 use serde_json::{json, Value};
 
-use crate::actions::{depth_of, handle_emit_later, Packages, Runner, Target, MAX_DEPTH};
-use crate::data::Data;
+use crate::actions::{depth_of, start_engine, Packages, Runner, Target, MAX_DEPTH};
 use crate::defs::{AutomationDef, Trigger};
 
 /// The plugin's id.
@@ -35,11 +34,9 @@ pub struct AutomationPlugin;
 #[async_trait]
 impl Plugin for AutomationPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let data = ctx.services().get::<Data>(crate::data::SERVICE)?;
-        let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
-        let packages: Arc<Packages> = Arc::default();
-        handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
-        let inner = Arc::new(Inner { runner: Runner { data, jobs: jobs.clone(), engine: ctx.clone() }, automations: RwLock::default(), packages });
+        let (runner, packages) = start_engine(ctx)?;
+        let jobs = runner.jobs.clone();
+        let inner = Arc::new(Inner { runner, automations: RwLock::default(), packages });
         for handler in [RETRY, SCHEDULED] {
             let weak = Arc::downgrade(&inner);
             jobs.handle(ctx, handler, move |run| {

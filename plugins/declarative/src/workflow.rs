@@ -11,8 +11,8 @@ use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContex
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::actions::{handle_emit_later, Packages, Runner, Target};
-use crate::data::{Data, Record};
+use crate::actions::{start_engine, Packages, Runner, Target};
+use crate::data::Record;
 use crate::defs::WorkflowDef;
 use crate::util::now_ms;
 
@@ -113,11 +113,8 @@ pub struct WorkflowPlugin;
 #[async_trait]
 impl Plugin for WorkflowPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let data = ctx.services().get::<Data>(crate::data::SERVICE)?;
-        let jobs = ctx.services().get::<objectos_jobs::Jobs>(objectos_jobs::SERVICE)?;
-        let packages: Arc<Packages> = Arc::default();
-        handle_emit_later(&jobs, ctx, Arc::downgrade(&packages))?;
-        let inner = Arc::new(Inner { ctx: ctx.clone(), runner: Runner { data, jobs, engine: ctx.clone() }, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
+        let (runner, packages) = start_engine(ctx)?;
+        let inner = Arc::new(Inner { ctx: ctx.clone(), runner, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
         let weak = Arc::downgrade(&inner);
         ctx.events().on_plugin_stopped(move |id, _| {
             if let Some(inner) = weak.upgrade() {

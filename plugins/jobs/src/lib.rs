@@ -346,13 +346,8 @@ struct Config {
 }
 
 impl Config {
-    fn read(v: &Value) -> std::result::Result<Config, String> {
-        let num = |key: &str, default: u64, max: u64| -> std::result::Result<u64, String> {
-            match v.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(x) => x.as_u64().filter(|n| (1..=max).contains(n)).ok_or_else(|| format!("configuration of {ID}: `{key}` must be an integer from 1 to {max}, not {x}")),
-            }
-        };
+    fn read(ctx: &PluginContext) -> std::result::Result<Config, String> {
+        let num = |key: &str, default: u64, max: u64| ctx.config_u64(key, default, max);
         Ok(Config {
             concurrency: num("concurrency", 4, 256)? as usize,
             lease_ms: num("leaseMs", 30_000, 3_600_000)?.max(100) as i64,
@@ -365,7 +360,7 @@ impl Config {
 #[async_trait]
 impl Plugin for JobsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let config = Config::read(&ctx.config())?;
+        let config = Config::read(ctx)?;
         let inner = Arc::new(Inner::new(ctx.clone(), config));
         let jobs = Jobs { inner: inner.clone() };
         ctx.services().register(SERVICE, jobs)?;

@@ -232,15 +232,8 @@ pub struct NotificationPlugin;
 #[async_trait]
 impl Plugin for NotificationPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let config = ctx.config();
-        let num = |key: &str, default: u64| -> std::result::Result<u64, String> {
-            match config.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| format!("configuration of {ID}: `{key}` must be a positive integer, not {v}")),
-            }
-        };
-        let retain = num("retain", 1_000)? as usize;
-        let backoff_ms = num("retryBackoffMs", 2_000)?;
+        let retain = ctx.config_u64("retain", 1_000, u64::MAX)? as usize;
+        let backoff_ms = ctx.config_u64("retryBackoffMs", 2_000, u64::MAX)?;
         let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
         let (changes, _) = watch::channel(0u64);
         let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms });
