@@ -541,6 +541,31 @@ async fn two_kernels_share_one_data_directory() {
     assert!(a.verify_audit().unwrap().is_intact());
 }
 
+#[tokio::test]
+async fn two_kernels_interleaving_audit_records_keep_one_intact_chain() {
+    // Each writer hashes ahead from the last link it committed; when the other process has
+    // appended meanwhile, it must notice and chain after the other's records instead.
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::default();
+    let a = disk_kernel(dir.path(), &calls).await;
+    let b = disk_kernel(dir.path(), &calls).await;
+    let (ca, cb) = (a.context("t.base").unwrap(), b.context("t.base").unwrap());
+    let before = a.audit(&AuditQuery { action: Some("test.".into()), ..Default::default() }).unwrap().len();
+    for i in 0..20 {
+        ca.audit("test.a", json!({ "i": i })).unwrap();
+        a.flush();
+        cb.audit("test.b", json!({ "i": i })).unwrap();
+        cb.audit("test.b", json!({ "i": i, "second": true })).unwrap();
+        b.flush();
+    }
+    let records = a.audit(&AuditQuery { action: Some("test.".into()), ..Default::default() }).unwrap();
+    assert_eq!(records.len() - before, 60);
+    let order: String = records.iter().take(6).map(|r| if r.action == "test.a" { 'a' } else { 'b' }).collect();
+    assert_eq!(order, "abbabb");
+    assert!(a.verify_audit().unwrap().is_intact());
+    assert!(b.verify_audit().unwrap().is_intact());
+}
+
 // ---- manifests -------------------------------------------------------------------------------
 
 #[test]

@@ -333,6 +333,9 @@ struct Slot {
     ctx: PluginContext,
 }
 
+/// A plugin about to be installed: manifest, code, package folder (none for a built-in).
+type NewPlugin = (Arc<Manifest>, Arc<dyn Plugin>, Option<PathBuf>);
+
 struct Builtin {
     manifest: Arc<Manifest>,
     code: Arc<dyn Plugin>,
@@ -474,12 +477,12 @@ impl Kernel {
             (PluginKind::Package, Some(dir)) => self.0.config.runtime.instantiate(&manifest, Path::new(dir))?,
             _ => lock(&self.0.builtins).get(&row.id).map(|b| b.code.clone()).unwrap_or_else(|| Arc::new(Missing)),
         };
-        self.new_slot(Arc::new(manifest), kind, code, row)
+        let grants = self.0.store.grants(&row.id)?;
+        self.new_slot(Arc::new(manifest), kind, code, row, grants)
     }
 
-    fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow) -> Result<Slot> {
+    fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow, grants: Vec<GrantRow>) -> Result<Slot> {
         let id: Arc<str> = manifest.id.as_str().into();
-        let grants = self.0.store.grants(&manifest.id)?;
         let shared = Arc::new(PluginShared {
             id: id.clone(),
             grants: ArcSwap::from_pointee(compile_grants(&grants)),
@@ -566,17 +569,11 @@ impl Kernel {
         let builtins: Vec<(String, Arc<Manifest>, Arc<dyn Plugin>)> =
             lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.manifest.clone(), b.code.clone())).collect();
         let policy = self.builtin_policy()?;
+        let mut fresh = Vec::new();
         for (id, manifest, code) in builtins {
             let existing = lock(&self.0.plugins).get(&id).map(|s| s.manifest.clone());
             match existing {
-                None => {
-                    if let Err(e) = self.install_new(Actor::System, manifest.clone(), PluginKind::Builtin, code, None).await {
-                        report.failed.push((id.clone(), e.to_string()));
-                    }
-                    if policy == BuiltinPolicy::Grant {
-                        self.grant_as(Actor::System, "system:policy", &id, GrantRequest::All)?;
-                    }
-                }
+                None => fresh.push((manifest, code, None)),
                 Some(old) => {
                     if old.version != manifest.version || *old != *manifest {
                         if let Err(e) = self.replace(Actor::System, manifest.clone(), code, None, true).await {
@@ -587,6 +584,15 @@ impl Kernel {
                         }
                     }
                 }
+            }
+        }
+        // New built-ins are recorded, with the policy's grants, in one transaction.
+        if !fresh.is_empty() {
+            let ids: Vec<String> = fresh.iter().map(|(m, _, _)| m.id.clone()).collect();
+            let grant_by = (policy == BuiltinPolicy::Grant).then_some("system:policy");
+            match self.install_many(Actor::System, fresh, PluginKind::Builtin, grant_by).await {
+                Ok(done) => report.failed.extend(done.into_iter().filter_map(|(id, r)| r.err().map(|e| (id, e.to_string())))),
+                Err(e) => report.failed.extend(ids.into_iter().map(|id| (id, e.to_string()))),
             }
         }
         // Built-ins recorded in the database get this build's code.
@@ -1412,30 +1418,71 @@ impl Kernel {
     }
 
     async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {
+        let id = m.id.clone();
+        let mut done = self.install_many(actor, vec![(m, code, dir)], kind, None).await?;
+        done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id }))
+    }
+
+    /// Record new plugins in one transaction (granting each everything it requests when
+    /// `grant_by` is given), then announce each and run its `onInstall`. A failed hook puts
+    /// that plugin in ERROR and does not stop the others.
+    async fn install_many(
+        &self,
+        actor: Actor,
+        new: Vec<NewPlugin>,
+        kind: PluginKind,
+        grant_by: Option<&str>,
+    ) -> Result<Vec<(String, Result<InstallOutcome>)>> {
         let now = now_ms();
-        let row = PluginRow {
-            id: m.id.clone(),
-            kind: kind.as_str().into(),
-            manifest: m.to_json().to_string(),
-            state: State::Installed,
-            desired: State::Installed,
-            last_error: None,
-            package_dir: dir.as_ref().map(|d| d.display().to_string()),
-            new_permissions: Vec::new(),
-            installed_at: now,
-            updated_at: now,
-        };
-        self.0.store.upsert_plugin(&row)?;
-        let slot = self.new_slot(m.clone(), kind, code.clone(), &row)?;
-        let ctx = slot.ctx.clone();
-        lock(&self.0.plugins).insert(m.id.clone(), slot);
-        self.manifests_changed();
-        self.announce(&actor, &m.id, None, Some(State::Installed), "plugin.installed", json!({ "version": m.version.to_string(), "kind": kind.as_str() }));
-        if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
-            self.set_error(&m.id, Some(Hook::Install), message)?;
+        let rows: Vec<(PluginRow, Vec<String>)> = new
+            .iter()
+            .map(|(m, _, dir)| {
+                let row = PluginRow {
+                    id: m.id.clone(),
+                    version: m.version.to_string(),
+                    kind: kind.as_str().into(),
+                    manifest: m.to_json(),
+                    state: State::Installed,
+                    desired: State::Installed,
+                    last_error: None,
+                    package_dir: dir.as_ref().map(|d| d.display().to_string()),
+                    new_permissions: Vec::new(),
+                    installed_at: now,
+                    updated_at: now,
+                };
+                let wanted = if grant_by.is_some() { m.all_permissions().map(|(p, _)| p.to_string()).collect() } else { Vec::new() };
+                (row, wanted)
+            })
+            .collect();
+        let grants = self.0.store.insert_plugins(&rows, grant_by.unwrap_or_default())?;
+        let mut installed = Vec::with_capacity(new.len());
+        for (((m, code, _), (row, _)), grants) in new.into_iter().zip(&rows).zip(grants) {
+            let slot = self.new_slot(m.clone(), kind, code.clone(), row, grants)?;
+            installed.push((m, code, slot.ctx.clone()));
+            lock(&self.0.plugins).insert(row.id.clone(), slot);
         }
-        let state = lock(&self.0.plugins).get(&m.id).map(|s| s.state).unwrap_or(State::Installed);
-        Ok(InstallOutcome { id: m.id.clone(), version: m.version.to_string(), upgraded_from: None, pending: self.pending(&m.id)?, state })
+        self.manifests_changed();
+        let mut out = Vec::with_capacity(installed.len());
+        for (m, code, ctx) in installed {
+            self.announce(&actor, &m.id, None, Some(State::Installed), "plugin.installed", json!({ "version": m.version.to_string(), "kind": kind.as_str() }));
+            if let Some(by) = grant_by {
+                let granted = lock(&ctx.0.shared.granted).clone();
+                if !granted.is_empty() {
+                    self.0.writer.audit(&actor.to_string(), Some(&m.id), "permission.granted", json!({ "permissions": granted, "by": by }));
+                    let _ = self.0.writer.events().send(KernelEvent::PermissionsChanged { plugin: m.id.clone() });
+                }
+            }
+            if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
+                if let Err(e) = self.set_error(&m.id, Some(Hook::Install), message) {
+                    out.push((m.id.clone(), Err(e)));
+                    continue;
+                }
+            }
+            let state = lock(&self.0.plugins).get(&m.id).map(|s| s.state).unwrap_or(State::Installed);
+            let outcome = self.pending(&m.id).map(|pending| InstallOutcome { id: m.id.clone(), version: m.version.to_string(), upgraded_from: None, pending, state });
+            out.push((m.id.clone(), outcome));
+        }
+        Ok(out)
     }
 
     /// Replace an installed plugin's manifest and code (upgrade, or forced downgrade).
@@ -1562,8 +1609,9 @@ impl Kernel {
             let Some(s) = plugins.get(id) else { return Ok(()) };
             PluginRow {
                 id: id.into(),
+                version: s.manifest.version.to_string(),
                 kind: s.kind.as_str().into(),
-                manifest: s.manifest.to_json().to_string(),
+                manifest: s.manifest.to_json(),
                 state: s.state,
                 desired: s.desired,
                 last_error: s.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()),

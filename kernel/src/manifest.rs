@@ -130,9 +130,9 @@ impl Manifest {
         self.dependencies.iter().map(|(k, v)| (k, v, false)).chain(self.optional_dependencies.iter().map(|(k, v)| (k, v, true)))
     }
 
-    /// The manifest as JSON (the form stored in the database).
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+    /// The manifest as JSON text (the form stored in the database), written in one pass.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -95,6 +96,7 @@ const COALESCE: Duration = Duration::from_micros(500);
 #[derive(Debug, Clone)]
 pub(crate) struct PluginRow {
     pub(crate) id: String,
+    pub(crate) version: String,
     pub(crate) kind: String,
     pub(crate) manifest: String,
     pub(crate) state: State,
@@ -190,6 +192,14 @@ impl Store {
             c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| self.map_err(e))?;
         }
         c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| self.map_err(e))?;
+        // Plans must not depend on bound values. Without this, SQLite (built with STAT4)
+        // recompiles every cached statement that has `ORDER BY` next to a `col = ?` each
+        // time it is bound to a new value (about 50k instructions per call; it was a third
+        // of a first start's instructions).
+        c.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|e| self.map_err(e))?;
+        // Every statement the kernel caches fits (rusqlite keeps 16 by default; more are
+        // evicted and compiled again).
+        c.set_prepared_statement_cache_capacity(64);
         Ok(())
     }
 
@@ -228,7 +238,7 @@ impl Store {
     pub(crate) fn plugins(&self) -> Result<Vec<PluginRow>> {
         let c = self.lock();
         let mut st = c
-            .prepare_cached("SELECT id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions FROM plugins ORDER BY id")
+            .prepare_cached("SELECT id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions, version FROM plugins ORDER BY id")
             .map_err(|e| self.map_err(e))?;
         let rows = st
             .query_map([], |r| {
@@ -243,45 +253,45 @@ impl Store {
                     r.get::<_, i64>(7)?,
                     r.get::<_, i64>(8)?,
                     r.get::<_, Option<String>>(9)?,
+                    r.get::<_, String>(10)?,
                 ))
             })
             .map_err(|e| self.map_err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, newp) = row.map_err(|e| self.map_err(e))?;
+            let (id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, newp, version) = row.map_err(|e| self.map_err(e))?;
             let new_permissions = newp.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
             let state = state.parse().map_err(|e| KernelError::Corrupt(format!("plugins.state of {id}: {e}")))?;
             let desired = desired.parse().map_err(|e| KernelError::Corrupt(format!("plugins.desired of {id}: {e}")))?;
-            out.push(PluginRow { id, kind, manifest, state, desired, last_error, package_dir, new_permissions, installed_at, updated_at });
+            out.push(PluginRow { id, version, kind, manifest, state, desired, last_error, package_dir, new_permissions, installed_at, updated_at });
         }
         Ok(out)
     }
 
     pub(crate) fn upsert_plugin(&self, row: &PluginRow) -> Result<()> {
         let c = self.lock();
-        c.prepare_cached(
-            "INSERT INTO plugins(id, version, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions)
-             VALUES (?1, json_extract(?3, '$.version'), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT(id) DO UPDATE SET version=excluded.version, kind=excluded.kind, manifest=excluded.manifest,
-               state=excluded.state, desired=excluded.desired, last_error=excluded.last_error,
-               package_dir=excluded.package_dir, updated_at=excluded.updated_at, new_permissions=excluded.new_permissions",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                row.id,
-                row.kind,
-                row.manifest,
-                row.state.as_str(),
-                row.desired.as_str(),
-                row.last_error,
-                row.package_dir,
-                row.installed_at,
-                row.updated_at,
-                serde_json::to_string(&row.new_permissions).unwrap_or_default()
-            ])
-        })
-        .map_err(|e| self.map_err(e))?;
-        Ok(())
+        upsert_plugin(&c, row).map_err(|e| self.map_err(e))
+    }
+
+    /// Record new plugins, each granted exactly the permissions paired with it (grants left
+    /// by an earlier install of the same id are dropped), in one transaction: a first start
+    /// records every built-in at once. Returns each plugin's grants.
+    pub(crate) fn insert_plugins(&self, new: &[(PluginRow, Vec<String>)], by: &str) -> Result<Vec<Vec<GrantRow>>> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(new.len());
+        for (row, permissions) in new {
+            upsert_plugin(&tx, row).map_err(|e| self.map_err(e))?;
+            tx.prepare_cached("DELETE FROM grants WHERE plugin=?1").and_then(|mut st| st.execute([&row.id])).map_err(|e| self.map_err(e))?;
+            let mut granted: Vec<String> = permissions.clone();
+            granted.sort();
+            granted.dedup();
+            insert_grants(&tx, &row.id, &granted, by, now).map_err(|e| self.map_err(e))?;
+            out.push(granted.into_iter().map(|permission| GrantRow { permission, granted_by: by.into(), granted_at: now }).collect());
+        }
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(out)
     }
 
     pub(crate) fn set_state(&self, id: &str, state: State, desired: State, last_error: Option<&str>) -> Result<()> {
@@ -405,31 +415,14 @@ impl Store {
 
     pub(crate) fn grants(&self, plugin: &str) -> Result<Vec<GrantRow>> {
         let c = self.lock();
-        let mut st = c
-            .prepare_cached("SELECT permission, granted_by, granted_at FROM grants WHERE plugin=?1 ORDER BY permission")
-            .map_err(|e| self.map_err(e))?;
-        let rows = st
-            .query_map([plugin], |r| Ok(GrantRow { permission: r.get(0)?, granted_by: r.get(1)?, granted_at: r.get(2)? }))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.map_err(e))?;
-        Ok(rows)
+        grants(&c, plugin).map_err(|e| self.map_err(e))
     }
 
+    /// Grant `permissions` (those already granted keep their record); returns those added.
     pub(crate) fn grant(&self, plugin: &str, permissions: &[String], by: &str) -> Result<Vec<String>> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.map_err(e))?;
-        let mut added = Vec::new();
-        {
-            let mut st = tx
-                .prepare_cached("INSERT OR IGNORE INTO grants(plugin, permission, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(|e| self.map_err(e))?;
-            let now = now_ms();
-            for p in permissions {
-                if st.execute(params![plugin, p, by, now]).map_err(|e| self.map_err(e))? > 0 {
-                    added.push(p.clone());
-                }
-            }
-        }
+        let added = insert_grants(&tx, plugin, permissions, by, now_ms()).map_err(|e| self.map_err(e))?;
         tx.commit().map_err(|e| self.map_err(e))?;
         Ok(added)
     }
@@ -693,8 +686,81 @@ impl Writer {
     }
 }
 
+fn upsert_plugin(c: &Connection, row: &PluginRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO plugins(id, version, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(id) DO UPDATE SET version=excluded.version, kind=excluded.kind, manifest=excluded.manifest,
+           state=excluded.state, desired=excluded.desired, last_error=excluded.last_error,
+           package_dir=excluded.package_dir, updated_at=excluded.updated_at, new_permissions=excluded.new_permissions",
+    )?
+    .execute(params![
+        row.id,
+        row.version,
+        row.kind,
+        row.manifest,
+        row.state.as_str(),
+        row.desired.as_str(),
+        row.last_error,
+        row.package_dir,
+        row.installed_at,
+        row.updated_at,
+        serde_json::to_string(&row.new_permissions).unwrap_or_default()
+    ])?;
+    Ok(())
+}
+
+fn grants(c: &Connection, plugin: &str) -> rusqlite::Result<Vec<GrantRow>> {
+    let mut st = c.prepare_cached("SELECT permission, granted_by, granted_at FROM grants WHERE plugin=?1 ORDER BY permission")?;
+    let rows = st.query_map([plugin], |r| Ok(GrantRow { permission: r.get(0)?, granted_by: r.get(1)?, granted_at: r.get(2)? }))?;
+    rows.collect()
+}
+
+fn insert_grants(c: &Connection, plugin: &str, permissions: &[String], by: &str, now: i64) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO grants(plugin, permission, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut added = Vec::new();
+    for p in permissions {
+        if st.execute(params![plugin, p, by, now])? > 0 {
+            added.push(p.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// A link of the audit chain: a record's id and hash.
+type Link = (i64, String);
+
+/// An audit record made ready before the connection is locked: its details serialized and,
+/// if the writer knows the chain's last link, its id and hash. Hashing outside the lock keeps
+/// the kernel's own statements from waiting behind it.
+struct Sealed {
+    details: String,
+    link: Option<Link>,
+}
+
+/// Serialize and (from `tip`, the last link the writer committed) chain every audit record of
+/// the batch. Another process may append meanwhile: `write_batch` then recomputes.
+fn seal(msgs: &[Msg], tip: Option<&Link>) -> Vec<Option<Sealed>> {
+    let mut prev = tip.cloned();
+    msgs.iter()
+        .map(|m| {
+            let Msg::Audit(a) = m else { return None };
+            let details = a.details.to_string();
+            let link = prev.as_mut().map(|p| {
+                let id = p.0 + 1;
+                let hash = audit::record_hash(id, a.ts, &a.actor, a.plugin.as_deref(), &a.action, &details, &p.1);
+                *p = (id, hash.clone());
+                (id, hash)
+            });
+            Some(Sealed { details, link })
+        })
+        .collect()
+}
+
 fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, events: broadcast::Sender<KernelEvent>) {
     let mut batch: Vec<Msg> = Vec::with_capacity(WRITER_BATCH);
+    // The chain's last link as this writer committed it (None: read it from the database).
+    let mut tip: Option<Link> = None;
     loop {
         match rx.recv_timeout(Duration::from_secs(3600)) {
             Ok(m) => batch.push(m),
@@ -723,12 +789,16 @@ fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, e
         }
         // A busy database (another process mid-write past the busy timeout) is retried:
         // records are never dropped.
+        let sealed = seal(&appends, tip.as_ref());
         let mut attempt = 0;
         loop {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
-            match write_batch(&mut c, &appends) {
-                Ok(written) => {
+            match write_batch(&mut c, &appends, &sealed, tip.as_ref()) {
+                Ok((written, last)) => {
                     drop(c);
+                    if last.is_some() {
+                        tip = last;
+                    }
                     for ev in written {
                         let _ = events.send(ev);
                     }
@@ -736,6 +806,7 @@ fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, e
                 }
                 Err(e) => {
                     drop(c);
+                    tip = None;
                     attempt += 1;
                     let busy = matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked));
                     if !busy || attempt > 20 {
@@ -746,6 +817,7 @@ fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, e
             }
         }
         for (keep_from_id, done) in trims {
+            tip = None;
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
             let r = trim(&mut c, keep_from_id).map_err(|e| map_sqlite(e, &path));
             drop(c);
@@ -760,17 +832,18 @@ fn writer_loop(rx: Receiver<Msg>, conn: Arc<Mutex<Connection>>, path: PathBuf, e
     }
 }
 
-fn last_link(tx: &Connection) -> rusqlite::Result<(i64, String)> {
+fn last_link(tx: &Connection) -> rusqlite::Result<Link> {
     Ok(tx
         .query_row("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS.to_string())))
 }
 
-fn insert_audit(tx: &Connection, prev: &mut (i64, String), a: &NewAudit) -> rusqlite::Result<AuditRecord> {
+/// Append `a` after `prev` (then the new last link). `hash` is its hash if already computed
+/// from this same `prev`.
+fn insert_audit(tx: &Connection, prev: &mut Link, a: &NewAudit, details: &str, hash: Option<String>) -> rusqlite::Result<AuditRecord> {
     let id = prev.0 + 1;
-    let details = a.details.to_string();
-    let hash = audit::record_hash(id, a.ts, &a.actor, a.plugin.as_deref(), &a.action, &details, &prev.1);
+    let hash = hash.unwrap_or_else(|| audit::record_hash(id, a.ts, &a.actor, a.plugin.as_deref(), &a.action, details, &prev.1));
     tx.prepare_cached("INSERT INTO audit(id, ts, actor, plugin, action, details, prev_hash, hash) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)")?
         .execute(params![id, a.ts, a.actor, a.plugin, a.action, details, prev.1, hash])?;
     let rec = AuditRecord {
@@ -787,25 +860,40 @@ fn insert_audit(tx: &Connection, prev: &mut (i64, String), a: &NewAudit) -> rusq
     Ok(rec)
 }
 
-fn write_batch(c: &mut Connection, msgs: &[Msg]) -> rusqlite::Result<Vec<KernelEvent>> {
+/// Write one batch in one transaction. `sealed` pairs with `msgs` (see [`seal`], made from
+/// `tip`); its hashes are used only if the chain still ends at `tip`. Returns the events to
+/// publish and the chain's new last link, if the batch appended any audit record.
+fn write_batch(
+    c: &mut Connection,
+    msgs: &[Msg],
+    sealed: &[Option<Sealed>],
+    tip: Option<&Link>,
+) -> rusqlite::Result<(Vec<KernelEvent>, Option<Link>)> {
     if msgs.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(msgs.len());
-    let mut prev: Option<(i64, String)> = None;
+    let mut prev: Option<Link> = None;
+    let mut use_sealed = false;
     let mut log_plugins = BTreeSet::new();
-    for m in msgs {
-        match m {
-            Msg::Audit(a) => {
+    for (m, sealed) in msgs.iter().zip(sealed) {
+        match (m, sealed) {
+            (Msg::Audit(a), Some(sealed)) => {
                 if prev.is_none() {
-                    prev = Some(last_link(&tx)?);
+                    let last = last_link(&tx)?;
+                    use_sealed = tip == Some(&last);
+                    prev = Some(last);
                 }
                 if let Some(p) = prev.as_mut() {
-                    out.push(KernelEvent::Audit(insert_audit(&tx, p, a)?));
+                    let hash = sealed.link.as_ref().filter(|_| use_sealed).map(|(id, h)| {
+                        debug_assert_eq!(*id, p.0 + 1);
+                        h.clone()
+                    });
+                    out.push(KernelEvent::Audit(insert_audit(&tx, p, a, &sealed.details, hash)?));
                 }
             }
-            Msg::Log(l) => {
+            (Msg::Log(l), _) => {
                 let fields = if l.fields.is_null() { None } else { Some(l.fields.to_string()) };
                 tx.prepare_cached("INSERT INTO logs(ts, plugin, level, target, message, fields) VALUES (?1,?2,?3,?4,?5,?6)")?
                     .execute(params![l.ts, l.plugin, l.level.as_str(), l.target, l.message, fields])?;
@@ -814,7 +902,7 @@ fn write_batch(c: &mut Connection, msgs: &[Msg]) -> rusqlite::Result<Vec<KernelE
                 log_plugins.insert(l.plugin.as_str());
                 out.push(KernelEvent::Log(rec));
             }
-            Msg::Flush(_) | Msg::Trim { .. } => {}
+            _ => {}
         }
     }
     for p in log_plugins {
@@ -824,7 +912,7 @@ fn write_batch(c: &mut Connection, msgs: &[Msg]) -> rusqlite::Result<Vec<KernelE
         .execute(params![p, LOG_RETENTION])?;
     }
     tx.commit()?;
-    Ok(out)
+    Ok((out, prev))
 }
 
 fn trim(c: &mut Connection, keep_from_id: i64) -> rusqlite::Result<(i64, Option<AuditRecord>)> {
@@ -842,17 +930,14 @@ fn trim(c: &mut Connection, keep_from_id: i64) -> rusqlite::Result<(i64, Option<
     if removed == 0 {
         return Ok((0, None));
     }
-    let rec = insert_audit(
-        &tx,
-        &mut prev,
-        &NewAudit {
-            ts: now_ms(),
-            actor: "admin".into(),
-            plugin: None,
-            action: "audit.trimmed".into(),
-            details: serde_json::json!({ "trimmedUpTo": first_id - 1, "removed": removed, "firstKeptId": first_id, "firstKeptPrevHash": first_prev }),
-        },
-    )?;
+    let record = NewAudit {
+        ts: now_ms(),
+        actor: "admin".into(),
+        plugin: None,
+        action: "audit.trimmed".into(),
+        details: serde_json::json!({ "trimmedUpTo": first_id - 1, "removed": removed, "firstKeptId": first_id, "firstKeptPrevHash": first_prev }),
+    };
+    let rec = insert_audit(&tx, &mut prev, &record, &record.details.to_string(), None)?;
     tx.commit()?;
     Ok((removed, Some(rec)))
 }
