@@ -64,8 +64,9 @@ struct Sub {
     counters: Arc<Counters>,
 }
 
-/// Topic -> the subscriptions matching it, filled on first emit of each topic.
-type TopicCache = RwLock<FxHashMap<Box<str>, Arc<[Arc<Sub>]>>>;
+/// Topic -> the subscriptions matching it, filled on first emit of each topic. The key is the
+/// shared topic text events of that topic carry (no allocation per emit).
+type TopicCache = RwLock<FxHashMap<Arc<str>, Arc<[Arc<Sub>]>>>;
 
 #[derive(Default)]
 struct Snapshot {
@@ -74,24 +75,30 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn matching(&self, topic: &str) -> Arc<[Arc<Sub>]> {
+    /// The shared topic text and the subscriptions matching it.
+    fn matching(&self, topic: &str) -> (Arc<str>, Arc<[Arc<Sub>]>) {
         if let Ok(c) = self.cache.read() {
-            if let Some(hit) = c.get(topic) {
-                return hit.clone();
+            if let Some((t, hit)) = c.get_key_value(topic) {
+                return (t.clone(), hit.clone());
             }
         }
         let found: Arc<[Arc<Sub>]> = self.subs.iter().filter(|s| s.pattern.matches(topic)).cloned().collect();
+        let topic: Arc<str> = topic.into();
         if let Ok(mut c) = self.cache.write() {
             if c.len() > 4096 {
                 c.clear();
             }
-            c.insert(topic.into(), found.clone());
+            c.insert(topic.clone(), found.clone());
         }
-        found
+        (topic, found)
     }
 }
 
 pub(crate) struct Bus {
+    /// The source of events the host emits.
+    pub(crate) host: Arc<str>,
+    /// The source of the kernel's own events.
+    pub(crate) kernel: Arc<str>,
     snap: ArcSwap<Snapshot>,
     change: Mutex<()>,
     next: AtomicU64,
@@ -101,7 +108,7 @@ pub(crate) struct Bus {
 
 impl Bus {
     pub(crate) fn new(kernel_id: u64, writer: Writer) -> Bus {
-        Bus { snap: ArcSwap::from_pointee(Snapshot::default()), change: Mutex::new(()), next: AtomicU64::new(1), kernel_id, writer }
+        Bus { host: "host".into(), kernel: "kernel".into(), snap: ArcSwap::from_pointee(Snapshot::default()), change: Mutex::new(()), next: AtomicU64::new(1), kernel_id, writer }
     }
 
     fn update(&self, f: impl FnOnce(&mut Vec<Arc<Sub>>)) {
@@ -139,6 +146,7 @@ impl Bus {
         n
     }
 
+    #[inline]
     fn claim(&self, sub: &Sub) -> bool {
         if sub.once {
             if sub.fired.swap(true, Ordering::AcqRel) {
@@ -154,8 +162,8 @@ impl Bus {
     }
 
     /// Run one sync handler in its plugin's span, isolated; false when it failed.
-    fn run_sync(&self, sub: &Sub, f: &SyncFn, event: &Event) -> bool {
-        let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic);
+    fn run_sync(&self, sub: &Sub, f: &SyncFn, event: &Event, traced: bool) -> bool {
+        let span = if traced { tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic) } else { tracing::Span::none() };
         let _e = span.enter();
         let msg = match std::panic::catch_unwind(AssertUnwindSafe(|| f(event))) {
             Ok(Ok(())) => return true,
@@ -166,9 +174,17 @@ impl Bus {
         false
     }
 
+    /// The event, and the subscriptions to deliver it to.
+    fn event(&self, topic: &str, source: &Arc<str>, payload: Value) -> (Event, Arc<[Arc<Sub>]>) {
+        let (topic, subs) = self.snap.load().matching(topic);
+        (Event { topic, payload: Arc::new(payload), source: source.clone() }, subs)
+    }
+
     /// Deliver to every matching handler. Sync handlers run now; async ones are spawned.
-    pub(crate) fn emit(&self, event: &Event) -> EmitReport {
-        let subs = self.snap.load().matching(&event.topic);
+    pub(crate) fn emit(&self, topic: &str, source: &Arc<str>, payload: Value) -> EmitReport {
+        let (event, subs) = self.event(topic, source, payload);
+        let event = &event;
+        let traced = traced();
         let mut report = EmitReport::default();
         for sub in subs.iter() {
             if !self.claim(sub) {
@@ -177,7 +193,7 @@ impl Bus {
             sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
             report.delivered += 1;
             let ok = match &sub.handler {
-                Handler::Sync(f) => self.run_sync(sub, f, event),
+                Handler::Sync(f) => self.run_sync(sub, f, event, traced),
                 Handler::Async(f) => match tokio::runtime::Handle::try_current() {
                     Ok(h) => {
                         h.spawn(self.run_async(sub.clone(), f(event.clone()), event.topic.clone()));
@@ -210,8 +226,10 @@ impl Bus {
     }
 
     /// Deliver and wait for every handler, async ones included (concurrently).
-    pub(crate) async fn emit_async(&self, event: &Event) -> EmitReport {
-        let subs = self.snap.load().matching(&event.topic);
+    pub(crate) async fn emit_async(&self, topic: &str, source: &Arc<str>, payload: Value) -> EmitReport {
+        let (event, subs) = self.event(topic, source, payload);
+        let event = &event;
+        let traced = traced();
         let mut report = EmitReport::default();
         let mut pending = Vec::new();
         for sub in subs.iter() {
@@ -221,7 +239,7 @@ impl Bus {
             sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
             report.delivered += 1;
             match &sub.handler {
-                Handler::Sync(f) => report.failed += usize::from(!self.run_sync(sub, f, event)),
+                Handler::Sync(f) => report.failed += usize::from(!self.run_sync(sub, f, event, traced)),
                 Handler::Async(f) => pending.push(self.run_async(sub.clone(), f(event.clone()), event.topic.clone())),
             }
         }
@@ -230,6 +248,12 @@ impl Bus {
         }
         report
     }
+}
+
+/// Whether a tracing subscriber wants handler spans (the hosts install one; a bare kernel
+/// skips building a span per handler).
+fn traced() -> bool {
+    tracing::level_enabled!(tracing::Level::INFO)
 }
 
 fn log_failure(writer: &Writer, sub: &Sub, topic: &str, message: String) {

@@ -337,7 +337,8 @@ impl Events<'_> {
         self.0 .0.bus.unsubscribe(self.0.id(), id)
     }
 
-    fn prepare(&self, topic: &str) -> Result<Event> {
+    /// Check that this plugin may emit `topic`, and count it.
+    fn check_emit(&self, topic: &str) -> Result<()> {
         let ctx = self.0;
         validate_name(topic).map_err(|reason| KernelError::InvalidName { name: topic.into(), reason })?;
         if reserved(topic) {
@@ -347,7 +348,7 @@ impl Events<'_> {
             return Err(ctx.deny(format!("events.emit:{topic}"), "events.emit"));
         }
         ctx.0.shared.counters.events_emitted.fetch_add(1, Relaxed);
-        Ok(Event { topic: topic.into(), payload: Arc::new(Value::Null), source: ctx.0.shared.id.clone() })
+        Ok(())
     }
 
     fn audit_emit(&self, topic: &str, report: EmitReport) {
@@ -360,18 +361,16 @@ impl Events<'_> {
     /// Emit `topic` with `payload`: sync handlers run before this returns, async ones are
     /// started. Needs `events.emit:<topic>`.
     pub fn emit(&self, topic: &str, payload: Value) -> Result<EmitReport> {
-        let mut ev = self.prepare(topic)?;
-        ev.payload = Arc::new(payload);
-        let report = self.0 .0.bus.emit(&ev);
+        self.check_emit(topic)?;
+        let report = self.0 .0.bus.emit(topic, &self.0 .0.shared.id, payload);
         self.audit_emit(topic, report);
         Ok(report)
     }
 
     /// Emit and wait for every handler, async ones included.
     pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
-        let mut ev = self.prepare(topic)?;
-        ev.payload = Arc::new(payload);
-        let report = self.0 .0.bus.emit_async(&ev).await;
+        self.check_emit(topic)?;
+        let report = self.0 .0.bus.emit_async(topic, &self.0 .0.shared.id, payload).await;
         self.audit_emit(topic, report);
         Ok(report)
     }

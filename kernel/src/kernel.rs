@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use crate::audit::{Actor, AuditDetail, AuditQuery, AuditRecord, Verification};
-use crate::bus::{Bus, Event};
+use crate::bus::Bus;
 use crate::context::{CtxInner, PluginContext, PluginShared};
 use crate::error::{KernelError, Result};
 use crate::kernel_event::KernelEvent;
@@ -1036,12 +1036,12 @@ impl Kernel {
         if crate::context::reserved(topic) {
             return Err(KernelError::ReservedTopic { topic: topic.into() });
         }
-        Ok(self.0.bus.emit(&Event { topic: topic.into(), payload: Arc::new(payload), source: "host".into() }))
+        Ok(self.0.bus.emit(topic, &self.0.bus.host, payload))
     }
 
     pub(crate) fn emit_kernel(&self, topic: &str, payload: Value) {
         self.0.kernel_counters.events_emitted.fetch_add(1, Ordering::Relaxed);
-        self.0.bus.emit(&Event { topic: topic.into(), payload: Arc::new(payload), source: "kernel".into() });
+        self.0.bus.emit(topic, &self.0.bus.kernel, payload);
     }
 
     fn announce(&self, actor: &Actor, id: &str, from: Option<State>, to: Option<State>, action: &str, details: Value) {

@@ -375,6 +375,24 @@ impl Pattern {
 
 /// Validate a concrete name (topic or service name): dot-separated segments, no wildcards.
 pub(crate) fn validate_name(name: &str) -> Result<(), String> {
+    // Fast path (every emit and lookup checks its name): one pass over the bytes; anything
+    // unusual takes the slow path below, which says what is wrong.
+    if name.len() <= 256 {
+        let mut after_dot = true; // at the start, as after a dot: a segment must begin
+        let mut ok = true;
+        for &c in name.as_bytes() {
+            if c == b'.' {
+                ok &= !after_dot;
+                after_dot = true;
+            } else {
+                ok &= c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+                after_dot = false;
+            }
+        }
+        if ok && !after_dot {
+            return Ok(());
+        }
+    }
     if name.is_empty() || name.len() > 256 {
         return Err("must be 1 to 256 characters".into());
     }
@@ -473,6 +491,27 @@ mod tests {
 
     fn p(s: &str) -> Pattern {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_are_checked_segment_by_segment() {
+        for ok in ["a", "crm.lead.created", "a-b_c.D9", &"x".repeat(256)] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("", "1 to 256"),
+            (".a", "empty segment"),
+            ("a.", "empty segment"),
+            ("a..b", "empty segment"),
+            ("a.b c", "segment `b c`"),
+            ("a.é", "segment `é`"),
+            ("a*", "segment `a*`"),
+        ];
+        for (name, why) in bad {
+            let e = validate_name(name).unwrap_err();
+            assert!(e.contains(why), "{name}: {e}");
+        }
+        assert!(validate_name(&"x".repeat(257)).unwrap_err().contains("1 to 256"));
     }
 
     #[test]
