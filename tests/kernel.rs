@@ -507,6 +507,23 @@ async fn a_typed_handle_follows_the_registry_and_the_grants() {
     assert_eq!(*handle.get().unwrap(), 2, "a replaced service is noticed");
     k.revoke("t.o", &["services.use:svc".to_string()], false).await.unwrap();
     assert!(matches!(handle.get(), Err(KernelError::PermissionDenied { .. })), "a revoked grant is enforced on the next call");
+    // The borrowing form follows the same changes.
+    k.grant("t.o", GrantRequest::All).unwrap();
+    let mut borrowed = o.services().handle::<u64>("svc").unwrap();
+    assert_eq!(*borrowed.get_ref().unwrap(), 2);
+    assert_eq!(*borrowed.get_ref().unwrap(), 2);
+    p.services().unregister("svc").unwrap();
+    assert!(matches!(borrowed.get_ref(), Err(KernelError::ServiceNotFound { .. })));
+    p.services().register("svc", 3u64).unwrap();
+    assert_eq!(*borrowed.get_ref().unwrap(), 3);
+    let lookups = |k: &Kernel| k.activity().into_iter().find(|a| a.id == "t.o").map(|a| a.stats.service_lookups).unwrap_or_default();
+    let before = lookups(&k);
+    for _ in 0..5 {
+        assert_eq!(*borrowed.get_ref().unwrap(), 3);
+    }
+    drop(borrowed);
+    assert_eq!(lookups(&k) - before, 5, "every borrowed lookup is counted by the time the handle is dropped");
+    k.revoke("t.o", &["services.use:svc".to_string()], false).await.unwrap();
     let u = k.context("t.u").unwrap();
     assert!(matches!(u.services().handle::<u64>("svc"), Err(KernelError::PermissionDenied { .. })));
 }

@@ -204,7 +204,7 @@ impl Services<'_> {
     /// looks up (and checks `services.use:<name>`) again when either did. Needs
     /// `services.use:<name>` now as well.
     pub fn handle<T: Any + Send + Sync>(&self, name: &str) -> Result<ServiceHandle<T>> {
-        let handle = ServiceHandle { ctx: self.0.clone(), name: name.into(), cache: std::sync::RwLock::new(None) };
+        let handle = ServiceHandle { ctx: self.0.clone(), name: name.into(), cache: std::sync::RwLock::new(None), uncounted: 0 };
         handle.get()?;
         Ok(handle)
     }
@@ -242,6 +242,14 @@ pub struct ServiceHandle<T> {
     ctx: PluginContext,
     name: Arc<str>,
     cache: std::sync::RwLock<Option<Cached<T>>>,
+    /// Lookups `get_ref` answered that are not yet in the plugin's counters.
+    uncounted: u64,
+}
+
+impl<T> Drop for ServiceHandle<T> {
+    fn drop(&mut self) {
+        self.ctx.0.shared.counters.service_lookups.fetch_add(std::mem::take(&mut self.uncounted), Relaxed);
+    }
 }
 
 struct Cached<T> {
@@ -268,6 +276,28 @@ impl<T: Any + Send + Sync> ServiceHandle<T> {
         let value = self.ctx.services().get::<T>(&self.name)?;
         *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(Cached { registry, grants, value: value.clone() });
         Ok(value)
+    }
+
+    /// The service now, borrowed, for the hottest paths: the same checks as [`Self::get`],
+    /// but a hit takes no lock and no reference count (the handle is the caller's alone,
+    /// hence `&mut self`). Its lookups reach the plugin's counters when the handle looks up
+    /// again or is dropped.
+    pub fn get_ref(&mut self) -> Result<&T> {
+        use std::sync::atomic::Ordering::Acquire;
+        let registry = self.ctx.0.registry.generation();
+        let grants = self.ctx.0.shared.grants_generation.load(Acquire);
+        let fresh = matches!(self.cache.get_mut().unwrap_or_else(|p| p.into_inner()), Some(c) if c.registry == registry && c.grants == grants);
+        if !fresh {
+            self.ctx.0.shared.counters.service_lookups.fetch_add(std::mem::take(&mut self.uncounted), Relaxed);
+            let value = self.ctx.services().get::<T>(&self.name)?;
+            let cache = self.cache.get_mut().unwrap_or_else(|p| p.into_inner());
+            return Ok(&cache.insert(Cached { registry, grants, value }).value);
+        }
+        self.uncounted += 1;
+        match self.cache.get_mut().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => Ok(&c.value),
+            None => Err(KernelError::ServiceNotFound { name: self.name.to_string() }),
+        }
     }
 
     /// The service's name.
