@@ -11,25 +11,38 @@ function makeKernel() {
   return kind === "lite" ? new core.LiteKernel({ logger }) : new core.ObjectKernel({ logger, skipSystemValidation: true });
 }
 
-// 1. Start: 100 plugins in a dependency chain, each registering a service.
-let contexts = [];
-const t0 = now();
-const k = makeKernel();
-for (let i = 0; i < 100; i++) {
-  const name = `p${String(i).padStart(3, "0")}`;
-  const plugin = {
-    name,
-    version: "1.0.0",
-    dependencies: i === 0 ? [] : [`p${String(i - 1).padStart(3, "0")}`],
-    init(ctx) {
-      ctx.registerService(`svc${i}`, { n: i });
-      contexts[i] = ctx;
-    },
-  };
-  await k.use(plugin);
+// 1. Start: 100 registered plugins in a dependency chain, each registering a service:
+// `bootstrap()` (resolve, init, start) is timed, as `start()` + `enable` are on the Rust side.
+// Five fresh kernels in turn; the median counts (the Rust side does the same).
+async function startChain() {
+  const contexts = [];
+  const k = makeKernel();
+  for (let i = 0; i < 100; i++) {
+    const name = `p${String(i).padStart(3, "0")}`;
+    const plugin = {
+      name,
+      version: "1.0.0",
+      dependencies: i === 0 ? [] : [`p${String(i - 1).padStart(3, "0")}`],
+      init(ctx) {
+        ctx.registerService(`svc${i}`, { n: i });
+        contexts[i] = ctx;
+      },
+    };
+    await k.use(plugin);
+  }
+  const t0 = now();
+  await k.bootstrap();
+  return { k, contexts, ms: now() - t0 };
 }
-await k.bootstrap();
-const startMs = now() - t0;
+const starts = [];
+let k, contexts;
+for (let r = 0; r < 5; r++) {
+  if (k) await k.shutdown?.();
+  const s = await startChain();
+  starts.push(s.ms);
+  ({ k, contexts } = s);
+}
+const startMs = starts.sort((a, b) => a - b)[2];
 
 // 2. Service lookup: 1,000,000 lookups by name across the 100 services.
 const names = Array.from({ length: 100 }, (_, i) => `svc${i}`);
