@@ -540,12 +540,18 @@ async fn a_newer_schema_is_refused_and_a_busy_database_waits() {
     assert!(e.to_string().contains("upgrade ObjectOS"));
 }
 
-#[tokio::test]
-async fn two_kernels_share_one_data_directory() {
+/// Two kernels (as two processes would) on one data directory.
+async fn two_disk_kernels() -> (tempfile::TempDir, Kernel, Kernel) {
     let dir = tempfile::tempdir().unwrap();
     let calls = Arc::default();
     let a = disk_kernel(dir.path(), &calls).await;
     let b = disk_kernel(dir.path(), &calls).await;
+    (dir, a, b)
+}
+
+#[tokio::test]
+async fn two_kernels_share_one_data_directory() {
+    let (_dir, a, b) = two_disk_kernels().await;
     let (ca, cb) = (a.context("t.base").unwrap(), b.context("t.base").unwrap());
     let writers: Vec<_> = (0..2).map(|n| {
         let c = if n == 0 { ca.clone() } else { cb.clone() };
@@ -562,10 +568,7 @@ async fn two_kernels_share_one_data_directory() {
 async fn two_kernels_interleaving_audit_records_keep_one_intact_chain() {
     // Each writer hashes ahead from the last link it committed; when the other process has
     // appended meanwhile, it must notice and chain after the other's records instead.
-    let dir = tempfile::tempdir().unwrap();
-    let calls = Arc::default();
-    let a = disk_kernel(dir.path(), &calls).await;
-    let b = disk_kernel(dir.path(), &calls).await;
+    let (_dir, a, b) = two_disk_kernels().await;
     let (ca, cb) = (a.context("t.base").unwrap(), b.context("t.base").unwrap());
     let before = a.audit(&AuditQuery { action: Some("test.".into()), ..Default::default() }).unwrap().len();
     for i in 0..20 {
