@@ -185,8 +185,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let (_disk, took) = median(runs);
     t.add("start", "100-plugin chain, SQLite data dir", 100, took, Some("100-plugin chain, memory"));
-    let floors: Vec<Duration> = (0..STARTS).map(|_| sqlite_floor(100)).collect::<Result<_, _>>()?;
-    let mut floors = floors;
+    let mut floors: Vec<Duration> = (0..STARTS).map(|_| sqlite_floor(100)).collect::<Result<_, _>>()?;
     floors.sort();
     t.add("start", "floor: the rows a 100-plugin start writes, raw rusqlite in memory", 100, floors[STARTS / 2], Some("100-plugin chain, memory"));
 

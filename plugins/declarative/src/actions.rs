@@ -90,6 +90,19 @@ pub(crate) fn depth_of(payload: &Value) -> u32 {
     payload.get("_depth").and_then(Value::as_u64).map_or(0, |d| d.min(u64::from(u32::MAX)) as u32)
 }
 
+/// Have `forget(engine, package)` drop a package's definitions when it stops. The
+/// subscription holds the engine weakly, so it does not keep a disabled engine alive.
+pub(crate) fn forget_when_stopped<T: Send + Sync + 'static>(ctx: &PluginContext, engine: &Arc<T>, forget: fn(&T, &str)) -> objectos_kernel::Result<()> {
+    let weak = Arc::downgrade(engine);
+    ctx.events().on_plugin_stopped(move |id, _| {
+        if let Some(engine) = weak.upgrade() {
+            forget(&engine, id);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// What the workflow and automation engines start with: the data and jobs services, the
 /// package contexts they act for, and their `emit-later` jobs handler.
 pub(crate) fn start_engine(ctx: &PluginContext) -> objectos_kernel::Result<(Runner, Arc<Packages>)> {

@@ -13,7 +13,7 @@ use objectos_jobs::{JobSpec, Retry};
 use objectos_kernel::{async_trait, Event, HookResult, Plugin, PluginContext, SubscriptionId};
 use serde_json::{json, Value};
 
-use crate::actions::{depth_of, start_engine, Packages, Runner, Target, MAX_DEPTH};
+use crate::actions::{depth_of, forget_when_stopped, start_engine, Packages, Runner, Target, MAX_DEPTH};
 use crate::defs::{AutomationDef, Trigger};
 
 /// The plugin's id.
@@ -52,13 +52,7 @@ impl Plugin for AutomationPlugin {
                 }
             })?;
         }
-        let weak = Arc::downgrade(&inner);
-        ctx.events().on_plugin_stopped(move |id, _| {
-            if let Some(inner) = weak.upgrade() {
-                inner.forget(id);
-            }
-            Ok(())
-        })?;
+        forget_when_stopped(ctx, &inner, Inner::forget)?;
         ctx.services().register(SERVICE, Automations { inner })?;
         Ok(())
     }

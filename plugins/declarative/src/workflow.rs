@@ -11,7 +11,7 @@ use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContex
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::actions::{start_engine, Packages, Runner, Target};
+use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target};
 use crate::data::Record;
 use crate::defs::WorkflowDef;
 use crate::util::now_ms;
@@ -115,13 +115,7 @@ impl Plugin for WorkflowPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
         let (runner, packages) = start_engine(ctx)?;
         let inner = Arc::new(Inner { ctx: ctx.clone(), runner, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
-        let weak = Arc::downgrade(&inner);
-        ctx.events().on_plugin_stopped(move |id, _| {
-            if let Some(inner) = weak.upgrade() {
-                inner.forget(id);
-            }
-            Ok(())
-        })?;
+        forget_when_stopped(ctx, &inner, Inner::forget)?;
         ctx.services().register(SERVICE, Workflow { inner })?;
         Ok(())
     }
