@@ -7,10 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use objectos_kernel::{
-    AuditDetail, AuditQuery, BuiltinPolicy, GrantRequest, Kernel, KernelConfig, KernelError, LogQuery, Manifest, ManifestSet,
-    ResolveError, State, StorageKind, Verification,
-};
+use objectos_kernel::{Kernel, KernelConfig, KernelError};
+use objectos_kernel::host::StorageKind;
+use objectos_kernel::model::audit::{AuditDetail, AuditQuery, Verification};
+use objectos_kernel::model::lifecycle::State;
+use objectos_kernel::model::log::LogQuery;
+use objectos_kernel::model::manifest::Manifest;
+use objectos_kernel::model::resolve::{ManifestSet, ResolveError};
+use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest};
 use objectos_tests::{manifest, memory_kernel, package_dir, wait_until, Probe};
 use serde_json::json;
 
@@ -180,24 +184,24 @@ fn set(ms: &[String]) -> ManifestSet {
 #[test]
 fn resolver_orders_chain_diamond_and_independent() {
     let chain = set(&[manifest("c", "1.0.0", &[("b", "^1")], &[]), manifest("b", "1.0.0", &[("a", "^1")], &[]), manifest("a", "1.0.0", &[], &[])]);
-    assert_eq!(objectos_kernel::resolve(&chain, "c").unwrap(), vec!["a", "b", "c"]);
+    assert_eq!(objectos_kernel::model::resolve::resolve(&chain, "c").unwrap(), vec!["a", "b", "c"]);
     let diamond = set(&[
         manifest("top", "1.0.0", &[("l", "*"), ("r", "*")], &[]),
         manifest("l", "1.0.0", &[("base", "*")], &[]),
         manifest("r", "1.0.0", &[("base", "*")], &[]),
         manifest("base", "1.0.0", &[], &[]),
     ]);
-    let order = objectos_kernel::resolve(&diamond, "top").unwrap();
+    let order = objectos_kernel::model::resolve::resolve(&diamond, "top").unwrap();
     assert_eq!(order.first().unwrap(), "base");
     assert_eq!(order.last().unwrap(), "top");
     assert_eq!(order.len(), 4, "base appears once");
     let independent = set(&[manifest("x2", "1.0.0", &[("x1", "*")], &[]), manifest("x1", "1.0.0", &[], &[]), manifest("y2", "1.0.0", &[("y1", "*")], &[]), manifest("y1", "1.0.0", &[], &[])]);
-    let (all, errors) = objectos_kernel::resolve_all(&independent);
+    let (all, errors) = objectos_kernel::model::resolve::resolve_all(&independent);
     assert!(errors.is_empty());
     let pos = |id: &str| all.iter().position(|x| x == id).unwrap();
     assert!(pos("x1") < pos("x2") && pos("y1") < pos("y2"));
     let none = set(&[manifest("solo", "1.0.0", &[], &[])]);
-    assert_eq!(objectos_kernel::resolve(&none, "solo").unwrap(), vec!["solo"]);
+    assert_eq!(objectos_kernel::model::resolve::resolve(&none, "solo").unwrap(), vec!["solo"]);
 }
 
 #[test]
@@ -207,14 +211,14 @@ fn resolver_errors_name_the_chain() {
         manifest("com.acme.b", "2.0.4", &[("com.acme.a", "^1.0")], &[]),
         manifest("com.acme.a", "0.9.1", &[], &[]),
     ]);
-    let e = objectos_kernel::resolve(&s, "com.acme.c").unwrap_err();
+    let e = objectos_kernel::model::resolve::resolve(&s, "com.acme.c").unwrap_err();
     assert_eq!(e.to_string(), "com.acme.c 0.3.1 requires com.acme.b ~2.0, which requires com.acme.a ^1.0, but the installed com.acme.a is 0.9.1");
     let missing = set(&[manifest("p", "1.0.0", &[("q", "^1")], &[])]);
-    let e = objectos_kernel::resolve(&missing, "p").unwrap_err();
+    let e = objectos_kernel::model::resolve::resolve(&missing, "p").unwrap_err();
     assert!(matches!(e, ResolveError::Missing { .. }));
     assert_eq!(e.to_string(), "p 1.0.0 requires q ^1, but q is not installed");
     let cycle = set(&[manifest("a", "1.0.0", &[("b", "*")], &[]), manifest("b", "1.0.0", &[("c", "*")], &[]), manifest("c", "1.0.0", &[("a", "*")], &[])]);
-    match objectos_kernel::resolve(&cycle, "a").unwrap_err() {
+    match objectos_kernel::model::resolve::resolve(&cycle, "a").unwrap_err() {
         ResolveError::Cycle { cycle } => assert_eq!(cycle, vec!["a", "b", "c", "a"]),
         other => panic!("{other}"),
     }
@@ -223,16 +227,16 @@ fn resolver_errors_name_the_chain() {
     assert!(e.problems.iter().any(|p| p.path == "dependencies.selfish" && p.message.contains("itself")), "{e}");
     // engine range
     let engine = set(&[r#"{"id":"e","name":"E","version":"1.0.0","engines":{"objectos":"^9"}}"#.to_string()]);
-    let e = objectos_kernel::resolve(&engine, "e").unwrap_err();
+    let e = objectos_kernel::model::resolve::resolve(&engine, "e").unwrap_err();
     assert!(e.to_string().starts_with("e 1.0.0 needs ObjectOS ^9, but this kernel is"), "{e}");
 }
 
 #[test]
 fn optional_dependencies_order_when_present_and_are_skipped_when_absent() {
     let with = set(&[r#"{"id":"app","name":"App","version":"1.0.0","optionalDependencies":{"extra":"^1"}}"#.into(), manifest("extra", "1.0.0", &[], &[])]);
-    assert_eq!(objectos_kernel::resolve(&with, "app").unwrap(), vec!["extra", "app"]);
+    assert_eq!(objectos_kernel::model::resolve::resolve(&with, "app").unwrap(), vec!["extra", "app"]);
     let without = set(&[r#"{"id":"app","name":"App","version":"1.0.0","optionalDependencies":{"extra":"^1"}}"#.into()]);
-    assert_eq!(objectos_kernel::resolve(&without, "app").unwrap(), vec!["app"]);
+    assert_eq!(objectos_kernel::model::resolve::resolve(&without, "app").unwrap(), vec!["app"]);
 }
 
 #[tokio::test]
@@ -941,7 +945,7 @@ async fn a_newer_builtin_upgrades_at_start_and_comes_back_enabled() {
 #[tokio::test]
 async fn tracing_events_inside_a_plugin_span_land_in_that_plugins_log() {
     use tracing_subscriber::prelude::*;
-    let _ = tracing_subscriber::registry().with(objectos_kernel::PluginLogLayer).try_init();
+    let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer).try_init();
     let k = memory_kernel();
     let probe = Probe {
         enable: Some(Arc::new(|_| {
@@ -955,7 +959,7 @@ async fn tracing_events_inside_a_plugin_span_land_in_that_plugins_log() {
     k.enable("t.traced", false).await.unwrap();
     let logs = k.logs(&LogQuery { plugin: Some("t.traced".into()), ..Default::default() }).unwrap();
     let line = logs.iter().find(|l| l.message == "plain tracing call from a hook").expect("captured by the layer");
-    assert_eq!(line.level, objectos_kernel::Level::Warn);
+    assert_eq!(line.level, objectos_kernel::model::log::Level::Warn);
     assert_eq!(line.fields["disk"], "almost full");
 }
 

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use objectos_kernel::{async_trait, semver::Version, HookResult, Kernel, KernelConfig, Plugin, PluginContext};
+use objectos_kernel::{HookResult, Kernel, KernelConfig, Plugin, PluginContext, async_trait, semver::Version};
 
 /// A hook body a test supplies.
 pub type HookFn = Arc<dyn Fn(&PluginContext) -> HookResult + Send + Sync>;

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use objectos_kernel::{
-    async_trait, AuditDetail, AuditQuery, HookResult, Kernel, KernelConfig, MemoryStorage, Plugin, PluginContext, StorageBackend,
-    StorageKind,
-};
+use objectos_kernel::{HookResult, Kernel, KernelConfig, Plugin, PluginContext, async_trait};
+use objectos_kernel::host::StorageKind;
+use objectos_kernel::model::audit::{AuditDetail, AuditQuery};
+use objectos_kernel::runtime::storage::{MemoryStorage, StorageBackend};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::json;
@@ -196,13 +196,13 @@ async fn main() -> anyhow::Result<()> {
 
     // ---- scale
     let n_res = 10_000 / scale;
-    let set: objectos_kernel::ManifestSet = (0..n_res)
+    let set: objectos_kernel::model::resolve::ManifestSet = (0..n_res)
         .map(|i| {
-            let m = objectos_kernel::Manifest::parse(dag_manifest(i, 7).as_bytes(), "bench").expect("bench manifest");
+            let m = objectos_kernel::model::manifest::Manifest::parse(dag_manifest(i, 7).as_bytes(), "bench").expect("bench manifest");
             (m.id.clone(), Arc::new(m))
         })
         .collect();
-    let (d, (order, errors)) = time(|| objectos_kernel::resolve_all(&set));
+    let (d, (order, errors)) = time(|| objectos_kernel::model::resolve::resolve_all(&set));
     assert!(errors.is_empty() && order.len() == n_res, "the DAG resolves");
     t.add("scale", format!("resolve {n_res} plugins (random DAG)"), n_res as u64, d, None);
     let n_svc = 100_000 / scale;
@@ -228,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = mem.context("p099")?;
     let (d, _) = time(|| for i in 0..n { black_box(ctx.services().get::<u64>(&names[(i % 100) as usize]).ok()); });
     t.add("lookup", "plugin lookup (grant checked)", n, d, Some("host lookup (no grant check)"));
-    let handles: Vec<objectos_kernel::ServiceHandle<u64>> = names.iter().map(|nm| ctx.services().handle::<u64>(nm)).collect::<Result<_, _>>()?;
+    let handles: Vec<objectos_kernel::plugin::ServiceHandle<u64>> = names.iter().map(|nm| ctx.services().handle::<u64>(nm)).collect::<Result<_, _>>()?;
     let (d, _) = time(|| for i in 0..n { black_box(handles[(i % 100) as usize].get().ok()); });
     t.add("lookup", "plugin typed handle get (grant checked)", n, d, Some("floor: std HashMap get + Arc clone"));
     let mut handles = handles;

@@ -11,19 +11,20 @@ use arc_swap::ArcSwap;
 use futures::FutureExt;
 use serde_json::Value;
 
-use crate::bus::{Bus, EmitReport, Event, Handler, HandlerError, SubscriptionId};
 use crate::error::{KernelError, Result};
-use crate::kernel::{Kernel, KernelInner};
-use crate::logging::PluginLogger;
-use crate::permission::{validate_name, GrantSet, Pattern};
-use crate::registry::{Registry, ServiceInfo};
-use crate::storage::StorageBackend;
-use crate::store::Writer;
-use crate::telemetry::Counters;
+use crate::model::audit::{Actor, AuditAction};
+use crate::model::permission::{validate_name, GrantSet, Pattern};
+use crate::runtime::bus::{EmitReport, Event, Handler, HandlerError, SubscriptionId};
+use crate::runtime::log::PluginLogger;
+use crate::runtime::registry::ServiceInfo;
+use crate::runtime::telemetry::Counters;
+use crate::runtime::Core;
 
 /// State shared between the kernel and one plugin's context.
 pub(crate) struct PluginShared {
     pub(crate) id: Arc<str>,
+    /// `plugin:<id>`, the actor of everything this plugin does.
+    pub(crate) actor: Actor,
     pub(crate) grants: ArcSwap<GrantSet>,
     /// The granted permissions as written, for pending-permission checks.
     pub(crate) granted: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -34,11 +35,11 @@ pub(crate) struct PluginShared {
 
 pub(crate) struct CtxInner {
     pub(crate) shared: Arc<PluginShared>,
-    pub(crate) kernel: Weak<KernelInner>,
-    pub(crate) bus: Arc<Bus>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) storage: Arc<dyn StorageBackend>,
-    pub(crate) writer: Writer,
+    pub(crate) core: Arc<Core>,
+    /// The kernel itself, for `kernel.manage` and `kernel.inspect` holders (see
+    /// `host::handle`). Weak, so a context kept by a plugin does not keep the kernel alive;
+    /// typed as `Any` so that this module does not depend on the host above it.
+    pub(crate) kernel: Weak<dyn Any + Send + Sync>,
     pub(crate) logger: PluginLogger,
 }
 
@@ -55,17 +56,17 @@ impl PluginContext {
         &self.0.shared.id
     }
 
-    fn actor(&self) -> String {
-        format!("plugin:{}", self.0.shared.id)
+    pub(crate) fn actor(&self) -> &Actor {
+        &self.0.shared.actor
     }
 
-    fn deny(&self, permission: String, call: &str) -> KernelError {
+    pub(crate) fn deny(&self, permission: String, call: &str) -> KernelError {
         self.0.shared.counters.denials.fetch_add(1, Relaxed);
-        self.0.writer.audit(&self.actor(), Some(self.id()), "permission.denied", serde_json::json!({ "permission": permission, "call": call }));
+        self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
         KernelError::PermissionDenied { plugin: self.id().to_string(), permission }
     }
 
-    fn grants(&self) -> arc_swap::Guard<Arc<GrantSet>> {
+    pub(crate) fn grants(&self) -> arc_swap::Guard<Arc<GrantSet>> {
         self.0.shared.grants.load()
     }
 
@@ -85,11 +86,8 @@ impl PluginContext {
     /// `event.*`, `storage.*`); `details` must not hold secrets.
     pub fn audit(&self, action: &str, details: Value) -> Result<()> {
         validate_name(action).map_err(|reason| KernelError::InvalidName { name: action.into(), reason })?;
-        let head = action.split('.').next().unwrap_or_default();
-        if ["plugin", "permission", "service", "kernel", "audit", "event", "storage"].contains(&head) {
-            return Err(KernelError::InvalidName { name: action.into(), reason: format!("`{head}.*` audit actions are the kernel's own") });
-        }
-        self.0.writer.audit(&self.actor(), Some(self.id()), action, details);
+        let typed = AuditAction::plugin(action).map_err(|reason| KernelError::InvalidName { name: action.into(), reason })?;
+        self.0.core.writer.audit(self.actor(), Some(self.id()), typed, details);
         Ok(())
     }
 
@@ -115,10 +113,7 @@ impl PluginContext {
 
     /// This plugin's configuration (an object; empty unless an admin set one).
     pub fn config(&self) -> Value {
-        match self.0.kernel.upgrade() {
-            Some(k) => k.store.config(self.id()).unwrap_or_else(|_| Value::Object(Default::default())),
-            None => Value::Object(Default::default()),
-        }
+        self.0.core.store.config(self.id()).unwrap_or_else(|_| Value::Object(Default::default()))
     }
 
     /// The whole number `key` of this plugin's configuration: `default` when unset, and an error
@@ -131,38 +126,6 @@ impl PluginContext {
                 format!("configuration of {}: `{key}` must be {want}, not {v}", self.id())
             }),
         }
-    }
-
-    /// The kernel, for managing other plugins. Needs `kernel.manage`.
-    pub fn kernel(&self) -> Result<Kernel> {
-        if !self.grants().kernel_manage() {
-            return Err(self.deny("kernel.manage".into(), "kernel"));
-        }
-        let kernel = self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)?;
-        Ok(kernel.acting_as(crate::audit::Actor::Plugin(self.id().to_string())))
-    }
-
-    /// Every installed plugin: manifest, state, grants, dependencies. Needs `kernel.inspect`.
-    pub fn plugins(&self) -> Result<Vec<crate::kernel::PluginInfo>> {
-        self.inspector("plugins")?.plugins()
-    }
-
-    /// A file another plugin's manifest declares (see [`Kernel::declared_file`]). Needs
-    /// `kernel.inspect`.
-    pub fn declared_file(&self, plugin: &str, path: &str) -> Result<Option<String>> {
-        self.inspector("declared_file")?.declared_file(plugin, path)
-    }
-
-    fn inspector(&self, call: &str) -> Result<Kernel> {
-        if !self.grants().kernel_inspect() {
-            return Err(self.deny("kernel.inspect".into(), call));
-        }
-        self.0.kernel.upgrade().map(Kernel::from_inner).ok_or(KernelError::ShutDown)
-    }
-
-    /// Every plugin's activity counters and state. Needs `kernel.inspect`.
-    pub fn inspect(&self) -> Result<Vec<crate::kernel::PluginActivity>> {
-        Ok(self.inspector("inspect")?.activity())
     }
 }
 
@@ -182,10 +145,8 @@ impl Services<'_> {
         if !ctx.grants().may_provide(name) {
             return Err(ctx.deny(format!("services.provide:{name}"), "services.register"));
         }
-        ctx.0.registry.register(&ctx.0.shared.id, name, value)?;
-        if let Some(k) = ctx.0.kernel.upgrade() {
-            Kernel::from_inner(k).announce_service(&ctx.actor(), ctx.id(), name, Some(std::any::type_name::<T>()));
-        }
+        ctx.0.core.registry.register(&ctx.0.shared.id, name, value)?;
+        ctx.0.core.announce_service(ctx.actor(), ctx.id(), name, Some(std::any::type_name::<T>()));
         Ok(())
     }
 
@@ -196,7 +157,7 @@ impl Services<'_> {
             return Err(ctx.deny(format!("services.use:{name}"), "services.get"));
         }
         ctx.0.shared.counters.service_lookups.fetch_add(1, Relaxed);
-        ctx.0.registry.get(name)
+        ctx.0.core.registry.get(name)
     }
 
     /// A typed handle on service `name`, for calls on a hot path: [`ServiceHandle::get`]
@@ -215,23 +176,21 @@ impl Services<'_> {
         if !ctx.grants().may_use(name) {
             return Err(ctx.deny(format!("services.use:{name}"), "services.has"));
         }
-        Ok(ctx.0.registry.has(name))
+        Ok(ctx.0.core.registry.has(name))
     }
 
     /// The registered services this plugin may use or owns.
     pub fn list(&self) -> Vec<ServiceInfo> {
         let ctx = self.0;
         let g = ctx.grants();
-        ctx.0.registry.list().into_iter().filter(|s| s.owner == ctx.id() || g.may_use(&s.name)).collect()
+        ctx.0.core.registry.list().into_iter().filter(|s| s.owner == ctx.id() || g.may_use(&s.name)).collect()
     }
 
     /// Remove a service this plugin registered.
     pub fn unregister(&self, name: &str) -> Result<()> {
         let ctx = self.0;
-        ctx.0.registry.unregister(ctx.id(), name)?;
-        if let Some(k) = ctx.0.kernel.upgrade() {
-            Kernel::from_inner(k).announce_service(&ctx.actor(), ctx.id(), name, None);
-        }
+        ctx.0.core.registry.unregister(ctx.id(), name)?;
+        ctx.0.core.announce_service(ctx.actor(), ctx.id(), name, None);
         Ok(())
     }
 }
@@ -265,7 +224,7 @@ impl<T: Any + Send + Sync> ServiceHandle<T> {
         let inner = &self.ctx.0;
         // Read both generations before looking up, so a change racing with this call makes
         // the next call look up again.
-        let registry = inner.registry.generation();
+        let registry = inner.core.registry.generation();
         let grants = inner.shared.grants_generation.load(Acquire);
         if let Some(c) = &*self.cache.read().unwrap_or_else(|p| p.into_inner()) {
             if c.registry == registry && c.grants == grants {
@@ -284,7 +243,7 @@ impl<T: Any + Send + Sync> ServiceHandle<T> {
     /// again or is dropped.
     pub fn get_ref(&mut self) -> Result<&T> {
         use std::sync::atomic::Ordering::Acquire;
-        let registry = self.ctx.0.registry.generation();
+        let registry = self.ctx.0.core.registry.generation();
         let grants = self.ctx.0.shared.grants_generation.load(Acquire);
         let fresh = matches!(self.cache.get_mut().unwrap_or_else(|p| p.into_inner()), Some(c) if c.registry == registry && c.grants == grants);
         if !fresh {
@@ -326,7 +285,7 @@ impl Events<'_> {
     fn add(&self, pattern: &str, handler: Handler, once: bool) -> Result<SubscriptionId> {
         let p = self.check_subscribe(pattern)?;
         let ctx = self.0;
-        Ok(ctx.0.bus.subscribe(ctx.0.shared.id.clone(), ctx.0.shared.counters.clone(), p, handler, once))
+        Ok(ctx.0.core.bus.subscribe(ctx.0.shared.id.clone(), ctx.0.shared.counters.clone(), p, handler, once))
     }
 
     /// Call `handler` for every event matching `pattern`. Needs `events.subscribe:<p>` with a
@@ -364,7 +323,7 @@ impl Events<'_> {
 
     /// Remove one of this plugin's subscriptions; false when it was not there.
     pub fn off(&self, id: SubscriptionId) -> bool {
-        self.0 .0.bus.unsubscribe(self.0.id(), id)
+        self.0 .0.core.bus.unsubscribe(self.0.id(), id)
     }
 
     /// Check that this plugin may emit `topic`, and count it.
@@ -383,8 +342,8 @@ impl Events<'_> {
 
     fn audit_emit(&self, topic: &str, report: EmitReport) {
         let ctx = self.0;
-        if ctx.0.writer.full() {
-            ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), "event.emitted", serde_json::json!({ "topic": topic, "delivered": report.delivered, "failed": report.failed }));
+        if ctx.0.core.writer.full() {
+            ctx.0.core.writer.audit(ctx.actor(), Some(ctx.id()), AuditAction::EventEmitted, serde_json::json!({ "topic": topic, "delivered": report.delivered, "failed": report.failed }));
         }
     }
 
@@ -392,7 +351,7 @@ impl Events<'_> {
     /// started. Needs `events.emit:<topic>`.
     pub fn emit(&self, topic: &str, payload: Value) -> Result<EmitReport> {
         self.check_emit(topic)?;
-        let report = self.0 .0.bus.emit(topic, &self.0 .0.shared.id, payload);
+        let report = self.0 .0.core.bus.emit(topic, &self.0 .0.shared.id, payload);
         self.audit_emit(topic, report);
         Ok(report)
     }
@@ -400,7 +359,7 @@ impl Events<'_> {
     /// Emit and wait for every handler, async ones included.
     pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
         self.check_emit(topic)?;
-        let report = self.0 .0.bus.emit_async(topic, &self.0 .0.shared.id, payload).await;
+        let report = self.0 .0.core.bus.emit_async(topic, &self.0 .0.shared.id, payload).await;
         self.audit_emit(topic, report);
         Ok(report)
     }
@@ -426,14 +385,14 @@ impl Storage<'_> {
         Ok(ctx)
     }
 
-    fn write(&self, call: &str, key: Option<&str>) -> Result<&PluginContext> {
+    fn write(&self, call: &str, action: AuditAction, key: Option<&str>) -> Result<&PluginContext> {
         let ctx = self.0;
         if !ctx.grants().storage_write() {
             return Err(ctx.deny("storage.write".into(), call));
         }
         ctx.0.shared.counters.storage_writes.fetch_add(1, Relaxed);
-        if ctx.0.writer.full() {
-            ctx.0.writer.audit(&ctx.actor(), Some(ctx.id()), call, serde_json::json!({ "key": key }));
+        if ctx.0.core.writer.full() {
+            ctx.0.core.writer.audit(ctx.actor(), Some(ctx.id()), action, serde_json::json!({ "key": key }));
         }
         Ok(ctx)
     }
@@ -441,33 +400,33 @@ impl Storage<'_> {
     /// Read a value. Needs `storage.read`.
     pub fn get(&self, key: &str) -> Result<Option<Value>> {
         let ctx = self.read("storage.get")?;
-        ctx.0.storage.get(ctx.id(), key)
+        ctx.0.core.storage.get(ctx.id(), key)
     }
     /// Does the key exist? Needs `storage.read`.
     pub fn has(&self, key: &str) -> Result<bool> {
         let ctx = self.read("storage.has")?;
-        ctx.0.storage.has(ctx.id(), key)
+        ctx.0.core.storage.has(ctx.id(), key)
     }
     /// Every key, sorted. Needs `storage.read`.
     pub fn keys(&self) -> Result<Vec<String>> {
         let ctx = self.read("storage.keys")?;
-        ctx.0.storage.keys(ctx.id())
+        ctx.0.core.storage.keys(ctx.id())
     }
     /// Write a value. Needs `storage.write`.
     pub fn set(&self, key: &str, value: Value) -> Result<()> {
         check_key(key)?;
-        let ctx = self.write("storage.set", Some(key))?;
-        ctx.0.storage.set(ctx.id(), key, value)
+        let ctx = self.write("storage.set", AuditAction::StorageSet, Some(key))?;
+        ctx.0.core.storage.set(ctx.id(), key, value)
     }
     /// Delete a key; true when it existed. Needs `storage.write`.
     pub fn delete(&self, key: &str) -> Result<bool> {
-        let ctx = self.write("storage.delete", Some(key))?;
-        ctx.0.storage.delete(ctx.id(), key)
+        let ctx = self.write("storage.delete", AuditAction::StorageDelete, Some(key))?;
+        ctx.0.core.storage.delete(ctx.id(), key)
     }
     /// Every key starting with `prefix`, with its value, sorted by key. Needs `storage.read`.
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, Value)>> {
         let ctx = self.read("storage.scan")?;
-        ctx.0.storage.scan(ctx.id(), prefix)
+        ctx.0.core.storage.scan(ctx.id(), prefix)
     }
     /// Replace `key`'s value with `new` (None deletes it) only if it is now `expected` (None:
     /// absent), atomically, also against other processes on the data directory; true when it
@@ -475,12 +434,12 @@ impl Storage<'_> {
     pub fn swap(&self, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
         check_key(key)?;
         self.read("storage.swap")?;
-        let ctx = self.write("storage.swap", Some(key))?;
-        ctx.0.storage.swap(ctx.id(), key, expected, new)
+        let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
+        ctx.0.core.storage.swap(ctx.id(), key, expected, new)
     }
     /// Delete every key; returns how many. Needs `storage.write`.
     pub fn clear(&self) -> Result<usize> {
-        let ctx = self.write("storage.clear", None)?;
-        ctx.0.storage.clear(ctx.id())
+        let ctx = self.write("storage.clear", AuditAction::StorageClear, None)?;
+        ctx.0.core.storage.clear(ctx.id())
     }
 }

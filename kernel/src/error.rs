@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::lifecycle::{Action, State};
-use crate::manifest::ManifestErrors;
-use crate::resolve::ResolveError;
+use crate::model::lifecycle::{Action, State};
+use crate::model::manifest::ManifestErrors;
+use crate::model::resolve::ResolveError;
 
 /// Everything the kernel can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +188,15 @@ pub enum KernelError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Audit records could not be written (disk full, the database's size limit reached, an
+    /// I/O error). The action was taken; its records are kept and written when writes work again.
+    #[error("the audit trail in {path} cannot be written ({reason}); the action was taken but is not recorded yet: its records are kept and written as soon as the database accepts writes again. Free disk space and try again")]
+    AuditUnwritable {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        reason: String,
+    },
     /// The kernel is shutting down.
     #[error("the kernel has shut down")]
     ShutDown,
@@ -250,6 +259,7 @@ impl KernelError {
             KernelError::Database(_) => "database",
             KernelError::Io { .. } => "io",
             KernelError::ShutDown => "shutDown",
+            KernelError::AuditUnwritable { .. } => "auditUnwritable",
             KernelError::Service { .. } => "service",
         }
     }
@@ -257,7 +267,7 @@ impl KernelError {
     /// True when the error is the caller's input or a refusal (exit code 1), false for
     /// environment failures. Both exit 1 in the CLI today; kept for callers that retry.
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, KernelError::Database(_) | KernelError::Io { .. } | KernelError::Busy { .. })
+        !matches!(self, KernelError::Database(_) | KernelError::Io { .. } | KernelError::Busy { .. } | KernelError::AuditUnwritable { .. })
     }
 }
 

@@ -27,47 +27,28 @@
 //! # Ok(()) }
 //! ```
 
-mod audit;
-mod bus;
-mod context;
-mod error;
-mod kernel;
-mod kernel_event;
-mod lifecycle;
-mod logging;
-mod manifest;
-mod package;
-mod permission;
-mod plugin;
-mod registry;
-mod resolve;
-mod storage;
-mod store;
-mod telemetry;
-mod text;
-mod util;
+//! ## Where things are
+//!
+//! The modules depend on each other in one direction, from data to the host:
+//! [`model`] (pure data and rules) ← `db` (the one owner of the database) ← [`runtime`] (bus,
+//! registry, log, storage) ← [`context`] (every check a plugin's call goes through) ←
+//! [`host`] (the [`Kernel`] handle). [`plugin`] gathers what a plugin author needs, and
+//! [`package`] reads untrusted packages from disk.
 
-pub use audit::{to_csv as audit_to_csv, Actor, AuditDetail, AuditQuery, AuditRecord, Verification};
-pub use bus::{EmitReport, Event, HandlerError, SubscriptionId};
-pub use context::{Events, PluginContext, ServiceHandle, Services, Storage, MAX_KEY_LEN};
+pub mod context;
+mod db;
+pub mod error;
+pub mod host;
+pub mod model;
+pub mod notices;
+pub mod package;
+pub mod plugin;
+pub mod runtime;
+pub mod util;
+
 pub use error::{KernelError, Result};
-pub use kernel::{
-    BuiltinPolicy, DependencyStatus, Graph, GraphEdge, GraphNode, GrantRequest, InstallOutcome, Kernel, KernelConfig,
-    LastError, PermissionStatus, PluginActivity, PluginInfo, PluginKind, StartReport, StorageKind,
-};
-pub use kernel_event::KernelEvent;
-pub use lifecycle::{Action, Hook, State};
-pub use logging::{Level, LogRecord, PluginLogLayer, PluginLogger};
-pub use manifest::{validate_id, validate_locale, Engines, MAX_ID_LEN, MAX_MANIFEST_BYTES, Manifest, ManifestErrors, Problem, Provides};
-pub use package::{check_package, check_package_with, check_translations, PLURAL_CATEGORIES, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
-pub use permission::{GrantSet, Pattern, Permission, Risk};
-pub use plugin::{DeclarativeRuntime, HookResult, PackageRuntime, Plugin};
-pub use registry::ServiceInfo;
-pub use resolve::{dependents, kernel_version, resolve, resolve_all, Link, ManifestSet, ResolveError};
-pub use storage::{MemoryStorage, StorageBackend};
-pub use store::{GrantRow, LogQuery, LOG_RETENTION, SCHEMA_VERSION};
-pub use telemetry::{HookStats, PluginStats};
-pub use text::{lookup_path, render_placeholders};
+pub use host::{Kernel, KernelConfig};
+pub use plugin::{HookResult, Plugin, PluginContext};
 
 // Re-exported so plugin crates use the same versions as the kernel.
 pub use async_trait::async_trait;

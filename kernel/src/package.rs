@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{KernelError, Result};
-use crate::manifest::{Manifest, ManifestErrors, Problem, MAX_MANIFEST_BYTES};
+use crate::model::manifest::{Manifest, ManifestErrors, Problem, MAX_MANIFEST_BYTES};
 
 /// Most entries a package may hold.
 pub const MAX_ENTRIES: usize = 10_000;

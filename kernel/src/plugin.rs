@@ -1,4 +1,5 @@
-//! The plugin trait, and the seam where package code runtimes plug in.
+//! What a plugin author needs: the [`Plugin`] trait, the [`PluginContext`] every hook gets
+//! and its facades, and the seam where package code runtimes plug in ([`PackageRuntime`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,8 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use semver::Version;
 
-use crate::context::PluginContext;
-use crate::manifest::Manifest;
+use crate::model::manifest::Manifest;
+
+pub use crate::context::{Events, PluginContext, ServiceHandle, Services, Storage, MAX_KEY_LEN};
+pub use crate::model::log::Level;
+pub use crate::runtime::bus::{EmitReport, Event, HandlerError, SubscriptionId};
+pub use crate::runtime::log::PluginLogger;
 
 /// What a hook returns. Any error type converts (`?` works on kernel errors, I/O errors...).
 pub type HookResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -58,7 +63,7 @@ pub trait PackageRuntime: Send + Sync + 'static {
     /// Check the package's declared files before it is installed (the kernel has already
     /// checked the manifest, that declared files exist, and translations). Each problem's
     /// path names the file and the place in it. Any problem refuses the install.
-    fn check(&self, _manifest: &Manifest, _dir: &Path) -> Vec<crate::manifest::Problem> {
+    fn check(&self, _manifest: &Manifest, _dir: &Path) -> Vec<crate::model::manifest::Problem> {
         Vec::new()
     }
 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use objectos_kernel::serde_json::{self, Value};
-use objectos_kernel::{async_trait, HookResult, Kernel, KernelError, Plugin, PluginContext, Result};
+use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
 use objectos_metrics::{family, label, MetricSource};
 
 /// The plugin's id.

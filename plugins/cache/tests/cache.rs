@@ -58,7 +58,7 @@ async fn a_plugin_without_the_grant_is_refused_and_audited() {
     let err = ctx.services().get::<Cache>("cache").err().unwrap();
     assert!(matches!(&err, KernelError::PermissionDenied { permission, .. } if permission == "services.use:cache"), "{err}");
     k.flush();
-    let denials = k.audit(&objectos_kernel::AuditQuery { action: Some("permission.denied".into()), ..Default::default() }).unwrap();
+    let denials = k.audit(&objectos_kernel::model::audit::AuditQuery { action: Some("permission.denied".into()), ..Default::default() }).unwrap();
     assert!(denials.iter().any(|r| r.plugin.as_deref() == Some("t.stranger")));
 }
 
@@ -125,7 +125,7 @@ async fn an_uninstalled_plugin_leaves_nothing_behind() {
     let dir = tempfile_dir();
     let pkg = objectos_tests::package_dir(dir.path(), "pkg", &manifest("t.pkg", "1.0.0", &[], &["services.use:cache"]), &[]);
     k.install_package(&pkg, false).await.unwrap();
-    k.grant("t.pkg", objectos_kernel::GrantRequest::All).unwrap();
+    k.grant("t.pkg", objectos_kernel::model::views::GrantRequest::All).unwrap();
     k.enable("t.pkg", false).await.unwrap();
     let (ctx, cache) = cache_for(&k, "t.pkg");
     cache.set(&ctx, "k", json!(1), None).unwrap();

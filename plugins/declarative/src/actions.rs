@@ -29,7 +29,7 @@ pub(crate) struct Runner {
 }
 
 fn render(template: &str, vars: &Value) -> Result<String, String> {
-    objectos_kernel::render_placeholders(template, |path| objectos_kernel::lookup_path(vars, path).ok_or_else(|| format!("`{path}` is not set")))
+    objectos_kernel::model::text::render_placeholders(template, |path| objectos_kernel::model::text::lookup_path(vars, path).ok_or_else(|| format!("`{path}` is not set")))
 }
 
 impl Runner {

@@ -10,7 +10,8 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use objectos_jobs::{JobSpec, Retry};
-use objectos_kernel::{async_trait, Event, HookResult, Plugin, PluginContext, SubscriptionId};
+use objectos_kernel::{HookResult, Plugin, PluginContext, async_trait};
+use objectos_kernel::plugin::{Event, SubscriptionId};
 use serde_json::{json, Value};
 
 use crate::actions::{depth_of, forget_when_stopped, start_engine, Packages, Runner, Target, MAX_DEPTH};

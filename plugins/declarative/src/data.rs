@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
-use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContext, Result};
+use objectos_kernel::{HookResult, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde_json::{json, Map, Value};
 
 use crate::defs::ObjectDef;
@@ -123,7 +123,7 @@ impl Data {
         })
     }
 
-    fn problems(object: &str, ps: Vec<objectos_kernel::Problem>) -> KernelError {
+    fn problems(object: &str, ps: Vec<objectos_kernel::model::manifest::Problem>) -> KernelError {
         err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use objectos_kernel::Problem;
+use objectos_kernel::model::manifest::Problem;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -492,7 +492,7 @@ pub(crate) fn actions(r: &mut Report<'_>, path: &str, v: Option<&Value>) -> Vec<
                 }
                 let channels: Vec<String> = o.get("channels").and_then(Value::as_array).map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect()).unwrap_or_default();
                 for (field, t) in [("title", title.as_deref().unwrap_or_default()), ("body", text.as_str())] {
-                    if let Err(e) = objectos_kernel::render_placeholders(t, |_| Ok(String::new())) {
+                    if let Err(e) = objectos_kernel::model::text::render_placeholders(t, |_| Ok(String::new())) {
                         r.err(&format!("{p}.{field}"), e);
                     }
                 }
@@ -747,7 +747,7 @@ fn automation_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<
         }
         if let Some(t) = w.get("event") {
             let t = r.string("$.when.event", Some(t), true)?;
-            if t.parse::<objectos_kernel::Pattern>().is_err() || t.starts_with("kernel") {
+            if t.parse::<objectos_kernel::model::permission::Pattern>().is_err() || t.starts_with("kernel") {
                 r.err("$.when.event", format!("`{t}` is not a topic pattern (dot-separated names, `*` for one segment, a trailing `**`)"));
                 return None;
             }
@@ -794,7 +794,7 @@ pub struct Definitions {
 
 /// Read and check a package's declared files. `read(folder, name)` returns the file's name
 /// (with its extension) and text.
-pub fn check_package(manifest: &objectos_kernel::Manifest, read: impl Fn(&str, &str) -> Option<(String, String)>) -> Result<Definitions, Vec<Problem>> {
+pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str, &str) -> Option<(String, String)>) -> Result<Definitions, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut defs = Definitions::default();
     let p = &manifest.provides;

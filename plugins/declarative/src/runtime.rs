@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use objectos_kernel::{async_trait, HookResult, Manifest, PackageRuntime, Plugin, PluginContext, Problem};
+use objectos_kernel::{HookResult, Plugin, PluginContext, async_trait};
+use objectos_kernel::model::manifest::{Manifest, Problem};
+use objectos_kernel::plugin::PackageRuntime;
 use serde_json::json;
 
 use crate::automation::Automations;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use objectos_kernel::{async_trait, HookResult, KernelError, Plugin, PluginContext};
+use objectos_kernel::{HookResult, KernelError, Plugin, PluginContext, async_trait};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

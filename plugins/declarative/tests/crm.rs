@@ -10,7 +10,9 @@ use objectos_declarative::automation::Automations;
 use objectos_declarative::data::Data;
 use objectos_declarative::workflow::{Workflow, WorkflowError};
 use objectos_kernel::serde_json::{json, Value};
-use objectos_kernel::{AuditQuery, GrantRequest, Kernel, KernelConfig, KernelError, PluginContext};
+use objectos_kernel::{Kernel, KernelConfig, KernelError, PluginContext};
+use objectos_kernel::model::audit::AuditQuery;
+use objectos_kernel::model::views::GrantRequest;
 use objectos_notification::Inbox;
 use objectos_tests::{manifest, package_dir, wait_until, Probe};
 

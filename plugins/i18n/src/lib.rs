@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use intl_pluralrules::{PluralCategory, PluralRuleType, PluralRules};
 use objectos_kernel::serde_json::{Map, Value};
-use objectos_kernel::{async_trait, check_translations, validate_locale, HookResult, Kernel, KernelError, Plugin, PluginContext, Result};
+use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
+use objectos_kernel::model::manifest::validate_locale;
+use objectos_kernel::package::check_translations;
 use unic_langid::LanguageIdentifier;
 
 /// The plugin's id.
@@ -260,7 +262,7 @@ impl I18n {
         };
         match found {
             Some((text, l)) => {
-                let text = objectos_kernel::render_placeholders(&text, |name| Ok(objectos_kernel::lookup_path(vars, name).unwrap_or_else(|| format!("{{{{{name}}}}}")))).unwrap_or(text);
+                let text = objectos_kernel::model::text::render_placeholders(&text, |name| Ok(objectos_kernel::model::text::lookup_path(vars, name).unwrap_or_else(|| format!("{{{{{name}}}}}")))).unwrap_or(text);
                 Lookup { text, locale: Some(l) }
             }
             None => {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use objectos_i18n::{fallback_chain, I18n, ID};
 use objectos_kernel::serde_json::json;
-use objectos_kernel::{GrantRequest, Kernel, KernelError};
+use objectos_kernel::{Kernel, KernelError};
+use objectos_kernel::model::views::GrantRequest;
 use objectos_tests::{manifest, memory_kernel, package_dir, Probe};
 
 const EN: &str = r#"{"plugin.name": "Invoicing", "greeting": "Hello {{name}}", "invoices": {"one": "{{count}} invoice", "other": "{{count}} invoices"}, "only.en": "English only"}"#;

@@ -7,7 +7,7 @@
 //!
 //! ## Durability
 //! Each job is one record (`job:<id>`) in this plugin's storage, the kernel's SQLite database.
-//! Every change of a record is a compare-and-set ([`objectos_kernel::Storage::swap`]), so two
+//! Every change of a record is a compare-and-set ([`objectos_kernel::plugin::Storage::swap`]), so two
 //! processes on one data directory (the console and an `objectos` command, say) never both
 //! start a job. A running job carries a lease (this process's id and a deadline) that the
 //! runner renews while the handler runs. When a process dies, its leases run out and the jobs
@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use objectos_kernel::serde_json::{self, json, Value};
-use objectos_kernel::{async_trait, HookResult, Kernel, KernelError, Plugin, PluginContext, Result};
+use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
 use objectos_metrics::{family, label, MetricSource};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};

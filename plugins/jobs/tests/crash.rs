@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use objectos_jobs::{Job, JobSpec, Jobs, Outcome, Retry, Status, ID};
 use objectos_kernel::serde_json::{self, json};
-use objectos_kernel::{Kernel, KernelConfig, PluginContext, StorageKind};
+use objectos_kernel::{Kernel, KernelConfig, PluginContext};
+use objectos_kernel::host::StorageKind;
 use objectos_tests::{manifest, Probe};
 
 const DIR_ENV: &str = "OBJECTOS_JOBS_CRASH_DIR";

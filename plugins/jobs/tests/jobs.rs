@@ -132,7 +132,7 @@ async fn failures_are_retried_with_backoff_then_fail_and_panics_and_timeouts_are
     assert_eq!(jobs.get(&ctx, &slow).unwrap().unwrap().history[0].outcome, Outcome::TimedOut);
     let s = jobs.stats();
     assert_eq!((s.retried, s.failed), (2, 3), "{s:?}");
-    assert_eq!(k.plugin(ID).unwrap().state, objectos_kernel::State::Enabled, "the jobs plugin survives");
+    assert_eq!(k.plugin(ID).unwrap().state, objectos_kernel::model::lifecycle::State::Enabled, "the jobs plugin survives");
 }
 
 #[tokio::test]

@@ -15,7 +15,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use objectos_kernel::{async_trait, HookResult, Kernel, Plugin, PluginActivity, PluginContext, Result, State};
+use objectos_kernel::{HookResult, Kernel, Plugin, PluginContext, Result, async_trait};
+use objectos_kernel::model::lifecycle::State;
+use objectos_kernel::runtime::telemetry::PluginActivity;
 
 /// The plugin's id.
 pub const ID: &str = "com.objectos.metrics";

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use objectos_jobs::{JobSpec, Jobs, Retry};
 use objectos_kernel::serde_json::{self, json, Value};
-use objectos_kernel::{async_trait, HookResult, Kernel, KernelError, Plugin, PluginContext, Result};
+use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -166,7 +166,7 @@ pub struct Template {
 /// Replace every `{{ path }}` in `text` with the value at `path` in `vars` (dotted, object
 /// keys or array indexes). Strings are inserted as they are, other values as JSON.
 pub fn render(text: &str, vars: &Value) -> std::result::Result<String, String> {
-    objectos_kernel::render_placeholders(text, |path| objectos_kernel::lookup_path(vars, path).ok_or_else(|| format!("variable `{path}` is not given")))
+    objectos_kernel::model::text::render_placeholders(text, |path| objectos_kernel::model::text::lookup_path(vars, path).ok_or_else(|| format!("variable `{path}` is not given")))
 }
 
 /// A way to deliver messages. Implement it to add a channel (email, chat, SMS...).
@@ -376,9 +376,9 @@ struct LogChannel {
 impl Channel for LogChannel {
     async fn deliver(&self, m: &Message) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let level = match m.level {
-            Level::Info | Level::Success => objectos_kernel::Level::Info,
-            Level::Warning => objectos_kernel::Level::Warn,
-            Level::Error => objectos_kernel::Level::Error,
+            Level::Info | Level::Success => objectos_kernel::model::log::Level::Info,
+            Level::Warning => objectos_kernel::model::log::Level::Warn,
+            Level::Error => objectos_kernel::model::log::Level::Error,
         };
         self.ctx.logger().log(level, format!("[{}] {}: {}", m.plugin, m.title, m.body), json!({ "notification": m.id, "recipient": m.recipient }));
         Ok(())

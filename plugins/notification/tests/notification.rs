@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 
 use objectos_kernel::serde_json::json;
-use objectos_kernel::{async_trait, Kernel, KernelError, LogQuery, PluginContext};
+use objectos_kernel::{Kernel, KernelError, PluginContext, async_trait};
+use objectos_kernel::model::log::LogQuery;
 use objectos_notification::{Channel, DeliveryStatus, Inbox, Level, Message, Notice, Notifications, Template, ID};
 use objectos_tests::{manifest, memory_kernel, wait_until, Probe};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use semver::{Version, VersionReq};
 use serde::Serialize;
 
-use crate::manifest::Manifest;
+use crate::model::manifest::Manifest;
 
 /// The installed plugins, by id.
 pub type ManifestSet = BTreeMap<String, Arc<Manifest>>;

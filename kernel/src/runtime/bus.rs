@@ -14,10 +14,10 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tracing::Instrument;
 
-use crate::logging::{Level, LogRecord};
-use crate::permission::Pattern;
-use crate::store::Writer;
-use crate::telemetry::Counters;
+use crate::model::log::{Level, LogRecord};
+use crate::model::permission::Pattern;
+use crate::db::Writer;
+use crate::runtime::telemetry::Counters;
 use crate::util::{now_ms, panic_message};
 
 /// An event as handlers see it. Cloning is cheap (shared topic and payload).

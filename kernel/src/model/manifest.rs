@@ -10,7 +10,7 @@ use semver::{Version, VersionReq};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::permission::{validate_name, Permission};
+use crate::model::permission::{validate_name, Permission};
 
 /// The longest accepted plugin id.
 pub const MAX_ID_LEN: usize = 128;
@@ -405,7 +405,7 @@ impl Validator {
         Provides {
             services: self.string_list("provides.services", map.get("services"), validate_name),
             events: self.string_list("provides.events", map.get("events"), |s| {
-                s.parse::<crate::permission::Pattern>().map(|_| ())
+                s.parse::<crate::model::permission::Pattern>().map(|_| ())
             }),
             objects: self.string_list("provides.objects", map.get("objects"), file_name),
             workflows: self.string_list("provides.workflows", map.get("workflows"), file_name),

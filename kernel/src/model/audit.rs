@@ -40,10 +40,19 @@ impl std::str::FromStr for AuditDetail {
 pub enum Actor {
     /// A person at the console or CLI.
     Admin,
-    /// The kernel itself (start-up restore, policy).
+    /// The kernel itself (start-up restore, following another process, containing failures).
     System,
-    /// A plugin, through its context.
-    Plugin(String),
+    /// The built-in trust policy (grants given to built-ins at their first start).
+    Policy,
+    /// A plugin, through its context (its own calls, or a `kernel.manage` handle).
+    Plugin(std::sync::Arc<str>),
+}
+
+impl Actor {
+    /// The actor for plugin `id`.
+    pub fn plugin(id: &str) -> Actor {
+        Actor::Plugin(id.into())
+    }
 }
 
 impl std::fmt::Display for Actor {
@@ -51,8 +60,108 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::Admin => f.write_str("admin"),
             Actor::System => f.write_str("system"),
+            Actor::Policy => f.write_str("system:policy"),
             Actor::Plugin(id) => write!(f, "plugin:{id}"),
         }
+    }
+}
+
+/// Defines [`AuditAction`]: the kernel's own actions with their stored names, plus the
+/// actions plugins name themselves.
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// What an audit record says happened. The kernel's own actions are variants (their
+        /// stored names never change); a plugin's own are [`AuditAction::Plugin`], outside the
+        /// kernel's namespaces ([`AuditAction::KERNEL_NAMESPACES`]).
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
+            /// An action a plugin records through `PluginContext::audit` (`data.created`,
+            /// `workflow.transitioned`...).
+            Plugin(String),
+        }
+
+        impl AuditAction {
+            /// Every kernel action, for listings and filters.
+            pub const KERNEL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The stored name (`plugin.enabled`...).
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(AuditAction::$variant => $name,)*
+                    AuditAction::Plugin(name) => name,
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    /// A plugin was recorded (a package installed, a built-in seen for the first time).
+    PluginInstalled => "plugin.installed",
+    /// A newer version replaced the installed one.
+    PluginUpgraded => "plugin.upgraded",
+    /// `onLoad` ran.
+    PluginLoaded => "plugin.loaded",
+    /// `onEnable` ran.
+    PluginEnabled => "plugin.enabled",
+    /// `onDisable` ran.
+    PluginDisabled => "plugin.disabled",
+    /// `onUnload` ran.
+    PluginUnloaded => "plugin.unloaded",
+    /// A package was removed.
+    PluginUninstalled => "plugin.uninstalled",
+    /// A hook failed, panicked or timed out, or the plugin could not be restored.
+    PluginError => "plugin.error",
+    /// An admin set a plugin's configuration.
+    PluginConfigured => "plugin.configured",
+    /// Permissions were approved.
+    PermissionGranted => "permission.granted",
+    /// Permissions were withdrawn.
+    PermissionRevoked => "permission.revoked",
+    /// A plugin asked for something its grants do not cover.
+    PermissionDenied => "permission.denied",
+    /// A plugin registered a service.
+    ServiceRegistered => "service.registered",
+    /// A service went away.
+    ServiceUnregistered => "service.unregistered",
+    /// `start` restored the plugins.
+    KernelStarted => "kernel.started",
+    /// A kernel setting changed.
+    SettingsChanged => "settings.changed",
+    /// The oldest records were trimmed (the checkpoint).
+    AuditTrimmed => "audit.trimmed",
+    /// A plugin emitted an event (`full` detail).
+    EventEmitted => "event.emitted",
+    /// A plugin wrote a storage key (`full` detail).
+    StorageSet => "storage.set",
+    /// A plugin deleted a storage key (`full` detail).
+    StorageDelete => "storage.delete",
+    /// A plugin swapped a storage key (`full` detail).
+    StorageSwap => "storage.swap",
+    /// A plugin cleared its storage (`full` detail).
+    StorageClear => "storage.clear",
+}
+
+impl AuditAction {
+    /// The first segments the kernel's actions use; a plugin's own action may not start
+    /// with one.
+    pub const KERNEL_NAMESPACES: &'static [&'static str] = &["plugin", "permission", "service", "kernel", "settings", "audit", "event", "storage"];
+
+    /// A plugin's own action `name`, or why it may not use it (a kernel namespace).
+    pub fn plugin(name: &str) -> Result<AuditAction, String> {
+        let head = name.split('.').next().unwrap_or_default();
+        if Self::KERNEL_NAMESPACES.contains(&head) {
+            return Err(format!("`{head}.*` audit actions are the kernel's own"));
+        }
+        Ok(AuditAction::Plugin(name.to_string()))
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -60,10 +169,25 @@ impl std::fmt::Display for Actor {
 #[derive(Debug, Clone)]
 pub(crate) struct NewAudit {
     pub(crate) ts: i64,
-    pub(crate) actor: String,
+    pub(crate) actor: Actor,
     pub(crate) plugin: Option<String>,
-    pub(crate) action: String,
+    pub(crate) action: AuditAction,
     pub(crate) details: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_action_is_in_a_kernel_namespace_and_plugins_cannot_take_one() {
+        for a in AuditAction::KERNEL {
+            let head = a.as_str().split('.').next().unwrap_or_default();
+            assert!(AuditAction::KERNEL_NAMESPACES.contains(&head), "{a}");
+            assert!(AuditAction::plugin(a.as_str()).is_err(), "{a}");
+        }
+        assert_eq!(AuditAction::plugin("data.created").map(|a| a.to_string()).as_deref(), Ok("data.created"));
+    }
 }
 
 /// A stored audit record.

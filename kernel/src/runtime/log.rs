@@ -1,4 +1,4 @@
-//! Per-plugin logs: the logger handed to plugins, and a `tracing` layer that routes events
+//! Per-plugin logs at run time: the logger handed to plugins, and a `tracing` layer that routes events
 //! recorded inside a plugin's span (`plugin = <id>`) to that plugin's log.
 //!
 //! Records go to the database through the batching writer (bounded retention per plugin) and
@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -17,87 +16,9 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::store::Writer;
+use crate::db::Writer;
+use crate::model::log::{Level, LogRecord};
 use crate::util::now_ms;
-
-/// Log severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-pub enum Level {
-    /// Very detailed.
-    Trace,
-    /// Diagnostic.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something unexpected that was handled.
-    Warn,
-    /// A failure.
-    Error,
-}
-
-impl Level {
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Trace => "trace",
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
-
-impl std::str::FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "trace" => Level::Trace,
-            "debug" => Level::Debug,
-            "info" => Level::Info,
-            "warn" => Level::Warn,
-            "error" => Level::Error,
-            other => return Err(format!("unknown log level `{other}` (trace, debug, info, warn, error)")),
-        })
-    }
-}
-
-impl From<&tracing::Level> for Level {
-    fn from(l: &tracing::Level) -> Self {
-        match *l {
-            tracing::Level::TRACE => Level::Trace,
-            tracing::Level::DEBUG => Level::Debug,
-            tracing::Level::INFO => Level::Info,
-            tracing::Level::WARN => Level::Warn,
-            _ => Level::Error,
-        }
-    }
-}
-
-/// One stored log line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct LogRecord {
-    /// Row id (0 until stored).
-    #[cfg_attr(feature = "specta", specta(type = f64))]
-    pub id: i64,
-    /// Milliseconds since the Unix epoch.
-    #[cfg_attr(feature = "specta", specta(type = f64))]
-    pub ts: i64,
-    /// The plugin (or `kernel`).
-    pub plugin: String,
-    /// Severity.
-    pub level: Level,
-    /// The `tracing` target or logger name.
-    pub target: String,
-    /// The message.
-    pub message: String,
-    /// Structured fields.
-    pub fields: Value,
-}
 
 /// A plugin's logger: every line lands in that plugin's log, and in `tracing`.
 #[derive(Clone)]
@@ -155,8 +76,8 @@ impl PluginLogger {
 }
 
 /// Kernels alive in this process, so the (process-global) layer can find the right one.
-fn sinks() -> &'static Mutex<HashMap<u64, Weak<crate::store::WriterInner>>> {
-    static SINKS: OnceLock<Mutex<HashMap<u64, Weak<crate::store::WriterInner>>>> = OnceLock::new();
+fn sinks() -> &'static Mutex<HashMap<u64, Weak<crate::db::WriterInner>>> {
+    static SINKS: OnceLock<Mutex<HashMap<u64, Weak<crate::db::WriterInner>>>> = OnceLock::new();
     SINKS.get_or_init(Default::default)
 }
 

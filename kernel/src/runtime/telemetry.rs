@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::lifecycle::Hook;
+use crate::model::lifecycle::{Hook, State};
 
 /// Counters of one plugin. Atomics: updating them costs a few nanoseconds.
 #[derive(Debug, Default)]
@@ -80,4 +80,16 @@ impl Counters {
             hooks: self.hooks.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
     }
+}
+
+/// Counters and state of one plugin (for `kernel.inspect` and the metrics plugin).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginActivity {
+    /// Plugin id.
+    pub id: String,
+    /// State.
+    pub state: State,
+    /// Counters.
+    pub stats: PluginStats,
 }

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::store::Store;
+use crate::db::Store;
 
 /// A storage backend. Calls are synchronous and short (a SQLite statement in WAL mode, or a
 /// hash-map operation).

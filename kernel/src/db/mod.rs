@@ -1,0 +1,189 @@
+//! The one owner of the database: opening it, its pragmas and migrations; the queries per
+//! table (`plugins`, `storage`, `read`) and the batching writer (`writer`) live beside this.
+//!
+//! One connection per kernel, behind a mutex, for short synchronous statements; a writer
+//! thread that batches appends (audit records, log lines) into one transaction each; WAL
+//! journal with `synchronous=NORMAL` (survives a process crash; a power loss may lose the
+//! last transactions); `busy_timeout` so two processes on one data directory wait for each
+//! other instead of failing, and `PRAGMA data_version` to notice the other's writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode};
+
+use crate::error::{KernelError, Result};
+
+/// Schema migrations, in order; `PRAGMA user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the kernel keeps.
+    "CREATE TABLE plugins(
+        id TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        state TEXT NOT NULL,
+        desired TEXT NOT NULL,
+        last_error TEXT,
+        package_dir TEXT,
+        new_permissions TEXT,
+        installed_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE storage(
+        plugin TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY(plugin, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE grants(
+        plugin TEXT NOT NULL,
+        permission TEXT NOT NULL,
+        granted_by TEXT NOT NULL,
+        granted_at INTEGER NOT NULL,
+        PRIMARY KEY(plugin, permission)
+    ) WITHOUT ROWID;
+    CREATE TABLE plugin_config(plugin TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE logs(
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        plugin TEXT NOT NULL,
+        level TEXT NOT NULL,
+        target TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT
+    );
+    CREATE INDEX logs_by_plugin ON logs(plugin, id);
+    CREATE TABLE audit(
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        plugin TEXT,
+        action TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_plugin ON audit(plugin, id);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Log lines kept per plugin; older ones are trimmed as new ones arrive.
+pub const LOG_RETENTION: i64 = 10_000;
+
+
+pub(crate) struct Store {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+    data_version: Mutex<i64>,
+}
+
+impl Store {
+    /// Open (creating if needed) `data_dir/objectos.db`, or a private in-memory database.
+    pub(crate) fn open(data_dir: Option<&Path>) -> Result<Store> {
+        let (conn, path) = match data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| KernelError::io(dir, e))?;
+                let path = dir.join("objectos.db");
+                (Connection::open(&path)?, Some(path))
+            }
+            None => (Connection::open_in_memory()?, None),
+        };
+        let store = Store { conn: Arc::new(Mutex::new(conn)), path, data_version: Mutex::new(0) };
+        store.configure()?;
+        store.migrate()?;
+        store.changed_externally();
+        Ok(store)
+    }
+
+    pub(crate) fn busy_path(&self) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| PathBuf::from(":memory:"))
+    }
+
+    pub(crate) fn map_err(&self, e: rusqlite::Error) -> KernelError {
+        map_sqlite(e, &self.busy_path())
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (SQLite rolls back
+        // an unfinished transaction), so a poisoned lock is recovered, not propagated.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn configure(&self) -> Result<()> {
+        let c = self.lock();
+        c.busy_timeout(Duration::from_secs(5)).map_err(|e| self.map_err(e))?;
+        if self.path.is_some() {
+            c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())).map_err(|e| self.map_err(e))?;
+        }
+        c.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;").map_err(|e| self.map_err(e))?;
+        // Plans must not depend on bound values. Without this, SQLite (built with STAT4)
+        // recompiles every cached statement that has `ORDER BY` next to a `col = ?` each
+        // time it is bound to a new value (about 50k instructions per call; it was a third
+        // of a first start's instructions).
+        c.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(|e| self.map_err(e))?;
+        // Every statement the kernel caches fits (rusqlite keeps 16 by default; more are
+        // evicted and compiled again).
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut c = self.lock();
+        let found: u32 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.map_err(e))?;
+        if found > SCHEMA_VERSION {
+            return Err(KernelError::SchemaTooNew { path: self.busy_path(), found, supported: SCHEMA_VERSION });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
+        // Re-read inside the write lock: another process may have migrated meanwhile.
+        let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.map_err(e))?;
+        for sql in MIGRATIONS.iter().skip(found as usize) {
+            tx.execute_batch(sql).map_err(|e| self.map_err(e))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|e| self.map_err(e))?;
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// True when another connection committed since the last call.
+    pub(crate) fn changed_externally(&self) -> bool {
+        let c = self.lock();
+        let v: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap_or(0);
+        let mut last = self.data_version.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *last != 0 && *last != v;
+        *last = v;
+        changed
+    }
+
+    pub(crate) fn conn_handle(&self) -> Arc<Mutex<Connection>> {
+        self.conn.clone()
+    }
+}
+
+
+pub(crate) fn map_sqlite(e: rusqlite::Error, path: &Path) -> KernelError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            KernelError::Busy { path: path.parent().map(Path::to_path_buf).unwrap_or_else(|| path.to_path_buf()) }
+        }
+        _ => KernelError::Database(e),
+    }
+}
+
+
+mod plugins;
+mod read;
+mod storage;
+mod writer;
+
+pub(crate) use plugins::PluginRow;
+pub(crate) use writer::Writer;
+pub(crate) use writer::WriterInner;

@@ -1,0 +1,218 @@
+//! Queries of the `plugins`, `grants`, `plugin_config` and `settings` tables.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::Store;
+use crate::error::{KernelError, Result};
+use crate::model::lifecycle::State;
+use crate::model::views::GrantRow;
+use crate::util::now_ms;
+
+/// A plugin row.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginRow {
+    pub(crate) id: String,
+    pub(crate) version: String,
+    pub(crate) kind: String,
+    pub(crate) manifest: String,
+    pub(crate) state: State,
+    pub(crate) desired: State,
+    pub(crate) last_error: Option<String>,
+    pub(crate) package_dir: Option<String>,
+    pub(crate) new_permissions: Vec<String>,
+    pub(crate) installed_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+impl Store {
+    // ---- plugins -------------------------------------------------------------------------
+
+    pub(crate) fn plugins(&self) -> Result<Vec<PluginRow>> {
+        let c = self.lock();
+        let mut st = c
+            .prepare_cached("SELECT id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions, version FROM plugins ORDER BY id")
+            .map_err(|e| self.map_err(e))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, String>(10)?,
+                ))
+            })
+            .map_err(|e| self.map_err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, newp, version) = row.map_err(|e| self.map_err(e))?;
+            let new_permissions = newp.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            let state = state.parse().map_err(|e| KernelError::Corrupt(format!("plugins.state of {id}: {e}")))?;
+            let desired = desired.parse().map_err(|e| KernelError::Corrupt(format!("plugins.desired of {id}: {e}")))?;
+            out.push(PluginRow { id, version, kind, manifest, state, desired, last_error, package_dir, new_permissions, installed_at, updated_at });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn upsert_plugin(&self, row: &PluginRow) -> Result<()> {
+        let c = self.lock();
+        upsert_plugin(&c, row).map_err(|e| self.map_err(e))
+    }
+
+    /// Record new plugins, each granted exactly the permissions paired with it (grants left
+    /// by an earlier install of the same id are dropped), in one transaction: a first start
+    /// records every built-in at once. Returns each plugin's grants.
+    pub(crate) fn insert_plugins(&self, new: &[(PluginRow, Vec<String>)], by: &str) -> Result<Vec<Vec<GrantRow>>> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(new.len());
+        for (row, permissions) in new {
+            upsert_plugin(&tx, row).map_err(|e| self.map_err(e))?;
+            tx.prepare_cached("DELETE FROM grants WHERE plugin=?1").and_then(|mut st| st.execute([&row.id])).map_err(|e| self.map_err(e))?;
+            let mut granted: Vec<String> = permissions.clone();
+            granted.sort();
+            granted.dedup();
+            insert_grants(&tx, &row.id, &granted, by, now).map_err(|e| self.map_err(e))?;
+            out.push(granted.into_iter().map(|permission| GrantRow { permission, granted_by: by.into(), granted_at: now }).collect());
+        }
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(out)
+    }
+
+    pub(crate) fn set_state(&self, id: &str, state: State, desired: State, last_error: Option<&str>) -> Result<()> {
+        let c = self.lock();
+        c.prepare_cached("UPDATE plugins SET state=?2, desired=?3, last_error=?4, updated_at=?5 WHERE id=?1")
+            .and_then(|mut st| st.execute(params![id, state.as_str(), desired.as_str(), last_error, now_ms()]))
+            .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// Remove a plugin and everything it owns except its logs and audit records.
+    pub(crate) fn delete_plugin(&self, id: &str) -> Result<()> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        for sql in [
+            "DELETE FROM plugins WHERE id=?1",
+            "DELETE FROM storage WHERE plugin=?1",
+            "DELETE FROM grants WHERE plugin=?1",
+            "DELETE FROM plugin_config WHERE plugin=?1",
+        ] {
+            tx.execute(sql, [id]).map_err(|e| self.map_err(e))?;
+        }
+        tx.commit().map_err(|e| self.map_err(e))
+    }
+
+    // ---- grants, config, settings ----------------------------------------------------------
+
+    pub(crate) fn grants(&self, plugin: &str) -> Result<Vec<GrantRow>> {
+        let c = self.lock();
+        grants(&c, plugin).map_err(|e| self.map_err(e))
+    }
+
+    /// Grant `permissions` (those already granted keep their record); returns those added.
+    pub(crate) fn grant(&self, plugin: &str, permissions: &[String], by: &str) -> Result<Vec<String>> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        let added = insert_grants(&tx, plugin, permissions, by, now_ms()).map_err(|e| self.map_err(e))?;
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(added)
+    }
+
+    pub(crate) fn revoke(&self, plugin: &str, permissions: &[String]) -> Result<Vec<String>> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        let mut removed = Vec::new();
+        for p in permissions {
+            if tx.execute("DELETE FROM grants WHERE plugin=?1 AND permission=?2", params![plugin, p]).map_err(|e| self.map_err(e))? > 0 {
+                removed.push(p.clone());
+            }
+        }
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(removed)
+    }
+
+    pub(crate) fn config(&self, plugin: &str) -> Result<Value> {
+        let c = self.lock();
+        let text: Option<String> = c
+            .query_row("SELECT value FROM plugin_config WHERE plugin=?1", [plugin], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.map_err(e))?;
+        match text {
+            None => Ok(Value::Object(Default::default())),
+            Some(t) => serde_json::from_str(&t).map_err(|e| KernelError::Corrupt(format!("config of {plugin}: {e}"))),
+        }
+    }
+
+    pub(crate) fn set_config(&self, plugin: &str, value: &Value) -> Result<()> {
+        let c = self.lock();
+        c.execute(
+            "INSERT INTO plugin_config(plugin, value) VALUES (?1, ?2) ON CONFLICT(plugin) DO UPDATE SET value=excluded.value",
+            params![plugin, value.to_string()],
+        )
+        .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    pub(crate) fn setting(&self, key: &str) -> Result<Option<String>> {
+        let c = self.lock();
+        c.query_row("SELECT value FROM settings WHERE key=?1", [key], |r| r.get(0)).optional().map_err(|e| self.map_err(e))
+    }
+
+    pub(crate) fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let c = self.lock();
+        c.execute("INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![key, value])
+            .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+}
+
+fn upsert_plugin(c: &Connection, row: &PluginRow) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO plugins(id, version, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT(id) DO UPDATE SET version=excluded.version, kind=excluded.kind, manifest=excluded.manifest,
+           state=excluded.state, desired=excluded.desired, last_error=excluded.last_error,
+           package_dir=excluded.package_dir, updated_at=excluded.updated_at, new_permissions=excluded.new_permissions",
+    )?
+    .execute(params![
+        row.id,
+        row.version,
+        row.kind,
+        row.manifest,
+        row.state.as_str(),
+        row.desired.as_str(),
+        row.last_error,
+        row.package_dir,
+        row.installed_at,
+        row.updated_at,
+        serde_json::to_string(&row.new_permissions).unwrap_or_default()
+    ])?;
+    Ok(())
+}
+
+fn grants(c: &Connection, plugin: &str) -> rusqlite::Result<Vec<GrantRow>> {
+    let mut st = c.prepare_cached("SELECT permission, granted_by, granted_at FROM grants WHERE plugin=?1 ORDER BY permission")?;
+    let rows = st.query_map([plugin], |r| Ok(GrantRow { permission: r.get(0)?, granted_by: r.get(1)?, granted_at: r.get(2)? }))?;
+    rows.collect()
+}
+
+fn insert_grants(c: &Connection, plugin: &str, permissions: &[String], by: &str, now: i64) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare_cached("INSERT OR IGNORE INTO grants(plugin, permission, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut added = Vec::new();
+    for p in permissions {
+        if st.execute(params![plugin, p, by, now])? > 0 {
+            added.push(p.clone());
+        }
+    }
+    Ok(added)
+}
+

@@ -1,0 +1,267 @@
+//! Install, upgrade and uninstall: built-ins registered by the host, packages from disk.
+
+use super::*;
+
+impl Kernel {
+    /// Register a built-in plugin: its manifest (usually `include_str!("../plugin.json")`) and
+    /// its code. Call before [`Kernel::start`].
+    pub fn register_builtin(&self, manifest_json: &str, code: Arc<dyn Plugin>) -> Result<()> {
+        self.register_builtin_with_files(manifest_json, code, &[])
+    }
+
+    /// Like [`Kernel::register_builtin`], with the files its manifest declares (for example
+    /// `("translations/en.json", include_str!("../translations/en.json"))`), which are checked
+    /// like a package's.
+    pub fn register_builtin_with_files(&self, manifest_json: &str, code: Arc<dyn Plugin>, files: &[(&str, &'static str)]) -> Result<()> {
+        let manifest = Manifest::parse(manifest_json.as_bytes(), "built-in plugin.json")?;
+        let files: BTreeMap<String, &'static str> = files.iter().map(|(p, t)| (p.to_string(), *t)).collect();
+        let mut problems = Vec::new();
+        for (i, locale) in manifest.provides.translations.iter().enumerate() {
+            let path = format!("translations/{locale}.json");
+            let found = files.get(&path).ok_or_else(|| format!("{path} was not registered with the plugin"));
+            if let Err(message) = found.and_then(|t| crate::package::check_translations(t.as_bytes()).map(|_| ()).map_err(|e| format!("{path}: {e}"))) {
+                problems.push(crate::model::manifest::Problem { path: format!("provides.translations[{i}]"), message });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(crate::model::manifest::ManifestErrors { file: format!("built-in {} plugin.json", manifest.id), problems }.into());
+        }
+        let id = manifest.id.clone();
+        let mut b = lock(&self.0.builtins);
+        if b.contains_key(&id) {
+            return Err(KernelError::DuplicateBuiltin { plugin: id });
+        }
+        if let Some(slot) = lock(&self.0.plugins).get(&id) {
+            if slot.kind == PluginKind::Package {
+                return Err(KernelError::DuplicateBuiltin { plugin: id });
+            }
+        }
+        b.insert(id, Builtin { manifest: Arc::new(manifest), code, files });
+        Ok(())
+    }
+
+    /// Install a package from a folder or `.zip`. A newer version of an installed plugin
+    /// upgrades it (storage kept, `onUpgrade` runs); the same version is refused; an older one
+    /// is refused unless `force`.
+    pub async fn install_package(&self, path: &Path, force: bool) -> Result<InstallOutcome> {
+        self.recorded(self.install_package_as(self.1.clone(), path, force).await)
+    }
+
+    pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
+        let staging = self.0.packages_dir.join(".staging");
+        let staged = package::stage(path, &staging)?;
+        let problems = self.0.config.runtime.check(&staged.manifest, &staged.dir);
+        let result = if problems.is_empty() {
+            self.install_staged(actor, &staged, force).await
+        } else {
+            Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into())
+        };
+        let _ = std::fs::remove_dir_all(staging.join(staged.dir.strip_prefix(&staging).ok().and_then(|p| p.components().next()).map(|c| c.as_os_str().to_owned()).unwrap_or_default()));
+        result
+    }
+
+    pub(super) async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool) -> Result<InstallOutcome> {
+        let m = Arc::new(staged.manifest.clone());
+        if lock(&self.0.builtins).contains_key(&m.id) {
+            return Err(KernelError::DuplicateBuiltin { plugin: m.id.clone() });
+        }
+        let existing = lock(&self.0.plugins).get(&m.id).map(|s| (s.manifest().version.clone(), s.kind));
+        if let Some((installed, _)) = &existing {
+            if *installed == m.version {
+                return Err(KernelError::AlreadyInstalled { plugin: m.id.clone(), version: installed.to_string() });
+            }
+            if m.version < *installed && !force {
+                return Err(KernelError::Downgrade { plugin: m.id.clone(), installed: installed.to_string(), offered: m.version.to_string() });
+            }
+        }
+        let dest = self.0.packages_dir.join(&m.id).join(m.version.to_string());
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| KernelError::io(&dest, e))?;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| KernelError::io(parent, e))?;
+        }
+        std::fs::rename(&staged.dir, &dest).map_err(|e| KernelError::io(&dest, e))?;
+        let code = match self.0.config.runtime.instantiate(&m, &dest) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dest);
+                return Err(e);
+            }
+        };
+        let outcome = match existing {
+            None => self.install_new(actor, m.clone(), PluginKind::Package, code, Some(dest.clone())).await,
+            Some(_) => self.replace(actor, m.clone(), code, Some(dest.clone()), force).await,
+        };
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(&dest);
+        }
+        outcome
+    }
+
+    pub(super) async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {
+        let id = m.id.clone();
+        let mut done = self.install_many(actor, vec![(m, code, dir)], kind, None).await?;
+        done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id }))
+    }
+
+    /// Record new plugins in one transaction (granting each everything it requests when
+    /// `grant_by` is given), then announce each and run its `onInstall`. A failed hook puts
+    /// that plugin in ERROR and does not stop the others.
+    pub(super) async fn install_many(
+        &self,
+        actor: Actor,
+        new: Vec<NewPlugin>,
+        kind: PluginKind,
+        grant_by: Option<&Actor>,
+    ) -> Result<Vec<(String, Result<InstallOutcome>)>> {
+        let now = now_ms();
+        let rows: Vec<(PluginRow, Vec<String>)> = new
+            .iter()
+            .map(|(m, _, dir)| {
+                let row = PluginRow {
+                    id: m.id.clone(),
+                    version: m.version.to_string(),
+                    kind: kind.as_str().into(),
+                    manifest: m.to_json(),
+                    state: State::Installed,
+                    desired: State::Installed,
+                    last_error: None,
+                    package_dir: dir.as_ref().map(|d| d.display().to_string()),
+                    new_permissions: Vec::new(),
+                    installed_at: now,
+                    updated_at: now,
+                };
+                let wanted = if grant_by.is_some() { m.all_permissions().map(|(p, _)| p.to_string()).collect() } else { Vec::new() };
+                (row, wanted)
+            })
+            .collect();
+        let grants = self.0.core.store.insert_plugins(&rows, &grant_by.map(Actor::to_string).unwrap_or_default())?;
+        let mut installed = Vec::with_capacity(new.len());
+        for (((m, code, _), (row, _)), grants) in new.into_iter().zip(&rows).zip(grants) {
+            let slot = self.new_slot(m.clone(), kind, code.clone(), row, grants)?;
+            installed.push((m, code, slot.ctx.clone()));
+            lock(&self.0.plugins).insert(slot);
+        }
+        let mut out = Vec::with_capacity(installed.len());
+        for (m, code, ctx) in installed {
+            self.announce(&actor, &m.id, None, Some(State::Installed), AuditAction::PluginInstalled, json!({ "version": m.version.to_string(), "kind": kind.as_str() }));
+            if let Some(by) = grant_by {
+                let granted = lock(&ctx.0.shared.granted).clone();
+                if !granted.is_empty() {
+                    self.0.core.writer.audit(&actor, Some(&m.id), AuditAction::PermissionGranted, json!({ "permissions": granted, "by": by.to_string() }));
+                    self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: m.id.clone() });
+                }
+            }
+            if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
+                if let Err(e) = self.set_error(&m.id, Some(Hook::Install), message) {
+                    out.push((m.id.clone(), Err(e)));
+                    continue;
+                }
+            }
+            let state = lock(&self.0.plugins).get(&m.id).map(|s| s.state).unwrap_or(State::Installed);
+            let outcome = self.pending(&m.id).map(|pending| InstallOutcome { id: m.id.clone(), version: m.version.to_string(), upgraded_from: None, pending, state });
+            out.push((m.id.clone(), outcome));
+        }
+        Ok(out)
+    }
+
+    /// Replace an installed plugin's manifest and code (upgrade, or forced downgrade).
+    pub(super) async fn replace(&self, actor: Actor, m: Arc<Manifest>, code: Arc<dyn Plugin>, dir: Option<PathBuf>, _force: bool) -> Result<InstallOutcome> {
+        let id = m.id.clone();
+        let recorded = lock(&self.0.plugins).get(&id).map(|s| s.state).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+        // Before `start` has restored anything, a recorded ENABLED is the last process's state:
+        // nothing runs here to disable; `start` enables the new version afterwards.
+        let was = if self.0.running.load(Ordering::Relaxed) { recorded } else { State::Installed };
+        if was == State::Enabled {
+            let dependents = self.enabled_dependents(&id);
+            if !dependents.is_empty() {
+                return Err(KernelError::DependentsEnabled { plugin: id, dependents });
+            }
+        }
+        let _g = self.gate(&id).await?;
+        if was == State::Enabled {
+            self.step(&actor, &id, Action::Disable).await?;
+        }
+        let (old_manifest, old_dir, new_permissions) = {
+            let mut plugins = lock(&self.0.plugins);
+            let slot = plugins.get_mut(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+            let before: BTreeSet<String> = slot.manifest().all_permissions().map(|(p, _)| p.to_string()).collect();
+            slot.new_permissions = m.all_permissions().map(|(p, _)| p.to_string()).filter(|p| !before.contains(p)).collect();
+            slot.code = code.clone();
+            let old_dir = std::mem::replace(&mut slot.package_dir, dir.clone());
+            let new_permissions = slot.new_permissions.clone();
+            let old = plugins.set_manifest(&id, m.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
+            (old, old_dir, new_permissions)
+        };
+        self.persist_slot(&id)?;
+        if old_dir != dir {
+            if let Some(d) = old_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+        // Grants of permissions the new version no longer requests are dropped.
+        let requested: BTreeSet<String> = m.all_permissions().map(|(p, _)| p.to_string()).collect();
+        let stale: Vec<String> = self.0.core.store.grants(&id)?.into_iter().map(|g| g.permission).filter(|p| !requested.contains(p)).collect();
+        if !stale.is_empty() {
+            self.0.core.store.revoke(&id, &stale)?;
+        }
+        self.refresh_grants(&id)?;
+        let from = old_manifest.version.clone();
+        let to = m.version.clone();
+        self.0.core.writer.audit(&actor, Some(&id), AuditAction::PluginUpgraded, json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions }));
+        self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: id.clone() });
+        self.0.core.emit_kernel("plugin.upgraded", json!({ "plugin": id, "from": from.to_string(), "to": to.to_string() }));
+        let ctx = self.context(&id)?;
+        if let Err(message) = self.run_hook(&id, &code, &ctx, Hook::Upgrade, Some((from.clone(), to.clone()))).await {
+            self.set_error(&id, Some(Hook::Upgrade), message)?;
+        } else if was == State::Enabled {
+            // Chrome's rule: a version asking for more than was granted waits for approval.
+            // (check_enable covers both enabled dependencies and pending permissions.)
+            if self.check_resolves(&id).is_ok() && self.check_enable(&id).is_ok() {
+                self.step(&actor, &id, Action::Enable).await?;
+            } else {
+                self.update(&id, |s| s.desired = State::Enabled)?;
+            }
+        }
+        let state = lock(&self.0.plugins).get(&id).map(|s| s.state).unwrap_or(State::Installed);
+        Ok(InstallOutcome { id: id.clone(), version: to.to_string(), upgraded_from: Some(from.to_string()), pending: self.pending(&id)?, state })
+    }
+
+    /// Uninstall a package: `onUninstall`, then its record, storage, grants and files are
+    /// removed (its logs and audit records stay).
+    pub async fn uninstall(&self, id: &str) -> Result<()> {
+        self.recorded(self.uninstall_as(self.1.clone(), id).await)
+    }
+
+    pub(crate) async fn uninstall_as(&self, actor: Actor, id: &str) -> Result<()> {
+        let _g = self.gate(id).await?;
+        let (state, kind, code, ctx, dir, version) = {
+            let plugins = lock(&self.0.plugins);
+            let s = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+            (s.state, s.kind, s.code.clone(), s.ctx.clone(), s.package_dir.clone(), s.manifest().version.to_string())
+        };
+        if kind == PluginKind::Builtin {
+            return Err(KernelError::BuiltinUninstall { plugin: id.into() });
+        }
+        if !state.allows(Action::Uninstall) {
+            return Err(KernelError::IllegalTransition { plugin: id.into(), state, action: Action::Uninstall });
+        }
+        if matches!(state, State::Loaded | State::Disabled) {
+            let _ = self.run_hook(id, &code, &ctx, Hook::Unload, None).await;
+        }
+        let hook_error = self.run_hook(id, &code, &ctx, Hook::Uninstall, None).await.err();
+        self.drop_runtime(id);
+        self.0.core.storage.clear(id)?;
+        self.0.core.store.delete_plugin(id)?;
+        lock(&self.0.plugins).remove(id);
+        if let Some(d) = dir {
+            let _ = std::fs::remove_dir_all(&d);
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+        self.announce(&actor, id, Some(state), None, AuditAction::PluginUninstalled, json!({ "version": version, "hookError": hook_error }));
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! What hosts read: plugin views, the graph, logs, audit records, and the settings.
+
+use super::*;
+
+impl Kernel {
+    /// Every installed plugin, sorted by id.
+    pub fn plugins(&self) -> Result<Vec<PluginInfo>> {
+        let ids: Vec<String> = lock(&self.0.plugins).keys().cloned().collect();
+        ids.iter().map(|id| self.plugin(id)).collect()
+    }
+
+    /// One plugin.
+    pub fn plugin(&self, id: &str) -> Result<PluginInfo> {
+        let grants = self.0.core.store.grants(id)?;
+        let mut plugins = lock(&self.0.plugins);
+        let set = plugins.manifests();
+        let resolve_error = plugins.resolve_errors().get(id).map(|e| e.to_string());
+        let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        let m = &slot.manifest();
+        let permissions: Vec<PermissionStatus> = m
+            .all_permissions()
+            .map(|(p, required)| {
+                let text = p.to_string();
+                PermissionStatus {
+                    grant: grants.iter().find(|g| g.permission == text).cloned(),
+                    new: slot.new_permissions.contains(&text),
+                    permission: text,
+                    required,
+                    risk: p.risk(),
+                    description: p.describe(),
+                    enforced: p.enforced(),
+                }
+            })
+            .collect();
+        let pending = permissions.iter().filter(|p| p.required && p.grant.is_none()).map(|p| p.permission.clone()).collect();
+        let dependencies = m
+            .all_dependencies()
+            .map(|(dep, range, optional)| {
+                let other = plugins.get(dep);
+                DependencyStatus {
+                    id: dep.clone(),
+                    range: range.to_string(),
+                    optional,
+                    installed: other.map(|o| o.manifest().version.to_string()),
+                    state: other.map(|o| o.state),
+                    satisfied: other.map_or(optional, |o| range.matches(&o.manifest().version)),
+                }
+            })
+            .collect();
+        let services = self.0.core.registry.list().into_iter().filter(|s| s.owner == id).map(|s| s.name).collect();
+        Ok(PluginInfo {
+            manifest: Manifest::clone(m),
+            kind: slot.kind,
+            state: slot.state,
+            desired: slot.desired,
+            last_error: slot.last_error.clone(),
+            permissions,
+            pending,
+            dependencies,
+            dependents: resolve::dependents(&set, id),
+            resolve_error,
+            services,
+            actions: slot.state.offered(slot.kind == PluginKind::Builtin),
+            package_dir: slot.package_dir.as_ref().map(|p| p.display().to_string()),
+            installed_at: slot.installed_at,
+            updated_at: slot.updated_at,
+        })
+    }
+
+    /// The dependency graph.
+    pub fn graph(&self) -> Graph {
+        let set = self.manifests();
+        let (order, errors) = resolve::resolve_all(&set);
+        let cycle_edges: BTreeSet<(String, String)> = errors
+            .values()
+            .filter_map(|e| match e {
+                ResolveError::Cycle { cycle } => Some(cycle.windows(2).map(|w| (w[0].clone(), w[1].clone())).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let plugins = lock(&self.0.plugins);
+        let nodes = plugins
+            .values()
+            .map(|s| GraphNode { id: s.manifest().id.clone(), name: s.manifest().name.clone(), version: s.manifest().version.to_string(), state: s.state, kind: s.kind })
+            .collect();
+        let mut edges = Vec::new();
+        for s in plugins.values() {
+            for (dep, range, optional) in s.manifest().all_dependencies() {
+                let target = plugins.get(dep);
+                edges.push(GraphEdge {
+                    from: s.manifest().id.clone(),
+                    to: dep.clone(),
+                    range: range.to_string(),
+                    optional,
+                    satisfied: target.map_or(optional, |t| range.matches(&t.manifest().version)),
+                    in_cycle: cycle_edges.contains(&(s.manifest().id.clone(), dep.clone())),
+                });
+            }
+        }
+        Graph { nodes, edges, order, errors }
+    }
+
+    /// Registered services.
+    pub fn services(&self) -> Vec<ServiceInfo> {
+        self.0.core.registry.list()
+    }
+
+    /// A service, looked up by the host (trusted; no grant check).
+    pub fn service<T: std::any::Any + Send + Sync>(&self, name: &str) -> Result<Arc<T>> {
+        self.0.core.registry.get(name)
+    }
+
+    /// A plugin's context, for the host and tests. Its calls are checked like the plugin's own.
+    pub fn context(&self, id: &str) -> Result<PluginContext> {
+        lock(&self.0.plugins).get(id).map(|s| s.ctx.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })
+    }
+
+    /// A file a plugin's manifest declares (`translations/<locale>.json`, or an object or
+    /// workflow file), as text: from the binary for a built-in, from its folder for a package.
+    /// `None` when the plugin does not declare that path.
+    pub fn declared_file(&self, id: &str, path: &str) -> Result<Option<String>> {
+        let (manifest, dir) = {
+            let plugins = lock(&self.0.plugins);
+            let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.to_string() })?;
+            (slot.manifest().clone(), slot.package_dir.clone())
+        };
+        let p = &manifest.provides;
+        let declared = p.translations.iter().any(|l| path == format!("translations/{l}.json"))
+            || [("objects", &p.objects), ("workflows", &p.workflows), ("automations", &p.automations)].iter().any(|(folder, names)| {
+                names.iter().any(|n| ["json", "yml", "yaml"].iter().any(|ext| path == format!("{folder}/{n}.{ext}")))
+            });
+        if !declared {
+            return Ok(None);
+        }
+        if let Some(text) = lock(&self.0.builtins).get(id).and_then(|b| b.files.get(path).copied()) {
+            return Ok(Some(text.to_string()));
+        }
+        let Some(dir) = dir else { return Ok(None) };
+        let file = dir.join(path);
+        match std::fs::read_to_string(&file) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(KernelError::io(file, e)),
+        }
+    }
+
+    /// Counters and state of every plugin.
+    pub fn activity(&self) -> Vec<PluginActivity> {
+        lock(&self.0.plugins)
+            .values()
+            .map(|s| PluginActivity { id: s.manifest().id.clone(), state: s.state, stats: s.shared.counters.snapshot() })
+            .collect()
+    }
+
+    /// Stored log lines.
+    pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRecord>> {
+        self.0.core.writer.flush();
+        self.0.core.store.logs(q)
+    }
+
+    /// Stored audit records.
+    pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        self.0.core.writer.flush();
+        self.0.core.store.audit(q)
+    }
+
+    /// Verify the audit chain.
+    pub fn verify_audit(&self) -> Result<Verification> {
+        self.0.core.writer.flush();
+        self.0.core.store.verify_audit()
+    }
+
+    /// Remove audit records before `keep_from_id`, appending an `audit.trimmed` checkpoint.
+    pub fn trim_audit(&self, keep_from_id: i64) -> Result<i64> {
+        self.0.core.writer.flush();
+        self.0.core.writer.trim_audit(&self.1, keep_from_id)
+    }
+
+    /// Audit detail level.
+    pub fn audit_detail(&self) -> AuditDetail {
+        self.0.core.writer.detail()
+    }
+
+    /// Set the audit detail level (persisted).
+    pub fn set_audit_detail(&self, d: AuditDetail) -> Result<()> {
+        let text = if d == AuditDetail::Full { "full" } else { "lifecycle" };
+        self.0.core.store.set_setting("audit.detail", text)?;
+        self.0.core.writer.set_detail(d);
+        self.0.core.writer.audit(&self.1, None, AuditAction::SettingsChanged, json!({ "auditDetail": text }));
+        self.0.core.writer.confirm()
+    }
+
+    /// Built-in trust policy.
+    pub fn builtin_policy(&self) -> Result<BuiltinPolicy> {
+        Ok(match self.0.core.store.setting("builtin.policy")?.as_deref() {
+            Some("ask") => BuiltinPolicy::Ask,
+            _ => BuiltinPolicy::Grant,
+        })
+    }
+
+    /// Set the built-in trust policy (applies to built-ins installed from now on).
+    pub fn set_builtin_policy(&self, p: BuiltinPolicy) -> Result<()> {
+        let text = if p == BuiltinPolicy::Ask { "ask" } else { "grant" };
+        self.0.core.store.set_setting("builtin.policy", text)?;
+        self.0.core.writer.audit(&self.1, None, AuditAction::SettingsChanged, json!({ "builtinPolicy": text }));
+        self.0.core.writer.confirm()
+    }
+
+    /// Set a plugin's configuration object (read by the plugin through its context).
+    pub fn set_config(&self, id: &str, config: Value) -> Result<()> {
+        self.require(id)?;
+        if !config.is_object() {
+            return Err(KernelError::InvalidName { name: "config".into(), reason: "plugin configuration must be a JSON object".into() });
+        }
+        self.0.core.store.set_config(id, &config)?;
+        self.0.core.writer.audit(&self.1, Some(id), AuditAction::PluginConfigured, json!({ "keys": config.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()) }));
+        self.0.core.writer.confirm()
+    }
+
+}

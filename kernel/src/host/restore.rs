@@ -1,0 +1,197 @@
+//! Start-up, following another process, and shutdown.
+
+use super::*;
+
+impl Kernel {
+    /// Install new built-ins, then restore every plugin's desired state in dependency order.
+    /// One plugin's failure is recorded on it and does not stop the others.
+    pub async fn start(&self) -> Result<StartReport> {
+        let mut report = self.sync_builtins().await?;
+        self.restore(&mut report).await;
+        self.recorded(Ok(report))
+    }
+
+    /// Record new built-ins (running `onInstall`, applying the trust policy) and upgrade
+    /// changed ones, without starting anything. Read-only tools call this instead of
+    /// [`Kernel::start`] so that built-ins show up in listings.
+    pub async fn sync_builtins(&self) -> Result<StartReport> {
+        let mut report = StartReport::default();
+        let builtins: Vec<(String, Arc<Manifest>, Arc<dyn Plugin>)> =
+            lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.manifest.clone(), b.code.clone())).collect();
+        let policy = self.builtin_policy()?;
+        let mut fresh = Vec::new();
+        for (id, manifest, code) in builtins {
+            let existing = lock(&self.0.plugins).get(&id).map(|s| s.manifest().clone());
+            match existing {
+                None => fresh.push((manifest, code, None)),
+                Some(old) => {
+                    if old.version != manifest.version || *old != *manifest {
+                        if let Err(e) = self.replace(Actor::System, manifest.clone(), code, None, true).await {
+                            report.failed.push((id.clone(), e.to_string()));
+                        }
+                        if policy == BuiltinPolicy::Grant {
+                            self.grant_as(Actor::System, &Actor::Policy, &id, GrantRequest::All)?;
+                        }
+                    }
+                }
+            }
+        }
+        // New built-ins are recorded, with the policy's grants, in one transaction.
+        if !fresh.is_empty() {
+            let ids: Vec<String> = fresh.iter().map(|(m, _, _)| m.id.clone()).collect();
+            let grant_by = (policy == BuiltinPolicy::Grant).then_some(&Actor::Policy);
+            match self.install_many(Actor::System, fresh, PluginKind::Builtin, grant_by).await {
+                Ok(done) => report.failed.extend(done.into_iter().filter_map(|(id, r)| r.err().map(|e| (id, e.to_string())))),
+                Err(e) => report.failed.extend(ids.into_iter().map(|id| (id, e.to_string()))),
+            }
+        }
+        // Built-ins recorded in the database get this build's code.
+        let registered: Vec<(String, Arc<dyn Plugin>)> = lock(&self.0.builtins).iter().map(|(k, b)| (k.clone(), b.code.clone())).collect();
+        for (id, code) in registered {
+            if let Some(slot) = lock(&self.0.plugins).get_mut(&id) {
+                slot.code = code;
+            }
+        }
+        Ok(report)
+    }
+
+    pub(super) async fn restore(&self, report: &mut StartReport) {
+        self.0.running.store(true, Ordering::Relaxed);
+        // Nothing runs yet in this process: every plugin starts from INSTALLED, except those in
+        // ERROR, whose error stays visible until retried. Built-ins missing from this build fail.
+        {
+            let registered: BTreeSet<String> = lock(&self.0.builtins).keys().cloned().collect();
+            let mut plugins = lock(&self.0.plugins);
+            for (id, slot) in plugins.iter_mut() {
+                if slot.kind == PluginKind::Builtin && !registered.contains(id) {
+                    slot.state = State::Error;
+                    slot.last_error = Some(LastError { hook: None, message: format!("{id} is a built-in plugin that this build of ObjectOS does not include"), at: now_ms() });
+                } else if slot.state != State::Error || slot.desired != State::Installed {
+                    slot.state = State::Installed;
+                }
+            }
+        }
+        let (order, errors) = resolve::resolve_all(&self.manifests());
+        for (id, err) in &errors {
+            let desired = lock(&self.0.plugins).get(id).map(|s| s.desired);
+            if matches!(desired, Some(State::Enabled | State::Loaded | State::Disabled)) {
+                if let Err(e) = self.set_error(id, None, err.to_string()) {
+                    report.failed.push((id.clone(), e.to_string()));
+                }
+                report.failed.push((id.clone(), err.to_string()));
+            }
+        }
+        for id in order {
+            let Some((desired, state)) = lock(&self.0.plugins).get(&id).map(|s| (s.desired, s.state)) else { continue };
+            if state == State::Error && desired == State::Installed {
+                continue;
+            }
+            let r = match desired {
+                State::Enabled => self.enable_as(Actor::System, &id, false).await,
+                State::Loaded => self.transition(Actor::System, &id, Action::Load).await,
+                State::Disabled => self.restore_disabled(&id).await,
+                State::Installed | State::Error => Ok(()),
+            };
+            match r {
+                Ok(()) if desired == State::Enabled => report.enabled.push(id),
+                Ok(()) => {}
+                Err(e) => report.failed.push((id, e.to_string())),
+            }
+        }
+        self.0.core.writer.audit(&Actor::System, None, AuditAction::KernelStarted, json!({ "enabled": report.enabled.len(), "failed": report.failed.len() }));
+        self.0.core.emit_kernel("kernel.started", json!({ "enabled": report.enabled, "failed": report.failed.len() }));
+    }
+
+    pub(super) async fn restore_disabled(&self, id: &str) -> Result<()> {
+        self.transition(Actor::System, id, Action::Load).await?;
+        self.update(id, |s| {
+            s.state = State::Disabled;
+            s.desired = State::Disabled;
+        })
+    }
+
+    /// Apply what another process (the `objectos` command, say) changed in the data directory:
+    /// plugins installed or removed there, grants, upgrades, and desired states, which this
+    /// process then runs. Call it when [`Kernel::changed_externally`] says so.
+    pub async fn sync_external(&self) -> Result<()> {
+        let rows = self.0.core.store.plugins()?;
+        let ids: BTreeSet<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let gone: Vec<String> = lock(&self.0.plugins).keys().filter(|k| !ids.contains(*k)).cloned().collect();
+        for id in gone {
+            self.drop_runtime(&id);
+            let from = lock(&self.0.plugins).remove(&id).map(|s| s.state);
+            self.0.core.notices.send(KernelEvent::StateChanged { plugin: id, from, to: None });
+        }
+        for row in rows {
+            let known = lock(&self.0.plugins).get(&row.id).map(|s| (s.desired, s.state, s.manifest().clone(), s.kind));
+            let package_dir = row.package_dir.as_ref().map(PathBuf::from);
+            match known {
+                None => {
+                    let mut slot = self.slot_from_row(&row)?;
+                    slot.state = State::Installed;
+                    lock(&self.0.plugins).insert(slot);
+                    self.0.core.notices.send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(State::Installed) });
+                    if row.desired == State::Enabled {
+                        let _ = self.enable_as(Actor::System, &row.id, false).await;
+                    }
+                }
+                Some((desired, state, old, kind)) => {
+                    let manifest = Arc::new(Self::parse_row_manifest(&row)?);
+                    self.refresh_grants(&row.id)?;
+                    if *old != *manifest && kind == PluginKind::Package {
+                        if let Some(dir) = &package_dir {
+                            let code = self.0.config.runtime.instantiate(&manifest, dir)?;
+                            let mut plugins = lock(&self.0.plugins);
+                            if let Some(s) = plugins.get_mut(&row.id) {
+                                s.code = code;
+                                s.package_dir = package_dir.clone();
+                                s.new_permissions = row.new_permissions.clone();
+                            }
+                            plugins.set_manifest(&row.id, manifest.clone());
+                        }
+                    }
+                    self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
+                    if row.desired == desired {
+                        continue;
+                    }
+                    let r = match (row.desired, state) {
+                        (State::Enabled, _) => self.enable_as(Actor::System, &row.id, false).await,
+                        (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {
+                            let r = self.transition(Actor::System, &row.id, Action::Disable).await;
+                            match (r, row.desired) {
+                                (Ok(()), State::Installed) => self.transition(Actor::System, &row.id, Action::Unload).await,
+                                (r, _) => r,
+                            }
+                        }
+                        (State::Installed, State::Loaded | State::Disabled) => self.transition(Actor::System, &row.id, Action::Unload).await,
+                        (State::Loaded, State::Installed) => self.transition(Actor::System, &row.id, Action::Load).await,
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(plugin = %row.id, "could not follow the change made by another process: {e}");
+                    }
+                }
+            }
+        }
+        self.0.core.store.changed_externally();
+        Ok(())
+    }
+
+    /// Stop every running plugin (disable and unload hooks, in reverse dependency order)
+    /// without changing the states recorded for the next start, then flush the writer.
+    pub async fn shutdown(&self) {
+        let (order, _) = resolve::resolve_all(&self.manifests());
+        for id in order.iter().rev() {
+            let Some((state, code, ctx)) = lock(&self.0.plugins).get(id).map(|s| (s.state, s.code.clone(), s.ctx.clone())) else { continue };
+            if state == State::Enabled {
+                let _ = self.run_hook(id, &code, &ctx, Hook::Disable, None).await;
+                self.drop_runtime(id);
+            }
+            if matches!(state, State::Enabled | State::Disabled | State::Loaded) {
+                let _ = self.run_hook(id, &code, &ctx, Hook::Unload, None).await;
+            }
+        }
+        self.0.core.registry.clear();
+        self.0.core.writer.flush();
+    }
+}

@@ -1,0 +1,239 @@
+//! What hosts show: the view of a plugin, the dependency graph, what an install or a start
+//! did. Plain data, built by the kernel's queries and serialized as they are for the console
+//! and `objectos --json`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::lifecycle::{Action, State};
+use crate::model::manifest::Manifest;
+use crate::model::permission::Risk;
+use crate::model::resolve::ResolveError;
+
+/// Is the plugin compiled in or installed from a package?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum PluginKind {
+    /// Compiled in and registered at start.
+    Builtin,
+    /// Installed from a folder or `.zip`.
+    Package,
+}
+
+impl PluginKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Builtin => "builtin",
+            PluginKind::Package => "package",
+        }
+    }
+}
+
+/// Whether built-in plugins' permissions are granted on their first start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum BuiltinPolicy {
+    /// Granted, recorded as granted by `system:policy` (default).
+    #[default]
+    Grant,
+    /// Built-ins wait for an admin like packages.
+    Ask,
+}
+
+/// The error that put a plugin in ERROR, kept for display.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct LastError {
+    /// The hook that failed, if a hook did.
+    pub hook: Option<String>,
+    /// What went wrong.
+    pub message: String,
+    /// When (ms since epoch).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub at: i64,
+}
+
+/// One requested permission and its approval.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct PermissionStatus {
+    /// The permission text.
+    pub permission: String,
+    /// Required (else optional).
+    pub required: bool,
+    /// Risk level.
+    pub risk: Risk,
+    /// Plain description.
+    pub description: String,
+    /// Whether this kernel enforces it (network/fs need the sandboxed runtime).
+    pub enforced: bool,
+    /// The grant, if approved.
+    pub grant: Option<GrantRow>,
+    /// Asked for by the latest upgrade and not requested before.
+    pub new: bool,
+}
+
+/// One dependency as the detail view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct DependencyStatus {
+    /// Dependency id.
+    pub id: String,
+    /// Required range.
+    pub range: String,
+    /// Optional dependency?
+    pub optional: bool,
+    /// Installed version, if installed.
+    pub installed: Option<String>,
+    /// Its state, if installed.
+    pub state: Option<State>,
+    /// Installed and in range.
+    pub satisfied: bool,
+}
+
+/// Everything known about one plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct PluginInfo {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Built-in or package.
+    pub kind: PluginKind,
+    /// Current state.
+    pub state: State,
+    /// State the admin asked for (restored at start).
+    pub desired: State,
+    /// The error of an ERROR plugin.
+    pub last_error: Option<LastError>,
+    /// Requested permissions with their grants.
+    pub permissions: Vec<PermissionStatus>,
+    /// Required permissions not yet granted.
+    pub pending: Vec<String>,
+    /// Dependencies.
+    pub dependencies: Vec<DependencyStatus>,
+    /// Installed plugins that require this one.
+    pub dependents: Vec<String>,
+    /// Why dependencies cannot be satisfied, if they cannot.
+    pub resolve_error: Option<String>,
+    /// Services it has registered now.
+    pub services: Vec<String>,
+    /// Lifecycle actions legal now.
+    pub actions: Vec<Action>,
+    /// Where the package's files are.
+    pub package_dir: Option<String>,
+    /// First installed (ms).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub installed_at: i64,
+    /// Last changed (ms).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub updated_at: i64,
+}
+
+/// A node of the dependency graph.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct GraphNode {
+    /// Plugin id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// State.
+    pub state: State,
+    /// Kind.
+    pub kind: PluginKind,
+}
+
+/// An edge `from` requires `to`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct GraphEdge {
+    /// The requiring plugin.
+    pub from: String,
+    /// The required plugin (may be missing from `nodes`).
+    pub to: String,
+    /// The range.
+    pub range: String,
+    /// Optional dependency?
+    pub optional: bool,
+    /// Installed and in range (an absent optional dependency counts as satisfied).
+    pub satisfied: bool,
+    /// Part of a cycle.
+    pub in_cycle: bool,
+}
+
+/// The dependency graph of every installed plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Graph {
+    /// Installed plugins.
+    pub nodes: Vec<GraphNode>,
+    /// Dependencies.
+    pub edges: Vec<GraphEdge>,
+    /// A load order of everything that resolves.
+    pub order: Vec<String>,
+    /// Plugins that do not resolve, with why.
+    pub errors: BTreeMap<String, ResolveError>,
+}
+
+/// What an install did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct InstallOutcome {
+    /// Plugin id.
+    pub id: String,
+    /// Installed version.
+    pub version: String,
+    /// The version it replaced, for an upgrade.
+    pub upgraded_from: Option<String>,
+    /// Required permissions awaiting approval.
+    pub pending: Vec<String>,
+    /// State after the install.
+    pub state: State,
+}
+
+/// What start-up restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartReport {
+    /// Plugins enabled.
+    pub enabled: Vec<String>,
+    /// Plugins that could not be restored, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Which permissions to grant.
+#[derive(Debug, Clone)]
+pub enum GrantRequest {
+    /// Everything the plugin requests.
+    All,
+    /// These (each must be requested by the plugin).
+    Some(Vec<String>),
+}
+
+/// A stored grant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct GrantRow {
+    /// The permission text.
+    pub permission: String,
+    /// `admin`, `system:policy`, ...
+    pub granted_by: String,
+    /// When (ms since epoch).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub granted_at: i64,
+}
+

@@ -1,0 +1,62 @@
+//! What runs while plugins are active: the event bus, the service registry, activity
+//! counters, the per-plugin log, and the storage backends. Built on `model` and `db`; the
+//! plugin-facing checks are in `context`, on top of this.
+
+pub mod bus;
+pub mod log;
+pub mod registry;
+pub mod storage;
+pub mod telemetry;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::db::{Store, Writer};
+use crate::model::audit::{Actor, AuditAction};
+use crate::notices::{KernelEvent, Notices};
+use bus::Bus;
+use registry::Registry;
+use storage::StorageBackend;
+use telemetry::Counters;
+
+/// The parts of one kernel that every plugin's context shares with it. Holding this does not
+/// keep the kernel's plugin table alive (contexts hold a weak link to the kernel itself).
+pub(crate) struct Core {
+    /// This kernel's number in the process (log routing, spans).
+    pub(crate) id: u64,
+    pub(crate) store: Arc<Store>,
+    pub(crate) writer: Writer,
+    pub(crate) notices: Notices,
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) storage: Arc<dyn StorageBackend>,
+    /// Counters of what the kernel itself does (its `kernel.*` and `plugin.*` events).
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Core {
+    /// Emit one of the kernel's own events (`plugin.*`, `kernel.*`) on the bus.
+    pub(crate) fn emit_kernel(&self, topic: &str, payload: Value) {
+        self.counters.events_emitted.fetch_add(1, Ordering::Relaxed);
+        self.bus.emit(topic, &self.bus.kernel, payload);
+    }
+
+    /// Record a service coming (`registered_type` is its Rust type) or going: audit record,
+    /// host notification, and the `kernel.service.*` bus event plugins can follow.
+    pub(crate) fn announce_service(&self, actor: &Actor, owner: &str, name: &str, registered_type: Option<&str>) {
+        match registered_type {
+            Some(ty) => {
+                self.writer.audit(actor, Some(owner), AuditAction::ServiceRegistered, json!({ "service": name, "type": ty }));
+                self.notices.send(KernelEvent::ServiceRegistered { name: name.into(), owner: owner.into() });
+                self.emit_kernel("kernel.service.registered", json!({ "service": name, "owner": owner }));
+            }
+            None => {
+                self.writer.audit(actor, Some(owner), AuditAction::ServiceUnregistered, json!({ "service": name }));
+                self.notices.send(KernelEvent::ServiceUnregistered { name: name.into(), owner: owner.into() });
+                self.emit_kernel("kernel.service.unregistered", json!({ "service": name, "owner": owner }));
+            }
+        }
+    }
+}
