@@ -20,8 +20,52 @@ const MAX_DEPTH: usize = 16;
 
 pub(crate) struct Staged {
     pub(crate) manifest: Manifest,
-    /// The staging folder (the package root).
+    /// The package root inside the staging folder.
     pub(crate) dir: PathBuf,
+    /// The staging folder itself, removed when this is dropped (whatever the install did).
+    _folder: StagingFolder,
+}
+
+/// A staging folder that removes itself when dropped, so no path out of an install (an
+/// error, a panic, an early return) leaves it behind. A process killed mid-install leaves
+/// it; [`sweep_staging`] removes those at the next start.
+struct StagingFolder(PathBuf);
+
+impl Drop for StagingFolder {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The prefix of staging folder names: `stage-<pid>-<ms>`.
+const STAGE_PREFIX: &str = "stage-";
+
+/// Remove staging folders under `staging_root` left by processes that are gone (killed
+/// mid-install). Folders of live processes (another host on the same data directory may be
+/// installing now) are kept; where liveness cannot be told (no `/proc`), folders older than a
+/// day go. Returns how many were removed.
+pub(crate) fn sweep_staging(staging_root: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(staging_root) else { return 0 };
+    let me = std::process::id();
+    let proc_fs = Path::new("/proc/self").exists();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(STAGE_PREFIX)).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let gone = if pid == me {
+            false
+        } else if proc_fs {
+            !Path::new("/proc").join(pid.to_string()).exists()
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 24 * 3600)
+        };
+        if gone && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 struct Budget {
@@ -73,23 +117,15 @@ impl Budget {
 /// On error the staging folder is removed.
 pub(crate) fn stage(src: &Path, staging_root: &Path) -> Result<Staged> {
     fs::create_dir_all(staging_root).map_err(|e| KernelError::io(staging_root, e))?;
-    let dir = staging_root.join(format!("stage-{}-{}", std::process::id(), crate::util::now_ms()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = staging_root.join(format!("{STAGE_PREFIX}{}-{}-{n}", std::process::id(), crate::util::now_ms()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| KernelError::io(&dir, e))?;
-    let result = stage_into(src, &dir);
-    match result {
-        Ok(root) => match validate(src, &root) {
-            Ok(manifest) => Ok(Staged { manifest, dir: root }),
-            Err(e) => {
-                let _ = fs::remove_dir_all(&dir);
-                Err(e)
-            }
-        },
-        Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
-            Err(e)
-        }
-    }
+    let folder = StagingFolder(dir.clone());
+    let root = stage_into(src, &dir)?;
+    let manifest = validate(src, &root)?;
+    Ok(Staged { manifest, dir: root, _folder: folder })
 }
 
 fn stage_into(src: &Path, dir: &Path) -> Result<PathBuf> {

@@ -85,7 +85,7 @@ pub(crate) struct Store {
 
 impl Store {
     /// Open (creating if needed) `data_dir/objectos.db`, or a private in-memory database.
-    pub(crate) fn open(data_dir: Option<&Path>) -> Result<Store> {
+    pub(crate) fn open(data_dir: Option<&Path>, max_bytes: Option<u64>) -> Result<Store> {
         let (conn, path) = match data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| KernelError::io(dir, e))?;
@@ -97,6 +97,9 @@ impl Store {
         let store = Store { conn: Arc::new(Mutex::new(conn)), path, data_version: Mutex::new(0) };
         store.configure()?;
         store.migrate()?;
+        if let Some(bytes) = max_bytes {
+            store.limit_size(bytes)?;
+        }
         store.changed_externally();
         Ok(store)
     }
@@ -130,6 +133,16 @@ impl Store {
         // Every statement the kernel caches fits (rusqlite keeps 16 by default; more are
         // evicted and compiled again).
         c.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    /// Cap the database at `bytes` (SQLite's `max_page_count`; it never goes below the pages in
+    /// use). Writes past it fail with SQLITE_FULL, as on a full disk.
+    fn limit_size(&self, bytes: u64) -> Result<()> {
+        let c = self.lock();
+        let page: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(|e| self.map_err(e))?;
+        let pages = (bytes / page.max(1) as u64).max(1);
+        c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(())).map_err(|e| self.map_err(e))?;
         Ok(())
     }
 

@@ -51,13 +51,11 @@ impl Kernel {
         let staging = self.0.packages_dir.join(".staging");
         let staged = package::stage(path, &staging)?;
         let problems = self.0.config.runtime.check(&staged.manifest, &staged.dir);
-        let result = if problems.is_empty() {
-            self.install_staged(actor, &staged, force).await
-        } else {
-            Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into())
-        };
-        let _ = std::fs::remove_dir_all(staging.join(staged.dir.strip_prefix(&staging).ok().and_then(|p| p.components().next()).map(|c| c.as_os_str().to_owned()).unwrap_or_default()));
-        result
+        if !problems.is_empty() {
+            return Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into());
+        }
+        // The staging folder goes when `staged` is dropped, whatever happens here.
+        self.install_staged(actor, &staged, force).await
     }
 
     pub(super) async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool) -> Result<InstallOutcome> {

@@ -81,17 +81,20 @@ pub struct KernelConfig {
     pub hook_timeout: Duration,
     /// Code runtime for packages.
     pub runtime: Arc<dyn PackageRuntime>,
+    /// Largest size the database may grow to, in bytes (`None`: as large as the disk allows).
+    /// Past it, writes fail as they would on a full disk: a bound on what plugins can store.
+    pub max_database_bytes: Option<u64>,
 }
 
 impl KernelConfig {
-    /// A kernel on `data_dir`.
+    /// A kernel on `data_dir`, with plugin storage in its database.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        KernelConfig { data_dir: Some(data_dir.into()), ..Self::in_memory() }
+        KernelConfig { data_dir: Some(data_dir.into()), storage: StorageKind::Sqlite, ..Self::in_memory() }
     }
 
     /// A kernel with an in-memory database and storage.
     pub fn in_memory() -> Self {
-        KernelConfig { data_dir: None, storage: StorageKind::Memory, hook_timeout: Duration::from_secs(30), runtime: Arc::new(DeclarativeRuntime) }
+        KernelConfig { data_dir: None, storage: StorageKind::Memory, hook_timeout: Duration::from_secs(30), runtime: Arc::new(DeclarativeRuntime), max_database_bytes: None }
     }
 
     /// Use the given storage backend.
@@ -103,6 +106,13 @@ impl KernelConfig {
     /// Bound hooks by `t`.
     pub fn hook_timeout(mut self, t: Duration) -> Self {
         self.hook_timeout = t;
+        self
+    }
+
+    /// Let the database grow to at most `bytes` (rounded down to whole pages, and never below
+    /// its size now).
+    pub fn max_database_bytes(mut self, bytes: u64) -> Self {
+        self.max_database_bytes = Some(bytes);
         self
     }
 
@@ -172,7 +182,7 @@ impl Kernel {
     /// Open the data directory (creating it) without running any plugin code. Register the
     /// built-in plugins, then call [`Kernel::start`].
     pub fn open(config: KernelConfig) -> Result<Kernel> {
-        let store = Arc::new(Store::open(config.data_dir.as_deref())?);
+        let store = Arc::new(Store::open(config.data_dir.as_deref(), config.max_database_bytes)?);
         let notices = Notices::new();
         let (writer, thread) = Writer::start(&store, notices.clone());
         let detail = store.setting("audit.detail")?.and_then(|d| d.parse().ok()).unwrap_or_default();
@@ -190,6 +200,8 @@ impl Kernel {
                 (t.join("packages"), Some(t))
             }
         };
+        // Staging folders of installs killed mid-way (their process is gone) are removed.
+        package::sweep_staging(&packages_dir.join(".staging"));
         let core = Arc::new(Core {
             id,
             bus: Arc::new(Bus::new(id, writer.clone())),
