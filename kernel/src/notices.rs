@@ -10,7 +10,7 @@ use crate::model::audit::AuditRecord;
 use crate::model::lifecycle::State;
 use crate::model::log::LogRecord;
 
-/// Something the host may want to show. Delivered through [`crate::host::Kernel::subscribe`].
+/// Something the host may want to show. Delivered through `Kernel::subscribe` (the host, above this module).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 #[non_exhaustive]

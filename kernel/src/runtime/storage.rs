@@ -1,5 +1,5 @@
 //! Per-plugin key/value storage of JSON values. Every call names the plugin; the plugin-facing
-//! facade ([`crate::context::Storage`]) binds it, so a plugin cannot reach another's keys.
+//! facade (`PluginContext::storage()`, above this module) binds it, so a plugin cannot reach another's keys.
 
 use std::sync::{Arc, Mutex};
 
