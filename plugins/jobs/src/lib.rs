@@ -36,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use objectos_kernel::serde_json::{self, json, Value};
+use objectos_kernel::util::now_ms;
 use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
 use objectos_metrics::{family, label, MetricSource};
 use serde::{Deserialize, Serialize};
@@ -62,10 +63,6 @@ const SCHEDULE: &str = "schedule:";
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
     kernel.register_builtin_with_files(MANIFEST, Arc::new(JobsPlugin::default()), TRANSLATIONS)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn err(message: impl Into<String>) -> KernelError {

@@ -18,10 +18,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use objectos_jobs::{JobSpec, Jobs, Retry};
 use objectos_kernel::serde_json::{self, json, Value};
+use objectos_kernel::util::now_ms;
 use objectos_kernel::{HookResult, Kernel, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -52,10 +53,6 @@ const MAX_TEXT: usize = 16 << 10;
 /// Register the plugin with a kernel (before `start`).
 pub fn register(kernel: &Kernel) -> Result<()> {
     kernel.register_builtin_with_files(MANIFEST, Arc::new(NotificationPlugin), TRANSLATIONS)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn err(message: impl Into<String>) -> KernelError {
