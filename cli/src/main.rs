@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use objectos_kernel::{
-    audit_to_csv, AuditDetail, AuditQuery, BuiltinPolicy, GrantRequest, Kernel, KernelConfig, KernelError, Level, LogQuery,
-    Manifest, PluginInfo, StorageKind, Verification,
-};
+use objectos_builtins::host;
+use objectos_kernel::{Kernel, KernelError};
+use objectos_kernel::model::audit::{AuditDetail, AuditQuery, Verification, to_csv as audit_to_csv};
+use objectos_kernel::model::log::{Level, LogQuery};
+use objectos_kernel::model::manifest::Manifest;
+use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
 use serde_json::{json, Value};
 
 mod render;
@@ -314,28 +316,23 @@ fn init_tracing() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(objectos_kernel::PluginLogLayer).with(fmt).try_init();
+    let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer).with(fmt).try_init();
 }
 
 fn data_dir(cli: &Cli) -> PathBuf {
-    cli.data_dir
-        .clone()
-        .or_else(|| std::env::var_os("OBJECTOS_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("objectos"))
+    host::resolve_data_dir(cli.data_dir.clone())
 }
 
 /// Open the kernel with the built-ins registered. `start` runs plugins (for commands that
-/// change lifecycle state); otherwise only new built-ins are recorded.
+/// change lifecycle state), warning on stderr about any that could not be restored;
+/// otherwise only new built-ins are recorded, and nothing runs.
 async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
-    let kernel = Kernel::open(objectos_builtins::with_runtime(KernelConfig::new(data_dir(cli)).storage(StorageKind::Sqlite)))?;
-    objectos_builtins::register_all(&kernel)?;
+    let kernel = host::open(data_dir(cli))?;
     if start {
-        let report = kernel.start().await?;
-        for (id, why) in &report.failed {
-            eprintln!("objectos: warning: {id} could not be restored: {why}");
-        }
+        host::start(&kernel).await?.print_warnings("objectos");
     } else {
-        kernel.sync_builtins().await?;
+        // Read-only commands stay quiet about built-ins that could not be recorded.
+        host::sync(&kernel).await?;
     }
     Ok(kernel)
 }
@@ -374,7 +371,7 @@ async fn run(cli: Cli) -> Out {
                 "dataDir": data_dir(&cli),
                 "auditDetail": kernel.audit_detail(),
                 "builtinPolicy": kernel.builtin_policy()?,
-                "kernelVersion": objectos_kernel::kernel_version().to_string(),
+                "kernelVersion": objectos_kernel::model::resolve::kernel_version().to_string(),
             });
             if cli.json {
                 print_json(&v);
@@ -429,7 +426,7 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
         Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
     } else {
-        objectos_kernel::check_package_with(path, &objectos_builtins::declarative::Runtime)?
+        objectos_kernel::package::check_package_with(path, &objectos_builtins::declarative::Runtime)?
     };
     if cli.json {
         print_json(&json!({ "valid": true, "manifest": manifest }));

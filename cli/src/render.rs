@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use objectos_kernel::{AuditRecord, Graph, LogRecord, PluginInfo};
+use objectos_kernel::model::audit::AuditRecord;
+use objectos_kernel::model::log::LogRecord;
+use objectos_kernel::model::views::{Graph, PluginInfo};
 
 fn time(ms: i64) -> String {
     // UTC, second precision, without a date library: days since epoch -> civil date.
@@ -170,11 +172,11 @@ pub(crate) fn graph_dot(g: &Graph) -> String {
     let mut s = String::from("digraph objectos {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"sans-serif\"];\n");
     for n in &g.nodes {
         let color = match n.state {
-            objectos_kernel::State::Enabled => "#c8f7c5",
-            objectos_kernel::State::Error => "#f7c5c5",
-            objectos_kernel::State::Disabled => "#e0e0e0",
-            objectos_kernel::State::Loaded => "#c5daf7",
-            objectos_kernel::State::Installed => "#ffffff",
+            objectos_kernel::model::lifecycle::State::Enabled => "#c8f7c5",
+            objectos_kernel::model::lifecycle::State::Error => "#f7c5c5",
+            objectos_kernel::model::lifecycle::State::Disabled => "#e0e0e0",
+            objectos_kernel::model::lifecycle::State::Loaded => "#c5daf7",
+            objectos_kernel::model::lifecycle::State::Installed => "#ffffff",
         };
         let _ = writeln!(s, "  {} [label={}, fillcolor=\"{color}\"];", dot_id(&n.id), dot_id(&format!("{}\\n{} ({})", n.id, n.version, n.state)));
     }

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use objectos_kernel::{
-    audit_to_csv, Action, AuditDetail, AuditQuery, AuditRecord, BuiltinPolicy, GrantRequest, Graph, InstallOutcome, Level, LogQuery,
-    LogRecord, PluginInfo, Verification,
-};
+use objectos_kernel::model::audit::{to_csv as audit_to_csv, AuditDetail, AuditQuery, AuditRecord, Verification};
+use objectos_kernel::model::lifecycle::Action;
+use objectos_kernel::model::log::{Level, LogQuery, LogRecord};
+use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, Graph, InstallOutcome, PluginInfo};
 use serde::Serialize;
 use tauri::State;
 
@@ -72,7 +72,7 @@ pub async fn list_samples(state: State<'_, AppState>) -> CmdResult<Vec<Sample>> 
         .samples
         .iter()
         .filter_map(|dir| {
-            let m = objectos_kernel::check_package(dir).ok()?;
+            let m = objectos_kernel::package::check_package(dir).ok()?;
             Some(Sample {
                 path: dir.display().to_string(),
                 installed: installed.contains(&m.id),
@@ -196,7 +196,7 @@ fn settings(state: &AppState) -> CmdResult<Settings> {
         audit_detail: state.kernel.audit_detail(),
         builtin_policy: state.kernel.builtin_policy()?,
         app_version: env!("CARGO_PKG_VERSION").into(),
-        kernel_version: objectos_kernel::kernel_version().to_string(),
+        kernel_version: objectos_kernel::model::resolve::kernel_version().to_string(),
     })
 }
 
@@ -447,7 +447,7 @@ pub async fn package_definitions(state: State<'_, AppState>, id: String) -> CmdR
     let empty = DefinitionsView { objects: Vec::new(), workflows: Vec::new(), automations: Vec::new() };
     let Some(dir) = info.package_dir else { return Ok(empty) };
     let defs = read_definitions(&info.manifest, std::path::Path::new(&dir)).map_err(|ps| {
-        CommandError::from(objectos_kernel::KernelError::from(objectos_kernel::ManifestErrors { file: format!("{dir}/plugin.json"), problems: ps }))
+        CommandError::from(objectos_kernel::KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: format!("{dir}/plugin.json"), problems: ps }))
     })?;
     let objects = defs
         .objects

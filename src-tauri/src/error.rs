@@ -1,6 +1,7 @@
 //! The typed error every command returns, so the UI can render what to do, not a string.
 
-use objectos_kernel::{KernelError, Problem};
+use objectos_kernel::KernelError;
+use objectos_kernel::model::manifest::Problem;
 use serde::Serialize;
 
 /// A command's failure.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use objectos_kernel::{Kernel, KernelConfig, KernelEvent, StorageKind};
+use objectos_builtins::host;
+use objectos_kernel::notices::KernelEvent;
+use objectos_kernel::Kernel;
 use serde::Serialize;
 use tauri::Manager;
 use tauri_specta::{collect_commands, collect_events, Event};
@@ -78,23 +80,15 @@ pub fn export_bindings(path: &Path) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Where the data lives: `--data-dir`, else `OBJECTOS_DATA_DIR`, else the OS app-data folder.
-pub fn resolve_data_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.or_else(|| std::env::var_os("OBJECTOS_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| dirs::data_dir().unwrap_or_else(|| PathBuf::from(".")).join("objectos"))
-}
-
-/// Open the kernel, register built-ins, start, and run the window until it closes.
+/// Open the kernel on `data_dir` with the built-ins and start it (warning on stderr about
+/// plugins that could not be restored, as the `objectos` command does), then run the window
+/// until it closes. `data_dir` comes from [`host::resolve_data_dir`].
 pub fn run(data_dir: PathBuf) -> Result<(), String> {
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     tauri::async_runtime::set(runtime.handle().clone());
-    let kernel = Kernel::open(objectos_builtins::with_runtime(KernelConfig::new(&data_dir).storage(StorageKind::Sqlite))).map_err(|e| e.to_string())?;
-    objectos_builtins::register_all(&kernel).map_err(|e| e.to_string())?;
-    let report = runtime.block_on(kernel.start()).map_err(|e| e.to_string())?;
-    for (id, why) in &report.failed {
-        tracing::warn!(plugin = %id, "could not be restored: {why}");
-    }
+    let kernel = host::open(&data_dir).map_err(|e| e.to_string())?;
+    runtime.block_on(host::start(&kernel)).map_err(|e| e.to_string())?.print_warnings("objectos-console");
     let samples = samples::unpack(&data_dir).map_err(|e| e.to_string())?;
     let builder = specta_builder();
     let state = AppState { kernel: kernel.clone(), data_dir, samples, started };

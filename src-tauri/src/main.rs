@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
-        .with(objectos_kernel::PluginLogLayer)
+        .with(objectos_kernel::host::PluginLogLayer)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
         .try_init();
     #[cfg(target_os = "linux")]
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         eprintln!("objectos-console: no display: run it in a desktop session, or under `xvfb-run -a`. The headless `objectos` command needs no display.");
         return ExitCode::from(1);
     }
-    let data_dir = objectos_console::resolve_data_dir(data_dir);
+    let data_dir = objectos_builtins::host::resolve_data_dir(data_dir);
     match objectos_console::run(data_dir) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

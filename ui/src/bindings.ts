@@ -265,7 +265,7 @@ export type InstallOutcome = {
 	state: State,
 };
 
-/**  Something the host may want to show. Delivered through [`crate::Kernel::subscribe`]. */
+/**  Something the host may want to show. Delivered through `Kernel::subscribe` (the host, above this module). */
 export type KernelEvent = 
 /**  A plugin changed state (`from: None` for a fresh install, `to: None` for an uninstall). */
 ({ type: "stateChanged"; 
@@ -274,23 +274,23 @@ plugin: string;
 /**  Previous state. */
 from: State | null; 
 /**  New state. */
-to: State | null }) & { name?: never; owner?: never } | 
+to: State | null }) & { busy?: never; name?: never; owner?: never; path?: never; reason?: never; waiting?: never } | 
 /**  Grants of a plugin changed, or its requested permissions did (upgrade). */
 ({ type: "permissionsChanged"; 
 /**  Plugin id. */
-plugin: string }) & { from?: never; name?: never; owner?: never; to?: never } | 
+plugin: string }) & { busy?: never; from?: never; name?: never; owner?: never; path?: never; reason?: never; to?: never; waiting?: never } | 
 /**  A service was registered. */
 ({ type: "serviceRegistered"; 
 /**  Service name. */
 name: string; 
 /**  Owning plugin. */
-owner: string }) & { from?: never; plugin?: never; to?: never } | 
+owner: string }) & { busy?: never; from?: never; path?: never; plugin?: never; reason?: never; to?: never; waiting?: never } | 
 /**  A service was removed. */
 ({ type: "serviceUnregistered"; 
 /**  Service name. */
 name: string; 
 /**  Owning plugin. */
-owner: string }) & { from?: never; plugin?: never; to?: never } | 
+owner: string }) & { busy?: never; from?: never; path?: never; plugin?: never; reason?: never; to?: never; waiting?: never } | 
 /**  A log line was stored. */
 {
 	type: "log",
@@ -300,7 +300,23 @@ owner: string }) & { from?: never; plugin?: never; to?: never } |
 	type: "audit",
 } & AuditRecord | 
 /**  Another process changed the data directory; hosts should re-read what they show. */
-({ type: "externalChange" }) & { from?: never; name?: never; owner?: never; plugin?: never; to?: never };
+({ type: "externalChange" }) & { busy?: never; from?: never; name?: never; owner?: never; path?: never; plugin?: never; reason?: never; to?: never; waiting?: never } | 
+/**
+ *  Audit records and log lines cannot be written now. They are kept in memory, in order,
+ *  and written as soon as the database accepts writes again; until then actions report
+ *  that they are not recorded (unless the database is only `busy`, which passes).
+ */
+({ type: "writesStalled"; 
+/**  The database file. */
+path: string; 
+/**  What SQLite said. */
+reason: string; 
+/**  Another process holds the database (it passes); else a fault such as a full disk. */
+busy: boolean; 
+/**  Records waiting to be written. */
+waiting: number | null }) & { from?: never; name?: never; owner?: never; plugin?: never; to?: never } | 
+/**  Writes work again after [`KernelEvent::WritesStalled`]; everything kept is written. */
+({ type: "writesResumed" }) & { busy?: never; from?: never; name?: never; owner?: never; path?: never; plugin?: never; reason?: never; to?: never; waiting?: never };
 
 /**  Kernel notifications for the UI (state changes, log lines, audit records...), oldest first. */
 export type KernelNotices = KernelEvent[];

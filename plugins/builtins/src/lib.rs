@@ -1,9 +1,12 @@
 //! The built-in plugins every ObjectOS host registers, in one place so the `objectos`
-//! command and the console always offer the same set.
+//! command and the console always offer the same set, and the [`host`] bootstrap both use to
+//! open and start the kernel.
 
 use std::sync::Arc;
 
 use objectos_kernel::{Kernel, KernelConfig, Result};
+
+pub mod host;
 
 pub use objectos_cache as cache;
 pub use objectos_jobs as jobs;
