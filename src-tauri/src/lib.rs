@@ -1,7 +1,9 @@
 //! The ObjectOS desktop console: a Tauri 2 app that embeds the kernel in-process.
 //!
-//! Commands are thin (`commands`), typed with specta, and listed once in [`specta_builder`],
-//! which serves both Tauri's invoke handler and the export of `ui/src/bindings.ts`. Kernel
+//! Commands are thin (`commands`), typed with specta, and listed once in `command_list.rs`,
+//! which `build.rs` declares to tauri-build (one `allow-*` permission each) and
+//! [`specta_builder`] hands to both Tauri's invoke handler and the export of
+//! `ui/src/bindings.ts`. What the commands show in words is built in [`views`]. Kernel
 //! notifications reach the UI as one typed event, [`KernelNotices`], a batch gathered over at
 //! most 50 ms so that a burst (100,000 audited emissions) does not flood the webview.
 
@@ -10,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use objectos_builtins::host;
-use objectos_kernel::notices::KernelEvent;
 use objectos_kernel::Kernel;
+use objectos_kernel::notices::KernelEvent;
 use serde::Serialize;
 use tauri::Manager;
 use tauri_specta::{collect_commands, collect_events, Event};
@@ -19,6 +21,19 @@ use tauri_specta::{collect_commands, collect_events, Event};
 pub mod commands;
 pub mod error;
 mod samples;
+pub mod views;
+
+include!("command_list.rs");
+
+/// `collect_commands!` over the functions in [`commands`], for `console_commands!`.
+macro_rules! collect_console_commands {
+    ($($command:ident),* $(,)?) => {
+        collect_commands![$(commands::$command),*]
+    };
+}
+
+/// Every command's name, as the UI invokes it: the list `build.rs` declares to tauri-build.
+pub const COMMANDS: &[&str] = console_commands!(command_names);
 
 /// State shared by the commands.
 pub struct AppState {
@@ -42,32 +57,10 @@ const NOTICE_BATCH: usize = 2_000;
 /// Longest a notification waits to be batched.
 const NOTICE_WINDOW: Duration = Duration::from_millis(50);
 
-/// Every command and event, once.
+/// Every command (from `command_list.rs`) and event.
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
-        .commands(collect_commands![
-            commands::list_plugins,
-            commands::get_plugin,
-            commands::plugin_action,
-            commands::install_package,
-            commands::list_samples,
-            commands::grant_permissions,
-            commands::revoke_permissions,
-            commands::dependency_graph,
-            commands::query_logs,
-            commands::query_audit,
-            commands::verify_audit,
-            commands::export_audit,
-            commands::get_settings,
-            commands::set_audit_detail,
-            commands::set_builtin_policy,
-            commands::check_for_updates,
-            commands::report_ready,
-            commands::inbox,
-            commands::mark_notifications_read,
-            commands::plugin_texts,
-            commands::package_definitions,
-        ])
+        .commands(console_commands!(collect_console_commands))
         .events(collect_events![KernelNotices, InboxChanged])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
@@ -190,17 +183,73 @@ fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// `ui/src/bindings.ts` as [`super::specta_builder`] exports it now.
+    fn fresh_bindings() -> String {
+        let fresh = std::env::temp_dir().join(format!("objectos-bindings-{}-{:?}.ts", std::process::id(), std::thread::current().id()));
+        super::export_bindings(&fresh).unwrap();
+        let text = std::fs::read_to_string(&fresh).unwrap();
+        let _ = std::fs::remove_file(&fresh);
+        text
+    }
+
     #[test]
     fn bindings_are_current() {
-        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings.ts");
-        let fresh = std::env::temp_dir().join(format!("objectos-bindings-{}.ts", std::process::id()));
-        super::export_bindings(&fresh).unwrap();
-        let want = std::fs::read_to_string(&fresh).unwrap();
-        let _ = std::fs::remove_file(&fresh);
+        let committed = repo().join("ui/src/bindings.ts");
+        let want = fresh_bindings();
         if std::env::var_os("UPDATE_BINDINGS").is_some() {
             std::fs::write(&committed, &want).unwrap();
         }
         let have = std::fs::read_to_string(&committed).unwrap_or_default();
         assert!(have == want, "ui/src/bindings.ts is stale: run `UPDATE_BINDINGS=1 cargo test -p objectos-console bindings` and commit it");
+    }
+
+    /// What `have` (named `what`) lacks or has beyond the command list, one line each.
+    fn differences(what: &str, have: &BTreeSet<String>, want: &BTreeSet<String>) -> Vec<String> {
+        let missing = want.difference(have).map(|c| format!("{what} lacks `{c}`, which src-tauri/src/command_list.rs lists"));
+        let extra = have.difference(want).map(|c| format!("{what} has `{c}`, which src-tauri/src/command_list.rs does not list"));
+        missing.chain(extra).collect()
+    }
+
+    /// The command list is the source; everything else that names the commands must name
+    /// exactly those, or this says which one is odd and where.
+    #[test]
+    fn the_command_list_the_bindings_the_permissions_and_the_capability_agree() {
+        let want: BTreeSet<String> = super::COMMANDS.iter().map(|c| c.to_string()).collect();
+        assert_eq!(want.len(), super::COMMANDS.len(), "src-tauri/src/command_list.rs names a command twice");
+
+        // (a) What the exported bindings invoke: the commands `specta_builder` registered.
+        let invoked: BTreeSet<String> =
+            fresh_bindings().split("__TAURI_INVOKE(\"").skip(1).filter_map(|rest| rest.split('"').next()).map(String::from).collect();
+
+        // (b) The permissions tauri-build generated from build.rs's list. It never deletes one,
+        // so a removed command's file lingers (and would let the capability still grant it).
+        let generated: BTreeSet<String> = std::fs::read_dir(repo().join("permissions/autogenerated"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(String::from))
+            .collect();
+
+        // (c) What the window's capability grants (`allow-<kebab-case command>`).
+        let capability: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo().join("src-tauri/capabilities/main.json")).unwrap()).unwrap();
+        let granted: BTreeSet<String> = capability["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str()?.strip_prefix("allow-").map(|c| c.replace('-', "_")))
+            .collect();
+
+        let mut problems = differences("the bindings specta_builder exports (ui/src/bindings.ts)", &invoked, &want);
+        problems.extend(differences("permissions/autogenerated (tauri-build, from build.rs's list)", &generated, &want));
+        problems.extend(differences("src-tauri/capabilities/main.json (as allow-<command>)", &granted, &want));
+        assert!(problems.is_empty(), "the console's commands disagree:\n{}", problems.join("\n"));
     }
 }

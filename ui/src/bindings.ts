@@ -128,7 +128,7 @@ export type CommandError =
 /**  Any other refusal or failure; `code` is the kernel's stable error kind. */
 { kind: "other"; message: string; code: string };
 
-/**  What a package declares. */
+/**  What a package declares (nothing, for a built-in). */
 export type DefinitionsView = {
 	objects: ObjectView[],
 	workflows: WorkflowView[],
