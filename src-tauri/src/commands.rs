@@ -30,10 +30,10 @@ pub async fn get_plugin(state: State<'_, AppState>, id: String) -> CmdResult<Plu
     Ok(state.kernel.plugin(&id)?)
 }
 
-/// Run a lifecycle action; returns the plugin afterwards.
+/// Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is uninstalled.
 #[tauri::command]
 #[specta::specta]
-pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Action, with_deps: bool, cascade: bool) -> CmdResult<PluginInfo> {
+pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Action, with_deps: bool, cascade: bool) -> CmdResult<Option<PluginInfo>> {
     let k = &state.kernel;
     match action {
         Action::Load => k.load(&id).await?,
@@ -42,10 +42,10 @@ pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Actio
         Action::Unload => k.unload(&id).await?,
         Action::Uninstall => {
             k.uninstall(&id).await?;
-            return Err(CommandError::other("uninstalled", format!("{id} was uninstalled")));
+            return Ok(None);
         }
     }
-    Ok(k.plugin(&id)?)
+    Ok(Some(k.plugin(&id)?))
 }
 
 /// Install or upgrade a package from a folder or `.zip`.

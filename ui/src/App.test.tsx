@@ -4,6 +4,7 @@ import { mockIPC } from "@tauri-apps/api/mocks";
 import { App } from "./App";
 import { plugin } from "./test/fixtures";
 import { PermissionReview } from "./views/PermissionReview";
+import { PluginDetail } from "./views/PluginDetail";
 import { layout } from "./views/GraphView";
 import { matchesLog } from "./views/LogsView";
 
@@ -99,6 +100,39 @@ describe("log filter", () => {
     expect(matchesLog(l, "q", "info", "")).toBe(false);
     expect(matchesLog(l, "p", "error", "")).toBe(false);
     expect(matchesLog(l, "p", "debug", "disk")).toBe(true);
+  });
+});
+
+describe("uninstalling", () => {
+  it("goes back to the plugin list once the plugin is gone, without an error", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      return cmd === "plugin_action" ? null : [];
+    });
+    const routes: unknown[] = [];
+    const errors: unknown[] = [];
+    render(<PluginDetail info={crm} plugins={[crm]} navigate={(r) => routes.push(r)} onError={(e) => e && errors.push(e)} />);
+    fireEvent.click(screen.getByRole("button", { name: "Uninstall" }));
+    fireEvent.click(document.querySelector('[data-confirm="uninstall"]')!);
+    await waitFor(() => expect(routes).toEqual([{ view: "plugins" }]));
+    expect(calls).toContainEqual(["plugin_action", { id: "com.acme.crm", action: "uninstall", withDeps: false, cascade: false }]);
+    expect(errors).toEqual([]);
+  });
+
+  it("stays on the plugin after another action", async () => {
+    const calls: string[] = [];
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      return cmd === "plugin_action" ? { ...crm, state: "loaded" } : [];
+    });
+    const routes: unknown[] = [];
+    render(<PluginDetail info={crm} plugins={[crm]} navigate={(r) => routes.push(r)} onError={() => {}} />);
+    fireEvent.click(screen.getByRole("button", { name: "Load" }));
+    expect(screen.getByRole("button", { name: "Load…" })).toBeTruthy();
+    await screen.findByRole("button", { name: "Load" });
+    expect(calls).toContain("plugin_action");
+    expect(routes).toEqual([]);
   });
 });
 

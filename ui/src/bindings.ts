@@ -11,8 +11,8 @@ export const commands = {
 	listPlugins: () => typedError<PluginInfo[], CommandError>(__TAURI_INVOKE("list_plugins")),
 	/**  One plugin. */
 	getPlugin: (id: string) => typedError<PluginInfo, CommandError>(__TAURI_INVOKE("get_plugin", { id })),
-	/**  Run a lifecycle action; returns the plugin afterwards. */
-	pluginAction: (id: string, action: Action, withDeps: boolean, cascade: boolean) => typedError<PluginInfo, CommandError>(__TAURI_INVOKE("plugin_action", { id, action, withDeps, cascade })),
+	/**  Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is uninstalled. */
+	pluginAction: (id: string, action: Action, withDeps: boolean, cascade: boolean) => typedError<PluginInfo | null, CommandError>(__TAURI_INVOKE("plugin_action", { id, action, withDeps, cascade })),
 	/**  Install or upgrade a package from a folder or `.zip`. */
 	installPackage: (path: string, force: boolean) => typedError<InstallOutcome, CommandError>(__TAURI_INVOKE("install_package", { path, force })),
 	/**  The sample packages shipped with the app, and whether each is installed. */

@@ -43,11 +43,12 @@ export function PluginDetail({
     onError(null);
     try {
       const withDeps = action === "enable";
-      await call(commands.pluginAction(m.id, action, withDeps, opts.cascade ?? false));
+      const after = await call(commands.pluginAction(m.id, action, withDeps, opts.cascade ?? false));
+      // Uninstalled: there is nothing left to show here.
+      if (after === null) navigate({ view: "plugins" });
     } catch (e) {
       const err = asCommandError(e);
       if (err.kind === "dependentsEnabled") setCascade(err.dependents);
-      else if (err.kind === "other" && err.code === "uninstalled") navigate({ view: "plugins" });
       else {
         onError(err);
         if (err.kind === "permissionsPending") {
