@@ -37,6 +37,11 @@ impl Drop for StagingFolder {
     }
 }
 
+/// Where installs stage packages, inside the packages folder of a data directory.
+pub(crate) fn staging_root(packages_dir: &Path) -> PathBuf {
+    packages_dir.join(".staging")
+}
+
 /// The prefix of staging folder names: `stage-<pid>-<ms>`.
 const STAGE_PREFIX: &str = "stage-";
 

@@ -48,8 +48,7 @@ impl Kernel {
     }
 
     pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
-        let staging = self.0.packages_dir.join(".staging");
-        let staged = package::stage(path, &staging)?;
+        let staged = package::stage(path, &package::staging_root(&self.0.packages_dir))?;
         let problems = self.0.config.runtime.check(&staged.manifest, &staged.dir);
         if !problems.is_empty() {
             return Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into());

@@ -201,7 +201,7 @@ impl Kernel {
             }
         };
         // Staging folders of installs killed mid-way (their process is gone) are removed.
-        package::sweep_staging(&packages_dir.join(".staging"));
+        package::sweep_staging(&package::staging_root(&packages_dir));
         let core = Arc::new(Core {
             id,
             bus: Arc::new(Bus::new(id, writer.clone())),
