@@ -1,11 +1,11 @@
 //! The batching writer: one thread that appends audit records and log lines.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use serde_json::Value;
@@ -21,9 +21,9 @@ use crate::util::now_ms;
 const WRITER_QUEUE: usize = 16_384;
 /// Records written per transaction at most.
 const WRITER_BATCH: usize = 4_096;
-/// How long the writer waits for the next record before committing what it has.
+/// How long the writer lets records gather after the first one before committing them (a
+/// flush, a trim or a full batch ends the wait at once): a burst becomes one transaction.
 const COALESCE: Duration = Duration::from_micros(500);
-
 
 enum Msg {
     Audit(NewAudit),
@@ -36,8 +36,122 @@ enum Msg {
 #[derive(Clone)]
 pub(crate) struct Writer(Arc<WriterInner>);
 
+/// The queue between the kernel's threads and the writer: a bounded FIFO under one lock.
+///
+/// Senders push without waking the writer unless it sleeps with nothing to do, or the message
+/// ends a batch (flush, trim, a full batch): a burst of records costs one wake-up and one
+/// transaction, not one of each per record.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer waits here for messages.
+    ready: Condvar,
+    /// Senders wait here for room while the queue is full.
+    room: Condvar,
+}
+
+struct QueueState {
+    msgs: VecDeque<Msg>,
+    /// The writer sleeps with an empty queue: the next message wakes it.
+    idle: bool,
+    /// A flush or trim is queued: the writer commits without waiting for more.
+    urgent: bool,
+    /// Every `Writer` is gone: the writer thread ends once the queue is empty.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `msg`, waiting while the queue is full (back-pressure, never loss).
+    fn push(&self, msg: Msg) {
+        let urgent = matches!(msg, Msg::Flush(_) | Msg::Trim { .. });
+        let mut q = self.lock();
+        while q.msgs.len() >= WRITER_QUEUE && !q.closed {
+            q = self.room.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        if q.closed {
+            // The writer is gone: a flush's or trim's answer channel drops, so its caller
+            // hears `ShutDown` instead of waiting forever.
+            return;
+        }
+        q.msgs.push_back(msg);
+        q.urgent |= urgent;
+        let wake = q.idle || q.urgent || q.msgs.len() >= WRITER_BATCH;
+        if wake {
+            q.idle = false;
+            drop(q);
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+        self.room.notify_all();
+    }
+
+    /// The writer thread ends: nothing queued will be taken any more.
+    fn abandon(&self) {
+        let left = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.msgs)
+        };
+        self.room.notify_all();
+        drop(left);
+    }
+
+    /// Move up to `WRITER_BATCH` messages into `batch`: sleep until one comes (or `timeout`,
+    /// while failed records wait to be tried again), then let more gather for `COALESCE`.
+    /// Returns false once the queue is closed and empty.
+    fn take(&self, batch: &mut Vec<Msg>, timeout: Option<Duration>) -> bool {
+        let mut q = self.lock();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        while q.msgs.is_empty() && !q.closed {
+            q.idle = true;
+            q = match deadline {
+                None => self.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.ready.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0
+                }
+            };
+        }
+        q.idle = false;
+        if q.msgs.is_empty() {
+            return !q.closed;
+        }
+        let gather = Instant::now() + COALESCE;
+        while !q.urgent && !q.closed && q.msgs.len() < WRITER_BATCH {
+            let left = gather.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = self.ready.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        // Take through the first flush or trim, so it is answered after what came before it.
+        while batch.len() < WRITER_BATCH {
+            let Some(m) = q.msgs.pop_front() else { break };
+            let ends = matches!(m, Msg::Flush(_) | Msg::Trim { .. });
+            batch.push(m);
+            if ends {
+                break;
+            }
+        }
+        q.urgent = q.msgs.iter().any(|m| matches!(m, Msg::Flush(_) | Msg::Trim { .. }));
+        drop(q);
+        self.room.notify_all();
+        true
+    }
+}
+
 pub(crate) struct WriterInner {
-    tx: SyncSender<Msg>,
+    queue: Arc<Queue>,
     detail: AtomicU8,
     closed: AtomicBool,
     /// Why the last write failed, while records wait to be written again (None: healthy).
@@ -47,10 +161,15 @@ pub(crate) struct WriterInner {
 
 impl Writer {
     pub(crate) fn start(store: &Store, notices: Notices) -> (Writer, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { msgs: VecDeque::new(), idle: false, urgent: false, closed: false }),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+        });
+        let rx = queue.clone();
         let conn = store.conn_handle();
         let path = store.busy_path();
-        let inner = Arc::new(WriterInner { tx, detail: AtomicU8::new(0), closed: AtomicBool::new(false), fault: Mutex::new(None), path: path.clone() });
+        let inner = Arc::new(WriterInner { queue, detail: AtomicU8::new(0), closed: AtomicBool::new(false), fault: Mutex::new(None), path: path.clone() });
         let shared = Arc::downgrade(&inner);
         let handle = std::thread::Builder::new()
             .name("objectos-writer".into())
@@ -92,8 +211,7 @@ impl Writer {
         if self.0.closed.load(Ordering::Relaxed) {
             return;
         }
-        // `send` on a full sync_channel waits for room: back-pressure instead of loss.
-        let _ = self.0.tx.send(msg);
+        self.0.queue.push(msg);
     }
 
     /// Wait until everything queued before this call is committed (or, while writes fail,
@@ -113,9 +231,7 @@ impl Writer {
             return Err(unwritable(reason));
         }
         let (tx, rx) = mpsc::channel();
-        if self.0.tx.send(Msg::Flush(tx)).is_err() {
-            return Err(KernelError::ShutDown);
-        }
+        self.0.queue.push(Msg::Flush(tx));
         match rx.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(unwritable(reason)),
@@ -131,13 +247,19 @@ impl Writer {
     /// Trim audit records before `keep_from_id`, appending a checkpoint. Returns rows removed.
     pub(crate) fn trim_audit(&self, actor: &Actor, keep_from_id: i64) -> Result<i64> {
         let (tx, rx) = mpsc::channel();
-        self.0.tx.send(Msg::Trim { actor: actor.clone(), keep_from_id, done: tx }).map_err(|_| KernelError::ShutDown)?;
+        self.0.queue.push(Msg::Trim { actor: actor.clone(), keep_from_id, done: tx });
         rx.recv().map_err(|_| KernelError::ShutDown)?
     }
 
     pub(crate) fn close(&self) {
         self.flush();
         self.0.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for WriterInner {
+    fn drop(&mut self) {
+        self.queue.close();
     }
 }
 
@@ -193,7 +315,7 @@ enum Failure {
 
 /// The writer thread's state.
 struct WriterLoop {
-    rx: Receiver<Msg>,
+    rx: Arc<Queue>,
     conn: Arc<Mutex<Connection>>,
     path: PathBuf,
     notices: Notices,
@@ -207,6 +329,12 @@ struct WriterLoop {
     stalled: Option<(std::time::Instant, bool)>,
 }
 
+impl Drop for WriterLoop {
+    fn drop(&mut self) {
+        self.rx.abandon();
+    }
+}
+
 impl WriterLoop {
     fn run(mut self) {
         let mut batch: Vec<Msg> = Vec::with_capacity(WRITER_BATCH);
@@ -216,21 +344,12 @@ impl WriterLoop {
             // With records waiting after a failure, wake up to try again; else sleep until a
             // message comes. Stop taking messages while too many wait (back-pressure).
             if self.pending.len() < MAX_PENDING {
-                let first = if self.pending.is_empty() { self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected) } else { self.rx.recv_timeout(backoff) };
-                match first {
-                    Ok(m) => batch.push(m),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) if self.pending.is_empty() => return,
-                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(backoff),
-                }
-                // Coalesce: keep taking records while they keep coming (each within COALESCE
-                // of the last), so a burst becomes a few transactions instead of one per
-                // record. A flush or trim request ends the batch at once.
-                while !batch.is_empty() && batch.len() < WRITER_BATCH && !matches!(batch.last(), Some(Msg::Flush(_) | Msg::Trim { .. })) {
-                    match self.rx.recv_timeout(COALESCE) {
-                        Ok(m) => batch.push(m),
-                        Err(_) => break,
+                let retry = (!self.pending.is_empty()).then_some(backoff);
+                if !self.rx.take(&mut batch, retry) {
+                    if self.pending.is_empty() {
+                        return;
                     }
+                    std::thread::sleep(backoff);
                 }
             } else {
                 std::thread::sleep(backoff);
