@@ -62,6 +62,9 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(console_commands!(collect_console_commands))
         .events(collect_events![KernelNotices, InboxChanged])
+        // The log levels, least severe first: the UI's level filter ranks by this order, the
+        // kernel's (`Level::ALL`), rather than keeping its own.
+        .constant("LOG_LEVELS", objectos_kernel::model::log::Level::ALL)
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
 }

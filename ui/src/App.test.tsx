@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react";
 import { mockIPC } from "@tauri-apps/api/mocks";
+import { emit } from "@tauri-apps/api/event";
 import { App } from "./App";
 import { plugin } from "./test/fixtures";
 import { PermissionReview } from "./views/PermissionReview";
@@ -90,6 +91,28 @@ describe("graph layout", () => {
     expect(nodes.map((n) => n.id).sort()).toEqual(["a", "b", "gone"]);
     expect(edges.find((e) => e.target === "gone")!.label).toBe("^2 · unsatisfied");
     expect(edges.filter((e) => e.animated)).toHaveLength(3);
+  });
+});
+
+describe("stalled writes", () => {
+  it("says so while the kernel cannot write, and clears when writes resume", async () => {
+    mockIPC(
+      (cmd) => {
+        if (cmd === "list_plugins") return [crm];
+        return [];
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    await screen.findByText("com.acme.crm · 1.0.0");
+    await emit("kernel-notices", [{ type: "writesStalled", path: "/data/objectos.db", reason: "database or disk is full", busy: false, waiting: 12 }]);
+    expect(await screen.findByText("Audit records and logs cannot be written")).toBeTruthy();
+    expect(screen.getByText(/database or disk is full/)).toBeTruthy();
+    expect(screen.getByText(/12 records are kept in memory/)).toBeTruthy();
+    await emit("kernel-notices", [{ type: "writesResumed" }]);
+    await waitFor(() => expect(screen.queryByText("Audit records and logs cannot be written")).toBeNull());
+    await emit("kernel-notices", [{ type: "writesStalled", path: "/data/objectos.db", reason: "database is locked", busy: true, waiting: null }]);
+    expect(await screen.findByText("Waiting for another ObjectOS process")).toBeTruthy();
   });
 });
 

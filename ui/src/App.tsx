@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import type { CommandError, InboxView, PluginInfo, PluginTexts } from "./bindings";
+import type { CommandError, InboxView, KernelEvent, PluginInfo, PluginTexts } from "./bindings";
 import { asCommandError, call, commands, onInboxChanged, onKernelEvent } from "./api";
 import { NotificationsView } from "./views/NotificationsView";
 import { PluginsView } from "./views/PluginsView";
@@ -92,6 +92,47 @@ function localize(plugins: PluginInfo[] | null, texts: PluginTexts | null): Plug
   });
 }
 
+type WritesStalled = Extract<KernelEvent, { type: "writesStalled" }>;
+
+/** Whether the kernel says it cannot write audit records and logs now (and why). */
+function useWritesStalled() {
+  const [stalled, setStalled] = useState<WritesStalled | null>(null);
+  useEffect(
+    () =>
+      onKernelEvent((e) => {
+        if (e.type === "writesStalled") setStalled(e);
+        if (e.type === "writesResumed") setStalled(null);
+      }),
+    [],
+  );
+  return stalled;
+}
+
+/** Shown while writes are stalled: a busy database passes, a fault needs the admin. */
+function WritesStalledBanner({ stalled }: { stalled: WritesStalled }) {
+  const waiting = stalled.waiting ? `${stalled.waiting.toLocaleString()} records are kept in memory and will be written, in order, once it does.` : "";
+  return stalled.busy ? (
+    <div className="banner warn" role="status" data-writes-stalled="busy">
+      <div className="banner-body">
+        <strong>Waiting for another ObjectOS process</strong>
+        <div className="banner-message">
+          Another program holds the database <code>{stalled.path}</code>. Actions wait until it lets go. {waiting}
+        </div>
+      </div>
+    </div>
+  ) : (
+    <div className="banner error" role="alert" data-writes-stalled="fault">
+      <div className="banner-body">
+        <strong>Audit records and logs cannot be written</strong>
+        <div className="banner-message">
+          Writing to <code>{stalled.path}</code> fails: {stalled.reason}. Until it works again, actions fail rather than happen unrecorded. Free disk space
+          or fix the file&apos;s permissions; nothing is lost. {waiting}
+        </div>
+      </div>
+    </div>
+  );
+}
+
 /** Plugins, reloaded whenever the kernel says something changed. */
 function usePlugins() {
   const [plugins, setPlugins] = useState<PluginInfo[] | null>(null);
@@ -128,6 +169,7 @@ export function App() {
   const inbox = useInbox();
   const pluginName = useCallback((id: string) => plugins?.find((p) => p.manifest.id === id)?.manifest.name ?? id, [plugins]);
   const [problem, setProblem] = useState<CommandError | null>(null);
+  const stalled = useWritesStalled();
   const reported = useRef(false);
 
   useEffect(() => {
@@ -183,6 +225,7 @@ export function App() {
         <div className="sidebar-foot">Alt+1…6 switches views</div>
       </nav>
       <main className="content">
+        {stalled && <WritesStalledBanner stalled={stalled} />}
         {error && <ErrorBanner error={error} onRetry={reload} />}
         {problem && <ErrorBanner error={problem} onClose={() => setProblem(null)} />}
         {route.view === "plugins" && <PluginsView plugins={plugins} route={route} navigate={setRoute} onError={setProblem} />}

@@ -57,6 +57,9 @@ export const events = {
 	kernelNotices: makeEvent<KernelNotices, KernelNotices>("kernel-notices"),
 };
 
+/* Constants */
+export const LOG_LEVELS = ["trace","debug","info","warn","error"] as const;
+
 /* Types */
 /**  A lifecycle action an admin (or a `kernel.manage` plugin) can ask for. */
 export type Action = 

@@ -1,16 +1,16 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import type { KernelEvent, Level, LogRecord, PluginInfo } from "../bindings";
+import { LOG_LEVELS, type KernelEvent, type Level, type LogRecord, type PluginInfo } from "../bindings";
 import { call, commands, formatClock, onKernelEvents } from "../api";
 import { Empty, PluginSelect } from "./common";
 import { VirtualList } from "./VirtualList";
 
-const LEVELS: Level[] = ["trace", "debug", "info", "warn", "error"];
-const RANK: Record<Level, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
+/** A level's rank in the kernel's order (least severe first), as the bindings export it. */
+const rank = (l: Level) => LOG_LEVELS.indexOf(l);
 /** Lines kept in memory; older ones drop off the top. */
 export const MAX_LINES = 100_000;
 
 export function matchesLog(l: LogRecord, plugin: string, level: Level, search: string): boolean {
-  return (!plugin || l.plugin === plugin) && RANK[l.level] >= RANK[level] && (!search || l.message.toLowerCase().includes(search.toLowerCase()));
+  return (!plugin || l.plugin === plugin) && rank(l.level) >= rank(level) && (!search || l.message.toLowerCase().includes(search.toLowerCase()));
 }
 
 export function LogsView({ plugins, initialPlugin }: { plugins: PluginInfo[] | null; initialPlugin?: string }) {
@@ -59,7 +59,7 @@ export function LogsView({ plugins, initialPlugin }: { plugins: PluginInfo[] | n
         <div className="filters">
           <PluginSelect ids={ids} value={plugin} onChange={setPlugin} />
           <select aria-label="Minimum level" value={level} onChange={(e) => setLevel(e.target.value as Level)}>
-            {LEVELS.map((l) => (
+            {LOG_LEVELS.map((l) => (
               <option key={l} value={l}>
                 {l} and above
               </option>
