@@ -9,7 +9,10 @@ const COMMANDS: &[&str] = console_commands!(command_names);
 
 #[allow(clippy::expect_used)] // a build script reports failure by panicking
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read at run time, not with `env!`: a target folder shared by several clones reuses this
+    // script's binary, and a path baked in at compile time would point at another clone.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = std::path::Path::new(&manifest_dir).join("..");
     std::env::set_current_dir(&root).expect("repository root");
     // Relative paths here would be taken from src-tauri/, not the root.
     for watched in ["tauri.conf.json", "src-tauri/capabilities", "src-tauri/src/command_list.rs"] {

@@ -655,7 +655,7 @@ async fn packages_install_from_zip_and_hostile_archives_leave_nothing() {
     let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str)> = vec![
         ("slip.zip", vec![("plugin.json", m.replace("zipped", "slip").into_bytes()), ("../../evil.txt", b"x".to_vec())], "outside the package"),
         ("nomanifest.zip", vec![("readme.txt", b"hi".to_vec())], "no plugin.json"),
-        ("missingobj.zip", vec![("plugin.json", m.replace("zipped", "missing").into_bytes())], "objects/thing.json"),
+        ("missingobj.zip", vec![("plugin.json", m.replace("zipped", "missing").into_bytes())], "no objects/thing.yml, .yaml or .json"),
         ("bomb.zip", vec![("plugin.json", m.replace("zipped", "bomb").into_bytes()), ("objects/thing.json", vec![b' '; (65 << 20) as usize])], "too large"),
     ];
     for (name, entries, want) in cases {

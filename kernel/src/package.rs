@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{KernelError, Result};
-use crate::model::manifest::{Manifest, ManifestErrors, Problem, MAX_MANIFEST_BYTES};
+use crate::model::manifest::{DeclaredKind, Manifest, ManifestErrors, Problem, MAX_MANIFEST_BYTES};
 
 /// Most entries a package may hold.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -210,8 +210,6 @@ fn unzip(src: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
     Ok(())
 }
 
-const DECLARED_EXTS: [&str; 3] = ["json", "yml", "yaml"];
-
 fn validate(src: &Path, root: &Path) -> Result<Manifest> {
     let mpath = root.join("plugin.json");
     let source = src.join("plugin.json").display().to_string();
@@ -221,41 +219,28 @@ fn validate(src: &Path, root: &Path) -> Result<Manifest> {
     }
     let manifest = Manifest::parse(&bytes, &source)?;
     let mut problems = Vec::new();
-    let p = &manifest.provides;
-    for (field, folder, names) in [("objects", "objects", &p.objects), ("workflows", "workflows", &p.workflows), ("automations", "automations", &p.automations)] {
-        for (i, name) in names.iter().enumerate() {
-            let found = DECLARED_EXTS.iter().map(|ext| root.join(folder).join(format!("{name}.{ext}"))).find(|p| p.is_file());
-            let path = format!("provides.{field}[{i}]");
-            let Some(file) = found else {
-                problems.push(Problem { path, message: format!("the package has no {folder}/{name}.json, .yml or .yaml") });
+    for d in manifest.provides.declared() {
+        let path = d.json_path();
+        let Some(shown) = d.candidates().find(|c| root.join(c).is_file()) else {
+            problems.push(Problem { path, message: d.missing() });
+            continue;
+        };
+        let text = match fs::read(root.join(&shown)).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            _ => {
+                problems.push(Problem { path, message: format!("{shown} is not UTF-8 text") });
                 continue;
-            };
-            let text = match fs::read(&file).map(String::from_utf8) {
-                Ok(Ok(t)) => t,
-                _ => {
-                    problems.push(Problem { path, message: format!("{folder}/{} is not UTF-8 text", file.file_name().unwrap_or_default().to_string_lossy()) });
-                    continue;
-                }
-            };
-            let shown = format!("{folder}/{}", file.file_name().unwrap_or_default().to_string_lossy());
-            if text.trim().is_empty() {
-                problems.push(Problem { path, message: format!("{shown} is empty") });
-            } else if file.extension().is_some_and(|e| e == "json") {
-                if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-                    problems.push(Problem { path, message: format!("{shown} is not valid JSON: {e}") });
-                }
             }
-        }
-    }
-    for (i, locale) in manifest.provides.translations.iter().enumerate() {
-        let shown = format!("translations/{locale}.json");
-        let path = format!("provides.translations[{i}]");
-        match fs::read(root.join(&shown)) {
-            Err(_) => problems.push(Problem { path, message: format!("the package has no {shown}") }),
-            Ok(bytes) => {
-                if let Err(message) = check_translations(&bytes) {
-                    problems.push(Problem { path, message: format!("{shown}: {message}") });
-                }
+        };
+        if d.kind == DeclaredKind::Translation {
+            if let Err(message) = check_translations(text.as_bytes()) {
+                problems.push(Problem { path, message: format!("{shown}: {message}") });
+            }
+        } else if text.trim().is_empty() {
+            problems.push(Problem { path, message: format!("{shown} is empty") });
+        } else if shown.ends_with(".json") {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                problems.push(Problem { path, message: format!("{shown} is not valid JSON: {e}") });
             }
         }
     }

@@ -16,11 +16,11 @@ impl Kernel {
         let manifest = Manifest::parse(manifest_json.as_bytes(), "built-in plugin.json")?;
         let files: BTreeMap<String, &'static str> = files.iter().map(|(p, t)| (p.to_string(), *t)).collect();
         let mut problems = Vec::new();
-        for (i, locale) in manifest.provides.translations.iter().enumerate() {
-            let path = format!("translations/{locale}.json");
+        for d in manifest.provides.declared().filter(|d| d.kind == DeclaredKind::Translation) {
+            let path = d.candidates().next().unwrap_or_default();
             let found = files.get(&path).ok_or_else(|| format!("{path} was not registered with the plugin"));
             if let Err(message) = found.and_then(|t| crate::package::check_translations(t.as_bytes()).map(|_| ()).map_err(|e| format!("{path}: {e}"))) {
-                problems.push(crate::model::manifest::Problem { path: format!("provides.translations[{i}]"), message });
+                problems.push(crate::model::manifest::Problem { path: d.json_path(), message });
             }
         }
         if !problems.is_empty() {

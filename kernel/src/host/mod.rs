@@ -30,7 +30,7 @@ use crate::error::{KernelError, Result};
 use crate::model::audit::{Actor, AuditAction, AuditDetail, AuditQuery, AuditRecord, Verification};
 use crate::model::lifecycle::{Action, Hook, State};
 use crate::model::log::{Level, LogQuery, LogRecord};
-use crate::model::manifest::Manifest;
+use crate::model::manifest::{DeclaredKind, Manifest};
 use crate::model::permission::{GrantSet, Permission};
 use crate::model::resolve::{self, ManifestSet, ResolveError};
 use crate::model::views::{

@@ -125,12 +125,7 @@ impl Kernel {
             let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.to_string() })?;
             (slot.manifest().clone(), slot.package_dir.clone())
         };
-        let p = &manifest.provides;
-        let declared = p.translations.iter().any(|l| path == format!("translations/{l}.json"))
-            || [("objects", &p.objects), ("workflows", &p.workflows), ("automations", &p.automations)].iter().any(|(folder, names)| {
-                names.iter().any(|n| ["json", "yml", "yaml"].iter().any(|ext| path == format!("{folder}/{n}.{ext}")))
-            });
-        if !declared {
+        if !manifest.provides.declares(path) {
             return Ok(None);
         }
         if let Some(text) = lock(&self.0.builtins).get(id).and_then(|b| b.files.get(path).copied()) {

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use super::problems::Problem;
+use super::problems::{key_path, shown as show, Problems, Vocabulary};
+
 use semver::{Version, VersionReq};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -71,6 +74,95 @@ pub struct Provides {
     pub translations: Vec<String>,
 }
 
+/// The extensions a declared definition file (object, workflow, automation) may have, in the
+/// order they are looked for: the first that exists is the one checked and the one loaded.
+pub const DEFINITION_EXTENSIONS: [&str; 3] = ["yml", "yaml", "json"];
+
+/// A kind of file a manifest declares in `provides`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredKind {
+    /// `objects/<name>.{yml,yaml,json}`.
+    Object,
+    /// `workflows/<name>.{yml,yaml,json}`.
+    Workflow,
+    /// `automations/<name>.{yml,yaml,json}`.
+    Automation,
+    /// `translations/<locale>.json`.
+    Translation,
+}
+
+impl DeclaredKind {
+    /// The folder the files are in, which is also the `provides` field that lists them.
+    pub fn folder(self) -> &'static str {
+        match self {
+            DeclaredKind::Object => "objects",
+            DeclaredKind::Workflow => "workflows",
+            DeclaredKind::Automation => "automations",
+            DeclaredKind::Translation => "translations",
+        }
+    }
+
+    fn extensions(self) -> &'static [&'static str] {
+        match self {
+            DeclaredKind::Translation => &["json"],
+            _ => &DEFINITION_EXTENSIONS,
+        }
+    }
+}
+
+/// One file a manifest declares: the one rule for where a package keeps it, used by the
+/// install check, the loaders and [`crate::Kernel::declared_file`].
+#[derive(Debug, Clone, Copy)]
+pub struct Declared<'m> {
+    /// What it declares.
+    pub kind: DeclaredKind,
+    /// Its position in the `provides` list.
+    pub index: usize,
+    /// The declared name (or locale).
+    pub name: &'m str,
+}
+
+impl Declared<'_> {
+    /// The paths, relative to the package folder, where the file may be, in the order tried.
+    pub fn candidates(&self) -> impl Iterator<Item = String> + '_ {
+        self.kind.extensions().iter().map(move |ext| format!("{}/{}.{ext}", self.kind.folder(), self.name))
+    }
+
+    /// Its entry in the manifest, e.g. `provides.objects[0]`.
+    pub fn json_path(&self) -> String {
+        format!("provides.{}[{}]", self.kind.folder(), self.index)
+    }
+
+    /// The problem when no candidate exists.
+    pub fn missing(&self) -> String {
+        let folder = self.kind.folder();
+        match self.kind.extensions() {
+            [only] => format!("the package has no {folder}/{}.{only}", self.name),
+            [first, rest @ ..] => format!("the package has no {folder}/{}.{first}, {}", self.name, rest.iter().map(|e| format!(".{e}")).collect::<Vec<_>>().join(" or ")),
+            [] => format!("the package has no {folder}/{}", self.name),
+        }
+    }
+}
+
+impl Provides {
+    /// Every file these declarations need, definitions first, in manifest order.
+    pub fn declared(&self) -> impl Iterator<Item = Declared<'_>> {
+        [
+            (DeclaredKind::Object, &self.objects),
+            (DeclaredKind::Workflow, &self.workflows),
+            (DeclaredKind::Automation, &self.automations),
+            (DeclaredKind::Translation, &self.translations),
+        ]
+        .into_iter()
+        .flat_map(|(kind, names)| names.iter().enumerate().map(move |(index, name)| Declared { kind, index, name }))
+    }
+
+    /// Whether `path` (relative to the package folder) is one a declaration may name.
+    pub fn declares(&self, path: &str) -> bool {
+        self.declared().any(|d| d.candidates().any(|c| c == path))
+    }
+}
+
 /// Engine requirements.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -112,11 +204,11 @@ impl Manifest {
 
     /// Validate an already-parsed JSON value.
     pub fn from_value(value: &Value, source: &str) -> Result<Manifest, ManifestErrors> {
-        let mut v = Validator { problems: Vec::new() };
+        let mut v = Validator { problems: Problems::new(Vocabulary::Json) };
         let manifest = v.manifest(value);
         match manifest {
             Some(m) if v.problems.is_empty() => Ok(m),
-            _ => Err(ManifestErrors { file: source.to_string(), problems: v.problems }),
+            _ => Err(ManifestErrors { file: source.to_string(), problems: v.problems.into_vec() }),
         }
     }
 
@@ -134,16 +226,6 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
-}
-
-/// One validation problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct Problem {
-    /// JSON path, e.g. `dependencies["com.acme.crm"]`; `$` for the whole document.
-    pub path: String,
-    /// A plain sentence.
-    pub message: String,
 }
 
 /// All the problems found in one manifest.
@@ -184,63 +266,21 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn key_path(parent: &str, key: &str) -> String {
-    let ident = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !key.starts_with(|c: char| c.is_ascii_digit());
-    let quoted = serde_json::to_string(key).unwrap_or_default();
-    match (parent, ident) {
-        ("", true) => key.to_string(),
-        ("", false) => format!("[{quoted}]"),
-        (p, true) => format!("{p}.{key}"),
-        (p, false) => format!("{p}[{quoted}]"),
-    }
+struct Validator {
+    problems: Problems,
 }
 
 fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn show(s: &str) -> String {
-    let mut out = serde_json::to_string(s).unwrap_or_default();
-    if out.len() > 80 {
-        let mut cut = 77;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push_str("...");
-    }
-    out
-}
-
-struct Validator {
-    problems: Vec<Problem>,
+    Vocabulary::Json.kind(v)
 }
 
 impl Validator {
     fn err(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: if path.is_empty() { "$".into() } else { path.into() }, message: message.into() });
+        self.problems.err(path, message);
     }
 
     fn object<'v>(&mut self, path: &str, v: &'v Value, known: &[&str]) -> Option<&'v Map<String, Value>> {
-        let Value::Object(map) = v else {
-            self.err(path, format!("must be an object, not {}", type_name(v)));
-            return None;
-        };
-        for k in map.keys() {
-            if !known.contains(&k.as_str()) {
-                self.err(&key_path(path, k), format!("unknown field; known fields here: {}", known.join(", ")));
-            }
-        }
-        Some(map)
+        self.problems.object(path, v, known)
     }
 
     fn string(&mut self, map: &Map<String, Value>, parent: &str, key: &str, required: bool) -> Option<String> {

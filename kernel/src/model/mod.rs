@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod manifest;
 pub mod permission;
+pub mod problems;
 pub mod resolve;
 pub mod text;
 pub mod views;

@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use objectos_kernel::model::manifest::Problem;
+use objectos_kernel::model::manifest::{DeclaredKind, Problem};
+use objectos_kernel::model::problems::{Problems, Vocabulary};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -26,15 +27,27 @@ pub fn load(text: &str, file: &str) -> Result<Value, String> {
     }
 }
 
-/// Collects problems for one file.
-pub(crate) struct Report<'a> {
-    pub(crate) file: &'a str,
-    pub(crate) problems: Vec<Problem>,
+/// Collects problems for one file, in the kernel's collector with the plain vocabulary
+/// ("a text", "a mapping") these files' authors know.
+pub(crate) struct Report {
+    pub(crate) problems: Problems,
 }
 
-impl Report<'_> {
+impl Report {
+    pub(crate) fn new(file: &str) -> Report {
+        Report { problems: Problems::in_file(file, Vocabulary::Plain) }
+    }
+
     pub(crate) fn err(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: format!("{} {path}", self.file), message: message.into() });
+        self.problems.err(path, message);
+    }
+
+    /// The problems found, or `ok` when there are none.
+    pub(crate) fn finish<T>(self, ok: Option<T>) -> Result<T, Vec<Problem>> {
+        match ok {
+            Some(v) if self.problems.is_empty() => Ok(v),
+            _ => Err(self.problems.into_vec()),
+        }
     }
 
     fn object<'v>(&mut self, path: &str, v: Option<&'v Value>, allowed: &[&str], required: bool) -> Option<&'v Map<String, Value>> {
@@ -44,18 +57,7 @@ impl Report<'_> {
                 self.err(path, "is required");
                 None
             }
-            Some(Value::Object(m)) => {
-                for k in m.keys() {
-                    if !allowed.contains(&k.as_str()) {
-                        self.err(&format!("{path}.{k}"), format!("is not a known key here; known: {}", allowed.join(", ")));
-                    }
-                }
-                Some(m)
-            }
-            Some(other) => {
-                self.err(path, format!("must be a mapping, not {}", type_name(other)));
-                None
-            }
+            Some(v) => self.problems.object(path, v, allowed),
         }
     }
 
@@ -107,14 +109,7 @@ pub fn is_name(s: &str) -> bool {
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
+    Vocabulary::Plain.kind(v)
 }
 
 // ---- objects ---------------------------------------------------------------------------------
@@ -183,12 +178,9 @@ pub struct ObjectDef {
 impl ObjectDef {
     /// Parse and check `objects/<name>.*`.
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<ObjectDef, Vec<Problem>> {
-        let mut r = Report { file, problems: Vec::new() };
+        let mut r = Report::new(file);
         let def = object_def(&mut r, v, expected_name);
-        match def {
-            Some(d) if r.problems.is_empty() => Ok(d),
-            _ => Err(r.problems),
-        }
+        r.finish(def)
     }
 
     /// A field by name.
@@ -201,10 +193,10 @@ impl ObjectDef {
     /// fields to store; every problem names the field.
     pub fn validate(&self, input: &Value, partial: bool) -> Result<Map<String, Value>, Vec<Problem>> {
         let file = format!("record of {}", self.name);
-        let mut r = Report { file: &file, problems: Vec::new() };
+        let mut r = Report::new(&file);
         let Some(map) = input.as_object() else {
             r.err("$", format!("a record must be a mapping of fields, not {}", type_name(input)));
-            return Err(r.problems);
+            return Err(r.problems.into_vec());
         };
         let mut out = Map::new();
         for (k, v) in map {
@@ -237,11 +229,7 @@ impl ObjectDef {
                 }
             }
         }
-        if r.problems.is_empty() {
-            Ok(out)
-        } else {
-            Err(r.problems)
-        }
+        r.finish(Some(out))
     }
 }
 
@@ -302,7 +290,7 @@ fn is_date(s: &str) -> bool {
     }
 }
 
-fn object_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<ObjectDef> {
+fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDef> {
     let m = r.object("$", Some(v), &["name", "label", "fields"], true)?;
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
@@ -447,7 +435,7 @@ fn topic_ok(t: &str) -> bool {
     !t.is_empty() && t.len() <= 256 && t.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
 }
 
-pub(crate) fn actions(r: &mut Report<'_>, path: &str, v: Option<&Value>) -> Vec<Action> {
+pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Action> {
     let items = match v {
         None | Some(Value::Null) => return Vec::new(),
         Some(Value::Array(items)) => items,
@@ -571,12 +559,9 @@ pub struct WorkflowDef {
 impl WorkflowDef {
     /// Parse and check `workflows/<name>.*` (the object is checked by [`check_package`]).
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<WorkflowDef, Vec<Problem>> {
-        let mut r = Report { file, problems: Vec::new() };
+        let mut r = Report::new(file);
         let def = workflow_def(&mut r, v, expected_name);
-        match def {
-            Some(d) if r.problems.is_empty() => Ok(d),
-            _ => Err(r.problems),
-        }
+        r.finish(def)
     }
 
     /// A state by name.
@@ -585,7 +570,7 @@ impl WorkflowDef {
     }
 }
 
-fn workflow_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<WorkflowDef> {
+fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<WorkflowDef> {
     let m = r.object("$", Some(v), &["name", "label", "object", "field", "initial", "states"], true)?;
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
@@ -717,12 +702,9 @@ pub struct AutomationDef {
 impl AutomationDef {
     /// Parse and check `automations/<name>.*`.
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<AutomationDef, Vec<Problem>> {
-        let mut r = Report { file, problems: Vec::new() };
+        let mut r = Report::new(file);
         let def = automation_def(&mut r, v, expected_name);
-        match def {
-            Some(d) if r.problems.is_empty() => Ok(d),
-            _ => Err(r.problems),
-        }
+        r.finish(def)
     }
 
     /// Does the condition hold for `ctx` (no condition: yes)?
@@ -731,7 +713,7 @@ impl AutomationDef {
     }
 }
 
-fn automation_def(r: &mut Report<'_>, v: &Value, expected_name: &str) -> Option<AutomationDef> {
+fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<AutomationDef> {
     let m = r.object("$", Some(v), &["name", "label", "when", "if", "do"], true)?;
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
@@ -792,30 +774,29 @@ pub struct Definitions {
     pub automations: Vec<AutomationDef>,
 }
 
-/// Read and check a package's declared files. `read(folder, name)` returns the file's name
-/// (with its extension) and text.
-pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str, &str) -> Option<(String, String)>) -> Result<Definitions, Vec<Problem>> {
+/// Read and check a package's declared files. `read(path)` returns the text of the file at
+/// `path` (relative to the package), if there is one; each declaration's candidates are tried
+/// in the kernel's order ([`objectos_kernel::model::manifest::Declared::candidates`]).
+pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>) -> Result<Definitions, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut defs = Definitions::default();
-    let p = &manifest.provides;
-    let mut load_all = |folder: &str, names: &[String]| -> Vec<(String, String, Value)> {
+    let mut load_all = |kind: DeclaredKind| -> Vec<(String, String, Value)> {
         let mut out = Vec::new();
-        for name in names {
-            let Some((file, text)) = read(folder, name) else {
-                problems.push(Problem { path: format!("provides.{folder}"), message: format!("the package has no {folder}/{name}.yml, .yaml or .json") });
+        for d in manifest.provides.declared().filter(|d| d.kind == kind) {
+            let Some((shown, text)) = d.candidates().find_map(|c| read(&c).map(|t| (c, t))) else {
+                problems.push(Problem { path: d.json_path(), message: d.missing() });
                 continue;
             };
-            let shown = format!("{folder}/{file}");
             match load(&text, &shown) {
-                Ok(v) => out.push((shown, name.clone(), v)),
+                Ok(v) => out.push((shown, d.name.to_string(), v)),
                 Err(e) => problems.push(Problem { path: shown, message: e }),
             }
         }
         out
     };
-    let objects = load_all("objects", &p.objects);
-    let workflows = load_all("workflows", &p.workflows);
-    let automations = load_all("automations", &p.automations);
+    let objects = load_all(DeclaredKind::Object);
+    let workflows = load_all(DeclaredKind::Workflow);
+    let automations = load_all(DeclaredKind::Automation);
     for (file, name, v) in objects {
         match ObjectDef::parse(&v, &file, &name) {
             Ok(d) => defs.objects.push(d),
@@ -825,9 +806,9 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
     for (file, name, v) in workflows {
         match WorkflowDef::parse(&v, &file, &name) {
             Ok(w) => {
-                let mut r = Report { file: &file, problems: Vec::new() };
+                let mut r = Report::new(&file);
                 check_workflow_object(&mut r, &w, &defs.objects);
-                problems.extend(r.problems);
+                problems.extend(r.problems.into_vec());
                 defs.workflows.push(w);
             }
             Err(e) => problems.extend(e),
@@ -836,7 +817,7 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
     for (file, name, v) in automations {
         match AutomationDef::parse(&v, &file, &name) {
             Ok(a) => {
-                let mut r = Report { file: &file, problems: Vec::new() };
+                let mut r = Report::new(&file);
                 if let Trigger::Record { object, .. } = &a.when {
                     if !defs.objects.iter().any(|o| &o.name == object) {
                         r.err("$.when.record.object", format!("`{object}` is not a record type of this package"));
@@ -847,7 +828,7 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
                         r.err("$.when.schedule", format!("`{s}` is not a cron expression: {e}"));
                     }
                 }
-                problems.extend(r.problems);
+                problems.extend(r.problems.into_vec());
                 defs.automations.push(a);
             }
             Err(e) => problems.extend(e),
@@ -860,7 +841,7 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
     }
 }
 
-fn check_workflow_object(r: &mut Report<'_>, w: &WorkflowDef, objects: &[ObjectDef]) {
+fn check_workflow_object(r: &mut Report, w: &WorkflowDef, objects: &[ObjectDef]) {
     let Some(o) = objects.iter().find(|o| o.name == w.object) else {
         r.err("$.object", format!("`{}` is not a record type of this package ({})", w.object, objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")));
         return;

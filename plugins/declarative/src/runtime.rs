@@ -23,12 +23,9 @@ pub struct Runtime;
 
 /// Read and check a package folder's declared files.
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
-    check_package(manifest, |folder, name| {
-        ["yml", "yaml", "json"].iter().find_map(|ext| {
-            let file = format!("{name}.{ext}");
-            let path = dir.join(folder).join(&file);
-            path.is_file().then(|| std::fs::read_to_string(&path).ok().map(|t| (file, t))).flatten()
-        })
+    check_package(manifest, |path| {
+        let file = dir.join(path);
+        file.is_file().then(|| std::fs::read_to_string(&file).ok()).flatten()
     })
 }
 

@@ -230,7 +230,9 @@ async fn malformed_files_are_refused_with_file_and_path() {
         ("template", json!({"automations": ["a"]}), vec![("automations/a.yml".into(), "name: a\nwhen: { event: x.y }\ndo: [ { notify: { title: \"Hi {{name\" } } ]\n".into())], "$.do[0].notify.title: `{{` at byte 3 is never closed"),
         ("reserved", json!({"automations": ["a"]}), vec![("automations/a.yml".into(), "name: a\nwhen: { event: x.y }\ndo: [ { emit: plugin.enabled } ]\n".into())], "`plugin.enabled` is not a topic an action may emit"),
         ("record-object", json!({"automations": ["a"]}), vec![("automations/a.yml".into(), "name: a\nwhen: { record: { object: ghost } }\ndo: [ { emit: x.z } ]\n".into())], "$.when.record.object: `ghost` is not a record type of this package"),
-        ("missing", json!({"automations": ["a"]}), vec![], "provides.automations[0]: the package has no automations/a.json, .yml or .yaml"),
+        ("missing", json!({"automations": ["a"]}), vec![], "provides.automations[0]: the package has no automations/a.yml, .yaml or .json"),
+        // With two candidates, the install check and the loader take the same one (.yml first).
+        ("both-extensions", json!({"objects": ["ticket"]}), vec![("objects/ticket.json".into(), "{ not json".into()), ("objects/ticket.yml".into(), "name: ticket\nfields:\n  n: { type: integer }\n".into())], "objects/ticket.yml $.fields.n.type: `integer` is not a field type"),
     ];
     for (name, provides, files, want) in cases {
         let files: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
