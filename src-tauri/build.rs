@@ -14,7 +14,10 @@ fn main() {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let root = std::path::Path::new(&manifest_dir).join("..");
     std::env::set_current_dir(&root).expect("repository root");
-    // Relative paths here would be taken from src-tauri/, not the root.
+    // Relative paths here would be taken from src-tauri/, not the root. tauri-build itself
+    // prints a relative `rerun-if-changed=permissions`, which cargo reads as
+    // src-tauri/permissions: that is a link to the root's folder, so the path exists and an
+    // unchanged tree does not rebuild the console on every cargo call.
     for watched in ["tauri.conf.json", "src-tauri/capabilities", "src-tauri/src/command_list.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
