@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::error::{KernelError, Result};
 use crate::model::audit::{Actor, AuditAction};
 use crate::model::permission::{validate_name, GrantSet, Pattern};
-use crate::runtime::bus::{EmitReport, Event, Handler, HandlerError, SubscriptionId};
+use crate::runtime::bus::{ambient_depth, EmitReport, Event, Handler, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
 use crate::runtime::log::PluginLogger;
 use crate::runtime::registry::ServiceInfo;
 use crate::runtime::telemetry::Counters;
@@ -49,6 +49,10 @@ pub struct PluginContext(pub(crate) Arc<CtxInner>);
 
 /// The longest storage key.
 pub const MAX_KEY_LEN: usize = 512;
+/// The largest storage value, as JSON text.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// The largest event payload, as JSON text.
+pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
 
 impl PluginContext {
     /// The plugin's id.
@@ -64,6 +68,24 @@ impl PluginContext {
         self.0.shared.counters.denials.fetch_add(1, Relaxed);
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
         KernelError::PermissionDenied { plugin: self.id().to_string(), permission }
+    }
+
+    /// Refuse `value` when it nests deeper than [`crate::util::MAX_JSON_DEPTH`] or is larger
+    /// than `max_bytes`: it could not be read back, or would let one plugin fill the host.
+    /// The refusal is audited (`limit.exceeded`).
+    pub fn check_value(&self, what: impl FnOnce() -> String, value: &Value, max_bytes: usize) -> Result<()> {
+        match crate::util::check_json(value, crate::util::MAX_JSON_DEPTH, max_bytes) {
+            Ok(_) => Ok(()),
+            Err(bound) => Err(self.over_limit(what(), bound.to_string())),
+        }
+    }
+
+    /// Refuse a call over a bound or quota: counted, audited (`limit.exceeded`) and returned
+    /// as [`KernelError::OverLimit`].
+    pub fn over_limit(&self, what: String, reason: String) -> KernelError {
+        self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
+        KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
     }
 
     pub(crate) fn grants(&self) -> arc_swap::Guard<Arc<GrantSet>> {
@@ -326,8 +348,10 @@ impl Events<'_> {
         self.0 .0.core.bus.unsubscribe(self.0.id(), id)
     }
 
-    /// Check that this plugin may emit `topic`, and count it.
-    fn check_emit(&self, topic: &str) -> Result<()> {
+    /// Whether this plugin may emit `topic` now (the name, the kernel's reserved topics and
+    /// the `events.emit` grant), without emitting: for an engine that will emit it later for
+    /// this plugin (a delayed event), so that a refusal shows, and is audited, at once.
+    pub fn check(&self, topic: &str) -> Result<()> {
         let ctx = self.0;
         validate_name(topic).map_err(|reason| KernelError::InvalidName { name: topic.into(), reason })?;
         if reserved(topic) {
@@ -336,6 +360,14 @@ impl Events<'_> {
         if !ctx.grants().may_emit(topic) {
             return Err(ctx.deny(format!("events.emit:{topic}"), "events.emit"));
         }
+        Ok(())
+    }
+
+    /// Check that this plugin may emit `topic` with `payload`, and count it.
+    fn check_emit(&self, topic: &str, payload: &Value) -> Result<()> {
+        let ctx = self.0;
+        self.check(topic)?;
+        ctx.check_value(|| format!("event `{topic}`"), payload, MAX_PAYLOAD_BYTES)?;
         ctx.0.shared.counters.events_emitted.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -348,20 +380,43 @@ impl Events<'_> {
     }
 
     /// Emit `topic` with `payload`: sync handlers run before this returns, async ones are
-    /// started. Needs `events.emit:<topic>`.
+    /// started. Needs `events.emit:<topic>`. Emitted while handling an event, it is one deeper
+    /// than that event ([`Event::depth`]).
     pub fn emit(&self, topic: &str, payload: Value) -> Result<EmitReport> {
-        self.check_emit(topic)?;
-        let report = self.0 .0.core.bus.emit(topic, &self.0 .0.shared.id, payload);
+        self.emit_in_chain(topic, payload, 0)
+    }
+
+    /// Like [`Events::emit`], for an engine acting on a chain of events `depth` deep that it
+    /// tracks itself (an automation run from a job, a record written by an action): the event
+    /// is at least `depth` deep. The kernel refuses it past [`MAX_EVENT_DEPTH`].
+    pub fn emit_in_chain(&self, topic: &str, payload: Value, depth: u32) -> Result<EmitReport> {
+        let depth = self.depth(topic, depth)?;
+        self.check_emit(topic, &payload)?;
+        let report = self.0 .0.core.bus.emit(topic, &self.0 .0.shared.id, payload, depth);
         self.audit_emit(topic, report);
         Ok(report)
     }
 
     /// Emit and wait for every handler, async ones included.
     pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
-        self.check_emit(topic)?;
-        let report = self.0 .0.core.bus.emit_async(topic, &self.0 .0.shared.id, payload).await;
+        let depth = self.depth(topic, 0)?;
+        self.check_emit(topic, &payload)?;
+        let report = self.0 .0.core.bus.emit_async(topic, &self.0 .0.shared.id, payload, depth).await;
         self.audit_emit(topic, report);
         Ok(report)
+    }
+
+    /// The depth of an event emitted here: one more than the event being handled, at least
+    /// `at_least`; refused past [`MAX_EVENT_DEPTH`].
+    fn depth(&self, topic: &str, at_least: u32) -> Result<u32> {
+        let depth = ambient_depth().map_or(0, |d| d.saturating_add(1)).max(at_least);
+        if depth > MAX_EVENT_DEPTH {
+            return Err(self.0.over_limit(
+                format!("event `{topic}`"),
+                format!("it would be event {} in a chain of events each emitted while handling the one before; chains are cut at {MAX_EVENT_DEPTH} (a loop?)", depth + 1),
+            ));
+        }
+        Ok(depth)
     }
 }
 
@@ -415,6 +470,7 @@ impl Storage<'_> {
     /// Write a value. Needs `storage.write`.
     pub fn set(&self, key: &str, value: Value) -> Result<()> {
         check_key(key)?;
+        self.0.check_value(|| format!("storage value `{key}`"), &value, MAX_VALUE_BYTES)?;
         let ctx = self.write("storage.set", AuditAction::StorageSet, Some(key))?;
         ctx.0.core.storage.set(ctx.id(), key, value)
     }
@@ -433,6 +489,9 @@ impl Storage<'_> {
     /// did. The building block for claims and counters. Needs `storage.read` and `storage.write`.
     pub fn swap(&self, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
         check_key(key)?;
+        if let Some(v) = &new {
+            self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
+        }
         self.read("storage.swap")?;
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
         ctx.0.core.storage.swap(ctx.id(), key, expected, new)

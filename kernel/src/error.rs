@@ -142,6 +142,17 @@ pub enum KernelError {
         /// The topic.
         topic: String,
     },
+    /// A value, payload or use of a shared resource is over one of the kernel's bounds (JSON
+    /// depth or size) or a quota; nothing was written.
+    #[error("{plugin}: {what} refused: {reason}")]
+    OverLimit {
+        /// The plugin whose call was refused.
+        plugin: String,
+        /// What was refused, e.g. "storage value `k`" or "event `crm.deal.won`".
+        what: String,
+        /// Which bound, and by how much.
+        reason: String,
+    },
     /// A topic, topic pattern or service name is malformed.
     #[error("invalid name `{name}`: {reason}")]
     InvalidName {
@@ -252,6 +263,7 @@ impl KernelError {
             KernelError::ServiceType { .. } => "serviceType",
             KernelError::ReservedTopic { .. } => "reservedTopic",
             KernelError::InvalidName { .. } => "invalidName",
+            KernelError::OverLimit { .. } => "overLimit",
             KernelError::Package { .. } => "package",
             KernelError::Busy { .. } => "busy",
             KernelError::SchemaTooNew { .. } => "schemaTooNew",

@@ -34,3 +34,100 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     }
     None
 }
+
+/// Deepest nesting of arrays and objects accepted in a value a plugin hands the kernel (a
+/// storage value, an event payload, a job's payload). serde_json reads at most 128 levels back,
+/// so anything accepted here can always be read again.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Why a JSON value is over a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonBound {
+    /// Arrays and objects nested deeper than the limit.
+    TooDeep { limit: usize },
+    /// Larger than the limit, in bytes of its JSON text (counted until over).
+    TooLarge { limit: usize },
+}
+
+impl std::fmt::Display for JsonBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JsonBound::TooDeep { limit } => write!(f, "nested more than {limit} levels deep"),
+            JsonBound::TooLarge { limit } => write!(f, "larger than {limit} bytes as JSON"),
+        }
+    }
+}
+
+/// Check that `v` nests at most `max_depth` levels and takes at most `max_bytes` as JSON text;
+/// returns about its size in bytes (the compact form, escapes counted as one byte, numbers as
+/// their widest). Walks with its own stack, so a hostile value cannot overflow the thread's; a
+/// value without containers inside costs no allocation.
+pub fn check_json(v: &serde_json::Value, max_depth: usize, max_bytes: usize) -> Result<usize, JsonBound> {
+    use serde_json::Value;
+    fn size(v: &Value) -> usize {
+        match v {
+            Value::Null | Value::Bool(true) => 4,
+            Value::Bool(false) => 5,
+            Value::Number(_) => 24,
+            Value::String(s) => s.len() + 2,
+            Value::Array(a) => 2 + a.len().saturating_sub(1),
+            Value::Object(o) => 2 + o.len().saturating_sub(1) + o.keys().map(|k| k.len() + 3).sum::<usize>(),
+        }
+    }
+    fn nested(v: &Value) -> bool {
+        matches!(v, Value::Array(a) if !a.is_empty()) || matches!(v, Value::Object(o) if !o.is_empty())
+    }
+    let mut bytes = size(v);
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    if nested(v) {
+        stack.push((v, 1));
+    }
+    while let Some((v, depth)) = stack.pop() {
+        if depth > max_depth {
+            return Err(JsonBound::TooDeep { limit: max_depth });
+        }
+        let children: &mut dyn Iterator<Item = &Value> = match v {
+            Value::Array(a) => &mut a.iter(),
+            Value::Object(o) => &mut o.values(),
+            _ => continue,
+        };
+        for c in children {
+            bytes += size(c);
+            if nested(c) {
+                stack.push((c, depth + 1));
+            }
+        }
+        if bytes > max_bytes {
+            return Err(JsonBound::TooLarge { limit: max_bytes });
+        }
+    }
+    if bytes > max_bytes {
+        return Err(JsonBound::TooLarge { limit: max_bytes });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nest(levels: usize) -> serde_json::Value {
+        (0..levels).fold(json!(1), |v, _| json!({ "payload": v }))
+    }
+
+    #[test]
+    fn json_bounds_count_depth_and_size() {
+        assert_eq!(check_json(&json!({"n": 1}), 32, 100), Ok(2 + 4 + 24));
+        assert!(check_json(&nest(32), 32, 1 << 20).is_ok());
+        assert_eq!(check_json(&nest(33), 32, 1 << 20), Err(JsonBound::TooDeep { limit: 32 }));
+        assert_eq!(check_json(&json!(["x".repeat(100)]), 32, 50), Err(JsonBound::TooLarge { limit: 50 }));
+        // A deep value is walked without recursion: 100,000 levels are refused, not a crash.
+        let mut deep = json!(1);
+        for _ in 0..100_000 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        assert_eq!(check_json(&deep, 32, usize::MAX), Err(JsonBound::TooDeep { limit: 32 }));
+        std::mem::forget(deep); // dropping it would recurse (serde_json's Drop); the test is the walk
+    }
+}

@@ -51,7 +51,10 @@ impl Store {
         Ok(keys)
     }
 
-    pub(crate) fn storage_scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>> {
+    /// Rows of `plugin` whose key starts with `prefix`, sorted by key, and the keys of rows
+    /// whose value cannot be read back, with why.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn storage_scan(&self, plugin: &str, prefix: &str) -> Result<(Vec<(String, Value)>, Vec<(String, String)>)> {
         let c = self.lock();
         let rows: Vec<(String, String)> = match crate::util::prefix_end(prefix) {
             Some(end) => c
@@ -62,13 +65,16 @@ impl Store {
                 .and_then(|mut st| st.query_map(params![plugin, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()),
         }
         .map_err(|e| self.map_err(e))?;
-        rows.into_iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, t)| {
-                let v = serde_json::from_str(&t).map_err(|e| KernelError::Corrupt(format!("storage {plugin}/{k}: {e}")))?;
-                Ok((k, v))
-            })
-            .collect()
+        drop(c);
+        let mut good = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for (k, t) in rows.into_iter().filter(|(k, _)| k.starts_with(prefix)) {
+            match serde_json::from_str(&t) {
+                Ok(v) => good.push((k, v)),
+                Err(e) => bad.push((k, e.to_string())),
+            }
+        }
+        Ok((good, bad))
     }
 
     /// Swap `key`'s value from `expected` (None: absent) to `new` (None: delete) in one

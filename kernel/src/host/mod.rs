@@ -190,7 +190,7 @@ impl Kernel {
         let id = NEXT_KERNEL.fetch_add(1, Ordering::Relaxed);
         register_sink(id, &writer);
         let storage: Arc<dyn StorageBackend> = match config.storage {
-            StorageKind::Sqlite => Arc::new(SqliteStorage { store: store.clone() }),
+            StorageKind::Sqlite => Arc::new(SqliteStorage { store: store.clone(), writer: writer.clone() }),
             StorageKind::Memory => Arc::new(MemoryStorage::new()),
         };
         let (packages_dir, temp_dir) = match &config.data_dir {
@@ -270,9 +270,10 @@ impl Kernel {
             return Err(KernelError::ReservedTopic { topic: topic.into() });
         }
         let bus = &self.0.core.bus;
+        let depth = crate::runtime::bus::ambient_depth().map_or(0, |d| d + 1);
         Ok(match &self.1 {
-            Actor::Plugin(id) => bus.emit(topic, id, payload),
-            _ => bus.emit(topic, &bus.host, payload),
+            Actor::Plugin(id) => bus.emit(topic, id, payload, depth),
+            _ => bus.emit(topic, &bus.host, payload, depth),
         })
     }
 }

@@ -122,6 +122,11 @@ audit_actions! {
     PermissionRevoked => "permission.revoked",
     /// A plugin asked for something its grants do not cover.
     PermissionDenied => "permission.denied",
+    /// A plugin's call was over a bound or quota (JSON depth or size, storage, jobs, events,
+    /// notifications, log lines) and refused.
+    LimitExceeded => "limit.exceeded",
+    /// A plugin emitted, or declared, a topic another plugin owns (or one it does not declare).
+    TopicRefused => "topic.refused",
     /// A plugin registered a service.
     ServiceRegistered => "service.registered",
     /// A service went away.
@@ -147,7 +152,7 @@ audit_actions! {
 impl AuditAction {
     /// The first segments the kernel's actions use; a plugin's own action may not start
     /// with one.
-    pub const KERNEL_NAMESPACES: &'static [&'static str] = &["plugin", "permission", "service", "kernel", "settings", "audit", "event", "storage"];
+    pub const KERNEL_NAMESPACES: &'static [&'static str] = &["plugin", "permission", "service", "kernel", "settings", "audit", "event", "storage", "limit", "topic"];
 
     /// A plugin's own action `name`, or why it may not use it (a kernel namespace).
     pub fn plugin(name: &str) -> Result<AuditAction, String> {

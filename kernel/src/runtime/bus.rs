@@ -27,8 +27,38 @@ pub struct Event {
     pub topic: Arc<str>,
     /// The payload.
     pub payload: Arc<Value>,
-    /// The emitting plugin, or `kernel`.
+    /// The emitting plugin, or `kernel` (set by the kernel, never by the payload).
     pub source: Arc<str>,
+    /// How many events led to this one: 0 for an event nobody's event caused, else one more
+    /// than the event whose handling emitted it. Set by the kernel (see [`MAX_EVENT_DEPTH`]).
+    pub depth: u32,
+}
+
+/// The longest chain of events each emitted while handling the one before (a handler that
+/// emits, an automation that triggers another...). An emit that would go deeper is refused: a
+/// loop is cut here whatever the plugins do.
+pub const MAX_EVENT_DEPTH: u32 = 16;
+
+thread_local! {
+    /// The depth of the event a sync handler on this thread is handling now.
+    static HANDLING: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+tokio::task_local! {
+    /// The depth of the event an async handler (or work an engine started for it) handles.
+    static CAUSE: u32;
+}
+
+/// The depth of the event being handled where this is called, if any.
+pub(crate) fn ambient_depth() -> Option<u32> {
+    CAUSE.try_with(|d| *d).ok().or_else(|| HANDLING.with(std::cell::Cell::get))
+}
+
+/// Run `fut` as work caused by an event `depth` deep: events it emits are one deeper. For
+/// engines that hand an event's work to a task of their own (the kernel does this for the
+/// handlers it runs).
+pub fn caused_by<F: std::future::Future>(depth: u32, fut: F) -> impl std::future::Future<Output = F::Output> {
+    CAUSE.scope(depth, fut)
 }
 
 /// Identifies a subscription, for `off`.
@@ -165,7 +195,10 @@ impl Bus {
     fn run_sync(&self, sub: &Sub, f: &SyncFn, event: &Event, traced: bool) -> bool {
         let span = if traced { tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic) } else { tracing::Span::none() };
         let _e = span.enter();
-        let msg = match std::panic::catch_unwind(AssertUnwindSafe(|| f(event))) {
+        let outer = HANDLING.with(|h| h.replace(Some(event.depth)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| f(event)));
+        HANDLING.with(|h| h.set(outer));
+        let msg = match outcome {
             Ok(Ok(())) => return true,
             Ok(Err(e)) => e.to_string(),
             Err(p) => panic_message(&*p),
@@ -175,14 +208,14 @@ impl Bus {
     }
 
     /// The event, and the subscriptions to deliver it to.
-    fn event(&self, topic: &str, source: &Arc<str>, payload: Value) -> (Event, Arc<[Arc<Sub>]>) {
+    fn event(&self, topic: &str, source: &Arc<str>, payload: Value, depth: u32) -> (Event, Arc<[Arc<Sub>]>) {
         let (topic, subs) = self.snap.load().matching(topic);
-        (Event { topic, payload: Arc::new(payload), source: source.clone() }, subs)
+        (Event { topic, payload: Arc::new(payload), source: source.clone(), depth }, subs)
     }
 
     /// Deliver to every matching handler. Sync handlers run now; async ones are spawned.
-    pub(crate) fn emit(&self, topic: &str, source: &Arc<str>, payload: Value) -> EmitReport {
-        let (event, subs) = self.event(topic, source, payload);
+    pub(crate) fn emit(&self, topic: &str, source: &Arc<str>, payload: Value, depth: u32) -> EmitReport {
+        let (event, subs) = self.event(topic, source, payload, depth);
         let event = &event;
         let traced = traced();
         let mut report = EmitReport::default();
@@ -196,7 +229,7 @@ impl Bus {
                 Handler::Sync(f) => self.run_sync(sub, f, event, traced),
                 Handler::Async(f) => match tokio::runtime::Handle::try_current() {
                     Ok(h) => {
-                        h.spawn(self.run_async(sub.clone(), f(event.clone()), event.topic.clone()));
+                        h.spawn(self.run_async(sub.clone(), f(event.clone()), event));
                         true
                     }
                     Err(_) => {
@@ -210,9 +243,11 @@ impl Bus {
         report
     }
 
-    fn run_async(&self, sub: Arc<Sub>, fut: BoxFuture<'static, Result<(), HandlerError>>, topic: Arc<str>) -> impl std::future::Future<Output = bool> + Send + 'static {
+    fn run_async(&self, sub: Arc<Sub>, fut: BoxFuture<'static, Result<(), HandlerError>>, event: &Event) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let topic = event.topic.clone();
         let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %topic);
         let writer = self.writer.clone();
+        let fut = CAUSE.scope(event.depth, fut);
         async move {
             let msg = match AssertUnwindSafe(fut).catch_unwind().await {
                 Ok(Ok(())) => return true,
@@ -226,8 +261,8 @@ impl Bus {
     }
 
     /// Deliver and wait for every handler, async ones included (concurrently).
-    pub(crate) async fn emit_async(&self, topic: &str, source: &Arc<str>, payload: Value) -> EmitReport {
-        let (event, subs) = self.event(topic, source, payload);
+    pub(crate) async fn emit_async(&self, topic: &str, source: &Arc<str>, payload: Value, depth: u32) -> EmitReport {
+        let (event, subs) = self.event(topic, source, payload, depth);
         let event = &event;
         let traced = traced();
         let mut report = EmitReport::default();
@@ -240,7 +275,7 @@ impl Bus {
             report.delivered += 1;
             match &sub.handler {
                 Handler::Sync(f) => report.failed += usize::from(!self.run_sync(sub, f, event, traced)),
-                Handler::Async(f) => pending.push(self.run_async(sub.clone(), f(event.clone()), event.topic.clone())),
+                Handler::Async(f) => pending.push(self.run_async(sub.clone(), f(event.clone()), event)),
             }
         }
         for ok in futures::future::join_all(pending).await {

@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
+use crate::db::{Store, Writer};
 use crate::error::Result;
-use crate::db::Store;
+use crate::model::log::{Level, LogRecord};
+use crate::util::now_ms;
 
 /// A storage backend. Calls are synchronous and short (a SQLite statement in WAL mode, or a
 /// hash-map operation).
@@ -110,6 +112,8 @@ impl StorageBackend for MemoryStorage {
 /// The SQLite backend: the `storage` table of the kernel's database.
 pub(crate) struct SqliteStorage {
     pub(crate) store: Arc<Store>,
+    /// To report rows a scan skips.
+    pub(crate) writer: Writer,
 }
 
 impl StorageBackend for SqliteStorage {
@@ -131,8 +135,23 @@ impl StorageBackend for SqliteStorage {
     fn clear(&self, plugin: &str) -> Result<usize> {
         self.store.storage_clear(plugin)
     }
+    /// A row that cannot be read (written by an older version without the kernel's bounds, or
+    /// edited by hand) is skipped and reported in the plugin's log, so one bad value cannot stop
+    /// a plugin that scans at start.
     fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>> {
-        self.store.storage_scan(plugin, prefix)
+        let (rows, unreadable) = self.store.storage_scan(plugin, prefix)?;
+        for (key, reason) in unreadable {
+            self.writer.log(LogRecord {
+                id: 0,
+                ts: now_ms(),
+                plugin: plugin.into(),
+                level: Level::Warn,
+                target: "objectos::storage".into(),
+                message: format!("storage key `{key}` cannot be read ({reason}); skipped. Delete it, or restore it from a backup"),
+                fields: serde_json::json!({ "key": key }),
+            });
+        }
+        Ok(rows)
     }
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
         self.store.storage_swap(plugin, key, expected, new.as_ref())

@@ -45,11 +45,12 @@ impl Runner {
                     vars["record"] = Value::Object(change.record);
                 }
                 Action::Emit { topic, data } => {
-                    let mut payload = json!({ "record": vars.get("record"), "payload": vars.get("payload"), "_depth": depth + 1 });
-                    if let Value::Object(p) = &mut payload {
-                        p.extend(data.clone());
-                    }
-                    pkg.events().emit(topic, payload).map_err(|e| step(e.to_string()))?;
+                    // The engine's keys win over `data` (which the check refuses anyway), and the
+                    // chain's depth is the kernel's, not a payload field a package could set.
+                    let mut payload = data.clone();
+                    payload.insert("record".into(), vars.get("record").cloned().unwrap_or(Value::Null));
+                    payload.insert("payload".into(), vars.get("payload").cloned().unwrap_or(Value::Null));
+                    pkg.events().emit_in_chain(topic, Value::Object(payload), depth + 1).map_err(|e| step(e.to_string()))?;
                 }
                 Action::Notify { title, body, level, channels } => {
                     use objectos_notification::{Notice, Notifications};
@@ -65,8 +66,9 @@ impl Runner {
                     service.send(pkg, notice).await.map_err(|e| step(e.to_string()))?;
                 }
                 Action::Enqueue { topic, delay_ms } => {
-                    // The package may emit the topic: check now, so a refusal shows here.
-                    let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": vars.get("record"), "payload": vars.get("payload"), "_depth": depth + 1 } });
+                    // Checked like an emit, now, so a refusal shows here and not in a job.
+                    pkg.events().check(topic).map_err(|e| step(e.to_string()))?;
+                    let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": vars.get("record"), "payload": vars.get("payload") }, "depth": depth + 1 });
                     let spec = JobSpec::new(EMIT_LATER, payload).delay(std::time::Duration::from_millis(*delay_ms)).retry(Retry::exponential(3, std::time::Duration::from_secs(2)));
                     self.jobs.enqueue(&self.engine, spec).map_err(|e| step(e.to_string()))?;
                 }
@@ -83,11 +85,6 @@ fn kind(a: &Action) -> &'static str {
         Action::Notify { .. } => "notify",
         Action::Enqueue { .. } => "enqueue",
     }
-}
-
-/// The depth an event payload carries (0 when it did not come from an action).
-pub(crate) fn depth_of(payload: &Value) -> u32 {
-    payload.get("_depth").and_then(Value::as_u64).map_or(0, |d| d.min(u64::from(u32::MAX)) as u32)
 }
 
 /// Have `forget(engine, package)` drop a package's definitions when it stops. The
@@ -127,7 +124,8 @@ pub(crate) fn handle_emit_later(jobs: &Jobs, engine: &PluginContext, packages: s
             let pkg = packages.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
             let pkg = pkg.ok_or_else(|| format!("{id} is not enabled; its delayed event waits for a retry"))?;
             let topic = run.payload["topic"].as_str().unwrap_or_default();
-            pkg.events().emit(topic, run.payload["payload"].clone())?;
+            let depth = run.payload["depth"].as_u64().map_or(0, |d| d.min(u64::from(objectos_kernel::plugin::MAX_EVENT_DEPTH)) as u32);
+            pkg.events().emit_in_chain(topic, run.payload["payload"].clone(), depth)?;
             Ok(())
         }
     })

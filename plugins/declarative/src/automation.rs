@@ -14,7 +14,7 @@ use objectos_kernel::{HookResult, Plugin, PluginContext, async_trait};
 use objectos_kernel::plugin::{Event, SubscriptionId};
 use serde_json::{json, Value};
 
-use crate::actions::{depth_of, forget_when_stopped, start_engine, Packages, Runner, Target, MAX_DEPTH};
+use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target, MAX_DEPTH};
 use crate::defs::{AutomationDef, Trigger};
 
 /// The plugin's id.
@@ -47,9 +47,11 @@ impl Plugin for AutomationPlugin {
                     let key = (run.payload["package"].as_str().unwrap_or_default().to_string(), run.payload["automation"].as_str().unwrap_or_default().to_string());
                     let found = inner.automations.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
                     let a = found.ok_or_else(|| format!("automation {} of {} is not enabled; the run waits for a retry", key.1, key.0))?;
+                    // The job is the engine's own record (a package cannot write it).
                     let vars = run.payload.get("vars").cloned().unwrap_or_else(|| json!({}));
-                    let depth = run.payload["depth"].as_u64().unwrap_or(0) as u32;
-                    a.execute(&inner, vars, depth).await.map_err(Into::into)
+                    let target = run.payload["target"]["object"].as_str().zip(run.payload["target"]["id"].as_str()).map(|(o, i)| (o.to_string(), i.to_string()));
+                    let depth = run.payload["depth"].as_u64().map_or(0, |d| d.min(u64::from(MAX_DEPTH)) as u32);
+                    a.execute(&inner, vars, target.as_ref(), depth).await.map_err(Into::into)
                 }
             })?;
         }
@@ -103,7 +105,7 @@ fn schedule_name(pkg: &str, automation: &str) -> String {
 impl Running {
     /// Check the condition and run the actions; on failure, log to the package and queue a
     /// retry (unless this run is the retry).
-    async fn execute(&self, inner: &Inner, mut vars: Value, depth: u32) -> Result<(), String> {
+    async fn execute(&self, inner: &Inner, mut vars: Value, target: Option<&(String, String)>, depth: u32) -> Result<(), String> {
         match self.def.holds(&vars) {
             Ok(true) => {}
             Ok(false) => {
@@ -118,12 +120,9 @@ impl Running {
             }
         }
         self.runs.fetch_add(1, Relaxed);
-        let target_ids = vars.get("record").and_then(|r| r.get("id")).and_then(Value::as_str).map(String::from);
-        let object = vars.get("object").and_then(Value::as_str).map(String::from);
-        let target = match (&object, &target_ids) {
-            (Some(o), Some(i)) => Some(Target { object: o, id: i }),
-            _ => None,
-        };
+        // `set` acts on the record that triggered this run (a record trigger, as the data engine
+        // announced it), never on a type or id taken from a payload.
+        let target = target.map(|(object, id)| Target { object, id });
         let result = inner.runner.run(&self.pkg, &self.def.actions, target.as_ref(), &mut vars, depth).await;
         if let Err(e) = &result {
             self.failures.fetch_add(1, Relaxed);
@@ -132,7 +131,7 @@ impl Running {
         result
     }
 
-    fn fire(self: &Arc<Self>, inner: &Weak<Inner>, vars: Value, depth: u32) {
+    fn fire(self: &Arc<Self>, inner: &Weak<Inner>, vars: Value, target: Option<(String, String)>, depth: u32) {
         if depth >= MAX_DEPTH {
             self.skipped.fetch_add(1, Relaxed);
             self.pkg.logger().warn(format!("automation {} not run: {depth} automations deep, a loop is cut at {MAX_DEPTH}", self.def.name));
@@ -141,8 +140,9 @@ impl Running {
         let (me, inner) = (self.clone(), inner.clone());
         tokio::spawn(async move {
             let Some(inner) = inner.upgrade() else { return };
-            if me.execute(&inner, vars.clone(), depth).await.is_err() {
-                let spec = JobSpec::new(RETRY, json!({ "package": me.pkg.id(), "automation": me.def.name, "vars": vars, "depth": depth }))
+            if me.execute(&inner, vars.clone(), target.as_ref(), depth).await.is_err() {
+                let target = target.map(|(object, id)| json!({ "object": object, "id": id }));
+                let spec = JobSpec::new(RETRY, json!({ "package": me.pkg.id(), "automation": me.def.name, "vars": vars, "target": target, "depth": depth }))
                     .delay(Duration::from_secs(2))
                     .retry(Retry::exponential(3, Duration::from_secs(2)));
                 if let Err(e) = inner.runner.jobs.enqueue(&inner.runner.engine, spec) {
@@ -185,23 +185,28 @@ impl Automations {
         let slot: Arc<RwLock<Option<Arc<Running>>>> = Arc::default();
         let s = slot.clone();
         let sub = match &def.when {
+            // An event trigger reads its payload; it has no record of its own to `set` on.
             Trigger::Event(pattern) => Some(caller.events().on(pattern, move |e: &Event| {
                 if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "object": e.payload.get("object") });
-                    a.fire(&weak_inner, vars, depth_of(&e.payload));
+                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record") });
+                    a.fire(&weak_inner, vars, None, e.depth);
                 }
                 Ok(())
             })?),
             Trigger::Record { object, on } => {
                 let on = on.clone();
+                let object = object.clone();
                 Some(caller.events().on(&format!("data.{object}.*"), move |e: &Event| {
                     let what = e.topic.rsplit('.').next().unwrap_or_default();
-                    if !on.iter().any(|o| o == what) {
+                    // Only the data engine announces records: anything else on the topic is not
+                    // a record change, whatever its payload says.
+                    if !on.iter().any(|o| o == what) || e.source.as_ref() != crate::data::ID {
                         return Ok(());
                     }
+                    let Some(id) = e.payload.get("id").and_then(Value::as_str) else { return Ok(()) };
                     if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                        let vars = json!({ "event": { "topic": e.topic.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "changed": e.payload.get("changed"), "object": e.payload.get("object") });
-                        a.fire(&weak_inner, vars, depth_of(&e.payload));
+                        let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "changed": e.payload.get("changed"), "object": object });
+                        a.fire(&weak_inner, vars, Some((object.clone(), id.to_string())), e.depth);
                     }
                     Ok(())
                 })?)

@@ -129,8 +129,8 @@ impl Data {
 
     fn announce(&self, caller: &PluginContext, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
         let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
-        let payload = json!({ "object": object, "id": id, "record": change.record, "changed": change.changed, "by": caller.id(), "_depth": depth });
-        if let Err(e) = self.inner.ctx.events().emit(&format!("data.{object}.{what}"), payload) {
+        let payload = json!({ "object": object, "id": id, "record": change.record, "changed": change.changed, "by": caller.id() });
+        if let Err(e) = self.inner.ctx.events().emit_in_chain(&format!("data.{object}.{what}"), payload, depth) {
             self.inner.ctx.logger().warn(format!("could not announce data.{object}.{what}: {e}"));
         }
     }

@@ -103,6 +103,9 @@ impl Report {
     }
 }
 
+/// Keys of an emitted payload the engine fills in; an `emit` action's `data` may not set them.
+pub const RESERVED_EMIT_KEYS: &[&str] = &["record", "payload"];
+
 /// Is `s` a valid object, field, state, event or automation name?
 pub fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
@@ -464,6 +467,9 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                     Value::Object(o) => (o.get("topic").and_then(Value::as_str).map(String::from), o.get("data").and_then(Value::as_object).cloned().unwrap_or_default()),
                     _ => (None, Map::new()),
                 };
+                for key in data.keys().filter(|k| RESERVED_EMIT_KEYS.contains(&k.as_str())) {
+                    r.err(&format!("{p}.data.{key}"), format!("`{key}` is filled in by the engine (the record and the triggering payload); choose another name"));
+                }
                 match topic {
                     Some(t) if topic_ok(&t) && !t.starts_with("kernel.") && !t.starts_with("plugin.") => out.push(Action::Emit { topic: t, data }),
                     Some(t) => r.err(&p, format!("`{t}` is not a topic an action may emit (dot-separated names; not kernel.* or plugin.*)")),

@@ -54,6 +54,9 @@ pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str
 pub const MAX_INTERRUPTIONS: u32 = 5;
 /// The largest payload, as JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
+/// Deepest nesting accepted in a job's payload: the kernel's bound, less the levels of the job
+/// record around it.
+pub const MAX_PAYLOAD_DEPTH: usize = objectos_kernel::util::MAX_JSON_DEPTH - 4;
 /// The most attempts a retry policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
 
@@ -266,7 +269,7 @@ impl JobSpec {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, caller: &PluginContext) -> Result<()> {
         check_name("handler", &self.handler)?;
         if self.retry.attempts == 0 || self.retry.attempts > MAX_ATTEMPTS {
             return Err(err(format!("retry.attempts is {}; it must be 1 to {MAX_ATTEMPTS}", self.retry.attempts)));
@@ -274,9 +277,10 @@ impl JobSpec {
         if self.timeout_ms == 0 || self.timeout_ms > 86_400_000 {
             return Err(err(format!("timeoutMs is {}; it must be 1 ms to 24 h", self.timeout_ms)));
         }
-        let size = serde_json::to_vec(&self.payload).map(|v| v.len()).unwrap_or(0);
-        if size > MAX_PAYLOAD_BYTES {
-            return Err(err(format!("the payload is {size} bytes of JSON; at most {MAX_PAYLOAD_BYTES} are accepted")));
+        // The job record holds the payload a few levels down: leave room so the record stays
+        // within the kernel's storage bound and can always be read back.
+        if let Err(bound) = objectos_kernel::util::check_json(&self.payload, MAX_PAYLOAD_DEPTH, MAX_PAYLOAD_BYTES) {
+            return Err(caller.over_limit(format!("job for handler `{}`", self.handler), format!("its payload is {bound}")));
         }
         Ok(())
     }
@@ -453,7 +457,7 @@ impl Jobs {
 
     /// Enqueue a job for one of the caller's handlers; returns its id.
     pub fn enqueue(&self, caller: &PluginContext, spec: JobSpec) -> Result<String> {
-        spec.validate()?;
+        spec.validate(caller)?;
         let id = self.inner.new_id();
         let job = self.inner.new_job(caller.id(), id.clone(), spec, None);
         self.inner.insert(job)?;
@@ -464,7 +468,7 @@ impl Jobs {
     /// with seconds first, local time). Returns the first occurrence (ms).
     pub fn schedule(&self, caller: &PluginContext, name: &str, cron: &str, spec: JobSpec) -> Result<i64> {
         check_name("schedule", name)?;
-        spec.validate()?;
+        spec.validate(caller)?;
         let parsed = parse_cron(cron)?;
         let next_at = next_occurrence(&parsed, now_ms())?;
         let schedule = Schedule { plugin: caller.id().into(), name: name.into(), cron: cron.into(), spec, next_at };

@@ -1,0 +1,162 @@
+//! Isolation between packages: each test is an attack a security review made with packages an
+//! admin approved exactly as asked, and asserts the refusal or the bound that stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use objectos_declarative::automation::Automations;
+use objectos_declarative::data::Data;
+use objectos_kernel::model::audit::AuditQuery;
+use objectos_kernel::model::lifecycle::State;
+use objectos_kernel::model::log::LogQuery;
+use objectos_kernel::model::views::GrantRequest;
+use objectos_kernel::serde_json::{json, Value};
+use objectos_kernel::{Kernel, KernelConfig, KernelError};
+use objectos_tests::{manifest, package_dir, wait_until, Probe};
+
+/// A kernel with the jobs, notification and declarative built-ins, started.
+async fn kernel(config: KernelConfig) -> Kernel {
+    let k = Kernel::open(config.runtime(Arc::new(objectos_declarative::Runtime))).unwrap();
+    objectos_jobs::register(&k).unwrap();
+    objectos_notification::register(&k).unwrap();
+    objectos_declarative::register(&k).unwrap();
+    k.start().await.unwrap();
+    k
+}
+
+/// Install, approve everything the package asks for, and enable a package.
+async fn install(k: &Kernel, root: &Path, name: &str, perms: &[&str], provides: Value, files: &[(&str, &str)]) -> String {
+    let deps = json!({ "com.objectos.objects": "^0.1", "com.objectos.automation": "^0.1" });
+    let m = json!({ "id": format!("t.{name}"), "name": name, "version": "1.0.0", "dependencies": deps, "provides": provides, "permissions": perms });
+    let dir: PathBuf = package_dir(root, name, &m.to_string(), files);
+    let id = k.install_package(&dir, false).await.unwrap().id;
+    k.grant(&id, GrantRequest::All).unwrap();
+    k.enable(&id, true).await.unwrap();
+    id
+}
+
+/// `levels` objects, each holding the next under `payload`.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!("bottom"), |v, _| json!({ "payload": v }))
+}
+
+fn over_limit(e: &KernelError) -> bool {
+    matches!(e, KernelError::OverLimit { .. })
+}
+
+/// Finding: any depth was written, so one unreadable row later stopped the jobs plugin at every
+/// start. Deep values are now refused where they are written: events, storage and jobs.
+#[tokio::test]
+async fn deep_values_are_refused_on_every_write_path_and_audited() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let perms = ["events.emit:p.**", "storage.read", "storage.write", "services.use:jobs"];
+    k.register_builtin(&manifest("t.deep", "1.0.0", &[("com.objectos.jobs", "^0.1")], &perms), Arc::new(Probe::default())).unwrap();
+    k.sync_builtins().await.unwrap();
+    k.grant("t.deep", GrantRequest::All).unwrap();
+    k.enable("t.deep", true).await.unwrap();
+    let ctx = k.context("t.deep").unwrap();
+
+    let e = ctx.events().emit("p.tick", nested(123)).unwrap_err();
+    assert!(over_limit(&e) && e.to_string().contains("nested more than 32 levels deep"), "{e}");
+    let e = ctx.storage().set("k", nested(40)).unwrap_err();
+    assert!(over_limit(&e) && e.to_string().contains("storage value `k`"), "{e}");
+    let e = ctx.storage().swap("k", None, Some(nested(40))).unwrap_err();
+    assert!(over_limit(&e), "{e}");
+    let jobs = ctx.services().get::<objectos_jobs::Jobs>("jobs").unwrap();
+    let e = jobs.enqueue(&ctx, objectos_jobs::JobSpec::new("work", nested(40))).unwrap_err();
+    assert!(over_limit(&e) && e.to_string().contains("its payload is nested"), "{e}");
+    // What fits is still accepted, and nothing refused was stored.
+    ctx.events().emit("p.tick", nested(20)).unwrap();
+    assert_eq!(ctx.storage().get("k").unwrap(), None);
+    k.flush();
+    let refused = k.audit(&AuditQuery { plugin: Some("t.deep".into()), action: Some("limit.exceeded".into()), ..Default::default() }).unwrap();
+    assert_eq!(refused.len(), 4, "every refusal is audited: {refused:?}");
+    assert_eq!(refused[0].actor, "plugin:t.deep");
+}
+
+/// Finding: one unreadable row aborted the jobs plugin's scan in `on_enable`, so it (and
+/// everything depending on it) failed at every start. Such a row is now skipped and reported.
+#[tokio::test]
+async fn an_unreadable_stored_row_is_skipped_and_reported_not_fatal_to_a_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let k = kernel(KernelConfig::new(dir.path())).await;
+        k.enable("com.objectos.jobs", true).await.unwrap();
+        k.shutdown().await;
+    }
+    // What an older version let a package's relayed payload become: deeper than a reader takes.
+    let deep = format!("{{\"id\":\"x\",\"payload\":{}1{}}}", "[".repeat(150), "]".repeat(150));
+    let db = rusqlite::Connection::open(dir.path().join("objectos.db")).unwrap();
+    db.execute("INSERT INTO storage(plugin, key, value) VALUES ('com.objectos.jobs', 'job:0000000000000-poison', ?1)", [deep]).unwrap();
+    drop(db);
+
+    let k = kernel(KernelConfig::new(dir.path())).await;
+    k.enable("com.objectos.jobs", true).await.unwrap();
+    assert_eq!(k.plugin("com.objectos.jobs").unwrap().state, State::Enabled);
+    k.flush();
+    let logs = k.logs(&LogQuery { plugin: Some("com.objectos.jobs".into()), ..Default::default() }).unwrap();
+    assert!(logs.iter().any(|l| l.message.contains("job:0000000000000-poison") && l.message.contains("cannot be read")), "{logs:?}");
+}
+
+/// Finding: the automation depth limit was carried in the payload (`_depth`), and an `emit`
+/// action's `data` could reset it: a self-triggering automation ran unbounded. The depth is now
+/// the kernel's, on the event, out of any payload's reach.
+#[tokio::test]
+async fn the_loop_cut_cannot_be_reset_from_an_actions_data() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let looping = "name: echo\nwhen: { event: loop.ping }\ndo:\n  - emit: { topic: loop.ping, data: { _depth: 0, depth: 0 } }\n";
+    let perms = ["services.use:automation", "events.emit:loop.*", "events.subscribe:loop.*"];
+    let id = install(&k, root.path(), "loop", &perms, json!({ "automations": ["echo"], "events": ["loop.*"] }), &[("automations/echo.yml", looping)]).await;
+    let automations = k.service::<Automations>("automation").unwrap();
+    let stat = || automations.stats().into_iter().find(|s| s.package == id).unwrap();
+    k.context(&id).unwrap().events().emit("loop.ping", json!({})).unwrap();
+    wait_until(20, "the loop to be cut", || stat().skipped == 1).await;
+    assert_eq!(stat().runs, u64::from(objectos_declarative::actions::MAX_DEPTH), "{:?}", stat());
+}
+
+/// Finding: an `emit` action's `data` could overwrite `record`, and a victim's `set` acted on a
+/// record type and id taken from whatever payload triggered it. Data may no longer set the
+/// engine's keys, and `set` acts only on the record a record trigger is about, as the data
+/// engine announced it.
+#[tokio::test]
+async fn a_forged_record_event_cannot_steer_another_packages_set() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let ticket = "name: vticket\nfields:\n  title: { type: text }\n  n: { type: number, default: 0 }\n";
+    let invoice = "name: vinvoice\nfields:\n  n: { type: number, default: 0 }\n";
+    let bump = "name: bump\nwhen: { record: { object: vticket, on: updated } }\ndo:\n  - set: { n: 1 }\n";
+    let perms = ["services.use:data", "services.use:automation", "data.vticket.read", "data.vticket.write", "data.vinvoice.read", "data.vinvoice.write", "events.subscribe:data.vticket.*"];
+    let victim = install(&k, root.path(), "victim", &perms, json!({ "objects": ["vticket", "vinvoice"], "automations": ["bump"] }), &[("objects/vticket.yml", ticket), ("objects/vinvoice.yml", invoice), ("automations/bump.yml", bump)]).await;
+    let vctx = k.context(&victim).unwrap();
+    let data = vctx.services().get::<Data>("data").unwrap();
+    let inv = data.create(&vctx, "vinvoice", json!({})).unwrap();
+    let inv_id = inv["id"].as_str().unwrap().to_string();
+
+    // The forger may emit the victim's data topic (today's grants allow naming it).
+    let forger = install(&k, root.path(), "forger", &["events.emit:data.vticket.updated"], json!({}), &[]).await;
+    let forged = json!({ "object": "vinvoice", "id": inv_id, "record": { "id": inv_id }, "changed": ["title"] });
+    let _ = k.context(&forger).unwrap().events().emit("data.vticket.updated", forged);
+
+    // A real update of a ticket does run the victim's automation, on that ticket.
+    let t = data.create(&vctx, "vticket", json!({ "title": "Printer" })).unwrap();
+    data.update(&vctx, "vticket", t["id"].as_str().unwrap(), json!({ "title": "Printer on fire" })).unwrap();
+    wait_until(20, "the real update's run", || data.get(&vctx, "vticket", t["id"].as_str().unwrap()).unwrap().unwrap()["n"] == 1).await;
+    assert_eq!(data.get(&vctx, "vinvoice", &inv_id).unwrap().unwrap()["n"], 0, "the forged event steered nothing");
+}
+
+/// An `emit` action may not name the engine's own payload keys.
+#[tokio::test]
+async fn an_emit_action_may_not_set_the_engines_keys() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let bad = "name: a\nwhen: { event: x.y }\ndo:\n  - emit: { topic: x.z, data: { record: { id: other } } }\n";
+    let deps = json!({ "com.objectos.automation": "^0.1" });
+    let m = json!({ "id": "t.bad", "name": "bad", "version": "1.0.0", "dependencies": deps, "provides": { "automations": ["a"] }, "permissions": ["services.use:automation"] });
+    let dir = package_dir(root.path(), "bad", &m.to_string(), &[("automations/a.yml", bad)]);
+    let e = k.install_package(&dir, false).await.unwrap_err();
+    assert!(e.to_string().contains("1 problem") || matches!(e, KernelError::Manifest(_)), "{e}");
+    let KernelError::Manifest(m) = e else { panic!("a manifest error") };
+    assert!(m.problems.iter().any(|p| p.path == "automations/a.yml $.do[0].emit.data.record" && p.message.contains("filled in by the engine")), "{:?}", m.problems);
+}
