@@ -134,10 +134,12 @@ async fn a_forged_record_event_cannot_steer_another_packages_set() {
     let inv = data.create(&vctx, "vinvoice", json!({})).unwrap();
     let inv_id = inv["id"].as_str().unwrap().to_string();
 
-    // The forger may emit the victim's data topic (today's grants allow naming it).
+    // The forger was granted the victim's data topic: the kernel refuses the emit (the topic
+    // is the data engine's), and had it gone out, the trigger would not believe it.
     let forger = install(&k, root.path(), "forger", &["events.emit:data.vticket.updated"], json!({}), &[]).await;
     let forged = json!({ "object": "vinvoice", "id": inv_id, "record": { "id": inv_id }, "changed": ["title"] });
-    let _ = k.context(&forger).unwrap().events().emit("data.vticket.updated", forged);
+    let e = k.context(&forger).unwrap().events().emit("data.vticket.updated", forged).unwrap_err();
+    assert!(matches!(e, KernelError::TopicNotOwned { .. }), "{e}");
 
     // A real update of a ticket does run the victim's automation, on that ticket.
     let t = data.create(&vctx, "vticket", json!({ "title": "Printer" })).unwrap();
@@ -159,4 +161,63 @@ async fn an_emit_action_may_not_set_the_engines_keys() {
     assert!(e.to_string().contains("1 problem") || matches!(e, KernelError::Manifest(_)), "{e}");
     let KernelError::Manifest(m) = e else { panic!("a manifest error") };
     assert!(m.problems.iter().any(|p| p.path == "automations/a.yml $.do[0].emit.data.record" && p.message.contains("filled in by the engine")), "{:?}", m.problems);
+}
+
+/// Finding: topics had no owner, so a package granted `events.emit:crm.opportunity.won` (shown as
+/// low risk) made the CRM's automation send "Deal won" notifications for it. A package now emits
+/// only topics it declares, and may declare only namespaces nobody else owns.
+#[tokio::test]
+async fn topics_have_one_owner() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
+    for p in ["contacts", "crm"] {
+        let id = k.install_package(&samples.join(p), false).await.unwrap().id;
+        k.grant(&id, GrantRequest::All).unwrap();
+    }
+    k.enable("com.acme.crm", true).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+
+    // Granted the CRM's topic but declaring none: refused at the emit, and audited.
+    let forger = install(&k, root.path(), "forger", &["events.emit:crm.opportunity.won", "events.emit:data.ticket.updated"], json!({}), &[]).await;
+    let ctx = k.context(&forger).unwrap();
+    for topic in ["crm.opportunity.won", "data.ticket.updated"] {
+        let e = ctx.events().emit(topic, json!({ "record": { "title": "FORGED", "amount": 1 } })).unwrap_err();
+        assert!(matches!(&e, KernelError::TopicNotOwned { topic: t, .. } if t == topic), "{e}");
+    }
+    k.flush();
+    let refused = k.audit(&AuditQuery { plugin: Some(forger.clone()), action: Some("topic.refused".into()), ..Default::default() }).unwrap();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+
+    // Declaring the CRM's namespace, an engine's, the kernel's, or none at all: refused at install.
+    let cases = [
+        ("squat", json!(["crm.opportunity.*"]), "provides.events[0]", "com.acme.crm owns"),
+        ("wide", json!(["crm.**"]), "provides.events[0]", "com.acme.crm owns"),
+        ("engine", json!(["data.ticket.*"]), "provides.events[0]", "com.objectos.objects owns"),
+        ("jobs", json!(["ok.thing", "jobs.done"]), "provides.events[1]", "com.objectos.jobs owns"),
+        ("kernel", json!(["plugin.enabled"]), "provides.events[0]", "the kernel owns"),
+        ("nameless", json!(["*.won"]), "provides.events[0]", "must start with a namespace"),
+    ];
+    for (name, events, path, want) in cases {
+        let m = json!({ "id": format!("t.{name}"), "name": name, "version": "1.0.0", "provides": { "events": events } });
+        let dir = package_dir(root.path(), name, &m.to_string(), &[]);
+        let e = k.install_package(&dir, false).await.unwrap_err();
+        let KernelError::Manifest(m) = &e else { panic!("{name}: {e}") };
+        assert!(m.problems.iter().any(|p| p.path == path && p.message.contains(want)), "{name}: {:?}", m.problems);
+        assert!(k.plugin(&format!("t.{name}")).is_err(), "{name}: nothing installed");
+    }
+    // A namespace beside another's is fine, and so is emitting a declared topic.
+    let ok = install(&k, root.path(), "beside", &["events.emit:crm.lead.*"], json!({ "events": ["crm.lead.*"] }), &[]).await;
+    k.context(&ok).unwrap().events().emit("crm.lead.created", json!({})).unwrap();
+}
+
+/// Finding: any package could take an id under `com.objectos.`.
+#[tokio::test]
+async fn built_in_ids_are_reserved() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let m = json!({ "id": "com.objectos.backup", "name": "Backup", "version": "1.0.0" });
+    let e = k.install_package(&package_dir(root.path(), "fake", &m.to_string(), &[]), false).await.unwrap_err();
+    let KernelError::Manifest(m) = &e else { panic!("{e}") };
+    assert_eq!(m.problems[0].path, "id");
+    assert!(m.problems[0].message.contains("reserved for ObjectOS's built-in plugins"), "{:?}", m.problems);
 }

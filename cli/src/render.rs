@@ -139,11 +139,21 @@ pub(crate) fn permissions(p: &PluginInfo) -> String {
                     Some(g) => format!("granted by {}", g.granted_by),
                     None => "PENDING".into(),
                 },
-                format!("{}{}{}", x.description, if x.enforced { "" } else { " (not enforced yet)" }, if x.new { " [new in this version]" } else { "" }),
+                format!("{}{}{}{}", x.description, reaches(&p.manifest.id, &x.owners), if x.enforced { "" } else { " (not enforced yet)" }, if x.new { " [new in this version]" } else { "" }),
             ]
         })
         .collect();
     table(&["PERMISSION", "KIND", "RISK", "STATUS", "WHAT IT ALLOWS"], &rows)
+}
+
+/// Whose names a permission reaches, beside the plugin's own: "; reaches CRM (com.acme.crm)'s".
+fn reaches(own: &str, owners: &[objectos_kernel::model::views::Owner]) -> String {
+    let others: Vec<String> = owners.iter().filter(|o| o.id != own).map(|o| format!("{} ({})", o.name, o.id)).collect();
+    if others.is_empty() {
+        String::new()
+    } else {
+        format!("; reaches {}'s", others.join(", "))
+    }
 }
 
 pub(crate) fn graph_text(g: &Graph) -> String {

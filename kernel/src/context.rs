@@ -31,6 +31,14 @@ pub(crate) struct PluginShared {
     /// Bumped after every change of `grants`, so cached checks know to re-check.
     pub(crate) grants_generation: std::sync::atomic::AtomicU64,
     pub(crate) counters: Arc<Counters>,
+    /// The topics a package may emit: its `provides.events`. `None` for a built-in (trusted
+    /// code; its claims still keep packages out of its namespaces).
+    pub(crate) topics: ArcSwap<Option<Vec<Pattern>>>,
+}
+
+/// The topic patterns `manifest` claims, for a package (`None`: a built-in, not restricted).
+pub(crate) fn owned_topics(manifest: &crate::model::manifest::Manifest, package: bool) -> Option<Vec<Pattern>> {
+    package.then(|| manifest.provides.events.iter().filter_map(|e| e.parse().ok()).collect())
 }
 
 pub(crate) struct CtxInner {
@@ -348,8 +356,8 @@ impl Events<'_> {
         self.0 .0.core.bus.unsubscribe(self.0.id(), id)
     }
 
-    /// Whether this plugin may emit `topic` now (the name, the kernel's reserved topics and
-    /// the `events.emit` grant), without emitting: for an engine that will emit it later for
+    /// Whether this plugin may emit `topic` now (the name, the kernel's reserved topics, the
+    /// `events.emit` grant and, for a package, that it declares the topic), without emitting: for an engine that will emit it later for
     /// this plugin (a delayed event), so that a refusal shows, and is audited, at once.
     pub fn check(&self, topic: &str) -> Result<()> {
         let ctx = self.0;
@@ -359,6 +367,14 @@ impl Events<'_> {
         }
         if !ctx.grants().may_emit(topic) {
             return Err(ctx.deny(format!("events.emit:{topic}"), "events.emit"));
+        }
+        if let Some(owned) = &**ctx.0.shared.topics.load() {
+            if !owned.iter().any(|p| p.matches(topic)) {
+                let declared: Vec<&str> = owned.iter().map(Pattern::as_str).collect();
+                ctx.0.shared.counters.denials.fetch_add(1, Relaxed);
+                ctx.0.core.writer.audit(ctx.actor(), Some(ctx.id()), AuditAction::TopicRefused, serde_json::json!({ "topic": topic, "declared": declared }));
+                return Err(KernelError::TopicNotOwned { plugin: ctx.id().to_string(), topic: topic.into(), declared: declared.join(", ") });
+            }
         }
         Ok(())
     }

@@ -142,6 +142,16 @@ pub enum KernelError {
         /// The topic.
         topic: String,
     },
+    /// A package emitted a topic outside its own `provides.events` (every topic has one owner).
+    #[error("{plugin} may not emit `{topic}`: a package emits only the topics it declares in provides.events (it declares: {})", if .declared.is_empty() { "none" } else { .declared.as_str() })]
+    TopicNotOwned {
+        /// The package.
+        plugin: String,
+        /// The topic.
+        topic: String,
+        /// Its declared topic patterns, comma-separated.
+        declared: String,
+    },
     /// A value, payload or use of a shared resource is over one of the kernel's bounds (JSON
     /// depth or size) or a quota; nothing was written.
     #[error("{plugin}: {what} refused: {reason}")]
@@ -264,6 +274,7 @@ impl KernelError {
             KernelError::ReservedTopic { .. } => "reservedTopic",
             KernelError::InvalidName { .. } => "invalidName",
             KernelError::OverLimit { .. } => "overLimit",
+            KernelError::TopicNotOwned { .. } => "topicNotOwned",
             KernelError::Package { .. } => "package",
             KernelError::Busy { .. } => "busy",
             KernelError::SchemaTooNew { .. } => "schemaTooNew",

@@ -20,6 +20,8 @@ const MAX_DEPTH: usize = 16;
 
 pub(crate) struct Staged {
     pub(crate) manifest: Manifest,
+    /// The manifest as the admin named it (`<path>/plugin.json`), for messages.
+    pub(crate) source: String,
     /// The package root inside the staging folder.
     pub(crate) dir: PathBuf,
     /// The staging folder itself, removed when this is dropped (whatever the install did).
@@ -130,7 +132,7 @@ pub(crate) fn stage(src: &Path, staging_root: &Path) -> Result<Staged> {
     let folder = StagingFolder(dir.clone());
     let root = stage_into(src, &dir)?;
     let manifest = validate(src, &root)?;
-    Ok(Staged { manifest, dir: root, _folder: folder })
+    Ok(Staged { manifest, source: src.join("plugin.json").display().to_string(), dir: root, _folder: folder })
 }
 
 fn stage_into(src: &Path, dir: &Path) -> Result<PathBuf> {

@@ -12,8 +12,9 @@ import { matchesLog } from "./views/LogsView";
 const crm = plugin("com.acme.crm", {
   pending: ["storage.write"],
   permissions: [
-    { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true },
-    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Connect to api.example.com over the network", enforced: false, grant: null, new: false },
+    { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true, owners: [] },
+    { permission: "events.subscribe:crm.opportunity.*", required: true, risk: "low", description: "Receive events matching crm.opportunity.*", enforced: true, grant: null, new: false, owners: [{ id: "com.acme.crm", name: "CRM" }, { id: "com.acme.deals", name: "Deals" }] },
+    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Connect to api.example.com over the network", enforced: false, grant: null, new: false, owners: [] },
   ],
 });
 
@@ -56,6 +57,8 @@ describe("permission review", () => {
     render(<PermissionReview info={crm} onError={() => {}} />);
     expect(screen.getByText("new in this version")).toBeTruthy();
     expect(screen.getByText(/enforced once the sandboxed runtime ships/)).toBeTruthy();
+    // Whose topics a grant reaches: its own, and the other owner by name.
+    expect(document.querySelector("[data-owners='com.acme.crm com.acme.deals']")?.textContent).toBe("Reaches its own and Deals (com.acme.deals)’s.");
     fireEvent.click(screen.getByText("Approve all"));
     await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: null }]));
   });
@@ -164,7 +167,7 @@ describe("revoking a required permission with dependents", () => {
     const granted = plugin("com.acme.contacts", {
       state: "enabled",
       permissions: [
-        { permission: "storage.write", required: true, risk: "low", description: "Save", enforced: true, grant: { permission: "storage.write", grantedBy: "admin", grantedAt: 1 }, new: false },
+        { permission: "storage.write", required: true, risk: "low", description: "Save", enforced: true, grant: { permission: "storage.write", grantedBy: "admin", grantedAt: 1 }, new: false, owners: [] },
       ],
     });
     const calls: [string, unknown][] = [];

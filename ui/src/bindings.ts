@@ -412,6 +412,14 @@ export type ObjectView = {
 	fields: FieldView[],
 };
 
+/**  A plugin whose names a permission reaches. */
+export type Owner = {
+	/**  Its id. */
+	id: string,
+	/**  Its name. */
+	name: string,
+};
+
 /**  One requested permission and its approval. */
 export type PermissionStatus = {
 	/**  The permission text. */
@@ -428,6 +436,11 @@ export type PermissionStatus = {
 	grant: GrantRow | null,
 	/**  Asked for by the latest upgrade and not requested before. */
 	new: boolean,
+	/**
+	 *  Whose names it reaches: the installed plugins that own the topics, services or record
+	 *  types it covers (the plugin itself included), for the review to say whose they are.
+	 */
+	owners: Owner[],
 };
 
 /**  Everything known about one plugin. */

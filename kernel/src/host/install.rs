@@ -1,6 +1,11 @@
 //! Install, upgrade and uninstall: built-ins registered by the host, packages from disk.
 
 use super::*;
+use crate::model::manifest::{ManifestErrors, Problem};
+use crate::model::permission::Pattern;
+
+/// Ids packages may not take: the built-ins'.
+pub(super) const RESERVED_ID_PREFIX: &str = "com.objectos.";
 
 impl Kernel {
     /// Register a built-in plugin: its manifest (usually `include_str!("../plugin.json")`) and
@@ -62,6 +67,7 @@ impl Kernel {
         if lock(&self.0.builtins).contains_key(&m.id) {
             return Err(KernelError::DuplicateBuiltin { plugin: m.id.clone() });
         }
+        self.check_package_names(&m, &staged.source)?;
         let existing = lock(&self.0.plugins).get(&m.id).map(|s| (s.manifest().version.clone(), s.kind));
         if let Some((installed, _)) = &existing {
             if *installed == m.version {
@@ -94,6 +100,39 @@ impl Kernel {
             let _ = std::fs::remove_dir_all(&dest);
         }
         outcome
+    }
+
+    /// What a package may call itself: not an id under `com.objectos.` (the built-ins'), and
+    /// only topics in namespaces no other plugin owns ([`Pattern::claims_collide`]; the kernel
+    /// owns `kernel.*` and `plugin.*`). Every problem is reported, with its path.
+    fn check_package_names(&self, m: &Manifest, source: &str) -> Result<()> {
+        let mut problems = Vec::new();
+        if m.id.starts_with(RESERVED_ID_PREFIX) {
+            problems.push(Problem { path: "id".into(), message: format!("ids under `{RESERVED_ID_PREFIX}` are reserved for ObjectOS's built-in plugins") });
+        }
+        let mut claims: Vec<(String, Pattern)> = ["kernel.**", "plugin.**"].iter().filter_map(|p| Some(("the kernel".to_string(), p.parse().ok()?))).collect();
+        {
+            let plugins = lock(&self.0.plugins);
+            let builtins = lock(&self.0.builtins);
+            let others = plugins.iter().map(|(id, s)| (id.clone(), s.manifest().clone())).chain(builtins.iter().map(|(id, b)| (id.clone(), b.manifest.clone())));
+            for (id, manifest) in others.filter(|(id, _)| *id != m.id) {
+                claims.extend(manifest.provides.events.iter().filter_map(|e| Some((id.clone(), e.parse().ok()?))));
+            }
+        }
+        for (i, text) in m.provides.events.iter().enumerate() {
+            let path = format!("provides.events[{i}]");
+            let Ok(pattern) = text.parse::<Pattern>() else { continue };
+            if pattern.literal_prefix().is_empty() {
+                problems.push(Problem { path, message: format!("`{text}` must start with a namespace of the package's own, e.g. `acme.invoice.*`") });
+            } else if let Some((owner, owned)) = claims.iter().find(|(_, c)| c.claims_collide(&pattern)) {
+                problems.push(Problem { path, message: format!("`{text}` is in a namespace {owner} owns (`{owned}`); a topic namespace has one owner, so choose another") });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestErrors { file: source.to_string(), problems }.into())
+        }
     }
 
     pub(super) async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {

@@ -89,6 +89,7 @@ impl Slots {
     /// Replace `id`'s manifest; returns the old one.
     pub(super) fn set_manifest(&mut self, id: &str, manifest: Arc<Manifest>) -> Option<Arc<Manifest>> {
         let slot = self.map.get_mut(id)?;
+        slot.shared.topics.store(Arc::new(crate::context::owned_topics(&manifest, slot.kind == PluginKind::Package)));
         let old = std::mem::replace(&mut slot.manifest, manifest);
         self.changed();
         Some(old)
@@ -153,6 +154,7 @@ impl Kernel {
             granted: Mutex::new(grants.into_iter().map(|g| g.permission).collect()),
             grants_generation: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
+            topics: ArcSwap::from_pointee(crate::context::owned_topics(&manifest, kind == PluginKind::Package)),
         });
         let ctx = PluginContext(Arc::new(CtxInner {
             shared: shared.clone(),

@@ -349,6 +349,22 @@ impl Pattern {
         parts.next().is_none()
     }
 
+    /// The literal segments before the first wildcard (`crm.deal.*` -> `crm.deal`): the
+    /// namespace a `provides.events` pattern claims. Empty for `*`, `*.x` and `**`.
+    pub fn literal_prefix(&self) -> Vec<&str> {
+        self.segs.iter().map_while(|s| if let Seg::Lit(l) = s { Some(&**l) } else { None }).collect()
+    }
+
+    /// Do two topic claims collide: is one's namespace ([`Pattern::literal_prefix`]) the other's
+    /// or inside it? A claim without a namespace collides with everything. One owner per
+    /// namespace keeps ownership simple to explain: `crm.deal.*` and `crm.lead.*` may belong to
+    /// two packages, `crm.*` and `crm.deal.*` may not.
+    pub fn claims_collide(&self, other: &Pattern) -> bool {
+        let (a, b) = (self.literal_prefix(), other.literal_prefix());
+        let n = a.len().min(b.len());
+        n == 0 || a[..n] == b[..n]
+    }
+
     /// Does every name matched by `other` also match `self`? Used to check that a
     /// subscription pattern stays inside the granted pattern.
     pub fn covers(&self, other: &Pattern) -> bool {
@@ -491,6 +507,17 @@ mod tests {
 
     fn p(s: &str) -> Pattern {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn topic_claims_collide_when_one_namespace_holds_the_other() {
+        let p = |s: &str| s.parse::<Pattern>().unwrap();
+        assert_eq!(p("crm.deal.*").literal_prefix(), ["crm", "deal"]);
+        assert!(p("crm.*").claims_collide(&p("crm.deal.won")));
+        assert!(p("data.**").claims_collide(&p("data.ticket.updated")));
+        assert!(!p("crm.deal.*").claims_collide(&p("crm.lead.*")));
+        assert!(!p("com.acme.crm.**").claims_collide(&p("com.acme.erp.**")));
+        assert!(p("*.won").claims_collide(&p("crm.deal.*")), "a claim without a namespace collides with all");
     }
 
     #[test]

@@ -76,6 +76,35 @@ pub struct PermissionStatus {
     pub grant: Option<GrantRow>,
     /// Asked for by the latest upgrade and not requested before.
     pub new: bool,
+    /// Whose names it reaches: the installed plugins that own the topics, services or record
+    /// types it covers (the plugin itself included), for the review to say whose they are.
+    pub owners: Vec<Owner>,
+}
+
+/// A plugin whose names a permission reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Owner {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The plugins in `set` whose declared names `permission` reaches: topics (`provides.events`,
+/// by namespace), services (`provides.services`) and record types (`provides.objects`).
+pub fn owners(permission: &crate::model::permission::Permission, set: &crate::model::resolve::ManifestSet) -> Vec<Owner> {
+    use crate::model::permission::{Pattern, Permission as P};
+    let reaches = |m: &Manifest| -> bool {
+        match permission {
+            P::EventsEmit(p) | P::EventsSubscribe(p) => m.provides.events.iter().filter_map(|e| e.parse::<Pattern>().ok()).any(|e| p.is_all() || e.claims_collide(p)),
+            P::ServicesUse(p) | P::ServicesProvide(p) => m.provides.services.iter().any(|s| p.matches(s)),
+            P::Data { object, .. } => object == "*" || m.provides.objects.iter().any(|o| o == object),
+            _ => false,
+        }
+    };
+    set.values().filter(|m| reaches(m)).map(|m| Owner { id: m.id.clone(), name: m.name.clone() }).collect()
 }
 
 /// One dependency as the detail view shows it.

@@ -164,7 +164,7 @@ async fn an_automation_runs_with_its_package_grants_only_and_loops_are_cut() {
     let root = tempfile::tempdir().unwrap();
     // Re-emits its own trigger: must stop at the depth limit.
     let looping = "name: echo\nwhen: { event: loop.ping }\ndo:\n  - emit: loop.ping\n";
-    let dir = pkg(root.path(), "loop", &["services.use:automation", "events.emit:loop.*", "events.subscribe:loop.*"], json!({"automations": ["echo"]}), &[("automations/echo.yml", looping)]);
+    let dir = pkg(root.path(), "loop", &["services.use:automation", "events.emit:loop.*", "events.subscribe:loop.*"], json!({"automations": ["echo"], "events": ["loop.*"]}), &[("automations/echo.yml", looping)]);
     k.install_package(&dir, false).await.unwrap();
     k.grant("t.loop", GrantRequest::All).unwrap();
     k.enable("t.loop", true).await.unwrap();
@@ -184,7 +184,7 @@ async fn an_automation_runs_with_its_package_grants_only_and_loops_are_cut() {
 
     // A schedule trigger runs through the jobs service.
     let ticking = "name: tick\nwhen: { schedule: \"* * * * * *\" }\ndo:\n  - emit: tick.done\n";
-    let dir = pkg(root.path(), "tick", &["services.use:automation", "events.emit:tick.*"], json!({"automations": ["tick"]}), &[("automations/tick.yml", ticking)]);
+    let dir = pkg(root.path(), "tick", &["services.use:automation", "events.emit:tick.*"], json!({"automations": ["tick"], "events": ["tick.*"]}), &[("automations/tick.yml", ticking)]);
     k.install_package(&dir, false).await.unwrap();
     k.grant("t.tick", GrantRequest::All).unwrap();
     k.enable("t.tick", true).await.unwrap();

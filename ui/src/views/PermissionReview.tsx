@@ -1,5 +1,5 @@
 import { useState } from "react";
-import type { CommandError, PluginInfo } from "../bindings";
+import type { CommandError, Owner, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import { Confirm, RiskBadge } from "./common";
 
@@ -78,6 +78,7 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
                   </td>
                   <td>
                     {p.description}
+                    {p.owners.length > 0 && <Owners of={p.owners} self={id} />}
                     {!p.enforced && <div className="muted small">Shown now; enforced once the sandboxed runtime ships.</div>}
                   </td>
                   <td>
@@ -139,5 +140,28 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
         </Confirm>
       )}
     </section>
+  );
+}
+
+/** Whose topics, services or records a permission reaches: "its own", or the owners by name. */
+function Owners({ of, self }: { of: Owner[]; self: string }) {
+  const others = of.filter((o) => o.id !== self);
+  const own = others.length < of.length;
+  return (
+    <div className="muted small" data-owners={of.map((o) => o.id).join(" ")}>
+      {own && others.length === 0 && "Its own."}
+      {others.length > 0 && (
+        <>
+          Reaches {own ? "its own and " : ""}
+          {others.map((o, i) => (
+            <span key={o.id}>
+              {i > 0 && (i === others.length - 1 ? " and " : ", ")}
+              <strong>{o.name}</strong> <span title={o.id}>({o.id})</span>
+            </span>
+          ))}
+          ’s.
+        </>
+      )}
+    </div>
   );
 }
