@@ -221,3 +221,121 @@ async fn built_in_ids_are_reserved() {
     assert_eq!(m.problems[0].path, "id");
     assert!(m.problems[0].message.contains("reserved for ObjectOS's built-in plugins"), "{:?}", m.problems);
 }
+
+/// Finding: record types were one global namespace keyed by name. A package declaring
+/// `account` raced the CRM at start, records survived uninstall and went to whoever declared
+/// the name next, and the review said "Read account records" without saying whose. Types now
+/// belong to their package (`<id>/<type>`), records are stored under that name, and another
+/// package reaches them only through a dependency and a grant naming the owner.
+#[tokio::test]
+async fn record_types_belong_to_their_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
+    let root = tempfile::tempdir().unwrap();
+    let account = "name: account\nfields:\n  name: { type: text }\n";
+    let perms = ["services.use:data", "data.account.read", "data.account.write"];
+    {
+        let k = kernel(KernelConfig::new(dir.path())).await;
+        for p in ["contacts", "crm"] {
+            let id = k.install_package(&samples.join(p), false).await.unwrap().id;
+            k.grant(&id, GrantRequest::All).unwrap();
+        }
+        k.enable("com.acme.crm", true).await.unwrap();
+        let squat = install(&k, root.path(), "squat", &perms, json!({ "objects": ["account"] }), &[("objects/account.yml", account)]).await;
+        let (crm, sq) = (k.context("com.acme.crm").unwrap(), k.context(&squat).unwrap());
+        let data = crm.services().get::<Data>("data").unwrap();
+        data.create(&crm, "account", json!({ "name": "Acme GmbH" })).unwrap();
+        data.create(&sq, "account", json!({ "name": "Mine" })).unwrap();
+        // Two types called `account`, each package seeing its own.
+        let names = |ctx, object| data.list(ctx, object, None, 10).unwrap().into_iter().map(|r| r["name"].clone()).collect::<Vec<_>>();
+        assert_eq!(names(&crm, "account"), [json!("Acme GmbH")]);
+        assert_eq!(names(&sq, "account"), [json!("Mine")]);
+        let e = data.list(&sq, "com.acme.crm/account", None, 10).unwrap_err();
+        assert!(matches!(&e, KernelError::PermissionDenied { permission, .. } if permission == "data.com.acme.crm/account.read"), "{e}");
+        k.shutdown().await;
+    }
+    // After a restart both are enabled: there is no race to win.
+    let k = kernel(KernelConfig::new(dir.path())).await;
+    for id in ["com.acme.crm", "t.squat"] {
+        assert_eq!(k.plugin(id).unwrap().state, State::Enabled, "{id}");
+    }
+    // Uninstalled, its records are not handed to the next package declaring `account`...
+    k.disable("t.squat", false).await.unwrap();
+    k.uninstall("t.squat").await.unwrap();
+    let other = install(&k, root.path(), "other", &perms, json!({ "objects": ["account"] }), &[("objects/account.yml", account)]).await;
+    let ctx = k.context(&other).unwrap();
+    let data = ctx.services().get::<Data>("data").unwrap();
+    assert!(data.list(&ctx, "account", None, 10).unwrap().is_empty(), "another id gets none of them");
+    // ...and a reinstall of the same id finds them again.
+    let squat = install(&k, root.path(), "squat", &perms, json!({ "objects": ["account"] }), &[("objects/account.yml", account)]).await;
+    let sq = k.context(&squat).unwrap();
+    assert_eq!(data.list(&sq, "account", None, 10).unwrap().len(), 1);
+
+    // The review says whose records a grant reaches.
+    let info = k.plugin("com.acme.crm").unwrap();
+    let p = info.permissions.iter().find(|p| p.permission == "data.account.read").unwrap();
+    assert_eq!(p.description, "Read its own account records");
+}
+
+/// Another package's records are named with their owner, and only with a dependency on it.
+#[tokio::test]
+async fn another_packages_records_need_a_dependency_on_it() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let m = json!({ "id": "t.peek", "name": "Peek", "version": "1.0.0", "permissions": ["services.use:data", "data.com.acme.crm/account.read"] });
+    let e = k.install_package(&package_dir(root.path(), "peek", &m.to_string(), &[]), false).await.unwrap_err();
+    let KernelError::Manifest(m) = &e else { panic!("{e}") };
+    assert_eq!(m.problems[0].path, "permissions[1]");
+    assert!(m.problems[0].message.contains("not among the dependencies"), "{:?}", m.problems);
+    // The sample invoicing package does it right, and its review names the owner.
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
+    for p in ["contacts", "crm", "invoicing"] {
+        k.install_package(&samples.join(p), false).await.unwrap();
+    }
+    let info = k.plugin("com.acme.invoicing").unwrap();
+    let p = info.permissions.iter().find(|p| p.permission == "data.com.acme.crm/opportunity.read").unwrap();
+    assert_eq!(p.description, "Read com.acme.crm's opportunity records");
+    assert_eq!(p.owners.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["com.acme.crm"]);
+}
+
+/// Finding: data events carried the whole record, so `events.subscribe:data.x.*` read records
+/// without `data.x.read`, and `data.x.write` read them through templates. Data events now carry
+/// ids and field names only, and an automation sees a record's fields only with the read grant.
+#[tokio::test]
+async fn read_grants_mean_read() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let note = "name: note\nfields:\n  secret: { type: text }\n";
+    let tell = "name: tell\nwhen: { record: { object: note, on: created } }\ndo:\n  - notify: { title: \"Secret: {{record.secret}}\" }\n";
+    let perms = ["services.use:data", "services.use:automation", "services.use:notification", "data.note.write"];
+    let deps = json!({ "com.objectos.objects": "^0.1", "com.objectos.automation": "^0.1", "com.objectos.notification": "^0.1" });
+    let m = json!({ "id": "t.blind", "name": "blind", "version": "1.0.0", "dependencies": deps, "provides": { "objects": ["note"], "automations": ["tell"] }, "permissions": perms });
+    let dir = package_dir(root.path(), "blind", &m.to_string(), &[("objects/note.yml", note), ("automations/tell.yml", tell)]);
+    k.install_package(&dir, false).await.unwrap();
+    k.grant("t.blind", GrantRequest::All).unwrap();
+    k.enable("t.blind", true).await.unwrap();
+
+    // A listener granted the data topic hears ids and field names, never values.
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    k.register_builtin(&manifest("t.listen", "1.0.0", &[], &["events.subscribe:data.**"]), Arc::new(Probe::default())).unwrap();
+    k.sync_builtins().await.unwrap();
+    k.grant("t.listen", GrantRequest::All).unwrap();
+    k.enable("t.listen", true).await.unwrap();
+    k.context("t.listen").unwrap().events().on("data.t.blind.note.*", move |e| {
+        h.lock().unwrap().push((*e.payload).clone());
+        Ok(())
+    }).unwrap();
+
+    let ctx = k.context("t.blind").unwrap();
+    let data = ctx.services().get::<Data>("data").unwrap();
+    data.create(&ctx, "note", json!({ "secret": "hunter2" })).unwrap();
+    let automations = k.service::<Automations>("automation").unwrap();
+    wait_until(20, "the automation's run", || automations.stats().iter().any(|s| s.package == "t.blind" && s.failures >= 1)).await;
+    let inbox = k.service::<objectos_notification::Inbox>("notification.inbox").unwrap();
+    assert!(inbox.list(10, false).unwrap().iter().all(|n| !n.message.title.contains("hunter2")), "the template could not read the record");
+    let heard = heard.lock().unwrap();
+    assert_eq!(heard.len(), 1);
+    assert!(heard[0].get("record").is_none() && !heard[0].to_string().contains("hunter2"), "{:?}", heard[0]);
+    assert_eq!(heard[0]["changed"], json!(["secret"]));
+}

@@ -100,14 +100,34 @@ impl PluginContext {
         self.0.shared.grants.load()
     }
 
-    /// Check that this plugin may read (or, with `write`, change) records of `object`
-    /// (`data.<object>.read` / `data.<object>.write`). A service acting for this plugin calls
-    /// it; a refusal is audited like any other, naming `call`.
+    /// The full name of record type `object` as this plugin names it: `<owner>/<type>` as is,
+    /// a bare `<type>` as this plugin's own (`<id>/<type>`). Types belong to the package that
+    /// declares them; two packages' `account` are two types.
+    pub fn record_type(&self, object: &str) -> String {
+        if object.contains('/') {
+            object.to_string()
+        } else {
+            format!("{}/{object}", self.id())
+        }
+    }
+
+    /// Whether this plugin holds `data.<type>.read` (or, with `write`, `.write`) for the full
+    /// type `object`, without asking: for a service deciding what to show (a refusal is not
+    /// audited; use [`PluginContext::require_data`] for a call that needs it).
+    pub fn holds_data(&self, object: &str, write: bool) -> bool {
+        self.grants().may_access_data(object, write, self.id())
+    }
+
+    /// Check that this plugin may read (or, with `write`, change) records of the full type
+    /// `object` (`data.<type>.read` for its own types, `data.<owner>/<type>.read` for another
+    /// package's). A service acting for this plugin calls it; a refusal is audited like any
+    /// other, naming `call` and the grant that was missing.
     pub fn require_data(&self, object: &str, write: bool, call: &str) -> Result<()> {
-        if self.grants().may_access_data(object, write) {
+        if self.holds_data(object, write) {
             return Ok(());
         }
-        Err(self.deny(format!("data.{object}.{}", if write { "write" } else { "read" }), call))
+        let named = object.strip_prefix(self.id()).and_then(|r| r.strip_prefix('/')).unwrap_or(object);
+        Err(self.deny(format!("data.{named}.{}", if write { "write" } else { "read" }), call))
     }
 
     /// Append a record to the audit trail, with this plugin as the actor: for what a plugin

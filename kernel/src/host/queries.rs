@@ -29,7 +29,7 @@ impl Kernel {
                     risk: p.risk(),
                     description: p.describe(),
                     enforced: p.enforced(),
-                    owners: crate::model::views::owners(p, &set),
+                    owners: crate::model::views::owners(p, &set, id),
                 }
             })
             .collect();

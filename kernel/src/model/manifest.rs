@@ -342,6 +342,16 @@ impl Validator {
                 self.err(&format!("optionalPermissions[{i}]"), format!("`{p}` is also a required permission; list it once"));
             }
         }
+        // Another package's records are reached only through a declared dependency on it.
+        for (key, list) in [("permissions", &permissions), ("optionalPermissions", &optional_permissions)] {
+            for (i, p) in list.iter().enumerate() {
+                let Permission::Data { object, .. } = p else { continue };
+                let Some((owner, _)) = object.split_once('/') else { continue };
+                if Some(owner) != id.as_deref() && !dependencies.contains_key(owner) && !optional_dependencies.contains_key(owner) {
+                    self.err(&format!("{key}[{i}]"), format!("`{p}` names records of {owner}, which is not among the dependencies; add it to `dependencies`"));
+                }
+            }
+        }
         let engines = match map.get("engines") {
             None => Engines::default(),
             Some(v) => match self.object("engines", v, &["objectos"]) {

@@ -109,7 +109,11 @@ impl Permission {
             Permission::FsRead(p) => format!("Read files in {p}"),
             Permission::FsWrite(p) => format!("Create, change and delete files in {p}"),
             Permission::Data { object, write } => {
-                let what = if object == "*" { "records of every type".to_string() } else { format!("{object} records") };
+                let what = match object.split_once('/') {
+                    _ if object == "*" => "records of every type, whoever owns them".to_string(),
+                    Some((owner, short)) => format!("{owner}'s {short} records"),
+                    None => format!("its own {object} records"),
+                };
                 if *write { format!("Create, change and delete {what}") } else { format!("Read {what}") }
             }
         }
@@ -143,7 +147,8 @@ impl fmt::Display for Permission {
 
 const KNOWN: &str = "storage.read, storage.write, events.emit:<topic>, events.subscribe:<topic>, \
 services.provide:<name>, services.use:<name>, kernel.manage, kernel.inspect, \
-network.connect:<host[:port]>, fs.read:<path>, fs.write:<path>, data.<object>.read, data.<object>.write";
+network.connect:<host[:port]>, fs.read:<path>, fs.write:<path>, data.<type>.read, data.<type>.write \
+(a type of its own, or <owner id>/<type>)";
 
 impl FromStr for Permission {
     type Err = String;
@@ -155,9 +160,16 @@ impl FromStr for Permission {
                 (_, Some(o)) => (o, true),
                 _ => return Err(format!("`{s}` must end in `.read` or `.write`, e.g. `data.account.read`")),
             };
-            let ok = object == "*" || (!object.is_empty() && object.len() <= 64 && object.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')));
+            let short_ok = |t: &str| !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+            let ok = match object.split_once('/') {
+                _ if object == "*" => true,
+                Some((owner, short)) => crate::model::manifest::validate_id(owner).is_ok() && short_ok(short),
+                None => short_ok(object),
+            };
             if !ok {
-                return Err(format!("`{object}` in `{s}` is not a record type name (letters, digits, `_`, `-`) or `*`"));
+                return Err(format!(
+                    "`{object}` in `{s}` is not a record type: its own type's name (letters, digits, `_`, `-`), `<owner id>/<type>` for another package's, or `*`"
+                ));
             }
             return Ok(Permission::Data { object: object.to_string(), write });
         }
@@ -460,10 +472,12 @@ impl GrantSet {
         g
     }
 
-    /// May read (or, with `write`, change) records of `object`?
-    pub fn may_access_data(&self, object: &str, write: bool) -> bool {
+    /// May plugin `me` read (or, with `write`, change) records of `object` (a full type name,
+    /// `<owner>/<type>`)? A grant without an owner names one of `me`'s own types.
+    pub fn may_access_data(&self, object: &str, write: bool, me: &str) -> bool {
         let list = if write { &self.data_write } else { &self.data_read };
-        list.iter().any(|o| o == "*" || o == object)
+        let own = object.strip_prefix(me).and_then(|rest| rest.strip_prefix('/'));
+        list.iter().any(|o| o == "*" || o == object || Some(o.as_str()) == own)
     }
 
     /// `storage.read` granted?
@@ -578,14 +592,17 @@ mod tests {
             assert!(!e.is_empty(), "{bad}");
         }
         assert_eq!("events.emit:crm.lead.*".parse::<Permission>().unwrap().to_string(), "events.emit:crm.lead.*");
-        for good in ["data.account.read", "data.account.write", "data.*.read"] {
+        for good in ["data.account.read", "data.account.write", "data.*.read", "data.com.acme.crm/account.read"] {
             assert_eq!(good.parse::<Permission>().unwrap().to_string(), good);
         }
-        for bad in ["data.account", "data..read", "data.a.b.read", "data.account.delete"] {
+        for bad in ["data.account", "data..read", "data.a.b.read", "data.account.delete", "data.com.acme.crm/.read", "data.Bad Id/x.read", "data.a/b/c.read"] {
             assert!(bad.parse::<Permission>().is_err(), "{bad}");
         }
-        let g = GrantSet::new(&["data.account.read".parse::<Permission>().unwrap(), "data.*.write".parse().unwrap()]);
-        assert!(g.may_access_data("account", false) && !g.may_access_data("contact", false));
-        assert!(g.may_access_data("contact", true));
+        let g = GrantSet::new(&["data.account.read".parse::<Permission>().unwrap(), "data.com.acme.crm/deal.read".parse().unwrap(), "data.*.write".parse().unwrap()]);
+        assert!(g.may_access_data("me/account", false, "me"), "a short name is the grantee's own type");
+        assert!(!g.may_access_data("other/account", false, "me"), "not another owner's type of that name");
+        assert!(!g.may_access_data("me/contact", false, "me"));
+        assert!(g.may_access_data("com.acme.crm/deal", false, "me"));
+        assert!(g.may_access_data("other/contact", true, "me"));
     }
 }

@@ -92,15 +92,19 @@ pub struct Owner {
     pub name: String,
 }
 
-/// The plugins in `set` whose declared names `permission` reaches: topics (`provides.events`,
-/// by namespace), services (`provides.services`) and record types (`provides.objects`).
-pub fn owners(permission: &crate::model::permission::Permission, set: &crate::model::resolve::ManifestSet) -> Vec<Owner> {
+/// The plugins in `set` whose declared names `permission`, held by `me`, reaches: topics
+/// (`provides.events`, by namespace), services (`provides.services`) and record types
+/// (`provides.objects`; a bare type name is `me`'s own).
+pub fn owners(permission: &crate::model::permission::Permission, set: &crate::model::resolve::ManifestSet, me: &str) -> Vec<Owner> {
     use crate::model::permission::{Pattern, Permission as P};
     let reaches = |m: &Manifest| -> bool {
         match permission {
             P::EventsEmit(p) | P::EventsSubscribe(p) => m.provides.events.iter().filter_map(|e| e.parse::<Pattern>().ok()).any(|e| p.is_all() || e.claims_collide(p)),
             P::ServicesUse(p) | P::ServicesProvide(p) => m.provides.services.iter().any(|s| p.matches(s)),
-            P::Data { object, .. } => object == "*" || m.provides.objects.iter().any(|o| o == object),
+            P::Data { object, .. } => {
+                let (owner, short) = object.split_once('/').unwrap_or((me, object));
+                object == "*" || (m.id == owner && m.provides.objects.iter().any(|o| o == short))
+            }
             _ => false,
         }
     };

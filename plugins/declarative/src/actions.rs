@@ -42,7 +42,9 @@ impl Runner {
                 Action::Set(fields) => {
                     let t = target.ok_or_else(|| step("there is no record to set fields on".into()))?;
                     let change = self.data.update_at_depth(pkg, t.object, t.id, Value::Object(fields.clone()), depth + 1).map_err(|e| step(e.to_string()))?;
-                    vars["record"] = Value::Object(change.record);
+                    // Writing is not reading: later actions see the record's fields only with
+                    // the package's read grant (templates would show them otherwise).
+                    vars["record"] = if pkg.holds_data(t.object, false) { Value::Object(change.record) } else { json!({ "id": t.id }) };
                 }
                 Action::Emit { topic, data } => {
                     // The engine's keys win over `data` (which the check refuses anyway), and the

@@ -88,7 +88,10 @@ impl Inner {
         };
         for a in gone {
             if let Some(sub) = a.sub {
-                a.pkg.events().off(sub);
+                // Record triggers are the engine's subscriptions, event triggers the package's.
+                if !a.pkg.events().off(sub) {
+                    self.runner.engine.events().off(sub);
+                }
             }
             if matches!(a.def.when, Trigger::Schedule(_)) {
                 let _ = self.runner.jobs.unschedule(&self.runner.engine, &schedule_name(a.pkg.id(), &a.def.name));
@@ -194,9 +197,15 @@ impl Automations {
                 Ok(())
             })?),
             Trigger::Record { object, on } => {
+                // A record trigger is on one of the package's own types (the check refuses
+                // others'). The engine hears the data engine's announcement (ids only) and reads
+                // the record as the package, with the package's read grant.
                 let on = on.clone();
-                let object = object.clone();
-                Some(caller.events().on(&format!("data.{object}.*"), move |e: &Event| {
+                let full = caller.record_type(object);
+                let pkg = caller.clone();
+                let data = self.inner.runner.data.clone();
+                let topic = crate::data::topic(&full, "*");
+                Some(self.inner.runner.engine.events().on(&topic, move |e: &Event| {
                     let what = e.topic.rsplit('.').next().unwrap_or_default();
                     // Only the data engine announces records: anything else on the topic is not
                     // a record change, whatever its payload says.
@@ -204,9 +213,12 @@ impl Automations {
                         return Ok(());
                     }
                     let Some(id) = e.payload.get("id").and_then(Value::as_str) else { return Ok(()) };
+                    let readable = what != "deleted" && pkg.holds_data(&full, false);
+                    let record = if readable { data.get(&pkg, &full, id).ok().flatten() } else { None };
+                    let record = record.map(Value::Object).unwrap_or_else(|| json!({ "id": id }));
                     if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                        let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record"), "changed": e.payload.get("changed"), "object": object });
-                        a.fire(&weak_inner, vars, Some((object.clone(), id.to_string())), e.depth);
+                        let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": record, "changed": e.payload.get("changed"), "object": full });
+                        a.fire(&weak_inner, vars, Some((full.clone(), id.to_string())), e.depth);
                     }
                     Ok(())
                 })?)
@@ -221,7 +233,9 @@ impl Automations {
         *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(running.clone());
         let old = self.inner.automations.write().unwrap_or_else(|p| p.into_inner()).insert(key, running);
         if let Some(old) = old.and_then(|o| o.sub) {
-            caller.events().off(old);
+            if !caller.events().off(old) {
+                self.inner.runner.engine.events().off(old);
+            }
         }
         Ok(())
     }

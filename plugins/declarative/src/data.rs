@@ -1,8 +1,16 @@
 //! `com.objectos.objects`: records of the record types packages declare, through the `data`
-//! service. Every call names its caller; reading needs `data.<type>.read` and writing
-//! `data.<type>.write`, checked on the caller's grants (a refusal is audited). Every write is
-//! audited by the caller with the names of the fields it changed (never their values) and
-//! announced as `data.<type>.created|updated|deleted`.
+//! service.
+//!
+//! A type belongs to the package that declares it: its full name is `<owner id>/<type>`
+//! (`com.acme.crm/account`), and a call may name the caller's own types by their short name.
+//! Two packages' `account` are two types; records are stored under the full name, so they are
+//! never handed to another package. Every call names its caller; reading needs
+//! `data.<type>.read` and writing `data.<type>.write` (`data.<owner>/<type>.*` for another
+//! package's type, which the manifest check allows only with a dependency on the owner),
+//! checked on the caller's grants (a refusal is audited). Every write is audited by the caller
+//! with the names of the fields it changed (never their values) and announced as
+//! `data.<owner>.<type>.created|updated|deleted` carrying ids and field names only: a
+//! subscriber reads the record through the service, with its own read grant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -84,21 +92,41 @@ pub struct Data {
     inner: Arc<Inner>,
 }
 
-fn key(object: &str, id: &str) -> String {
-    format!("r:{object}:{id}")
+fn key(full: &str, id: &str) -> String {
+    format!("r:{full}:{id}")
+}
+
+/// The topic a change of a record of `full` (`<owner>/<type>`) is announced on:
+/// `data.<owner>.<type>.<what>`, e.g. `data.com.acme.crm.account.created`.
+pub fn topic(full: &str, what: &str) -> String {
+    format!("data.{}.{what}", full.replace('/', "."))
 }
 
 impl Data {
     /// Declare a record type owned by the caller (a package's runtime does it when the package
-    /// is enabled). Another owner's type of the same name is refused.
+    /// is enabled): `<caller>/<def.name>`. Records stored under the bare name by a version
+    /// before types had owners are adopted by the first package to declare that name.
     pub fn define(&self, caller: &PluginContext, def: ObjectDef) -> Result<()> {
-        let mut types = self.inner.write();
-        if let Some((owner, _)) = types.get(&def.name) {
-            if owner != caller.id() {
-                return Err(err(format!("record type `{}` is already declared by {owner}", def.name)));
+        let full = caller.record_type(&def.name);
+        self.adopt_unowned(&def.name, &full)?;
+        self.inner.write().insert(full, (caller.id().to_string(), Arc::new(def)));
+        Ok(())
+    }
+
+    /// Move records kept under `r:<short>:` (before types had owners) to `r:<full>:`.
+    fn adopt_unowned(&self, short: &str, full: &str) -> Result<()> {
+        let storage = self.inner.ctx.storage();
+        let old = storage.scan(&format!("r:{short}:"))?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        for (k, v) in &old {
+            let id = &k[format!("r:{short}:").len()..];
+            if storage.swap(&key(full, id), None, Some(v.clone()))? {
+                storage.delete(k)?;
             }
         }
-        types.insert(def.name.clone(), (caller.id().to_string(), Arc::new(def)));
+        self.inner.ctx.logger().info(format!("{} {short} records stored before record types had owners now belong to {full}", old.len()));
         Ok(())
     }
 
@@ -107,19 +135,19 @@ impl Data {
         self.inner.write().retain(|_, (owner, _)| owner != caller.id());
     }
 
-    /// The record types declared now, with their owners, sorted by name.
-    pub fn types(&self) -> Vec<(String, Arc<ObjectDef>)> {
-        let mut out: Vec<(String, Arc<ObjectDef>)> = self.inner.read().values().cloned().collect();
-        out.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+    /// The record types declared now: full name, owner and definition, sorted by full name.
+    pub fn types(&self) -> Vec<(String, String, Arc<ObjectDef>)> {
+        let mut out: Vec<(String, String, Arc<ObjectDef>)> = self.inner.read().iter().map(|(full, (owner, d))| (full.clone(), owner.clone(), d.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
-    /// A record type.
-    pub fn definition(&self, object: &str) -> Result<Arc<ObjectDef>> {
-        self.inner.read().get(object).map(|(_, d)| d.clone()).ok_or_else(|| {
+    /// A record type, by its full name.
+    pub fn definition(&self, full: &str) -> Result<Arc<ObjectDef>> {
+        self.inner.read().get(full).map(|(_, d)| d.clone()).ok_or_else(|| {
             let mut known: Vec<String> = self.inner.read().keys().cloned().collect();
             known.sort();
-            err(format!("no record type `{object}` is declared (declared: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
+            err(format!("no record type `{full}` is declared (declared: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
         })
     }
 
@@ -129,18 +157,23 @@ impl Data {
 
     fn announce(&self, caller: &PluginContext, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
         let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
-        let payload = json!({ "object": object, "id": id, "record": change.record, "changed": change.changed, "by": caller.id() });
-        if let Err(e) = self.inner.ctx.events().emit_in_chain(&format!("data.{object}.{what}"), payload, depth) {
-            self.inner.ctx.logger().warn(format!("could not announce data.{object}.{what}: {e}"));
+        // Ids and field names only: the record itself is read through `get`, with a read grant.
+        let payload = json!({ "object": object, "id": id, "changed": change.changed, "by": caller.id() });
+        let topic = topic(object, what);
+        if let Err(e) = self.inner.ctx.events().emit_in_chain(&topic, payload, depth) {
+            self.inner.ctx.logger().warn(format!("could not announce {topic}: {e}"));
         }
     }
 
     /// Create a record from `fields` (checked, defaults applied); returns it with its id.
+    /// `object` is a full type name, or the short name of one of the caller's own types (so
+    /// in every method).
     pub fn create(&self, caller: &PluginContext, object: &str, fields: Value) -> Result<Record> {
         self.create_at_depth(caller, object, fields, 0)
     }
 
     pub(crate) fn create_at_depth(&self, caller: &PluginContext, object: &str, fields: Value, depth: u32) -> Result<Record> {
+        let object = &caller.record_type(object);
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
         let record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
@@ -166,6 +199,7 @@ impl Data {
 
     /// One record, if it exists.
     pub fn get(&self, caller: &PluginContext, object: &str, id: &str) -> Result<Option<Record>> {
+        let object = &caller.record_type(object);
         caller.require_data(object, false, "data.get")?;
         self.definition(object)?;
         Ok(self.inner.ctx.storage().get(&key(object, id))?.and_then(|v| v.as_object().cloned()))
@@ -177,6 +211,7 @@ impl Data {
     }
 
     pub(crate) fn update_at_depth(&self, caller: &PluginContext, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
+        let object = &caller.record_type(object);
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;
         let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
@@ -203,6 +238,7 @@ impl Data {
 
     /// Delete a record; true when it existed.
     pub fn delete(&self, caller: &PluginContext, object: &str, id: &str) -> Result<bool> {
+        let object = &caller.record_type(object);
         caller.require_data(object, true, "data.delete")?;
         self.definition(object)?;
         let storage = self.inner.ctx.storage();
@@ -219,6 +255,7 @@ impl Data {
     /// Records of `object`, oldest first, that match `filter` (an expression over the record's
     /// fields, e.g. `stage == "won" and amount > 1000`), at most `limit`.
     pub fn list(&self, caller: &PluginContext, object: &str, filter: Option<&str>, limit: usize) -> Result<Vec<Record>> {
+        let object = &caller.record_type(object);
         caller.require_data(object, false, "data.list")?;
         let def = self.definition(object)?;
         let expr = filter.map(Expr::parse).transpose().map_err(|e| err(format!("filter: {e}")))?;

@@ -147,13 +147,15 @@ impl Workflow {
     /// Declare a workflow owned by the caller (a package's runtime does it when enabled). One
     /// workflow per record type.
     pub fn define(&self, caller: &PluginContext, def: WorkflowDef) -> objectos_kernel::Result<()> {
+        // A package's workflow is on one of its own types (the check refuses others').
+        let full = caller.record_type(&def.object);
         let mut defs = self.inner.defs.write().unwrap_or_else(|p| p.into_inner());
-        if let Some((owner, existing)) = defs.get(&def.object) {
+        if let Some((owner, existing)) = defs.get(&full) {
             if owner.id() != caller.id() || existing.name != def.name {
-                return Err(KernelError::service(SERVICE, format!("{} records already follow workflow `{}` of {}", def.object, existing.name, owner.id())));
+                return Err(KernelError::service(SERVICE, format!("{full} records already follow workflow `{}` of {}", existing.name, owner.id())));
             }
         }
-        defs.insert(def.object.clone(), (caller.clone(), Arc::new(def)));
+        defs.insert(full, (caller.clone(), Arc::new(def)));
         self.inner.packages.write().unwrap_or_else(|p| p.into_inner()).insert(caller.id().to_string(), caller.clone());
         Ok(())
     }
@@ -163,7 +165,7 @@ impl Workflow {
         self.inner.forget(caller.id());
     }
 
-    /// The workflow records of `object` follow, if any.
+    /// The workflow records of `object` (a full type name) follow, if any.
     pub fn definition(&self, object: &str) -> Option<Arc<WorkflowDef>> {
         self.inner.defs.read().unwrap_or_else(|p| p.into_inner()).get(object).map(|(_, d)| d.clone())
     }
@@ -175,8 +177,11 @@ impl Workflow {
         def.state(state).map(|s| s.transitions.iter().map(|t| t.event.clone()).collect()).unwrap_or_default()
     }
 
-    /// Fire `event` on record `id` of `object`.
+    /// Fire `event` on record `id` of `object` (a full type name, or the short name of one of
+    /// the caller's own types).
     pub async fn transition(&self, caller: &PluginContext, object: &str, id: &str, event: &str) -> Result<Transitioned, WorkflowError> {
+        let full = caller.record_type(object);
+        let object = full.as_str();
         let inner = &self.inner;
         let (owner, def) = inner
             .defs
@@ -255,6 +260,7 @@ impl Workflow {
 
     /// A record's transitions, oldest first. Needs `data.<object>.read`.
     pub fn history(&self, caller: &PluginContext, object: &str, id: &str) -> objectos_kernel::Result<Vec<Step>> {
+        let object = &caller.record_type(object);
         caller.require_data(object, false, "workflow.history")?;
         let steps = self.inner.ctx.storage().get(&format!("h:{object}:{id}"))?;
         Ok(steps.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())

@@ -20,8 +20,11 @@ fn samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../packages")
 }
 
-const SALES: &[&str] = &["services.use:data", "services.use:workflow", "data.account.read", "data.account.write", "data.opportunity.read", "data.opportunity.write"];
-const READER: &[&str] = &["services.use:data", "services.use:workflow", "data.opportunity.read"];
+const SALES: &[&str] = &["services.use:data", "services.use:workflow", "data.com.acme.crm/account.read", "data.com.acme.crm/account.write", "data.com.acme.crm/opportunity.read", "data.com.acme.crm/opportunity.write"];
+const READER: &[&str] = &["services.use:data", "services.use:workflow", "data.com.acme.crm/opportunity.read"];
+/// The CRM's record types, by their full names (types belong to the package declaring them).
+const OPP: &str = "com.acme.crm/opportunity";
+const ACCOUNT: &str = "com.acme.crm/account";
 
 /// A kernel with the built-ins the CRM needs and two test plugins: `t.sales` (may write
 /// accounts and opportunities) and `t.reader` (may only read opportunities).
@@ -30,7 +33,7 @@ async fn kernel() -> Kernel {
     objectos_jobs::register(&k).unwrap();
     objectos_notification::register(&k).unwrap();
     objectos_declarative::register(&k).unwrap();
-    let deps = [(objectos_declarative::workflow::ID, "^0.1")];
+    let deps = [(objectos_declarative::workflow::ID, "^0.1"), ("com.acme.crm", "^0.4")];
     k.register_builtin(&manifest("t.sales", "1.0.0", &deps, SALES), Arc::new(Probe::default())).unwrap();
     k.register_builtin(&manifest("t.reader", "1.0.0", &deps, READER), Arc::new(Probe::default())).unwrap();
     k.start().await.unwrap();
@@ -59,38 +62,38 @@ fn id(r: &objectos_declarative::data::Record) -> String {
 async fn the_sample_crm_records_workflow_and_automation_work_end_to_end() {
     let k = kernel().await;
     let (sales, data, wf) = services(&k, "t.sales");
-    let acme = data.create(&sales, "account", json!({"name": "Acme GmbH", "industry": "retail"})).unwrap();
+    let acme = data.create(&sales, ACCOUNT, json!({"name": "Acme GmbH", "industry": "retail"})).unwrap();
     assert_eq!(acme["active"], json!(true), "defaults applied");
-    let opp = data.create(&sales, "opportunity", json!({"title": "Shop fit-out"})).unwrap();
+    let opp = data.create(&sales, OPP, json!({"title": "Shop fit-out"})).unwrap();
     let opp_id = id(&opp);
     assert_eq!(opp["stage"], "prospect", "the workflow's initial state");
     assert_eq!(opp["amount"], json!(0));
 
     // Illegal events name the allowed ones.
-    match wf.transition(&sales, "opportunity", &opp_id, "win").await.unwrap_err() {
+    match wf.transition(&sales, OPP, &opp_id, "win").await.unwrap_err() {
         WorkflowError::Illegal { state, allowed, .. } => {
             assert_eq!(state, "prospect");
             assert_eq!(allowed, ["qualify", "lose"]);
         }
         e => panic!("{e}"),
     }
-    let t = wf.transition(&sales, "opportunity", &opp_id, "qualify").await.unwrap();
+    let t = wf.transition(&sales, OPP, &opp_id, "qualify").await.unwrap();
     assert_eq!((t.from.as_str(), t.to.as_str()), ("prospect", "qualified"));
     assert_eq!(t.record["probability"], json!(25), "entry action ran");
     // The guard `amount > 0` holds back a proposal without an amount.
-    let e = wf.transition(&sales, "opportunity", &opp_id, "propose").await.unwrap_err();
+    let e = wf.transition(&sales, OPP, &opp_id, "propose").await.unwrap_err();
     assert!(matches!(e, WorkflowError::Guard { .. }), "{e}");
     assert!(e.to_string().contains("`amount > 0` does not hold"), "{e}");
-    data.update(&sales, "opportunity", &opp_id, json!({"amount": 12000, "account": id(&acme)})).unwrap();
-    wf.transition(&sales, "opportunity", &opp_id, "propose").await.unwrap();
-    let won = wf.transition(&sales, "opportunity", &opp_id, "win").await.unwrap();
+    data.update(&sales, OPP, &opp_id, json!({"amount": 12000, "account": id(&acme)})).unwrap();
+    wf.transition(&sales, OPP, &opp_id, "propose").await.unwrap();
+    let won = wf.transition(&sales, OPP, &opp_id, "win").await.unwrap();
     assert_eq!(won.record["stage"], "won");
     assert_eq!(won.record["probability"], json!(100));
-    match wf.transition(&sales, "opportunity", &opp_id, "lose").await.unwrap_err() {
+    match wf.transition(&sales, OPP, &opp_id, "lose").await.unwrap_err() {
         WorkflowError::Illegal { allowed, .. } => assert!(allowed.is_empty(), "won is final"),
         e => panic!("{e}"),
     }
-    let steps: Vec<(String, String)> = wf.history(&sales, "opportunity", &opp_id).unwrap().into_iter().map(|s| (s.event, s.to)).collect();
+    let steps: Vec<(String, String)> = wf.history(&sales, OPP, &opp_id).unwrap().into_iter().map(|s| (s.event, s.to)).collect();
     assert_eq!(steps, [("qualify".into(), "qualified".into()), ("propose".into(), "proposal".into()), ("win".into(), "won".into())]);
 
     // The automation fires once, as the package, into the notification centre.
@@ -100,16 +103,16 @@ async fn the_sample_crm_records_workflow_and_automation_work_end_to_end() {
     assert_eq!(n.message.title, "Deal won: Shop fit-out");
     assert_eq!(n.message.plugin, "com.acme.crm", "sent with the package's identity");
     // A lost deal does not notify; afterwards there is still exactly one notification and run.
-    let other = data.create(&sales, "opportunity", json!({"title": "Small job"})).unwrap();
-    wf.transition(&sales, "opportunity", &id(&other), "lose").await.unwrap();
+    let other = data.create(&sales, OPP, json!({"title": "Small job"})).unwrap();
+    wf.transition(&sales, OPP, &id(&other), "lose").await.unwrap();
     let stats = k.service::<Automations>("automation").unwrap().stats();
     assert_eq!((stats[0].name.as_str(), stats[0].runs, stats[0].failures), ("notify-won", 1, 0), "{stats:?}");
     assert_eq!(inbox.list(10, false).unwrap().len(), 1);
 
     // Filters use the same expression language.
-    let open = data.list(&sales, "opportunity", Some("stage != \"won\" and stage != \"lost\""), 100).unwrap();
+    let open = data.list(&sales, OPP, Some("stage != \"won\" and stage != \"lost\""), 100).unwrap();
     assert!(open.is_empty(), "{open:?}");
-    assert_eq!(data.list(&sales, "opportunity", Some("amount >= 10000"), 100).unwrap().len(), 1);
+    assert_eq!(data.list(&sales, OPP, Some("amount >= 10000"), 100).unwrap().len(), 1);
 
     // Every write and transition is in the audit trail, by the plugin that made it, with the
     // names of the changed fields.
@@ -128,23 +131,23 @@ async fn the_sample_crm_records_workflow_and_automation_work_end_to_end() {
 async fn missing_grants_are_refused_and_audited() {
     let k = kernel().await;
     let (sales, data, _) = services(&k, "t.sales");
-    let opp = data.create(&sales, "opportunity", json!({"title": "T"})).unwrap();
+    let opp = data.create(&sales, OPP, json!({"title": "T"})).unwrap();
     let (reader, data_r, wf_r) = services(&k, "t.reader");
-    assert!(data_r.get(&reader, "opportunity", &id(&opp)).unwrap().is_some(), "reading is granted");
+    assert!(data_r.get(&reader, OPP, &id(&opp)).unwrap().is_some(), "reading is granted");
     let denied = |e: KernelError, perm: &str| assert!(matches!(&e, KernelError::PermissionDenied { permission, .. } if permission == perm), "{e}");
-    denied(data_r.create(&reader, "opportunity", json!({"title": "x"})).unwrap_err(), "data.opportunity.write");
-    denied(data_r.get(&reader, "account", "x").unwrap_err(), "data.account.read");
-    match wf_r.transition(&reader, "opportunity", &id(&opp), "qualify").await.unwrap_err() {
-        WorkflowError::Kernel(e) => denied(e, "data.opportunity.write"),
+    denied(data_r.create(&reader, OPP, json!({"title": "x"})).unwrap_err(), "data.com.acme.crm/opportunity.write");
+    denied(data_r.get(&reader, ACCOUNT, "x").unwrap_err(), "data.com.acme.crm/account.read");
+    match wf_r.transition(&reader, OPP, &id(&opp), "qualify").await.unwrap_err() {
+        WorkflowError::Kernel(e) => denied(e, "data.com.acme.crm/opportunity.write"),
         e => panic!("{e}"),
     }
-    assert_eq!(data.get(&sales, "opportunity", &id(&opp)).unwrap().unwrap()["stage"], "prospect", "nothing changed");
+    assert_eq!(data.get(&sales, OPP, &id(&opp)).unwrap().unwrap()["stage"], "prospect", "nothing changed");
     // Invalid records are explained field by field and nothing is stored.
-    let e = data.create(&sales, "opportunity", json!({"amount": -5, "stage": "won", "colour": "red"})).unwrap_err().to_string();
+    let e = data.create(&sales, OPP, json!({"amount": -5, "stage": "won", "colour": "red"})).unwrap_err().to_string();
     for want in ["$.amount -5 is outside 0..", "$.colour opportunity has no field `colour`", "$.title Title is required"] {
         assert!(e.contains(want), "{want} in {e}");
     }
-    assert_eq!(data.list(&sales, "opportunity", None, 100).unwrap().len(), 1);
+    assert_eq!(data.list(&sales, OPP, None, 100).unwrap().len(), 1);
     k.flush();
     let denials = k.audit(&AuditQuery { plugin: Some("t.reader".into()), action: Some("permission.denied".into()), ..Default::default() }).unwrap();
     assert_eq!(denials.len(), 3, "{denials:?}");
