@@ -339,3 +339,46 @@ async fn read_grants_mean_read() {
     assert!(heard[0].get("record").is_none() && !heard[0].to_string().contains("hunter2"), "{:?}", heard[0]);
     assert_eq!(heard[0]["changed"], json!(["secret"]));
 }
+
+/// Finding: an upgrade from a different author with the same id kept every grant silently, and
+/// a forced downgrade was recorded as `plugin.upgraded`.
+#[tokio::test]
+async fn another_author_under_the_same_id_is_approved_again() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let version = |v: &str, author: &str| {
+        let m = json!({ "id": "t.tool", "name": "Tool", "version": v, "author": author, "provides": { "events": ["tool.*"] }, "permissions": ["storage.read", "events.emit:tool.*"] });
+        package_dir(root.path(), &format!("tool-{v}"), &m.to_string(), &[])
+    };
+    k.install_package(&version("1.0.0", "Acme"), false).await.unwrap();
+    k.grant("t.tool", GrantRequest::All).unwrap();
+    k.enable("t.tool", false).await.unwrap();
+
+    let out = k.install_package(&version("1.1.0", "Mallory"), false).await.unwrap();
+    assert_ne!(out.state, State::Enabled, "it does not run under the new author unapproved");
+    let info = k.plugin("t.tool").unwrap();
+    let change = info.author_change.clone().expect("the change is shown");
+    assert_eq!((change.from.as_deref(), change.to.as_deref(), change.version.as_str()), (Some("Acme"), Some("Mallory"), "1.1.0"));
+    assert_eq!(info.pending, ["storage.read", "events.emit:tool.*"], "nothing granted carries over");
+    assert!(info.permissions.iter().all(|p| p.new && p.grant.is_none()));
+    let e = k.enable("t.tool", false).await.unwrap_err();
+    assert!(matches!(e, KernelError::AuthorChanged { .. } | KernelError::PermissionsPending { .. }), "{e}");
+
+    // Approving is accepting the new author.
+    k.grant("t.tool", GrantRequest::All).unwrap();
+    assert!(k.plugin("t.tool").unwrap().author_change.is_none());
+    k.enable("t.tool", false).await.unwrap();
+
+    // A forced downgrade is recorded as one.
+    k.disable("t.tool", false).await.unwrap();
+    let e = k.install_package(&version("0.9.0", "Mallory"), false).await.unwrap_err();
+    assert!(matches!(e, KernelError::Downgrade { .. }), "{e}");
+    k.install_package(&version("0.9.0", "Mallory"), true).await.unwrap();
+    k.flush();
+    let audit = k.audit(&AuditQuery { plugin: Some("t.tool".into()), ..Default::default() }).unwrap();
+    let down = audit.iter().find(|r| r.action == "plugin.downgraded").expect("a downgrade record");
+    assert_eq!((down.details["from"].as_str(), down.details["to"].as_str()), (Some("1.1.0"), Some("0.9.0")));
+    assert!(down.details.get("authorChanged").is_none(), "same author: no change");
+    let up = audit.iter().find(|r| r.action == "plugin.upgraded").unwrap();
+    assert_eq!(up.details["authorChanged"], json!({ "from": "Acme", "to": "Mallory" }));
+}

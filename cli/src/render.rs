@@ -83,6 +83,10 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     if let Some(e) = &p.resolve_error {
         let _ = writeln!(s, "resolve   {e}");
     }
+    if let Some(c) = &p.author_change {
+        let who = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody named".into());
+        let _ = writeln!(s, "AUTHOR    changed in {} from {} to {}: approve its permissions again to enable it", c.version, who(&c.from), who(&c.to));
+    }
     if let Some(a) = &m.author {
         let _ = writeln!(s, "author    {a}");
     }

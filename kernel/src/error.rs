@@ -142,6 +142,16 @@ pub enum KernelError {
         /// The topic.
         topic: String,
     },
+    /// An upgrade changed the plugin's author: it waits for an admin to approve it again.
+    #[error("{plugin}'s author changed from {from} to {to} in this version: approve its permissions again to enable it")]
+    AuthorChanged {
+        /// The plugin.
+        plugin: String,
+        /// The installed version's author.
+        from: String,
+        /// The new version's author.
+        to: String,
+    },
     /// A package emitted a topic outside its own `provides.events` (every topic has one owner).
     #[error("{plugin} may not emit `{topic}`: a package emits only the topics it declares in provides.events (it declares: {})", if .declared.is_empty() { "none" } else { .declared.as_str() })]
     TopicNotOwned {
@@ -274,6 +284,7 @@ impl KernelError {
             KernelError::ReservedTopic { .. } => "reservedTopic",
             KernelError::InvalidName { .. } => "invalidName",
             KernelError::OverLimit { .. } => "overLimit",
+            KernelError::AuthorChanged { .. } => "authorChanged",
             KernelError::TopicNotOwned { .. } => "topicNotOwned",
             KernelError::Package { .. } => "package",
             KernelError::Busy { .. } => "busy",

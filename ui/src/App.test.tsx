@@ -76,6 +76,16 @@ describe("permission review", () => {
   });
 });
 
+describe("an upgrade by another author", () => {
+  it("says whose version it is and that nothing carried over", () => {
+    mockIPC(() => null);
+    const tool = plugin("t.tool", { authorChange: { from: "Acme", to: "Mallory", version: "1.1.0" }, state: "disabled" });
+    render(<PluginDetail info={tool} plugins={[tool]} navigate={() => {}} onError={() => {}} />);
+    expect(screen.getByText("The author changed in version 1.1.0")).toBeTruthy();
+    expect(document.querySelector("[data-author-change]")?.textContent).toContain("published by Mallory, not Acme");
+  });
+});
+
 describe("graph layout", () => {
   it("draws missing dependencies and cycles as errors", () => {
     const { nodes, edges } = layout({

@@ -101,6 +101,19 @@ export type AuditRecord = {
 	hash: string,
 };
 
+/**
+ *  An upgrade whose author differs from the installed version's: the plugin stays disabled,
+ *  its permissions all pending, until an admin approves it again.
+ */
+export type AuthorChange = {
+	/**  The installed version's author (none: it named none). */
+	from: string | null,
+	/**  The new version's author. */
+	to: string | null,
+	/**  The version that changed it. */
+	version: string,
+};
+
 /**  An automation. */
 export type AutomationView = {
 	name: string,
@@ -459,6 +472,8 @@ export type PluginInfo = {
 	permissions: PermissionStatus[],
 	/**  Required permissions not yet granted. */
 	pending: string[],
+	/**  An upgrade by another author, not approved again yet. */
+	authorChange: AuthorChange | null,
 	/**  Dependencies. */
 	dependencies: DependencyStatus[],
 	/**  Installed plugins that require this one. */

@@ -68,6 +68,8 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     CREATE INDEX audit_by_plugin ON audit(plugin, id);",
+    // 2: an upgrade by another author, waiting for the admin to approve it again.
+    "ALTER TABLE plugins ADD COLUMN author_change TEXT;",
 ];
 
 /// The schema version this build writes.

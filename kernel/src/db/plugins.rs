@@ -21,6 +21,9 @@ pub(crate) struct PluginRow {
     pub(crate) last_error: Option<String>,
     pub(crate) package_dir: Option<String>,
     pub(crate) new_permissions: Vec<String>,
+    /// An upgrade changed the author and the admin has not approved it again (JSON of
+    /// [`crate::model::views::AuthorChange`]).
+    pub(crate) author_change: Option<String>,
     pub(crate) installed_at: i64,
     pub(crate) updated_at: i64,
 }
@@ -31,7 +34,7 @@ impl Store {
     pub(crate) fn plugins(&self) -> Result<Vec<PluginRow>> {
         let c = self.lock();
         let mut st = c
-            .prepare_cached("SELECT id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions, version FROM plugins ORDER BY id")
+            .prepare_cached("SELECT id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions, version, author_change FROM plugins ORDER BY id")
             .map_err(|e| self.map_err(e))?;
         let rows = st
             .query_map([], |r| {
@@ -47,16 +50,17 @@ impl Store {
                     r.get::<_, i64>(8)?,
                     r.get::<_, Option<String>>(9)?,
                     r.get::<_, String>(10)?,
+                    r.get::<_, Option<String>>(11)?,
                 ))
             })
             .map_err(|e| self.map_err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, newp, version) = row.map_err(|e| self.map_err(e))?;
+            let (id, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, newp, version, author_change) = row.map_err(|e| self.map_err(e))?;
             let new_permissions = newp.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
             let state = state.parse().map_err(|e| KernelError::Corrupt(format!("plugins.state of {id}: {e}")))?;
             let desired = desired.parse().map_err(|e| KernelError::Corrupt(format!("plugins.desired of {id}: {e}")))?;
-            out.push(PluginRow { id, version, kind, manifest, state, desired, last_error, package_dir, new_permissions, installed_at, updated_at });
+            out.push(PluginRow { id, version, kind, manifest, state, desired, last_error, package_dir, new_permissions, author_change, installed_at, updated_at });
         }
         Ok(out)
     }
@@ -177,11 +181,12 @@ impl Store {
 
 fn upsert_plugin(c: &Connection, row: &PluginRow) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "INSERT INTO plugins(id, version, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO plugins(id, version, kind, manifest, state, desired, last_error, package_dir, installed_at, updated_at, new_permissions, author_change)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT(id) DO UPDATE SET version=excluded.version, kind=excluded.kind, manifest=excluded.manifest,
            state=excluded.state, desired=excluded.desired, last_error=excluded.last_error,
-           package_dir=excluded.package_dir, updated_at=excluded.updated_at, new_permissions=excluded.new_permissions",
+           package_dir=excluded.package_dir, updated_at=excluded.updated_at, new_permissions=excluded.new_permissions,
+           author_change=excluded.author_change",
     )?
     .execute(params![
         row.id,
@@ -194,7 +199,8 @@ fn upsert_plugin(c: &Connection, row: &PluginRow) -> rusqlite::Result<()> {
         row.package_dir,
         row.installed_at,
         row.updated_at,
-        serde_json::to_string(&row.new_permissions).unwrap_or_default()
+        serde_json::to_string(&row.new_permissions).unwrap_or_default(),
+        row.author_change,
     ])?;
     Ok(())
 }

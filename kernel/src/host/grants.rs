@@ -45,7 +45,9 @@ impl Kernel {
             plugins.get_mut(id).is_some_and(|s| {
                 let before = s.new_permissions.len();
                 s.new_permissions.retain(|p| !wanted.contains(p));
-                s.new_permissions.len() != before
+                // Approving is the admin accepting the new author too.
+                let accepted = s.author_change.take().is_some();
+                s.new_permissions.len() != before || accepted
             })
         };
         if !added.is_empty() {
@@ -72,6 +74,7 @@ impl Kernel {
                 last_error: s.last_error.as_ref().and_then(|e| serde_json::to_string(e).ok()),
                 package_dir: s.package_dir.as_ref().map(|d| d.display().to_string()),
                 new_permissions: s.new_permissions.clone(),
+                author_change: s.author_change.as_ref().and_then(|c| serde_json::to_string(c).ok()),
                 installed_at: s.installed_at,
                 updated_at: now_ms(),
             }

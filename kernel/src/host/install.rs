@@ -165,6 +165,7 @@ impl Kernel {
                     last_error: None,
                     package_dir: dir.as_ref().map(|d| d.display().to_string()),
                     new_permissions: Vec::new(),
+                    author_change: None,
                     installed_at: now,
                     updated_at: now,
                 };
@@ -219,16 +220,23 @@ impl Kernel {
         if was == State::Enabled {
             self.step(&actor, &id, Action::Disable).await?;
         }
-        let (old_manifest, old_dir, new_permissions) = {
+        let (old_manifest, old_dir, new_permissions, author_change) = {
             let mut plugins = lock(&self.0.plugins);
             let slot = plugins.get_mut(&id).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
-            let before: BTreeSet<String> = slot.manifest().all_permissions().map(|(p, _)| p.to_string()).collect();
+            // Another author under the same id is another publisher: nothing it is granted
+            // carries over, and it stays disabled until an admin approves it again.
+            let author_change = (slot.kind == PluginKind::Package && slot.manifest().author != m.author)
+                .then(|| AuthorChange { from: slot.manifest().author.clone(), to: m.author.clone(), version: m.version.to_string() });
+            let before: BTreeSet<String> = if author_change.is_some() { BTreeSet::new() } else { slot.manifest().all_permissions().map(|(p, _)| p.to_string()).collect() };
             slot.new_permissions = m.all_permissions().map(|(p, _)| p.to_string()).filter(|p| !before.contains(p)).collect();
+            if author_change.is_some() {
+                slot.author_change = author_change.clone();
+            }
             slot.code = code.clone();
             let old_dir = std::mem::replace(&mut slot.package_dir, dir.clone());
             let new_permissions = slot.new_permissions.clone();
             let old = plugins.set_manifest(&id, m.clone()).ok_or_else(|| KernelError::NotFound { plugin: id.clone() })?;
-            (old, old_dir, new_permissions)
+            (old, old_dir, new_permissions, author_change)
         };
         self.persist_slot(&id)?;
         if old_dir != dir {
@@ -236,16 +244,26 @@ impl Kernel {
                 let _ = std::fs::remove_dir_all(d);
             }
         }
-        // Grants of permissions the new version no longer requests are dropped.
+        // Grants of permissions the new version no longer requests are dropped (all of them
+        // when the author changed).
         let requested: BTreeSet<String> = m.all_permissions().map(|(p, _)| p.to_string()).collect();
-        let stale: Vec<String> = self.0.core.store.grants(&id)?.into_iter().map(|g| g.permission).filter(|p| !requested.contains(p)).collect();
+        let stale: Vec<String> =
+            self.0.core.store.grants(&id)?.into_iter().map(|g| g.permission).filter(|p| author_change.is_some() || !requested.contains(p)).collect();
         if !stale.is_empty() {
             self.0.core.store.revoke(&id, &stale)?;
+            if author_change.is_some() {
+                self.0.core.writer.audit(&Actor::System, Some(&id), AuditAction::PermissionRevoked, json!({ "permissions": stale, "reason": "the author changed" }));
+            }
         }
         self.refresh_grants(&id)?;
         let from = old_manifest.version.clone();
         let to = m.version.clone();
-        self.0.core.writer.audit(&actor, Some(&id), AuditAction::PluginUpgraded, json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions }));
+        let action = if to < from { AuditAction::PluginDowngraded } else { AuditAction::PluginUpgraded };
+        let mut details = json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions });
+        if let Some(c) = &author_change {
+            details["authorChanged"] = json!({ "from": c.from, "to": c.to });
+        }
+        self.0.core.writer.audit(&actor, Some(&id), action, details);
         self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: id.clone() });
         self.0.core.emit_kernel("plugin.upgraded", json!({ "plugin": id, "from": from.to_string(), "to": to.to_string() }));
         let ctx = self.context(&id)?;

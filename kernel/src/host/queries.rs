@@ -57,6 +57,7 @@ impl Kernel {
             last_error: slot.last_error.clone(),
             permissions,
             pending,
+            author_change: slot.author_change.clone(),
             dependencies,
             dependents: resolve::dependents(&set, id),
             resolve_error,

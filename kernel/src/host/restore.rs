@@ -146,6 +146,7 @@ impl Kernel {
                                 s.code = code;
                                 s.package_dir = package_dir.clone();
                                 s.new_permissions = row.new_permissions.clone();
+                                s.author_change = row.author_change.as_deref().and_then(|t| serde_json::from_str(t).ok());
                             }
                             plugins.set_manifest(&row.id, manifest.clone());
                         }

@@ -13,6 +13,8 @@ pub(super) struct Slot {
     pub(super) last_error: Option<LastError>,
     pub(super) package_dir: Option<PathBuf>,
     pub(super) new_permissions: Vec<String>,
+    /// An upgrade by another author that the admin has not approved again.
+    pub(super) author_change: Option<AuthorChange>,
     pub(super) installed_at: i64,
     pub(super) updated_at: i64,
     pub(super) code: Arc<dyn Plugin>,
@@ -170,6 +172,7 @@ impl Kernel {
             last_error: row.last_error.as_deref().and_then(|t| serde_json::from_str(t).ok()),
             package_dir: row.package_dir.as_ref().map(PathBuf::from),
             new_permissions: row.new_permissions.clone(),
+            author_change: row.author_change.as_deref().and_then(|t| serde_json::from_str(t).ok()),
             installed_at: row.installed_at,
             updated_at: row.updated_at,
             code,

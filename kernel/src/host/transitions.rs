@@ -158,6 +158,9 @@ impl Kernel {
                 return Err(KernelError::DependencyNotEnabled { plugin: id.into(), dependency: dep.clone(), state });
             }
         }
+        if let Some(c) = &slot.author_change {
+            return Err(KernelError::AuthorChanged { plugin: id.into(), from: c.from.clone().unwrap_or_else(|| "nobody".into()), to: c.to.clone().unwrap_or_else(|| "nobody".into()) });
+        }
         drop(plugins);
         let pending = self.pending(id)?;
         if !pending.is_empty() {

@@ -102,6 +102,8 @@ audit_actions! {
     PluginInstalled => "plugin.installed",
     /// A newer version replaced the installed one.
     PluginUpgraded => "plugin.upgraded",
+    /// An older version replaced the installed one (`install --force`).
+    PluginDowngraded => "plugin.downgraded",
     /// `onLoad` ran.
     PluginLoaded => "plugin.loaded",
     /// `onEnable` ran.

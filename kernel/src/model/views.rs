@@ -111,6 +111,20 @@ pub fn owners(permission: &crate::model::permission::Permission, set: &crate::mo
     set.values().filter(|m| reaches(m)).map(|m| Owner { id: m.id.clone(), name: m.name.clone() }).collect()
 }
 
+/// An upgrade whose author differs from the installed version's: the plugin stays disabled,
+/// its permissions all pending, until an admin approves it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct AuthorChange {
+    /// The installed version's author (none: it named none).
+    pub from: Option<String>,
+    /// The new version's author.
+    pub to: Option<String>,
+    /// The version that changed it.
+    pub version: String,
+}
+
 /// One dependency as the detail view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,6 +163,8 @@ pub struct PluginInfo {
     pub permissions: Vec<PermissionStatus>,
     /// Required permissions not yet granted.
     pub pending: Vec<String>,
+    /// An upgrade by another author, not approved again yet.
+    pub author_change: Option<AuthorChange>,
     /// Dependencies.
     pub dependencies: Vec<DependencyStatus>,
     /// Installed plugins that require this one.

@@ -20,6 +20,7 @@ export function plugin(id: string, over: Partial<PluginInfo> = {}): PluginInfo {
     lastError: null,
     permissions: [],
     pending: [],
+    authorChange: null,
     dependencies: [],
     dependents: [],
     resolveError: null,

@@ -107,6 +107,18 @@ export function PluginDetail({
           </div>
         </div>
       )}
+      {info.authorChange && (
+        <div className="banner warn" role="alert" data-author-change>
+          <div className="banner-body">
+            <strong>The author changed in version {info.authorChange.version}</strong>
+            <div className="banner-message">
+              This version is published by <strong>{info.authorChange.to ?? "nobody named"}</strong>, not{" "}
+              <strong>{info.authorChange.from ?? "nobody named"}</strong>, under the same id. Nothing granted before carries over: review its
+              permissions and approve them to accept the new author and enable it.
+            </div>
+          </div>
+        </div>
+      )}
       {info.resolveError && (
         <div className="banner warn" role="status">
           <div className="banner-body">
