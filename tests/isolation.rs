@@ -382,3 +382,36 @@ async fn another_author_under_the_same_id_is_approved_again() {
     let up = audit.iter().find(|r| r.action == "plugin.upgraded").unwrap();
     assert_eq!(up.details["authorChanged"], json!({ "from": "Acme", "to": "Mallory" }));
 }
+
+/// Finding: a zip listing `plugin.json` twice installed the second one, while `unzip` (and a
+/// reviewer) would see the first. Such an archive is refused.
+#[tokio::test]
+async fn a_zip_listing_a_name_twice_is_refused() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let shown = json!({ "id": "t.dup", "name": "Harmless", "version": "1.0.0" }).to_string();
+    let hidden = json!({ "id": "t.dup", "name": "Harmless", "version": "1.0.0", "permissions": ["kernel.manage"] }).to_string();
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut bytes);
+        for (name, text) in [("plugin.json", &shown), ("plugin.jsoX", &hidden)] {
+            z.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut z, text.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    // Rename the second entry to the first's name, in its local header and the central
+    // directory alike (the writer refuses duplicates; an attacker's tool does not).
+    let mut bytes = bytes.into_inner();
+    let (from, to) = (b"plugin.jsoX", b"plugin.json");
+    let mut i = 0;
+    while let Some(at) = bytes[i..].windows(from.len()).position(|w| w == from) {
+        bytes[i + at..i + at + from.len()].copy_from_slice(to);
+        i += at + from.len();
+    }
+    let path = root.path().join("dup.zip");
+    std::fs::write(&path, bytes).unwrap();
+    let e = k.install_package(&path, false).await.unwrap_err();
+    assert!(e.to_string().contains("lists a file name twice"), "{e}");
+    assert!(k.plugin("t.dup").is_err());
+}

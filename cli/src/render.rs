@@ -22,7 +22,20 @@ fn time(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// `s` as one safe line for a terminal: control characters (line breaks, escape sequences) and
+/// the Unicode controls that reorder text are shown as `\u{..}` instead of acting, so text a
+/// package wrote (a name, a log line, a notification) cannot forge other lines or colours.
+pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    let acts = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(acts) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(s.chars().map(|c| if acts(c) { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() }).collect())
+}
+
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c).into_owned()).collect()).collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -69,29 +82,29 @@ pub(crate) fn plugin_table(list: &[PluginInfo]) -> String {
 pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     let m = &p.manifest;
     let mut s = String::new();
-    let _ = writeln!(s, "{} {} ({})", m.name, m.version, m.id);
+    let _ = writeln!(s, "{} {} ({})", clean(&m.name), m.version, m.id);
     if !m.description.is_empty() {
-        let _ = writeln!(s, "{}", m.description);
+        let _ = writeln!(s, "{}", clean(&m.description));
     }
     let _ = writeln!(s, "kind      {}", format!("{:?}", p.kind).to_lowercase());
     let _ = writeln!(s, "state     {} (recorded as {})", p.state, p.desired);
     let acts: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
     let _ = writeln!(s, "actions   {}", if acts.is_empty() { "-".into() } else { acts.join(", ") });
     if let Some(e) = &p.last_error {
-        let _ = writeln!(s, "error     {}{}", e.hook.as_deref().map(|h| format!("{h}: ")).unwrap_or_default(), e.message);
+        let _ = writeln!(s, "error     {}{}", e.hook.as_deref().map(|h| format!("{h}: ")).unwrap_or_default(), clean(&e.message));
     }
     if let Some(e) = &p.resolve_error {
-        let _ = writeln!(s, "resolve   {e}");
+        let _ = writeln!(s, "resolve   {}", clean(e));
     }
     if let Some(c) = &p.author_change {
-        let who = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody named".into());
+        let who = |a: &Option<String>| a.as_deref().map_or_else(|| "nobody named".into(), |a| clean(a).into_owned());
         let _ = writeln!(s, "AUTHOR    changed in {} from {} to {}: approve its permissions again to enable it", c.version, who(&c.from), who(&c.to));
     }
     if let Some(a) = &m.author {
-        let _ = writeln!(s, "author    {a}");
+        let _ = writeln!(s, "author    {}", clean(a));
     }
     if let Some(l) = &m.license {
-        let _ = writeln!(s, "license   {l}");
+        let _ = writeln!(s, "license   {}", clean(l));
     }
     if let Some(e) = &m.engines.objectos {
         let _ = writeln!(s, "engine    objectos {e}");
@@ -204,9 +217,24 @@ pub(crate) fn graph_dot(g: &Graph) -> String {
 
 pub(crate) fn log_line(l: &LogRecord) -> String {
     let fields = if l.fields.is_null() { String::new() } else { format!(" {}", l.fields) };
-    format!("{} {:<5} {} {}{}", time(l.ts), l.level.as_str().to_uppercase(), l.plugin, l.message, fields)
+    format!("{} {:<5} {} {}{}", time(l.ts), l.level.as_str().to_uppercase(), l.plugin, clean(&l.message), clean(&fields))
 }
 
 pub(crate) fn audit_line(r: &AuditRecord) -> String {
-    format!("#{:<5} {} {:<24} {:<22} {} {}", r.id, time(r.ts), r.actor, r.action, r.plugin.as_deref().unwrap_or("-"), r.details)
+    format!("#{:<5} {} {:<24} {:<22} {} {}", r.id, time(r.ts), clean(&r.actor), clean(&r.action), r.plugin.as_deref().unwrap_or("-"), clean(&r.details.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_packages_cannot_forge_lines_or_colours() {
+        assert_eq!(clean("Acme CRM"), "Acme CRM");
+        assert_eq!(clean("a\nb"), "a\\u{a}b");
+        assert_eq!(clean("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(clean("abc\u{202e}fed"), "abc\\u{202e}fed");
+        let t = table(&["ID", "NAME"], &[vec!["com.evil".into(), "Evil\ncom.objectos.metrics  1.0.0  builtin  enabled".into()]]);
+        assert_eq!(t.lines().count(), 2, "{t}");
+    }
 }

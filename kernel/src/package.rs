@@ -183,6 +183,11 @@ fn copy_dir(root: &Path, rel: &Path, dest: &Path, budget: &mut Budget) -> Result
 fn unzip(src: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
     let file = fs::File::open(src).map_err(|e| KernelError::io(src, e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| budget.fail(format!("is neither a folder nor a readable .zip archive ({e})")))?;
+    // The central directory may list one name twice; the archive keeps the last, `unzip` the
+    // first, so what was reviewed is not what runs. Refuse it.
+    if archive.has_duplicate_names() {
+        return Err(budget.fail("lists a file name twice; refusing an archive whose contents depend on the tool that reads it".to_string()));
+    }
     if archive.len() > MAX_ENTRIES {
         return Err(budget.fail(format!("holds {} entries; at most {MAX_ENTRIES} are accepted", archive.len())));
     }

@@ -1,7 +1,7 @@
 //! Thin commands: each takes the app state, makes one kernel call, converts the error. What a
 //! command shows in words is built in [`crate::views`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use objectos_kernel::KernelError;
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery, AuditRecord, Verification, to_csv as audit_to_csv};
@@ -48,11 +48,37 @@ pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Actio
     Ok(Some(k.plugin(&id)?))
 }
 
-/// Install or upgrade a package from a folder or `.zip`.
+/// Where a package to install comes from. The webview never names a path: a folder or an
+/// archive is chosen in the native dialog this command opens, a sample by its id.
+#[derive(Debug, Clone, serde::Deserialize, specta::Type)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum PackageSource {
+    /// A package folder, chosen in a folder dialog.
+    Folder,
+    /// A `.zip`, chosen in a file dialog.
+    Archive,
+    /// One of the samples shipped with the app, by plugin id.
+    Sample { id: String },
+}
+
+/// Install or upgrade a package; `null` when the admin closed the dialog without choosing.
 #[tauri::command]
 #[specta::specta]
-pub async fn install_package(state: State<'_, AppState>, path: String, force: bool) -> CmdResult<InstallOutcome> {
-    Ok(state.kernel.install_package(&PathBuf::from(path), force).await?)
+pub async fn install_package(app: tauri::AppHandle, state: State<'_, AppState>, source: PackageSource, force: bool) -> CmdResult<Option<InstallOutcome>> {
+    let path = match source {
+        PackageSource::Sample { id } => {
+            let found = state.samples.iter().find(|dir| objectos_kernel::package::check_package(dir).is_ok_and(|m| m.id == id));
+            found.cloned().ok_or_else(|| CommandError::other("notFound", format!("no sample package {id} ships with this console")))?
+        }
+        PackageSource::Folder | PackageSource::Archive => {
+            let folder = matches!(source, PackageSource::Folder);
+            match crate::dialogs::pick_package(&app, folder).await? {
+                Some(p) => p,
+                None => return Ok(None),
+            }
+        }
+    };
+    Ok(Some(state.kernel.install_package(&path, force).await?))
 }
 
 /// The sample packages shipped with the app, and whether each is installed.
@@ -137,25 +163,40 @@ pub enum ExportFormat {
     Csv,
 }
 
-/// Write the (filtered) audit trail to `path`; returns the number of records.
+/// Where an export went.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct Exported {
+    /// The file the admin chose.
+    pub path: String,
+    /// Records written.
+    pub records: u32,
+}
+
+/// Write the (filtered) audit trail to a file the admin chooses in the native save dialog
+/// this command opens; `null` when the dialog was closed without choosing.
 #[tauri::command]
 #[specta::specta]
 pub async fn export_audit(
+    app: tauri::AppHandle,
     state: State<'_, AppState>,
-    path: String,
     format: ExportFormat,
     plugin: Option<String>,
     action: Option<String>,
     actor: Option<String>,
     since: Option<f64>,
-) -> CmdResult<u32> {
+) -> CmdResult<Option<Exported>> {
+    let ext = match format {
+        ExportFormat::Json => "json",
+        ExportFormat::Csv => "csv",
+    };
+    let Some(path) = crate::dialogs::pick_export(&app, ext).await? else { return Ok(None) };
     let records = state.kernel.audit(&audit_query(plugin, action, actor, since, None))?;
     let text = match format {
         ExportFormat::Json => serde_json::to_string_pretty(&records).unwrap_or_default(),
         ExportFormat::Csv => audit_to_csv(&records),
     };
-    std::fs::write(&path, text).map_err(|e| CommandError::other("io", format!("{path}: {e}")))?;
-    Ok(records.len() as u32)
+    std::fs::write(&path, text).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
+    Ok(Some(Exported { path: path.display().to_string(), records: records.len() as u32 }))
 }
 
 /// Settings and versions.

@@ -19,6 +19,7 @@ use tauri::Manager;
 use tauri_specta::{collect_commands, collect_events, Event};
 
 pub mod commands;
+mod dialogs;
 pub mod error;
 mod samples;
 pub mod views;

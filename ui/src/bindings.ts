@@ -13,8 +13,8 @@ export const commands = {
 	getPlugin: (id: string) => typedError<PluginInfo, CommandError>(__TAURI_INVOKE("get_plugin", { id })),
 	/**  Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is uninstalled. */
 	pluginAction: (id: string, action: Action, withDeps: boolean, cascade: boolean) => typedError<PluginInfo | null, CommandError>(__TAURI_INVOKE("plugin_action", { id, action, withDeps, cascade })),
-	/**  Install or upgrade a package from a folder or `.zip`. */
-	installPackage: (path: string, force: boolean) => typedError<InstallOutcome, CommandError>(__TAURI_INVOKE("install_package", { path, force })),
+	/**  Install or upgrade a package; `null` when the admin closed the dialog without choosing. */
+	installPackage: (source: PackageSource, force: boolean) => typedError<InstallOutcome | null, CommandError>(__TAURI_INVOKE("install_package", { source, force })),
 	/**  The sample packages shipped with the app, and whether each is installed. */
 	listSamples: () => typedError<Sample[], CommandError>(__TAURI_INVOKE("list_samples")),
 	/**  Approve permissions (`None`: everything the plugin requests). */
@@ -29,8 +29,11 @@ export const commands = {
 	queryAudit: (plugin: string | null, action: string | null, actor: string | null, since: number | null, limit: number | null) => typedError<AuditRecord[], CommandError>(__TAURI_INVOKE("query_audit", { plugin, action, actor, since, limit })),
 	/**  Walk the audit chain. */
 	verifyAudit: () => typedError<Verification, CommandError>(__TAURI_INVOKE("verify_audit")),
-	/**  Write the (filtered) audit trail to `path`; returns the number of records. */
-	exportAudit: (path: string, format: ExportFormat, plugin: string | null, action: string | null, actor: string | null, since: number | null) => typedError<number, CommandError>(__TAURI_INVOKE("export_audit", { path, format, plugin, action, actor, since })),
+	/**
+	 *  Write the (filtered) audit trail to a file the admin chooses in the native save dialog
+	 *  this command opens; `null` when the dialog was closed without choosing.
+	 */
+	exportAudit: (format: ExportFormat, plugin: string | null, action: string | null, actor: string | null, since: number | null) => typedError<Exported | null, CommandError>(__TAURI_INVOKE("export_audit", { format, plugin, action, actor, since })),
 	/**  Current settings. */
 	getSettings: () => typedError<Settings, CommandError>(__TAURI_INVOKE("get_settings")),
 	/**  Audit detail level. */
@@ -175,6 +178,14 @@ export type Engines = {
 
 /**  Export format. */
 export type ExportFormat = "json" | "csv";
+
+/**  Where an export went. */
+export type Exported = {
+	/**  The file the admin chose. */
+	path: string,
+	/**  Records written. */
+	records: number,
+};
 
 /**  A field of a record type, for display. */
 export type FieldView = {
@@ -432,6 +443,18 @@ export type Owner = {
 	/**  Its name. */
 	name: string,
 };
+
+/**
+ *  Where a package to install comes from. The webview never names a path: a folder or an
+ *  archive is chosen in the native dialog this command opens, a sample by its id.
+ */
+export type PackageSource = 
+/**  A package folder, chosen in a folder dialog. */
+{ kind: "folder" } | 
+/**  A `.zip`, chosen in a file dialog. */
+{ kind: "archive" } | 
+/**  One of the samples shipped with the app, by plugin id. */
+{ kind: "sample"; id: string };
 
 /**  One requested permission and its approval. */
 export type PermissionStatus = {

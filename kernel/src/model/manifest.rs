@@ -329,6 +329,13 @@ impl Validator {
         let description = self.string(map, "", "description", false).unwrap_or_default();
         let author = self.string(map, "", "author", false);
         let license = self.string(map, "", "license", false);
+        // Shown in terminals and the console: no escape codes or line breaks that could forge
+        // other lines (a description may break lines).
+        for (key, text, lines) in [("name", name.as_deref(), false), ("description", Some(description.as_str()), true), ("author", author.as_deref(), false), ("license", license.as_deref(), false)] {
+            if text.is_some_and(|t| t.chars().any(|c| c.is_control() && !(lines && matches!(c, '\n' | '\t')))) {
+                self.err(key, "cannot hold control characters (escape codes, line breaks)");
+            }
+        }
         let dependencies = self.deps(map, "dependencies", id.as_deref());
         let optional_dependencies = self.deps(map, "optionalDependencies", id.as_deref());
         for dup in dependencies.keys().filter(|k| optional_dependencies.contains_key(*k)) {
@@ -494,6 +501,14 @@ mod tests {
         }
         let crm = e.problems.iter().find(|p| p.path == "dependencies.crm").unwrap();
         assert!(crm.message.starts_with("\"^1.x.y\" is not a semver range"), "{}", crm.message);
+    }
+
+    #[test]
+    fn names_shown_in_terminals_hold_no_control_characters() {
+        let json = "{\"id\":\"com.acme.a\",\"name\":\"A\\ncom.objectos.metrics 1.0.0\",\"version\":\"1.0.0\",\"author\":\"\\u001b[31mAcme\",\"description\":\"Two\\nlines\"}";
+        let e = Manifest::parse(json.as_bytes(), "plugin.json").unwrap_err();
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["name", "author"], "{e}");
     }
 
     #[test]

@@ -1,5 +1,4 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import { save } from "@tauri-apps/plugin-dialog";
 import type { AuditRecord, CommandError, KernelEvent, PluginInfo, Verification } from "../bindings";
 import { asCommandError, call, commands, formatTime, onKernelEvents } from "../api";
 import { Empty, PluginSelect } from "./common";
@@ -49,11 +48,10 @@ export function AuditView({ plugins, initialPlugin, onError }: { plugins: Plugin
   );
 
   async function exportAs(format: "json" | "csv") {
-    const path = await save({ title: "Export the audit trail", defaultPath: `objectos-audit.${format}`, filters: [{ name: format.toUpperCase(), extensions: [format] }] });
-    if (!path) return;
     try {
-      const n = await call(commands.exportAudit(path, format, plugin || null, action || null, actor || null, sinceTs));
-      setExported(`Exported ${n} record(s) to ${path}`);
+      // The save dialog opens in the console's backend; only the file chosen there is written.
+      const done = await call(commands.exportAudit(format, plugin || null, action || null, actor || null, sinceTs));
+      if (done) setExported(`Exported ${done.records} record(s) to ${done.path}`);
     } catch (e) {
       onError(asCommandError(e));
     }

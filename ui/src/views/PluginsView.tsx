@@ -1,6 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from "react";
-import { open } from "@tauri-apps/plugin-dialog";
-import type { CommandError, PluginInfo, Sample, State } from "../bindings";
+import type { CommandError, PackageSource, PluginInfo, Sample, State } from "../bindings";
 import { asCommandError, call, commands } from "../api";
 import type { Route } from "../App";
 import { Empty, StateBadge } from "./common";
@@ -41,12 +40,14 @@ export function PluginsView({
 
   const selected = plugins?.find((p) => p.manifest.id === route.id) ?? null;
 
-  async function install(path: string) {
-    setBusy(path);
+  /** Install from the native dialog (a folder or a .zip, chosen there, never named here) or a sample. */
+  async function install(source: PackageSource) {
+    setBusy(source.kind === "sample" ? source.id : source.kind);
     onError(null);
     setNotice(null);
     try {
-      const out = await call(commands.installPackage(path, false));
+      const out = await call(commands.installPackage(source, false));
+      if (!out) return; // the dialog was closed
       setNotice(
         out.upgradedFrom
           ? `Upgraded ${out.id} from ${out.upgradedFrom} to ${out.version}.`
@@ -60,15 +61,6 @@ export function PluginsView({
     }
   }
 
-  async function pick(directory: boolean) {
-    const path = await open({
-      directory,
-      multiple: false,
-      title: directory ? "Install a package folder" : "Install a package archive",
-      filters: directory ? undefined : [{ name: "ObjectOS package", extensions: ["zip"] }],
-    });
-    if (typeof path === "string") await install(path);
-  }
 
   function onListKey(e: React.KeyboardEvent) {
     if (e.key !== "ArrowDown" && e.key !== "ArrowUp") return;
@@ -89,10 +81,10 @@ export function PluginsView({
         <header className="pane-head">
           <h1>Plugins</h1>
           <div className="row">
-            <button onClick={() => pick(true)} disabled={!!busy}>
+            <button onClick={() => install({ kind: "folder" })} disabled={!!busy}>
               Install folder…
             </button>
-            <button onClick={() => pick(false)} disabled={!!busy}>
+            <button onClick={() => install({ kind: "archive" })} disabled={!!busy}>
               Install .zip…
             </button>
           </div>
@@ -154,8 +146,8 @@ export function PluginsView({
                   <strong>{s.name}</strong> <span className="muted mono">{s.version}</span>
                   <div className="muted">{s.description}</div>
                 </div>
-                <button onClick={() => install(s.path)} disabled={!!busy} data-sample={s.id}>
-                  {busy === s.path ? "Installing…" : "Install"}
+                <button onClick={() => install({ kind: "sample", id: s.id })} disabled={!!busy} data-sample={s.id}>
+                  {busy === s.id ? "Installing…" : "Install"}
                 </button>
               </div>
             ))}
