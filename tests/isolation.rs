@@ -415,3 +415,88 @@ async fn a_zip_listing_a_name_twice_is_refused() {
     assert!(e.to_string().contains("lists a file name twice"), "{e}");
     assert!(k.plugin("t.dup").is_err());
 }
+
+/// A loop through the engines (an automation answering its own notification, or its own queued
+/// job) is cut like any other: the engines' events continue the chain of the run that caused
+/// them, so they are not depth 0.
+#[tokio::test]
+async fn loops_through_the_engines_are_cut() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let deps = json!({ "com.objectos.automation": "^0.1", "com.objectos.notification": "^0.1" });
+    let start = "name: start\nwhen: { event: echo.go }\ndo:\n  - notify: { title: \"go\" }\n  - enqueue: { emit: echo.later, delay: 1h }\n";
+    let again = "name: again\nwhen: { event: notification.sent }\ndo:\n  - notify: { title: \"again\" }\n";
+    let queue = "name: queue\nwhen: { event: jobs.enqueued }\ndo:\n  - enqueue: { emit: echo.later, delay: 1h }\n";
+    let perms = ["services.use:automation", "services.use:notification", "events.emit:echo.*", "events.subscribe:echo.*", "events.subscribe:notification.*", "events.subscribe:jobs.*"];
+    let m = json!({ "id": "t.echo", "name": "echo", "version": "1.0.0", "dependencies": deps, "provides": { "automations": ["start", "again", "queue"], "events": ["echo.*"] }, "permissions": perms });
+    let dir = package_dir(root.path(), "echo", &m.to_string(), &[("automations/start.yml", start), ("automations/again.yml", again), ("automations/queue.yml", queue)]);
+    k.install_package(&dir, false).await.unwrap();
+    k.grant("t.echo", GrantRequest::All).unwrap();
+    k.enable("t.echo", true).await.unwrap();
+    let automations = k.service::<Automations>("automation").unwrap();
+    let stat = |name: &str| automations.stats().into_iter().find(|s| s.package == "t.echo" && s.name == name).unwrap();
+    k.context("t.echo").unwrap().events().emit("echo.go", json!({})).unwrap();
+    wait_until(20, "the notification loop to be cut", || stat("again").skipped >= 1).await;
+    wait_until(20, "the job loop to be cut", || stat("queue").skipped >= 1).await;
+    let max = u64::from(objectos_declarative::actions::MAX_DEPTH);
+    assert!(stat("again").runs <= max && stat("queue").runs <= max, "{:?} {:?}", stat("again"), stat("queue"));
+}
+
+/// Records stored before types had owners go, once, to the first package declaring their name;
+/// a package declaring it later does not get them.
+#[tokio::test]
+async fn records_from_before_owners_are_adopted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let k = kernel(KernelConfig::new(dir.path())).await;
+        k.enable("com.objectos.objects", true).await.unwrap();
+        k.shutdown().await;
+    }
+    let db = rusqlite::Connection::open(dir.path().join("objectos.db")).unwrap();
+    db.execute("INSERT INTO storage(plugin, key, value) VALUES ('com.objectos.objects', 'r:account:old1', '{\"id\":\"old1\",\"name\":\"Legacy GmbH\",\"active\":true,\"created_at\":1,\"updated_at\":1}')", []).unwrap();
+    drop(db);
+    let k = kernel(KernelConfig::new(dir.path())).await;
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
+    for p in ["contacts", "crm"] {
+        let id = k.install_package(&samples.join(p), false).await.unwrap().id;
+        k.grant(&id, GrantRequest::All).unwrap();
+    }
+    k.enable("com.acme.crm", true).await.unwrap();
+    let crm = k.context("com.acme.crm").unwrap();
+    let data = crm.services().get::<Data>("data").unwrap();
+    assert_eq!(data.list(&crm, "account", None, 10).unwrap().len(), 1, "the CRM adopted it");
+    let root = tempfile::tempdir().unwrap();
+    let account = "name: account\nfields:\n  name: { type: text }\n";
+    let later = install(&k, root.path(), "later", &["services.use:data", "data.account.read"], json!({ "objects": ["account"] }), &[("objects/account.yml", account)]).await;
+    assert!(data.list(&k.context(&later).unwrap(), "account", None, 10).unwrap().is_empty());
+}
+
+/// An `emit` action sends the record by reference: a subscriber without the read grant learns
+/// which record, not what is in it; the package's own automations still read it, as the package.
+#[tokio::test]
+async fn emitted_events_name_records_without_their_fields() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let memo = "name: memo\nfields:\n  secret: { type: text }\n";
+    let made = "name: made\nwhen: { record: { object: memo, on: created } }\ndo:\n  - emit: memo.made\n";
+    let perms = ["services.use:data", "services.use:automation", "data.memo.read", "data.memo.write", "events.emit:memo.*"];
+    let id = install(&k, root.path(), "memo", &perms, json!({ "objects": ["memo"], "automations": ["made"], "events": ["memo.*"] }), &[("objects/memo.yml", memo), ("automations/made.yml", made)]).await;
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    k.register_builtin(&manifest("t.ear", "1.0.0", &[], &["events.subscribe:memo.*"]), Arc::new(Probe::default())).unwrap();
+    k.sync_builtins().await.unwrap();
+    k.grant("t.ear", GrantRequest::All).unwrap();
+    k.enable("t.ear", true).await.unwrap();
+    k.context("t.ear").unwrap().events().on("memo.*", move |e| {
+        h.lock().unwrap().push((*e.payload).clone());
+        Ok(())
+    }).unwrap();
+    let ctx = k.context(&id).unwrap();
+    let data = ctx.services().get::<Data>("data").unwrap();
+    let rec = data.create(&ctx, "memo", json!({ "secret": "hunter2" })).unwrap();
+    wait_until(20, "the emitted event", || !heard.lock().unwrap().is_empty()).await;
+    let got = heard.lock().unwrap()[0].clone();
+    assert_eq!(got["record"], json!({ "id": rec["id"] }), "{got}");
+    assert_eq!(got["object"], json!("t.memo/memo"));
+    assert!(!got.to_string().contains("hunter2"), "{got}");
+}

@@ -63,6 +63,9 @@ impl Kernel {
     }
 
     pub(super) async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool) -> Result<InstallOutcome> {
+        // One install at a time: the name checks below must still hold when the plugin is
+        // recorded (two packages claiming one namespace at once would both pass them).
+        let _one = self.0.installing.lock().await;
         let m = Arc::new(staged.manifest.clone());
         if lock(&self.0.builtins).contains_key(&m.id) {
             return Err(KernelError::DuplicateBuiltin { plugin: m.id.clone() });
@@ -107,7 +110,7 @@ impl Kernel {
     /// owns `kernel.*` and `plugin.*`). Every problem is reported, with its path.
     fn check_package_names(&self, m: &Manifest, source: &str) -> Result<()> {
         let mut problems = Vec::new();
-        if m.id.starts_with(RESERVED_ID_PREFIX) {
+        if m.id.starts_with(RESERVED_ID_PREFIX) || Some(m.id.as_str()) == RESERVED_ID_PREFIX.strip_suffix('.') {
             problems.push(Problem { path: "id".into(), message: format!("ids under `{RESERVED_ID_PREFIX}` are reserved for ObjectOS's built-in plugins") });
         }
         let mut claims: Vec<(String, Pattern)> = ["kernel.**", "plugin.**"].iter().filter_map(|p| Some(("the kernel".to_string(), p.parse().ok()?))).collect();

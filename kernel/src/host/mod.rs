@@ -136,6 +136,8 @@ pub(crate) struct KernelInner {
     builtins: Mutex<BTreeMap<String, Builtin>>,
     packages_dir: PathBuf,
     temp_dir: Option<PathBuf>,
+    /// Held for the whole of one package install (see `install_staged`).
+    installing: tokio::sync::Mutex<()>,
 }
 
 impl Drop for KernelInner {
@@ -220,6 +222,7 @@ impl Kernel {
             builtins: Mutex::new(BTreeMap::new()),
             packages_dir,
             temp_dir,
+            installing: tokio::sync::Mutex::new(()),
             config,
         });
         let kernel = Kernel(inner, Actor::Admin);
@@ -270,7 +273,14 @@ impl Kernel {
             return Err(KernelError::ReservedTopic { topic: topic.into() });
         }
         let bus = &self.0.core.bus;
-        let depth = crate::runtime::bus::ambient_depth().map_or(0, |d| d + 1);
+        let depth = crate::runtime::bus::ambient_depth().map_or(0, |d| d.saturating_add(1));
+        if depth > crate::runtime::bus::MAX_EVENT_DEPTH {
+            return Err(KernelError::OverLimit {
+                plugin: self.1.to_string(),
+                what: format!("event `{topic}`"),
+                reason: format!("chains of events are cut at {}", crate::runtime::bus::MAX_EVENT_DEPTH),
+            });
+        }
         Ok(match &self.1 {
             Actor::Plugin(id) => bus.emit(topic, id, payload, depth),
             _ => bus.emit(topic, &bus.host, payload, depth),

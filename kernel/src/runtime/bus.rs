@@ -49,10 +49,16 @@ tokio::task_local! {
     static CAUSE: u32;
 }
 
-/// The depth of the event being handled where this is called, if any.
-pub(crate) fn ambient_depth() -> Option<u32> {
-    CAUSE.try_with(|d| *d).ok().or_else(|| HANDLING.with(std::cell::Cell::get))
+/// The depth of the event being handled where this is called, if any: the deeper of the sync
+/// handler running on this thread and the async work this task does for an event (a sync
+/// handler inside such work is further down the same chain).
+pub fn current_depth() -> Option<u32> {
+    let task = CAUSE.try_with(|d| *d).ok();
+    let thread = HANDLING.with(std::cell::Cell::get);
+    task.max(thread)
 }
+
+pub(crate) use current_depth as ambient_depth;
 
 /// Run `fut` as work caused by an event `depth` deep: events it emits are one deeper. For
 /// engines that hand an event's work to a task of their own (the kernel does this for the

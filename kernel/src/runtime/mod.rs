@@ -40,7 +40,9 @@ impl Core {
     /// Emit one of the kernel's own events (`plugin.*`, `kernel.*`) on the bus.
     pub(crate) fn emit_kernel(&self, topic: &str, payload: Value) {
         self.counters.events_emitted.fetch_add(1, Ordering::Relaxed);
-        self.bus.emit(topic, &self.bus.kernel, payload, bus::ambient_depth().map_or(0, |d| d + 1));
+        // The kernel's own notices always go out; a handler emitting from one is then refused.
+        let depth = bus::ambient_depth().map_or(0, |d| d.saturating_add(1)).min(bus::MAX_EVENT_DEPTH + 1);
+        self.bus.emit(topic, &self.bus.kernel, payload, depth);
     }
 
     /// Record a service coming (`registered_type` is its Rust type) or going: audit record,

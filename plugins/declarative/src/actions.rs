@@ -48,9 +48,13 @@ impl Runner {
                 }
                 Action::Emit { topic, data } => {
                     // The engine's keys win over `data` (which the check refuses anyway), and the
-                    // chain's depth is the kernel's, not a payload field a package could set.
+                    // chain's depth is the kernel's, not a payload field a package could set. The
+                    // record goes by reference: a subscriber reads its fields through the data
+                    // service, with its own read grant.
                     let mut payload = data.clone();
-                    payload.insert("record".into(), vars.get("record").cloned().unwrap_or(Value::Null));
+                    let (object, id) = record_ref(target, vars);
+                    payload.insert("record".into(), id.map_or(Value::Null, |id| json!({ "id": id })));
+                    payload.insert("object".into(), object.map_or(Value::Null, Value::String));
                     payload.insert("payload".into(), vars.get("payload").cloned().unwrap_or(Value::Null));
                     pkg.events().emit_in_chain(topic, Value::Object(payload), depth + 1).map_err(|e| step(e.to_string()))?;
                 }
@@ -70,13 +74,23 @@ impl Runner {
                 Action::Enqueue { topic, delay_ms } => {
                     // Checked like an emit, now, so a refusal shows here and not in a job.
                     pkg.events().check(topic).map_err(|e| step(e.to_string()))?;
-                    let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": vars.get("record"), "payload": vars.get("payload") }, "depth": depth + 1 });
+                    let (object, id) = record_ref(target, vars);
+                    let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": id.map(|id| json!({ "id": id })), "object": object, "payload": vars.get("payload") }, "depth": depth + 1 });
                     let spec = JobSpec::new(EMIT_LATER, payload).delay(std::time::Duration::from_millis(*delay_ms)).retry(Retry::exponential(3, std::time::Duration::from_secs(2)));
                     self.jobs.enqueue(&self.engine, spec).map_err(|e| step(e.to_string()))?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The record the actions are about, by reference: the target's type and id, else what the
+/// triggering payload names.
+fn record_ref(target: Option<&Target<'_>>, vars: &Value) -> (Option<String>, Option<String>) {
+    match target {
+        Some(t) => (Some(t.object.to_string()), Some(t.id.to_string())),
+        None => (vars.get("object").and_then(Value::as_str).map(String::from), vars.get("record").and_then(|r| r.get("id")).and_then(Value::as_str).map(String::from)),
     }
 }
 

@@ -141,7 +141,9 @@ impl Running {
             return;
         }
         let (me, inner) = (self.clone(), inner.clone());
-        tokio::spawn(async move {
+        // The run continues the triggering event's chain: what the engines emit for its actions
+        // (a notice sent, a job queued) is one deeper, so a loop through them is cut too.
+        tokio::spawn(objectos_kernel::plugin::caused_by(depth, async move {
             let Some(inner) = inner.upgrade() else { return };
             if me.execute(&inner, vars.clone(), target.as_ref(), depth).await.is_err() {
                 let target = target.map(|(object, id)| json!({ "object": object, "id": id }));
@@ -152,7 +154,7 @@ impl Running {
                     me.pkg.logger().error(format!("automation {}: could not queue a retry: {e}", me.def.name));
                 }
             }
-        });
+        }));
     }
 }
 
@@ -177,8 +179,9 @@ pub struct Automations {
 }
 
 impl Automations {
-    /// Start the caller's automation `def` (a package's runtime does it when enabled). Event
-    /// and record triggers subscribe with the caller's own grants.
+    /// Start the caller's automation `def` (a package's runtime does it when enabled). An event
+    /// trigger subscribes with the caller's own grants; a record trigger (on one of the caller's
+    /// own types) is the engine's subscription to the data engine's announcements.
     pub fn define(&self, caller: &PluginContext, def: AutomationDef) -> objectos_kernel::Result<()> {
         let key = (caller.id().to_string(), def.name.clone());
         self.inner.packages.write().unwrap_or_else(|p| p.into_inner()).insert(caller.id().to_string(), caller.clone());
@@ -189,13 +192,24 @@ impl Automations {
         let s = slot.clone();
         let sub = match &def.when {
             // An event trigger reads its payload; it has no record of its own to `set` on.
-            Trigger::Event(pattern) => Some(caller.events().on(pattern, move |e: &Event| {
+            // An event that names a record (`object` and `record.id`, as the engine's emit action
+            // writes them) shows its fields only if the package may read that type: the record
+            // is read here, as the package.
+            Trigger::Event(pattern) => Some(caller.events().on(pattern, {
+                let (pkg, data) = (caller.clone(), self.inner.runner.data.clone());
+                move |e: &Event| {
                 if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": e.payload.get("record") });
+                    let named = e.payload.get("object").and_then(Value::as_str).zip(e.payload.get("record").and_then(|r| r.get("id")).and_then(Value::as_str));
+                    let record = match named {
+                        Some((object, id)) if object.contains('/') && pkg.holds_data(object, false) => data.get(&pkg, object, id).ok().flatten().map(Value::Object),
+                        _ => None,
+                    };
+                    let record = record.or_else(|| e.payload.get("record").cloned()).unwrap_or(Value::Null);
+                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": record });
                     a.fire(&weak_inner, vars, None, e.depth);
                 }
                 Ok(())
-            })?),
+            }})?),
             Trigger::Record { object, on } => {
                 // A record trigger is on one of the package's own types (the check refuses
                 // others'). The engine hears the data engine's announcement (ids only) and reads

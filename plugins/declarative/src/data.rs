@@ -107,30 +107,16 @@ impl Data {
     /// is enabled): `<caller>/<def.name>`. Records stored under the bare name by a version
     /// before types had owners are adopted by the first package to declare that name.
     pub fn define(&self, caller: &PluginContext, def: ObjectDef) -> Result<()> {
+        if !crate::defs::is_name(&def.name) {
+            return Err(err(format!("`{}` is not a record type name", def.name)));
+        }
         let full = caller.record_type(&def.name);
-        self.adopt_unowned(&def.name, &full)?;
+        crate::util::adopt_unowned(&self.inner.ctx, "r", &def.name, &full)?;
         self.inner.write().insert(full, (caller.id().to_string(), Arc::new(def)));
         Ok(())
     }
 
-    /// Move records kept under `r:<short>:` (before types had owners) to `r:<full>:`.
-    fn adopt_unowned(&self, short: &str, full: &str) -> Result<()> {
-        let storage = self.inner.ctx.storage();
-        let old = storage.scan(&format!("r:{short}:"))?;
-        if old.is_empty() {
-            return Ok(());
-        }
-        for (k, v) in &old {
-            let id = &k[format!("r:{short}:").len()..];
-            if storage.swap(&key(full, id), None, Some(v.clone()))? {
-                storage.delete(k)?;
-            }
-        }
-        self.inner.ctx.logger().info(format!("{} {short} records stored before record types had owners now belong to {full}", old.len()));
-        Ok(())
-    }
-
-    /// Forget the caller's record types (their records stay stored).
+    /// Forget the caller's record types (their records stay stored, under the caller's id).
     pub fn undefine_all(&self, caller: &PluginContext) {
         self.inner.write().retain(|_, (owner, _)| owner != caller.id());
     }

@@ -104,7 +104,7 @@ impl Report {
 }
 
 /// Keys of an emitted payload the engine fills in; an `emit` action's `data` may not set them.
-pub const RESERVED_EMIT_KEYS: &[&str] = &["record", "payload"];
+pub const RESERVED_EMIT_KEYS: &[&str] = &["record", "object", "payload"];
 
 /// Is `s` a valid object, field, state, event or automation name?
 pub fn is_name(s: &str) -> bool {

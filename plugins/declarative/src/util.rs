@@ -7,3 +7,31 @@ pub(crate) use objectos_kernel::util::now_ms;
 pub(crate) fn service_err(service: &str, message: impl Into<String>) -> KernelError {
     KernelError::service(service, message)
 }
+
+/// Keys an engine stored under a bare type name (`<kind>:<short>:<id>`, before record types had
+/// owners) move, once, to the full name (`<kind>:<owner>/<short>:<id>`) of the first package to
+/// declare that name afterwards. A marker keeps a later package declaring the same name from
+/// taking them again, and a lock keeps two enables from both copying them.
+pub(crate) fn adopt_unowned(engine: &objectos_kernel::PluginContext, kind: &str, short: &str, full: &str) -> objectos_kernel::Result<()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let storage = engine.storage();
+    let marker = format!("adopted:{kind}:{short}");
+    if storage.has(&marker)? {
+        return Ok(());
+    }
+    let prefix = format!("{kind}:{short}:");
+    let old = storage.scan(&prefix)?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    for (k, v) in &old {
+        let id = &k[prefix.len()..];
+        if storage.swap(&format!("{kind}:{full}:{id}"), None, Some(v.clone()))? {
+            storage.delete(k)?;
+        }
+    }
+    storage.set(&marker, serde_json::json!(full))?;
+    engine.logger().info(format!("{} `{kind}` entries of `{short}`, stored before record types had owners, now belong to {full}", old.len()));
+    Ok(())
+}

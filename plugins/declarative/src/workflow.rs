@@ -149,6 +149,7 @@ impl Workflow {
     pub fn define(&self, caller: &PluginContext, def: WorkflowDef) -> objectos_kernel::Result<()> {
         // A package's workflow is on one of its own types (the check refuses others').
         let full = caller.record_type(&def.object);
+        crate::util::adopt_unowned(&self.inner.ctx, "h", &def.object, &full)?;
         let mut defs = self.inner.defs.write().unwrap_or_else(|p| p.into_inner());
         if let Some((owner, existing)) = defs.get(&full) {
             if owner.id() != caller.id() || existing.name != def.name {
@@ -223,13 +224,15 @@ impl Workflow {
             }
         }
         let target = Target { object, id };
-        let mut vars = json!({ "record": record });
+        // The actions see the record's fields only if the owning package may read its type.
+        let shown = |record: Record| if owner.holds_data(object, false) { Value::Object(record) } else { json!({ "id": id }) };
+        let mut vars = json!({ "record": shown(record.clone()) });
         inner.runner.run(&owner, &state.exit, Some(&target), &mut vars, 0).await.map_err(|e| KernelError::service(SERVICE, format!("leaving `{from}`: {e}")))?;
         let to = t.to.clone();
         let change = data.update_at_depth(caller, object, id, json!({ def.field.clone(): to }), 0)?;
         self.append_history(object, id, Step { from: from.clone(), to: to.clone(), event: event.into(), by: caller.id().into(), at: now_ms() })?;
         let _ = caller.audit("workflow.transitioned", json!({ "object": object, "id": id, "workflow": def.name, "event": event, "from": from, "to": to }));
-        vars["record"] = Value::Object(change.record);
+        vars["record"] = shown(change.record.clone());
         let mut warnings = Vec::new();
         if let Some(entered) = def.state(&to) {
             if let Err(e) = inner.runner.run(&owner, &entered.entry, Some(&target), &mut vars, 0).await {
@@ -237,7 +240,8 @@ impl Workflow {
                 warnings.push(e);
             }
         }
-        let record = vars["record"].as_object().cloned().unwrap_or_default();
+        // The caller gets the record as it is now (it was checked for the read grant above).
+        let record = data.get(caller, object, id)?.unwrap_or(change.record);
         Ok(Transitioned { from, to, record, warnings })
     }
 

@@ -205,6 +205,11 @@ pub struct Job {
     pub created_at: i64,
     /// Last changed (ms).
     pub updated_at: i64,
+    /// How deep in a chain of events the job was made (the kernel's `Event::depth`): its handler
+    /// and its lifecycle events continue that chain, so a loop through jobs is cut like any
+    /// other (0: made outside any event's handling).
+    #[serde(default)]
+    pub depth: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lease: Option<Lease>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -551,7 +556,8 @@ struct Inner {
 }
 
 /// An event to emit once the state lock is released.
-type Pending = Vec<(&'static str, Value)>;
+/// Lifecycle events to emit once the state lock is released: topic, payload, chain depth.
+type Pending = Vec<(&'static str, Value, u32)>;
 
 fn event(job: &Job, extra: Value) -> Value {
     let mut v = json!({ "id": job.id, "plugin": job.plugin, "handler": job.handler, "attempt": job.history.len() });
@@ -598,8 +604,8 @@ impl Inner {
     }
 
     fn emit(&self, pending: Pending) {
-        for (topic, payload) in pending {
-            if let Err(e) = self.ctx.events().emit(topic, payload) {
+        for (topic, payload, depth) in pending {
+            if let Err(e) = self.ctx.events().emit_in_chain(topic, payload, depth) {
                 self.ctx.logger().warn(format!("could not emit {topic}: {e}"));
             }
         }
@@ -632,6 +638,7 @@ impl Inner {
             history: Vec::new(),
             created_at: now,
             updated_at: now,
+            depth: objectos_kernel::plugin::current_depth().map_or(0, |d| d.saturating_add(1)),
             lease: None,
             started_at: None,
         }
@@ -647,8 +654,9 @@ impl Inner {
         if written {
             self.counters.enqueued.fetch_add(1, Relaxed);
             let ev = event(&job, json!({ "runAt": job.run_at }));
+            let depth = job.depth;
             self.lock().put(job);
-            self.emit(vec![("jobs.enqueued", ev)]);
+            self.emit(vec![("jobs.enqueued", ev, depth)]);
             self.wake.notify_one();
         }
         Ok(written)
@@ -788,7 +796,7 @@ impl Inner {
             if self.replace(&mut st, &job, new.clone())? {
                 self.counters.interrupted.fetch_add(1, Relaxed);
                 let topic = if new.status == Status::Failed { "jobs.failed" } else { "jobs.retried" };
-                pending.push((topic, event(&new, json!({ "outcome": "interrupted" }))));
+                pending.push((topic, event(&new, json!({ "outcome": "interrupted" })), new.depth));
             }
         }
         for j in st.active.values() {
@@ -827,7 +835,7 @@ impl Inner {
                 continue; // another process took it, or it was cancelled
             }
             self.counters.started.fetch_add(1, Relaxed);
-            pending.push(("jobs.started", event(&claimed, json!({ "attempt": claimed.attempt_number() }))));
+            pending.push(("jobs.started", event(&claimed, json!({ "attempt": claimed.attempt_number() })), claimed.depth));
             let me = self.clone();
             let task = tokio::spawn(async move {
                 let _permit = permit;
@@ -843,7 +851,9 @@ impl Inner {
     async fn execute(self: Arc<Self>, job: Job, handler: HandlerFn) {
         let run = JobRun { id: job.id.clone(), attempt: job.attempt_number(), payload: job.payload.clone() };
         let limit = Duration::from_millis(job.timeout_ms);
-        let result = tokio::time::timeout(limit, AssertUnwindSafe(handler(run)).catch_unwind()).await;
+        // What the handler emits continues the chain the job was made in.
+        let attempt = objectos_kernel::plugin::caused_by(job.depth, AssertUnwindSafe(handler(run)).catch_unwind());
+        let result = tokio::time::timeout(limit, attempt).await;
         let (outcome, error) = match result {
             Ok(Ok(Ok(()))) => (Outcome::Completed, None),
             Ok(Ok(Err(e))) => (Outcome::Failed, Some(e.to_string())),
@@ -895,7 +905,7 @@ impl Inner {
                     if topic != "jobs.completed" {
                         self.ctx.logger().warn(format!("job {} ({}/{}) attempt {}: {}", new.id, new.plugin, new.handler, current.attempt_number(), error.as_deref().unwrap_or("failed")));
                     }
-                    pending.push((topic, event(&new, extra)));
+                    pending.push((topic, event(&new, extra), new.depth));
                     break;
                 }
             }
@@ -943,7 +953,7 @@ impl Inner {
                         task.abort(); // its permit is released as the task drops
                     }
                     self.counters.cancelled.fetch_add(1, Relaxed);
-                    pending.push(("jobs.cancelled", event(&new, json!({}))));
+                    pending.push(("jobs.cancelled", event(&new, json!({})), new.depth));
                     break;
                 }
             }
