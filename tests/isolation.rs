@@ -500,3 +500,72 @@ async fn emitted_events_name_records_without_their_fields() {
     assert_eq!(got["object"], json!("t.memo/memo"));
     assert!(!got.to_string().contains("hunter2"), "{got}");
 }
+
+/// Finding: no quotas. A failing action in a loop wrote 115,000 retry jobs and 81 MB in 20 s,
+/// one package filled the inbox and pushed out an admin's "backup failed" alert, and 1,400 jobs
+/// were queued ten years ahead. A package now runs under quotas an admin sets, and its jobs go
+/// with it.
+#[tokio::test]
+async fn quotas_bound_what_one_package_takes() {
+    use objectos_kernel::model::quota::Quotas;
+    use objectos_notification::{Notice, Notifications};
+    let k = kernel(KernelConfig::in_memory()).await;
+    k.set_quotas(Quotas { events_per_second: 5, queued_jobs: 3, notifications_per_minute: 10, inbox_items: 2, storage_bytes: 4_000, log_lines_per_minute: 5 }).unwrap();
+    assert_eq!(k.quotas().queued_jobs, 3);
+    let root = tempfile::tempdir().unwrap();
+    let blob = "name: blob\nfields:\n  text: { type: text }\n";
+    let perms = ["services.use:data", "data.blob.read", "data.blob.write", "events.emit:hog.*"];
+    let hog = install(&k, root.path(), "hog", &perms, json!({ "objects": ["blob"], "events": ["hog.*"] }), &[("objects/blob.yml", blob)]).await;
+    let ctx = k.context(&hog).unwrap();
+    let refused = |e: KernelError| assert!(over_limit(&e), "{e}");
+
+    // Events: five a second.
+    let sent = (0..20).filter(|_| ctx.events().emit("hog.tick", json!({})).is_ok()).count();
+    assert!((5..20).contains(&sent), "{sent} of 20 emits went out");
+    // Jobs: three queued at once, none more than a year ahead.
+    let jobs = k.service::<objectos_jobs::Jobs>("jobs").unwrap();
+    let later = || objectos_jobs::JobSpec::new("work", json!({})).delay(std::time::Duration::from_secs(3600));
+    for _ in 0..3 {
+        jobs.enqueue(&ctx, later()).unwrap();
+    }
+    refused(jobs.enqueue(&ctx, later()).unwrap_err());
+    let far = objectos_jobs::JobSpec::new("work", json!({})).delay(std::time::Duration::from_secs(10 * 365 * 86_400));
+    assert!(jobs.enqueue(&k.context("com.objectos.automation").unwrap(), far).unwrap_err().to_string().contains("366 days"));
+    // Records: a few kB.
+    let data = ctx.services().get::<Data>("data").unwrap();
+    let made = (0..10).take_while(|_| data.create(&ctx, "blob", json!({ "text": "x".repeat(1_000) })).is_ok()).count();
+    assert!((1..10).contains(&made), "{made} records of 1 kB fit in 4 kB");
+    // Logs: five lines a minute.
+    for i in 0..20 {
+        ctx.logger().info(format!("line {i}"));
+    }
+    // Notifications: the admin's alert survives a package filling the inbox.
+    k.enable("com.objectos.notification", true).await.unwrap();
+    let notify = k.service::<Notifications>("notification").unwrap();
+    let admin = k.context("com.objectos.notification").unwrap();
+    notify.send(&admin, Notice { title: Some("Backup failed".into()), ..Default::default() }).await.unwrap();
+    let mut ok = 0;
+    for i in 0..12 {
+        if notify.send(&ctx, Notice { title: Some(format!("Spam {i}")), ..Default::default() }).await.is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 10, "ten a minute");
+    let inbox = k.service::<objectos_notification::Inbox>("notification.inbox").unwrap();
+    let titles: Vec<String> = inbox.list(100, false).unwrap().into_iter().map(|n| n.message.title).collect();
+    assert!(titles.contains(&"Backup failed".to_string()), "{titles:?}");
+    assert_eq!(titles.iter().filter(|t| t.starts_with("Spam")).count(), 2, "the package keeps its two newest: {titles:?}");
+
+    k.flush();
+    let lines = k.logs(&LogQuery { plugin: Some(hog.clone()), ..Default::default() }).unwrap();
+    assert_eq!(lines.iter().filter(|l| l.target == hog).count(), 5, "five lines of its own a minute: {lines:?}");
+    let audited = k.audit(&AuditQuery { plugin: Some(hog.clone()), action: Some("limit.exceeded".into()), ..Default::default() }).unwrap();
+    assert!(audited.iter().any(|r| r.details["what"] == "a job"), "{audited:?}");
+    assert_eq!(audited.iter().filter(|r| r.details["what"] == "event `hog.tick`").count(), 1, "one record per window of refused events");
+
+    // Uninstalled, its jobs go with it.
+    k.disable(&hog, false).await.unwrap();
+    k.uninstall(&hog).await.unwrap();
+    let left = jobs.list(&ctx).unwrap().into_iter().filter(|j| !j.status.is_terminal()).count();
+    assert_eq!(left, 0, "no job of an uninstalled package waits");
+}

@@ -232,6 +232,13 @@ enum SettingsCmd {
         #[arg(value_parser = ["grant", "ask"])]
         policy: String,
     },
+    /// The quotas packages run under; change some with NAME=VALUE, e.g. `queuedJobs=500`
+    /// (names: storageBytes, queuedJobs, eventsPerSecond, notificationsPerMinute, inboxItems,
+    /// logLinesPerMinute).
+    Quotas {
+        /// `NAME=VALUE` pairs to change.
+        set: Vec<String>,
+    },
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -366,11 +373,23 @@ async fn run(cli: Cli) -> Out {
                 SettingsCmd::BuiltinPolicy { policy } => {
                     kernel.set_builtin_policy(if policy == "ask" { BuiltinPolicy::Ask } else { BuiltinPolicy::Grant })?
                 }
+                SettingsCmd::Quotas { set } if !set.is_empty() => {
+                    let mut q = serde_json::to_value(kernel.quotas()).unwrap_or_default();
+                    for pair in set {
+                        let (name, value) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("`{pair}`: give NAME=VALUE, e.g. queuedJobs=500"))?;
+                        let n: u64 = value.parse().map_err(|_| anyhow::anyhow!("`{pair}`: {value} is not a whole number"))?;
+                        q[name] = json!(n);
+                    }
+                    let q: objectos_kernel::model::quota::Quotas = serde_json::from_value(q).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    kernel.set_quotas(q)?;
+                }
+                SettingsCmd::Quotas { .. } => {}
             }
             let v = json!({
                 "dataDir": data_dir(&cli),
                 "auditDetail": kernel.audit_detail(),
                 "builtinPolicy": kernel.builtin_policy()?,
+                "quotas": kernel.quotas(),
                 "kernelVersion": objectos_kernel::model::resolve::kernel_version().to_string(),
             });
             if cli.json {
@@ -380,6 +399,10 @@ async fn run(cli: Cli) -> Out {
                 println!("audit detail     {}", v["auditDetail"].as_str().unwrap_or(""));
                 println!("built-in policy  {}", v["builtinPolicy"].as_str().unwrap_or(""));
                 println!("kernel version   {}", v["kernelVersion"].as_str().unwrap_or(""));
+                println!("quotas per package (built-ins are not metered):");
+                for (name, value) in kernel.quotas().entries() {
+                    println!("  {name:<24} {value}");
+                }
             }
             kernel.flush();
             Ok(())

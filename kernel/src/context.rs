@@ -34,6 +34,10 @@ pub(crate) struct PluginShared {
     /// The topics a package may emit: its `provides.events`. `None` for a built-in (trusted
     /// code; its claims still keep packages out of its namespaces).
     pub(crate) topics: ArcSwap<Option<Vec<Pattern>>>,
+    /// A package runs under the quotas; a built-in is not metered.
+    pub(crate) metered: bool,
+    /// Its emits in the current second.
+    pub(crate) emits: crate::model::quota::Window,
 }
 
 /// The topic patterns `manifest` claims, for a package (`None`: a built-in, not restricted).
@@ -93,6 +97,22 @@ impl PluginContext {
     pub fn over_limit(&self, what: String, reason: String) -> KernelError {
         self.0.shared.counters.denials.fetch_add(1, Relaxed);
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
+        KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
+    }
+
+    /// The quotas this plugin runs under: the admin's, for a package; `None` for a built-in,
+    /// which is not metered. Engines acting for a package check its quotas with this.
+    pub fn quotas(&self) -> Option<crate::model::quota::Quotas> {
+        self.0.shared.metered.then(|| **self.0.core.quotas.load())
+    }
+
+    /// Refuse a use over a rate quota: audited for the first refusal in a window (`first`),
+    /// so a package hammering a limit does not flood the audit trail; counted every time.
+    pub fn over_quota(&self, what: String, reason: String, first: bool) -> KernelError {
+        if first {
+            return self.over_limit(what, reason);
+        }
+        self.0.shared.counters.denials.fetch_add(1, Relaxed);
         KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
     }
 
@@ -404,6 +424,11 @@ impl Events<'_> {
         let ctx = self.0;
         self.check(topic)?;
         ctx.check_value(|| format!("event `{topic}`"), payload, MAX_PAYLOAD_BYTES)?;
+        if let Some(q) = ctx.quotas() {
+            if let (crate::model::quota::Use::Refused { first }, _) = ctx.0.shared.emits.hit(crate::util::now_ms(), 1_000, q.events_per_second) {
+                return Err(ctx.over_quota(format!("event `{topic}`"), format!("the package's quota is {} events a second", q.events_per_second), first));
+            }
+        }
         ctx.0.shared.counters.events_emitted.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -467,6 +492,19 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 impl Storage<'_> {
+    /// For a package, refuse a write that would take its storage past its quota (counting the
+    /// new value as if added; an overwrite may be refused near the limit).
+    fn check_room(&self, key: &str, value: &Value) -> Result<()> {
+        let ctx = self.0;
+        let Some(q) = ctx.quotas() else { return Ok(()) };
+        let used = ctx.0.core.storage.usage(ctx.id())?;
+        let adds = (key.len() + crate::util::check_json(value, usize::MAX, usize::MAX).unwrap_or(0)) as u64;
+        if used + adds > q.storage_bytes {
+            return Err(ctx.over_limit(format!("storage value `{key}`"), format!("the package uses {used} of its {} bytes of storage", q.storage_bytes)));
+        }
+        Ok(())
+    }
+
     fn read(&self, call: &str) -> Result<&PluginContext> {
         let ctx = self.0;
         if !ctx.grants().storage_read() {
@@ -507,6 +545,7 @@ impl Storage<'_> {
     pub fn set(&self, key: &str, value: Value) -> Result<()> {
         check_key(key)?;
         self.0.check_value(|| format!("storage value `{key}`"), &value, MAX_VALUE_BYTES)?;
+        self.check_room(key, &value)?;
         let ctx = self.write("storage.set", AuditAction::StorageSet, Some(key))?;
         ctx.0.core.storage.set(ctx.id(), key, value)
     }
@@ -527,6 +566,7 @@ impl Storage<'_> {
         check_key(key)?;
         if let Some(v) = &new {
             self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
+            self.check_room(key, v)?;
         }
         self.read("storage.swap")?;
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;

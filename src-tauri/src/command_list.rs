@@ -24,6 +24,7 @@ macro_rules! console_commands {
             get_settings,
             set_audit_detail,
             set_builtin_policy,
+            set_quotas,
             check_for_updates,
             report_ready,
             inbox,

@@ -206,6 +206,8 @@ pub struct Settings {
     pub data_dir: String,
     pub audit_detail: AuditDetail,
     pub builtin_policy: BuiltinPolicy,
+    /// What each package may take of what every plugin shares.
+    pub quotas: objectos_kernel::model::quota::Quotas,
     pub app_version: String,
     pub kernel_version: String,
 }
@@ -215,6 +217,7 @@ fn settings(state: &AppState) -> CmdResult<Settings> {
         data_dir: state.data_dir.display().to_string(),
         audit_detail: state.kernel.audit_detail(),
         builtin_policy: state.kernel.builtin_policy()?,
+        quotas: state.kernel.quotas(),
         app_version: env!("CARGO_PKG_VERSION").into(),
         kernel_version: objectos_kernel::model::resolve::kernel_version().to_string(),
     })
@@ -224,6 +227,14 @@ fn settings(state: &AppState) -> CmdResult<Settings> {
 #[tauri::command]
 #[specta::specta]
 pub async fn get_settings(state: State<'_, AppState>) -> CmdResult<Settings> {
+    settings(&state)
+}
+
+/// The quotas packages run under; they apply at once.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_quotas(state: State<'_, AppState>, quotas: objectos_kernel::model::quota::Quotas) -> CmdResult<Settings> {
+    state.kernel.set_quotas(quotas)?;
     settings(&state)
 }
 

@@ -354,6 +354,7 @@ mod tests {
     #[test]
     fn inbox_items_keep_their_order_and_show_their_level_as_a_word() {
         let item = |id: &str, level: Level, read: bool| InboxItem {
+            from_package: false,
             message: Message {
                 id: id.into(),
                 plugin: "com.acme.backup".into(),

@@ -8,6 +8,7 @@ import { PermissionReview } from "./views/PermissionReview";
 import { PluginDetail } from "./views/PluginDetail";
 import { layout } from "./views/GraphView";
 import { matchesLog } from "./views/LogsView";
+import { SettingsView } from "./views/SettingsView";
 
 const crm = plugin("com.acme.crm", {
   pending: ["storage.write"],
@@ -73,6 +74,28 @@ describe("permission review", () => {
     fireEvent.click(screen.getByLabelText("Select storage.write"));
     fireEvent.click(screen.getByText("Approve selected"));
     await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: ["storage.write"] }]));
+  });
+});
+
+describe("quotas", () => {
+  it("shows the quotas packages run under and saves a change", async () => {
+    const quotas = { storageBytes: 52428800, queuedJobs: 1000, eventsPerSecond: 200, notificationsPerMinute: 30, inboxItems: 200, logLinesPerMinute: 1200 };
+    const settings = { dataDir: "/data", auditDetail: "lifecycle", builtinPolicy: "grant", quotas, appVersion: "0.1.0", kernelVersion: "0.1.0" };
+    const calls: [string, unknown][] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      return settings;
+    });
+    render(<SettingsView onError={() => {}} locale="en" onLocale={() => {}} texts={null} />);
+    const jobs = (await screen.findByLabelText("Queued jobs")) as HTMLInputElement;
+    expect(jobs.value).toBe("1000");
+    const save = screen.getByText("Save quotas") as HTMLButtonElement;
+    expect(save.disabled).toBe(true);
+    fireEvent.change(jobs, { target: { value: "0" } });
+    expect(screen.getByText(/a whole number of at least 1/)).toBeTruthy();
+    fireEvent.change(jobs, { target: { value: "50" } });
+    fireEvent.click(save);
+    await waitFor(() => expect(calls).toContainEqual(["set_quotas", { quotas: { ...quotas, queuedJobs: 50 } }]));
   });
 });
 

@@ -40,6 +40,8 @@ export const commands = {
 	setAuditDetail: (detail: AuditDetail) => typedError<Settings, CommandError>(__TAURI_INVOKE("set_audit_detail", { detail })),
 	/**  Built-in trust policy. */
 	setBuiltinPolicy: (policy: BuiltinPolicy) => typedError<Settings, CommandError>(__TAURI_INVOKE("set_builtin_policy", { policy })),
+	/**  The quotas packages run under; they apply at once. */
+	setQuotas: (quotas: Quotas) => typedError<Settings, CommandError>(__TAURI_INVOKE("set_quotas", { quotas })),
 	/**  Ask the configured update endpoint (signed with the public key in tauri.conf.json). */
 	checkForUpdates: () => typedError<UpdateStatus, CommandError>(__TAURI_INVOKE("check_for_updates")),
 	/**  The UI calls this once the plugin list is interactive; returns ms since process start. */
@@ -565,6 +567,28 @@ export type Provides = {
 	translations: string[],
 };
 
+/**  Per-package limits on shared resources. */
+export type Quotas = {
+	/**  Bytes of storage: the package's own keys, and the records of its types. */
+	storageBytes?: number | null,
+	/**  Jobs waiting or running for the package at once. */
+	queuedJobs?: number | null,
+	/**  Events the package emits per second. */
+	eventsPerSecond?: number | null,
+	/**  Notifications the package sends per minute. */
+	notificationsPerMinute?: number | null,
+	/**
+	 *  The package's items kept in the console's notification centre (older ones of its own
+	 *  make room; an admin's and other senders' are never pushed out by it).
+	 */
+	inboxItems?: number | null,
+	/**
+	 *  Lines the package writes to its log per minute (beyond, one line says how many were
+	 *  dropped).
+	 */
+	logLinesPerMinute?: number | null,
+};
+
 /**  Why a plugin's dependencies cannot be satisfied. */
 export type ResolveError = 
 /**  The last link's dependency is not installed. */
@@ -622,6 +646,8 @@ export type Settings = {
 	dataDir: string,
 	auditDetail: AuditDetail,
 	builtinPolicy: BuiltinPolicy,
+	/**  What each package may take of what every plugin shares. */
+	quotas: Quotas,
 	appVersion: string,
 	kernelVersion: string,
 };

@@ -102,6 +102,14 @@ impl Store {
         Ok(true)
     }
 
+    pub(crate) fn storage_usage(&self, plugin: &str) -> Result<u64> {
+        let c = self.lock();
+        c.prepare_cached("SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM storage WHERE plugin=?1")
+            .and_then(|mut st| st.query_row([plugin], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.map_err(e))
+    }
+
     pub(crate) fn storage_clear(&self, plugin: &str) -> Result<usize> {
         let c = self.lock();
         c.execute("DELETE FROM storage WHERE plugin=?1", [plugin]).map_err(|e| self.map_err(e))

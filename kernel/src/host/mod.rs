@@ -188,6 +188,8 @@ impl Kernel {
         let notices = Notices::new();
         let (writer, thread) = Writer::start(&store, notices.clone());
         let detail = store.setting("audit.detail")?.and_then(|d| d.parse().ok()).unwrap_or_default();
+        // An unreadable setting (a hand edit) falls back to the defaults rather than failing.
+        let quotas: crate::model::quota::Quotas = store.setting("quotas")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
         writer.set_detail(detail);
         let id = NEXT_KERNEL.fetch_add(1, Ordering::Relaxed);
         register_sink(id, &writer);
@@ -213,6 +215,7 @@ impl Kernel {
             notices,
             store,
             counters: Arc::new(Counters::default()),
+            quotas: Arc::new(ArcSwap::from_pointee(quotas)),
         });
         let inner = Arc::new(KernelInner {
             core,

@@ -188,6 +188,21 @@ impl Kernel {
         self.0.core.writer.confirm()
     }
 
+    /// The quotas packages run under.
+    pub fn quotas(&self) -> crate::model::quota::Quotas {
+        **self.0.core.quotas.load()
+    }
+
+    /// Change the quotas packages run under; they apply at once.
+    pub fn set_quotas(&self, q: crate::model::quota::Quotas) -> Result<()> {
+        q.check().map_err(|reason| KernelError::InvalidName { name: "quotas".into(), reason })?;
+        let text = serde_json::to_string(&q).unwrap_or_default();
+        self.0.core.store.set_setting("quotas", &text)?;
+        self.0.core.quotas.store(Arc::new(q));
+        self.0.core.writer.audit(&self.1, None, AuditAction::SettingsChanged, json!({ "quotas": q }));
+        self.0.core.writer.confirm()
+    }
+
     /// Built-in trust policy.
     pub fn builtin_policy(&self) -> Result<BuiltinPolicy> {
         Ok(match self.0.core.store.setting("builtin.policy")?.as_deref() {

@@ -157,12 +157,14 @@ impl Kernel {
             grants_generation: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
             topics: ArcSwap::from_pointee(crate::context::owned_topics(&manifest, kind == PluginKind::Package)),
+            metered: kind == PluginKind::Package,
+            emits: Default::default(),
         });
         let ctx = PluginContext(Arc::new(CtxInner {
             shared: shared.clone(),
             core: self.0.core.clone(),
             kernel: Arc::downgrade(&(self.0.clone() as Arc<dyn std::any::Any + Send + Sync>)),
-            logger: PluginLogger::new(id, self.0.core.writer.clone()),
+            logger: PluginLogger::new(id, self.0.core.writer.clone(), (kind == PluginKind::Package).then(|| self.0.core.quotas.clone())),
         }));
         Ok(Slot {
             manifest,

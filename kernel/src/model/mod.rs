@@ -11,6 +11,7 @@ pub mod log;
 pub mod manifest;
 pub mod permission;
 pub mod problems;
+pub mod quota;
 pub mod resolve;
 pub mod text;
 pub mod views;

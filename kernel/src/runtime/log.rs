@@ -20,11 +20,14 @@ use crate::db::Writer;
 use crate::model::log::{Level, LogRecord};
 use crate::util::now_ms;
 
-/// A plugin's logger: every line lands in that plugin's log, and in `tracing`.
+/// A plugin's logger: every line lands in that plugin's log, and in `tracing`. A package's
+/// lines are metered (its `logLinesPerMinute` quota): beyond it they are dropped, and the first
+/// line of the next minute says how many were.
 #[derive(Clone)]
 pub struct PluginLogger {
     plugin: Arc<str>,
     writer: Writer,
+    meter: Option<(Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>, Arc<crate::model::quota::Window>)>,
 }
 
 /// The `tracing` target used for lines written through [`PluginLogger`]; the layer skips it
@@ -32,13 +35,26 @@ pub struct PluginLogger {
 pub(crate) const LOGGER_TARGET: &str = "objectos::plugin";
 
 impl PluginLogger {
-    pub(crate) fn new(plugin: Arc<str>, writer: Writer) -> Self {
-        PluginLogger { plugin, writer }
+    pub(crate) fn new(plugin: Arc<str>, writer: Writer, quotas: Option<Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>>) -> Self {
+        PluginLogger { plugin, writer, meter: quotas.map(|q| (q, Arc::default())) }
     }
 
     /// Log a line with structured fields.
     pub fn log(&self, level: Level, message: impl Into<String>, fields: Value) {
-        let message = message.into();
+        if let Some((quotas, window)) = &self.meter {
+            let limit = quotas.load().log_lines_per_minute;
+            let (used, dropped) = window.hit(now_ms(), 60_000, limit);
+            if let Some(n) = dropped {
+                self.write(Level::Warn, format!("{n} log lines were dropped in the last minute: this package's quota is {limit} lines a minute"), Value::Null);
+            }
+            if used != crate::model::quota::Use::Allowed {
+                return;
+            }
+        }
+        self.write(level, message.into(), fields);
+    }
+
+    fn write(&self, level: Level, message: String, fields: Value) {
         match level {
             Level::Trace => tracing::trace!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),
             Level::Debug => tracing::debug!(target: LOGGER_TARGET, plugin = %self.plugin, "{message}"),

@@ -34,6 +34,8 @@ pub(crate) struct Core {
     pub(crate) storage: Arc<dyn StorageBackend>,
     /// Counters of what the kernel itself does (its `kernel.*` and `plugin.*` events).
     pub(crate) counters: Arc<Counters>,
+    /// The quotas packages run under (the admin's setting, else the defaults).
+    pub(crate) quotas: Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>,
 }
 
 impl Core {

@@ -31,6 +31,8 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// Atomically replace `key`'s value with `new` (None deletes it) if it is now `expected`
     /// (None: absent); true when it did. Atomic across processes for the SQLite backend.
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool>;
+    /// Bytes the plugin's keys and values take (as JSON text), for its storage quota.
+    fn usage(&self, plugin: &str) -> Result<u64>;
 }
 
 /// In-memory backend for tests and benchmarks: one map per plugin (not shared key prefixes).
@@ -89,6 +91,9 @@ impl StorageBackend for MemoryStorage {
         });
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(rows)
+    }
+    fn usage(&self, plugin: &str) -> Result<u64> {
+        Ok(self.with(|m| m.get(plugin).map_or(0, |p| p.iter().map(|(k, v)| (k.len() + v.to_string().len()) as u64).sum())))
     }
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
         Ok(self.with(|m| {
@@ -155,5 +160,8 @@ impl StorageBackend for SqliteStorage {
     }
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
         self.store.storage_swap(plugin, key, expected, new.as_ref())
+    }
+    fn usage(&self, plugin: &str) -> Result<u64> {
+        self.store.storage_usage(plugin)
     }
 }

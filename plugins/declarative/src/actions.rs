@@ -77,7 +77,7 @@ impl Runner {
                     let (object, id) = record_ref(target, vars);
                     let payload = json!({ "package": pkg.id(), "topic": topic, "payload": { "record": id.map(|id| json!({ "id": id })), "object": object, "payload": vars.get("payload") }, "depth": depth + 1 });
                     let spec = JobSpec::new(EMIT_LATER, payload).delay(std::time::Duration::from_millis(*delay_ms)).retry(Retry::exponential(3, std::time::Duration::from_secs(2)));
-                    self.jobs.enqueue(&self.engine, spec).map_err(|e| step(e.to_string()))?;
+                    self.jobs.enqueue_for(&self.engine, pkg, spec).map_err(|e| step(e.to_string()))?;
                 }
             }
         }

@@ -150,7 +150,7 @@ impl Running {
                 let spec = JobSpec::new(RETRY, json!({ "package": me.pkg.id(), "automation": me.def.name, "vars": vars, "target": target, "depth": depth }))
                     .delay(Duration::from_secs(2))
                     .retry(Retry::exponential(3, Duration::from_secs(2)));
-                if let Err(e) = inner.runner.jobs.enqueue(&inner.runner.engine, spec) {
+                if let Err(e) = inner.runner.jobs.enqueue_for(&inner.runner.engine, &me.pkg, spec) {
                     me.pkg.logger().error(format!("automation {}: could not queue a retry: {e}", me.def.name));
                 }
             }

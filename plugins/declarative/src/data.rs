@@ -45,7 +45,7 @@ pub struct ObjectsPlugin;
 #[async_trait]
 impl Plugin for ObjectsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0) });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0), usage: Default::default() });
         let weak = Arc::downgrade(&inner);
         ctx.events().on_plugin_stopped(move |id, _| {
             if let Some(inner) = weak.upgrade() {
@@ -64,6 +64,13 @@ struct Inner {
     ctx: PluginContext,
     types: RwLock<Types>,
     seq: AtomicU64,
+    /// Bytes of each owner's records, counted on first use and kept up to date by every write:
+    /// they count against the owner's storage quota.
+    usage: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+fn size(key: &str, v: &Value) -> u64 {
+    (key.len() + objectos_kernel::util::check_json(v, usize::MAX, usize::MAX).unwrap_or(0)) as u64
 }
 
 impl Inner {
@@ -137,6 +144,35 @@ impl Data {
         })
     }
 
+    /// The bytes `owner`'s records take now.
+    fn used(&self, owner: &str) -> Result<u64> {
+        if let Some(n) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get(owner) {
+            return Ok(*n);
+        }
+        let n = self.inner.ctx.storage().scan(&format!("r:{owner}/"))?.iter().map(|(k, v)| size(k, v)).sum();
+        self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.to_string(), n);
+        Ok(n)
+    }
+
+    /// Count a write of `owner`'s records: `delta` bytes more (or fewer).
+    fn account(&self, owner: &str, delta: i64) {
+        if let Some(n) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get_mut(owner) {
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+
+    /// For a package caller, refuse a write adding `adds` bytes to the records of `object`'s
+    /// owner past the storage quota.
+    fn check_room(&self, caller: &PluginContext, object: &str, adds: u64) -> Result<()> {
+        let Some(q) = caller.quotas() else { return Ok(()) };
+        let owner = object.split_once('/').map_or(object, |(o, _)| o);
+        let used = self.used(owner)?;
+        if used + adds > q.storage_bytes {
+            return Err(caller.over_limit(format!("a {object} record"), format!("the records of {owner} take {used} of its {} bytes of storage", q.storage_bytes)));
+        }
+        Ok(())
+    }
+
     fn problems(object: &str, ps: Vec<objectos_kernel::model::manifest::Problem>) -> KernelError {
         err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
     }
@@ -174,7 +210,12 @@ impl Data {
             stored.append(&mut record.clone());
             stored.insert("created_at".into(), json!(now));
             stored.insert("updated_at".into(), json!(now));
-            if storage.swap(&key(object, &id), None, Some(Value::Object(stored.clone())))? {
+            let k = key(object, &id);
+            let value = Value::Object(stored.clone());
+            let adds = size(&k, &value);
+            self.check_room(caller, object, adds)?;
+            if storage.swap(&k, None, Some(value))? {
+                self.account(object.split_once('/').map_or(object, |(o, _)| o), adds as i64);
                 let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
                 self.announce(caller, "created", object, &id, &change, depth);
                 return Ok(stored);
@@ -213,7 +254,14 @@ impl Data {
                 record.insert(k.clone(), v.clone());
             }
             record.insert("updated_at".into(), json!(now_ms()));
-            if storage.swap(&key(object, id), Some(&old), Some(Value::Object(record.clone())))? {
+            let k = key(object, id);
+            let new = Value::Object(record.clone());
+            let delta = size(&k, &new) as i64 - size(&k, &old) as i64;
+            if delta > 0 {
+                self.check_room(caller, object, delta as u64)?;
+            }
+            if storage.swap(&k, Some(&old), Some(new))? {
+                self.account(object.split_once('/').map_or(object, |(o, _)| o), delta);
                 let change = Change { record, changed };
                 self.announce(caller, "updated", object, id, &change, depth);
                 return Ok(change);
@@ -232,6 +280,7 @@ impl Data {
         if !storage.swap(&key(object, id), Some(&old), None)? {
             return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
         }
+        self.account(object.split_once('/').map_or(object, |(o, _)| o), -(size(&key(object, id), &old) as i64));
         let record = old.as_object().cloned().unwrap_or_default();
         let change = Change { changed: Vec::new(), record };
         self.announce(caller, "deleted", object, id, &change, 0);

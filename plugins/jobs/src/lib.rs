@@ -59,6 +59,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
 pub const MAX_PAYLOAD_DEPTH: usize = objectos_kernel::util::MAX_JSON_DEPTH - 4;
 /// The most attempts a retry policy may ask for.
 pub const MAX_ATTEMPTS: u32 = 100;
+/// The furthest ahead a job may be queued.
+pub const MAX_DELAY_MS: u64 = 366 * 86_400_000;
 
 const JOB: &str = "job:";
 const SCHEDULE: &str = "schedule:";
@@ -205,6 +207,10 @@ pub struct Job {
     pub created_at: i64,
     /// Last changed (ms).
     pub updated_at: i64,
+    /// The package an engine made it for (its owner for quotas, and what removes it: it goes
+    /// when that package is uninstalled). `None`: the job is `plugin`'s own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_for: Option<String>,
     /// How deep in a chain of events the job was made (the kernel's `Event::depth`): its handler
     /// and its lifecycle events continue that chain, so a loop through jobs is cut like any
     /// other (0: made outside any event's handling).
@@ -278,6 +284,9 @@ impl JobSpec {
         check_name("handler", &self.handler)?;
         if self.retry.attempts == 0 || self.retry.attempts > MAX_ATTEMPTS {
             return Err(err(format!("retry.attempts is {}; it must be 1 to {MAX_ATTEMPTS}", self.retry.attempts)));
+        }
+        if self.delay_ms > MAX_DELAY_MS {
+            return Err(err(format!("delayMs is {}; a job may be queued at most 366 days ahead", self.delay_ms)));
         }
         if self.timeout_ms == 0 || self.timeout_ms > 86_400_000 {
             return Err(err(format!("timeoutMs is {}; it must be 1 ms to 24 h", self.timeout_ms)));
@@ -460,11 +469,26 @@ impl Jobs {
         Ok(())
     }
 
-    /// Enqueue a job for one of the caller's handlers; returns its id.
+    /// Enqueue a job for one of the caller's handlers; returns its id. A package's jobs count
+    /// against its `queuedJobs` quota.
     pub fn enqueue(&self, caller: &PluginContext, spec: JobSpec) -> Result<String> {
         spec.validate(caller)?;
+        self.inner.check_room(caller)?;
         let id = self.inner.new_id();
         let job = self.inner.new_job(caller.id(), id.clone(), spec, None);
+        self.inner.insert(job)?;
+        Ok(id)
+    }
+
+    /// Enqueue a job for one of the caller's (an engine's) handlers, made for package `owner`:
+    /// it counts against `owner`'s quota, a refusal is `owner`'s, and it goes when `owner` is
+    /// uninstalled.
+    pub fn enqueue_for(&self, caller: &PluginContext, owner: &PluginContext, spec: JobSpec) -> Result<String> {
+        spec.validate(owner)?;
+        self.inner.check_room(owner)?;
+        let id = self.inner.new_id();
+        let mut job = self.inner.new_job(caller.id(), id.clone(), spec, None);
+        job.made_for = Some(owner.id().to_string());
         self.inner.insert(job)?;
         Ok(id)
     }
@@ -638,6 +662,7 @@ impl Inner {
             history: Vec::new(),
             created_at: now,
             updated_at: now,
+            made_for: None,
             depth: objectos_kernel::plugin::current_depth().map_or(0, |d| d.saturating_add(1)),
             lease: None,
             started_at: None,
@@ -967,15 +992,31 @@ impl Inner {
     }
 
     /// An uninstalled plugin's schedules go, and its unfinished jobs are cancelled.
+    /// Refuse a new job for `owner` (a package) that would take it past its `queuedJobs` quota.
+    fn check_room(&self, owner: &PluginContext) -> Result<()> {
+        let Some(q) = owner.quotas() else { return Ok(()) };
+        let queued = self.lock().active.values().filter(|j| j.made_for.as_deref().unwrap_or(&j.plugin) == owner.id()).count() as u64;
+        if queued >= q.queued_jobs {
+            return Err(owner.over_limit("a job".into(), format!("the package has {queued} jobs queued or running; its quota is {}", q.queued_jobs)));
+        }
+        Ok(())
+    }
+
     fn forget(&self, plugin: &str) -> Result<()> {
         for (key, _) in self.ctx.storage().scan(&format!("{SCHEDULE}{plugin}/"))? {
             self.ctx.storage().delete(&key)?;
             self.lock().schedules.remove(&key);
         }
-        let unfinished: Vec<String> = self.all()?.into_iter().filter(|j| j.plugin == plugin && !j.status.is_terminal()).map(|j| j.id).collect();
-        for id in unfinished {
+        // Its own jobs and those engines made for it.
+        let unfinished: Vec<(String, String)> = self
+            .all()?
+            .into_iter()
+            .filter(|j| (j.plugin == plugin || j.made_for.as_deref() == Some(plugin)) && !j.status.is_terminal())
+            .map(|j| (j.plugin, j.id))
+            .collect();
+        for (owner, id) in unfinished {
             // Lost races are fine here: a job that finished meanwhile needs no cancelling.
-            let _ = self.cancel(plugin, &id);
+            let _ = self.cancel(&owner, &id);
         }
         Ok(())
     }

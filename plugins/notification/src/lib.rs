@@ -218,6 +218,10 @@ pub struct InboxItem {
     pub message: Message,
     /// Read by the admin.
     pub read: bool,
+    /// Sent by a package, which keeps at most its `inboxItems` quota here and is the first to
+    /// make room: an admin's notices and the built-ins' are never pushed out by a package's.
+    #[serde(default)]
+    pub from_package: bool,
 }
 
 // ---- the plugin ------------------------------------------------------------------------------
@@ -233,7 +237,7 @@ impl Plugin for NotificationPlugin {
         let backoff_ms = ctx.config_u64("retryBackoffMs", 2_000, u64::MAX)?;
         let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
         let (changes, _) = watch::channel(0u64);
-        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms, senders: Mutex::default(), rates: Mutex::default() });
         {
             let mut channels = inner.channels();
             channels.insert(IN_APP.into(), (ID.into(), Arc::new(InAppChannel { inner: Arc::downgrade(&inner) }) as Arc<dyn Channel>));
@@ -272,6 +276,10 @@ struct Inner {
     changes: watch::Sender<u64>,
     retain: usize,
     backoff_ms: u64,
+    /// Packages sending now, with their in-app cap (their `inboxItems` quota).
+    senders: Mutex<HashMap<String, usize>>,
+    /// Each package's sends in the current minute.
+    rates: Mutex<HashMap<String, std::sync::Arc<objectos_kernel::model::quota::Window>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -344,6 +352,29 @@ impl Inner {
         Ok(())
     }
 
+    /// Keep the inbox within `retain`: a package's own oldest items make room for its new ones
+    /// past its cap, and when the inbox is full, packages' items go before anyone else's.
+    fn trim_inbox(&self, sender: &str, cap: Option<usize>) -> Result<()> {
+        let storage = self.ctx.storage();
+        let items: Vec<(String, InboxItem)> = storage.scan(INAPP)?.into_iter().filter_map(|(k, v)| Some((k, serde_json::from_value(v).ok()?))).collect();
+        let mut gone = std::collections::BTreeSet::new();
+        if let Some(cap) = cap {
+            let own: Vec<&String> = items.iter().filter(|(_, i)| i.message.plugin == sender).map(|(k, _)| k).collect();
+            gone.extend(own.iter().take(own.len().saturating_sub(cap)).map(|k| (*k).clone()));
+        }
+        let left = items.len() - gone.len();
+        if left > self.retain {
+            // Oldest first (keys sort by creation), packages' items before the others.
+            let mut order: Vec<&(String, InboxItem)> = items.iter().filter(|(k, _)| !gone.contains(k)).collect();
+            order.sort_by_key(|(k, i)| (!i.from_package, k.clone()));
+            gone.extend(order.iter().take(left - self.retain).map(|(k, _)| k.clone()));
+        }
+        for k in gone {
+            storage.delete(&k)?;
+        }
+        Ok(())
+    }
+
     fn changed(&self) {
         self.changes.send_modify(|v| *v += 1);
     }
@@ -357,9 +388,10 @@ struct InAppChannel {
 impl Channel for InAppChannel {
     async fn deliver(&self, message: &Message) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let inner = self.inner.upgrade().ok_or("the notification plugin is not enabled")?;
-        let item = InboxItem { message: message.clone(), read: false };
+        let cap = lock(&inner.senders).get(&message.plugin).copied();
+        let item = InboxItem { message: message.clone(), read: false, from_package: cap.is_some() };
         inner.ctx.storage().set(&format!("{INAPP}{}", message.id), serde_json::to_value(&item)?)?;
-        inner.trim(INAPP)?;
+        inner.trim_inbox(&message.plugin, cap)?;
         inner.changed();
         Ok(())
     }
@@ -445,6 +477,13 @@ impl Notifications {
             (None, Some(title)) => (title.clone(), notice.body.clone().unwrap_or_default()),
             (None, None) => return Err(err("a notification needs a `template` or a `title`")),
         };
+        if let Some(q) = caller.quotas() {
+            let window = lock(&inner.rates).entry(caller.id().to_string()).or_default().clone();
+            if let (objectos_kernel::model::quota::Use::Refused { first }, _) = window.hit(now_ms(), 60_000, q.notifications_per_minute) {
+                return Err(caller.over_quota("a notification".into(), format!("the package's quota is {} notifications a minute", q.notifications_per_minute), first));
+            }
+            lock(&inner.senders).insert(caller.id().to_string(), q.inbox_items as usize);
+        }
         let place = notice.template.as_deref().map_or_else(|| "the notification".to_string(), |t| format!("template `{t}`"));
         let title = render(&title, &notice.vars).map_err(|e| err(format!("{place}, title: {e}")))?;
         let body = render(&body, &notice.vars).map_err(|e| err(format!("{place}, body: {e}")))?;

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { CommandError, PluginTexts, Settings, UpdateStatus } from "../bindings";
+import type { CommandError, PluginTexts, Quotas, Settings, UpdateStatus } from "../bindings";
 import { asCommandError, call, commands } from "../api";
 
 /** A locale's name in its own language ("English", "中文（中国）"), or the tag itself. */
@@ -71,6 +71,7 @@ export function SettingsView({
           </label>
         </fieldset>
       </section>
+      <QuotasSection quotas={s.quotas} onSave={(q) => apply(call(commands.setQuotas(q)))} />
       <section>
         <h2>Built-in plugins</h2>
         <fieldset>
@@ -113,5 +114,60 @@ export function SettingsView({
         </div>
       </section>
     </div>
+  );
+}
+
+const QUOTAS: { key: keyof Quotas; label: string; unit: string }[] = [
+  { key: "storageBytes", label: "Storage", unit: "bytes (its own keys and its records)" },
+  { key: "queuedJobs", label: "Queued jobs", unit: "waiting or running at once" },
+  { key: "eventsPerSecond", label: "Events", unit: "a second" },
+  { key: "notificationsPerMinute", label: "Notifications", unit: "a minute" },
+  { key: "inboxItems", label: "Notification centre", unit: "items kept per package" },
+  { key: "logLinesPerMinute", label: "Log lines", unit: "a minute" },
+];
+
+/** What each package may take of what all plugins share; built-in plugins are not metered. */
+function QuotasSection({ quotas, onSave }: { quotas: Quotas; onSave: (q: Quotas) => void }) {
+  const [draft, setDraft] = useState<Record<string, string>>(() => Object.fromEntries(QUOTAS.map((q) => [q.key, String(quotas[q.key] ?? "")])));
+  useEffect(() => setDraft(Object.fromEntries(QUOTAS.map((q) => [q.key, String(quotas[q.key] ?? "")]))), [quotas]);
+  const parsed = Object.fromEntries(QUOTAS.map((q) => [q.key, Number(draft[q.key])]));
+  const invalid = QUOTAS.filter((q) => !Number.isInteger(parsed[q.key]) || parsed[q.key] < 1).map((q) => q.label);
+  const changed = QUOTAS.some((q) => parsed[q.key] !== quotas[q.key]);
+  return (
+    <section aria-label="Quotas">
+      <h2>Quotas for packages</h2>
+      <p className="muted">
+        What one package may take of what every plugin shares. Past a quota its call is refused and audited (<code>limit.exceeded</code>); an admin&apos;s own
+        notifications are never pushed out by a package&apos;s. Built-in plugins are not metered.
+      </p>
+      <table className="quotas">
+        <tbody>
+          {QUOTAS.map((q) => (
+            <tr key={q.key}>
+              <th scope="row">
+                <label htmlFor={`quota-${q.key}`}>{q.label}</label>
+              </th>
+              <td>
+                <input
+                  id={`quota-${q.key}`}
+                  data-quota={q.key}
+                  inputMode="numeric"
+                  value={draft[q.key]}
+                  aria-invalid={invalid.includes(q.label)}
+                  onChange={(e) => setDraft({ ...draft, [q.key]: e.target.value.trim() })}
+                />
+              </td>
+              <td className="muted">{q.unit}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <div className="row">
+        <button className="primary" disabled={!changed || invalid.length > 0} onClick={() => onSave(parsed as unknown as Quotas)}>
+          Save quotas
+        </button>
+        {invalid.length > 0 && <span className="pending">{invalid.join(", ")}: a whole number of at least 1</span>}
+      </div>
+    </section>
   );
 }
