@@ -569,3 +569,52 @@ async fn quotas_bound_what_one_package_takes() {
     let left = jobs.list(&ctx).unwrap().into_iter().filter(|j| !j.status.is_terminal()).count();
     assert_eq!(left, 0, "no job of an uninstalled package waits");
 }
+
+/// Uninstall asks what to do with a package's records: kept for a reinstall of the same id, or
+/// deleted. A reinstall of that id by another author is approved again before it runs, since
+/// the kept records are at stake.
+#[tokio::test]
+async fn uninstall_keeps_or_deletes_records_and_a_new_author_is_approved_again() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let note = "name: note\nfields:\n  text: { type: text }\n";
+    let pkg = |author: &str, dir: &str| {
+        let deps = json!({ "com.objectos.objects": "^0.1" });
+        let m = json!({ "id": "t.notes", "name": "Notes", "version": "1.0.0", "author": author, "dependencies": deps, "provides": { "objects": ["note"] }, "permissions": ["services.use:data", "data.note.read", "data.note.write"] });
+        package_dir(root.path(), dir, &m.to_string(), &[("objects/note.yml", note)])
+    };
+    let notes = |k: &Kernel| {
+        let ctx = k.context("t.notes").unwrap();
+        ctx.services().get::<Data>("data").unwrap().list(&ctx, "note", None, 10).unwrap().len()
+    };
+    k.install_package(&pkg("Acme", "a"), false).await.unwrap();
+    k.grant("t.notes", GrantRequest::All).unwrap();
+    k.enable("t.notes", true).await.unwrap();
+    let ctx = k.context("t.notes").unwrap();
+    ctx.services().get::<Data>("data").unwrap().create(&ctx, "note", json!({ "text": "keep me" })).unwrap();
+
+    // Kept: the same author's reinstall finds them, and runs without a second approval.
+    k.disable("t.notes", false).await.unwrap();
+    k.uninstall("t.notes").await.unwrap();
+    k.install_package(&pkg("Acme", "b"), false).await.unwrap();
+    assert!(k.plugin("t.notes").unwrap().author_change.is_none());
+    k.grant("t.notes", GrantRequest::All).unwrap();
+    k.enable("t.notes", true).await.unwrap();
+    assert_eq!(notes(&k), 1);
+
+    // Another author under the id: approved again before it can run.
+    k.disable("t.notes", false).await.unwrap();
+    k.uninstall("t.notes").await.unwrap();
+    k.install_package(&pkg("Mallory", "c"), false).await.unwrap();
+    let change = k.plugin("t.notes").unwrap().author_change.expect("the change is shown");
+    assert_eq!((change.from.as_deref(), change.to.as_deref()), (Some("Acme"), Some("Mallory")));
+    let e = k.enable("t.notes", true).await.unwrap_err();
+    assert!(matches!(e, KernelError::AuthorChanged { .. } | KernelError::PermissionsPending { .. }), "{e}");
+
+    // Deleted: nothing is left for the next install.
+    k.uninstall_with("t.notes", objectos_kernel::host::Uninstall { keep_records: false }).await.unwrap();
+    k.install_package(&pkg("Mallory", "d"), false).await.unwrap();
+    k.grant("t.notes", GrantRequest::All).unwrap();
+    k.enable("t.notes", true).await.unwrap();
+    assert_eq!(notes(&k), 0);
+}

@@ -130,8 +130,14 @@ enum PluginsCmd {
     },
     /// Unload a plugin back to installed.
     Unload { id: String },
-    /// Remove a package, its storage and grants.
-    Uninstall { id: String },
+    /// Remove a package, its storage and grants. The records of its types are kept for a
+    /// reinstall of the same id unless `--delete-records`.
+    Uninstall {
+        id: String,
+        /// Delete the records of its types too.
+        #[arg(long)]
+        delete_records: bool,
+    },
     /// The dependency graph.
     Graph {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
@@ -531,8 +537,8 @@ async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
             kernel.unload(id).await?;
             show(id, "Unloaded")?;
         }
-        PluginsCmd::Uninstall { id } => {
-            kernel.uninstall(id).await?;
+        PluginsCmd::Uninstall { id, delete_records } => {
+            kernel.uninstall_with(id, objectos_kernel::host::Uninstall { keep_records: !*delete_records }).await?;
             if cli.json {
                 print_json(&json!({ "uninstalled": id }));
             } else {

@@ -30,10 +30,12 @@ pub async fn get_plugin(state: State<'_, AppState>, id: String) -> CmdResult<Plu
     Ok(state.kernel.plugin(&id)?)
 }
 
-/// Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is uninstalled.
+/// Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is
+/// uninstalled. `delete_records` (uninstall only) deletes the records of its types instead of
+/// keeping them for a reinstall.
 #[tauri::command]
 #[specta::specta]
-pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Action, with_deps: bool, cascade: bool) -> CmdResult<Option<PluginInfo>> {
+pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Action, with_deps: bool, cascade: bool, delete_records: bool) -> CmdResult<Option<PluginInfo>> {
     let k = &state.kernel;
     match action {
         Action::Load => k.load(&id).await?,
@@ -41,7 +43,7 @@ pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Actio
         Action::Disable => k.disable(&id, cascade).await?,
         Action::Unload => k.unload(&id).await?,
         Action::Uninstall => {
-            k.uninstall(&id).await?;
+            k.uninstall_with(&id, objectos_kernel::host::Uninstall { keep_records: !delete_records }).await?;
             return Ok(None);
         }
     }

@@ -175,7 +175,7 @@ describe("uninstalling", () => {
     fireEvent.click(screen.getByRole("button", { name: "Uninstall" }));
     fireEvent.click(document.querySelector('[data-confirm="uninstall"]')!);
     await waitFor(() => expect(routes).toEqual([{ view: "plugins" }]));
-    expect(calls).toContainEqual(["plugin_action", { id: "com.acme.crm", action: "uninstall", withDeps: false, cascade: false }]);
+    expect(calls).toContainEqual(["plugin_action", { id: "com.acme.crm", action: "uninstall", withDeps: false, cascade: false, deleteRecords: false }]);
     expect(errors).toEqual([]);
   });
 

@@ -11,8 +11,12 @@ export const commands = {
 	listPlugins: () => typedError<PluginInfo[], CommandError>(__TAURI_INVOKE("list_plugins")),
 	/**  One plugin. */
 	getPlugin: (id: string) => typedError<PluginInfo, CommandError>(__TAURI_INVOKE("get_plugin", { id })),
-	/**  Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is uninstalled. */
-	pluginAction: (id: string, action: Action, withDeps: boolean, cascade: boolean) => typedError<PluginInfo | null, CommandError>(__TAURI_INVOKE("plugin_action", { id, action, withDeps, cascade })),
+	/**
+	 *  Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is
+	 *  uninstalled. `delete_records` (uninstall only) deletes the records of its types instead of
+	 *  keeping them for a reinstall.
+	 */
+	pluginAction: (id: string, action: Action, withDeps: boolean, cascade: boolean, deleteRecords: boolean) => typedError<PluginInfo | null, CommandError>(__TAURI_INVOKE("plugin_action", { id, action, withDeps, cascade, deleteRecords })),
 	/**  Install or upgrade a package; `null` when the admin closed the dialog without choosing. */
 	installPackage: (source: PackageSource, force: boolean) => typedError<InstallOutcome | null, CommandError>(__TAURI_INVOKE("install_package", { source, force })),
 	/**  The sample packages shipped with the app, and whether each is installed. */

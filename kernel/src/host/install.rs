@@ -140,8 +140,16 @@ impl Kernel {
 
     pub(super) async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {
         let id = m.id.clone();
+        let change = if kind == PluginKind::Package { self.former_author_change(&m)? } else { None };
         let mut done = self.install_many(actor, vec![(m, code, dir)], kind, None).await?;
-        done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id }))
+        let out = done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id.clone() }))?;
+        if let Some(c) = change {
+            if let Some(s) = lock(&self.0.plugins).get_mut(&id) {
+                s.author_change = Some(c);
+            }
+            self.persist_slot(&id)?;
+        }
+        Ok(out)
     }
 
     /// Record new plugins in one transaction (granting each everything it requests when
@@ -286,17 +294,24 @@ impl Kernel {
     }
 
     /// Uninstall a package: `onUninstall`, then its record, storage, grants and files are
-    /// removed (its logs and audit records stay).
+    /// removed (its logs and audit records stay). The records of its types are kept for a
+    /// reinstall of the same id (see [`Kernel::uninstall_with`]).
     pub async fn uninstall(&self, id: &str) -> Result<()> {
-        self.recorded(self.uninstall_as(self.1.clone(), id).await)
+        self.uninstall_with(id, Uninstall::default()).await
     }
 
-    pub(crate) async fn uninstall_as(&self, actor: Actor, id: &str) -> Result<()> {
+    /// Uninstall a package, choosing what happens to the records of its types: kept (for a
+    /// reinstall of the same id; no other id ever gets them) or deleted with it.
+    pub async fn uninstall_with(&self, id: &str, how: Uninstall) -> Result<()> {
+        self.recorded(self.uninstall_as(self.1.clone(), id, how).await)
+    }
+
+    pub(crate) async fn uninstall_as(&self, actor: Actor, id: &str, how: Uninstall) -> Result<()> {
         let _g = self.gate(id).await?;
-        let (state, kind, code, ctx, dir, version) = {
+        let (state, kind, code, ctx, dir, version, author) = {
             let plugins = lock(&self.0.plugins);
             let s = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
-            (s.state, s.kind, s.code.clone(), s.ctx.clone(), s.package_dir.clone(), s.manifest().version.to_string())
+            (s.state, s.kind, s.code.clone(), s.ctx.clone(), s.package_dir.clone(), s.manifest().version.to_string(), s.manifest().author.clone())
         };
         if kind == PluginKind::Builtin {
             return Err(KernelError::BuiltinUninstall { plugin: id.into() });
@@ -311,6 +326,9 @@ impl Kernel {
         self.drop_runtime(id);
         self.0.core.storage.clear(id)?;
         self.0.core.store.delete_plugin(id)?;
+        // Who published it, so that a later install of this id by someone else is approved
+        // again like an upgrade by another author (its kept records are at stake).
+        self.0.core.store.set_setting(&former_author_key(id), &serde_json::to_string(&author).unwrap_or_default())?;
         lock(&self.0.plugins).remove(id);
         if let Some(d) = dir {
             let _ = std::fs::remove_dir_all(&d);
@@ -318,7 +336,33 @@ impl Kernel {
                 let _ = std::fs::remove_dir(parent);
             }
         }
-        self.announce(&actor, id, Some(state), None, AuditAction::PluginUninstalled, json!({ "version": version, "hookError": hook_error }));
+        // The engines read `keepRecords` from the `plugin.uninstalled` event.
+        self.announce(&actor, id, Some(state), None, AuditAction::PluginUninstalled, json!({ "version": version, "hookError": hook_error, "keepRecords": how.keep_records }));
         Ok(())
+    }
+
+    /// For a package installed under an id someone else published before (and uninstalled),
+    /// the change of author, to be approved like an upgrade's.
+    pub(super) fn former_author_change(&self, m: &Manifest) -> Result<Option<AuthorChange>> {
+        let Some(text) = self.0.core.store.setting(&former_author_key(&m.id))? else { return Ok(None) };
+        let former: Option<String> = serde_json::from_str(&text).unwrap_or(None);
+        Ok((former != m.author).then(|| AuthorChange { from: former, to: m.author.clone(), version: m.version.to_string() }))
+    }
+}
+
+fn former_author_key(id: &str) -> String {
+    format!("former_author.{id}")
+}
+
+/// What an uninstall does with a package's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uninstall {
+    /// Keep the records of its types for a reinstall of the same id (else delete them).
+    pub keep_records: bool,
+}
+
+impl Default for Uninstall {
+    fn default() -> Self {
+        Uninstall { keep_records: true }
     }
 }

@@ -51,6 +51,7 @@ pub use crate::db::{LOG_RETENTION, SCHEMA_VERSION};
 pub use crate::model::views::{BuiltinPolicy, GrantRequest, InstallOutcome, StartReport};
 pub use crate::notices::KernelEvent;
 pub use crate::runtime::log::PluginLogLayer;
+pub use install::Uninstall;
 
 mod grants;
 mod handle;

@@ -53,6 +53,12 @@ impl Plugin for ObjectsPlugin {
             }
             Ok(())
         })?;
+        let weak = Arc::downgrade(&inner);
+        crate::util::delete_when_uninstalled(ctx, "r", move |id| {
+            if let Some(inner) = weak.upgrade() {
+                inner.usage.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            }
+        })?;
         ctx.services().register(SERVICE, Data { inner })?;
         Ok(())
     }

@@ -81,18 +81,28 @@ impl Plugin for PackagePlugin {
             }
         }
         ctx.logger().info("record types, workflows and automations declared");
+        let _ = ctx.audit("definitions.declared", json!({ "objects": p.objects, "workflows": p.workflows, "automations": p.automations }));
         Ok(())
     }
 
     async fn on_disable(&self, ctx: &PluginContext) -> HookResult {
-        if let Ok(a) = ctx.services().get::<Automations>(crate::automation::SERVICE) {
-            a.undefine_all(ctx);
+        // Only the engines this package declares things with: looking up another as the package
+        // would be a lookup it never asked for, audited as its refusal.
+        let p = &self.manifest.provides;
+        if !p.automations.is_empty() {
+            if let Ok(a) = ctx.services().get::<Automations>(crate::automation::SERVICE) {
+                a.undefine_all(ctx);
+            }
         }
-        if let Ok(w) = ctx.services().get::<Workflow>(crate::workflow::SERVICE) {
-            w.undefine_all(ctx);
+        if !p.workflows.is_empty() {
+            if let Ok(w) = ctx.services().get::<Workflow>(crate::workflow::SERVICE) {
+                w.undefine_all(ctx);
+            }
         }
-        if let Ok(d) = ctx.services().get::<Data>(crate::data::SERVICE) {
-            d.undefine_all(ctx);
+        if !p.objects.is_empty() {
+            if let Ok(d) = ctx.services().get::<Data>(crate::data::SERVICE) {
+                d.undefine_all(ctx);
+            }
         }
         Ok(())
     }

@@ -8,6 +8,29 @@ pub(crate) fn service_err(service: &str, message: impl Into<String>) -> KernelEr
     KernelError::service(service, message)
 }
 
+/// Have `engine` delete its `<kind>:<package>/...` keys when the package is uninstalled with
+/// its records deleted (the kernel's `plugin.uninstalled` event says `keepRecords: false`).
+pub(crate) fn delete_when_uninstalled(engine: &objectos_kernel::PluginContext, kind: &'static str, then: impl Fn(&str) + Send + Sync + 'static) -> objectos_kernel::Result<()> {
+    let ctx = engine.clone();
+    engine.events().on("plugin.uninstalled", move |e| {
+        if e.source.as_ref() != "kernel" || e.payload.get("keepRecords") != Some(&serde_json::Value::Bool(false)) {
+            return Ok(());
+        }
+        let Some(id) = e.payload.get("plugin").and_then(serde_json::Value::as_str) else { return Ok(()) };
+        let storage = ctx.storage();
+        let keys = storage.scan(&format!("{kind}:{id}/"))?;
+        for (k, _) in &keys {
+            storage.delete(k)?;
+        }
+        if !keys.is_empty() {
+            ctx.logger().info(format!("deleted {} `{kind}` entries of {id}, uninstalled with its records", keys.len()));
+        }
+        then(id);
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// Keys an engine stored under a bare type name (`<kind>:<short>:<id>`, before record types had
 /// owners) move, once, to the full name (`<kind>:<owner>/<short>:<id>`) of the first package to
 /// declare that name afterwards. A marker keeps a later package declaring the same name from

@@ -116,6 +116,7 @@ impl Plugin for WorkflowPlugin {
         let (runner, packages) = start_engine(ctx)?;
         let inner = Arc::new(Inner { ctx: ctx.clone(), runner, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
         forget_when_stopped(ctx, &inner, Inner::forget)?;
+        crate::util::delete_when_uninstalled(ctx, "h", |_| {})?;
         ctx.services().register(SERVICE, Workflow { inner })?;
         Ok(())
     }

@@ -524,6 +524,8 @@ impl Notifications {
                 inner.jobs.enqueue(&inner.ctx, spec)?;
             }
         }
+        // The sender audits what it sent (channels and title, never the body).
+        let _ = caller.audit("notification.sent", json!({ "id": id, "title": sent.message.title, "channels": channels }));
         let _ = inner.ctx.events().emit("notification.sent", json!({ "id": id, "plugin": caller.id(), "channels": channels }));
         Ok(SendReport { id, deliveries: sent.deliveries })
     }

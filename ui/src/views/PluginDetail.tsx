@@ -31,6 +31,7 @@ export function PluginDetail({
   const [busy, setBusy] = useState<Action | null>(null);
   const [cascade, setCascade] = useState<string[] | null>(null);
   const [confirmUninstall, setConfirmUninstall] = useState(false);
+  const [deleteRecords, setDeleteRecords] = useState(false);
   const permsRef = useRef<HTMLDivElement>(null);
   const stateOf = (id: string) => plugins.find((p) => p.manifest.id === id)?.state;
 
@@ -38,12 +39,12 @@ export function PluginDetail({
     if (focus === "permissions") permsRef.current?.scrollIntoView({ behavior: "smooth", block: "start" });
   }, [focus]);
 
-  async function run(action: Action, opts: { cascade?: boolean } = {}) {
+  async function run(action: Action, opts: { cascade?: boolean; deleteRecords?: boolean } = {}) {
     setBusy(action);
     onError(null);
     try {
       const withDeps = action === "enable";
-      const after = await call(commands.pluginAction(m.id, action, withDeps, opts.cascade ?? false));
+      const after = await call(commands.pluginAction(m.id, action, withDeps, opts.cascade ?? false, opts.deleteRecords ?? false));
       // Uninstalled: there is nothing left to show here.
       if (after === null) navigate({ view: "plugins" });
     } catch (e) {
@@ -246,10 +247,22 @@ export function PluginDetail({
           onCancel={() => setConfirmUninstall(false)}
           onConfirm={() => {
             setConfirmUninstall(false);
-            run("uninstall");
+            run("uninstall", { deleteRecords });
           }}
         >
-          Its stored data, grants and files are removed. Its logs and audit records stay.
+          <p>Its settings, grants and files are removed. Its logs and audit records stay.</p>
+          {m.provides.objects.length > 0 && (
+            <fieldset className="choice" aria-label="Its records">
+              <legend>Its records ({m.provides.objects.join(", ")})</legend>
+              <label>
+                <input type="radio" name="records" checked={!deleteRecords} onChange={() => setDeleteRecords(false)} /> Keep them, for a reinstall of {m.id}{" "}
+                <span className="muted">(no other package ever gets them)</span>
+              </label>
+              <label>
+                <input type="radio" name="records" checked={deleteRecords} onChange={() => setDeleteRecords(true)} data-delete-records /> Delete them with it
+              </label>
+            </fieldset>
+          )}
         </Confirm>
       )}
     </article>

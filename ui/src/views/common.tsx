@@ -106,7 +106,7 @@ export function Confirm({
 }) {
   return (
     <Modal title={title} onClose={onCancel}>
-      <p>{children}</p>
+      <div className="confirm-body">{typeof children === "string" ? <p>{children}</p> : children}</div>
       {dependents && (
         <ul className="deps">
           {dependents.map((d) => (
