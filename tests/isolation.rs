@@ -618,3 +618,19 @@ async fn uninstall_keeps_or_deletes_records_and_a_new_author_is_approved_again()
     k.enable("t.notes", true).await.unwrap();
     assert_eq!(notes(&k), 0);
 }
+
+/// Finding: every shutdown audited `permission.denied` for lookups the runtime made itself
+/// (the automation and workflow services) for packages that never asked for them.
+#[tokio::test]
+async fn the_runtime_does_not_audit_its_own_lookups_as_a_packages_refusals() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let note = "name: note\nfields:\n  text: { type: text }\n";
+    let id = install(&k, root.path(), "plain", &["services.use:data", "data.note.read"], json!({ "objects": ["note"] }), &[("objects/note.yml", note)]).await;
+    k.disable(&id, false).await.unwrap();
+    k.shutdown().await;
+    let all = k.audit(&AuditQuery { plugin: Some(id), ..Default::default() }).unwrap();
+    assert!(all.iter().any(|r| r.action == "plugin.disabled"), "{all:?}");
+    let denied: Vec<_> = all.iter().filter(|r| r.action == "permission.denied").collect();
+    assert!(denied.is_empty(), "{denied:?}");
+}

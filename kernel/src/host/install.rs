@@ -53,8 +53,16 @@ impl Kernel {
     }
 
     pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
-        let staged = package::stage(path, &package::staging_root(&self.0.packages_dir))?;
-        let problems = self.0.config.runtime.check(&staged.manifest, &staged.dir);
+        // Copying, unpacking and checking untrusted input is blocking work: it runs off the
+        // async runtime, so a large package does not stall the kernel's other tasks.
+        let (src, root, runtime) = (path.to_path_buf(), package::staging_root(&self.0.packages_dir), self.0.config.runtime.clone());
+        let (staged, problems) = tokio::task::spawn_blocking(move || {
+            let staged = package::stage(&src, &root)?;
+            let problems = runtime.check(&staged.manifest, &staged.dir);
+            Ok::<_, KernelError>((staged, problems))
+        })
+        .await
+        .map_err(|e| KernelError::Package { path: path.to_path_buf(), message: format!("checking the package failed: {e}") })??;
         if !problems.is_empty() {
             return Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into());
         }

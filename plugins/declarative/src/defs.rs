@@ -14,6 +14,14 @@ use crate::expr::Expr;
 
 /// Largest declarative file.
 pub const MAX_FILE_BYTES: usize = 1 << 20;
+/// Most fields of a record type.
+pub const MAX_FIELDS: usize = 200;
+/// Most values of an enum field.
+pub const MAX_ENUM_VALUES: usize = 1_000;
+/// Most states of a workflow.
+pub const MAX_STATES: usize = 500;
+/// Most transitions leaving one state.
+pub const MAX_TRANSITIONS: usize = 100;
 
 /// Read YAML or JSON text into a JSON value. The error says where (line and column).
 pub fn load(text: &str, file: &str) -> Result<Value, String> {
@@ -313,6 +321,10 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             return None;
         }
     };
+    if fields_m.len() > MAX_FIELDS {
+        r.err("$.fields", format!("has {} fields; a record type has at most {MAX_FIELDS}", fields_m.len()));
+        return None;
+    }
     let mut fields = Vec::new();
     for (fname, fv) in fields_m {
         let path = format!("$.fields.{fname}");
@@ -331,6 +343,10 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             Some("boolean") => Some(FieldKind::Boolean),
             Some("date") => Some(FieldKind::Date),
             Some("enum") => match f.get("values") {
+                Some(Value::Array(items)) if items.len() > MAX_ENUM_VALUES => {
+                    r.err(&format!("{path}.values"), format!("lists {} values; an enum has at most {MAX_ENUM_VALUES}", items.len()));
+                    None
+                }
                 Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
                     let values: Vec<String> = items.iter().filter_map(|v| v.as_str().map(String::from)).collect();
                     let unique: BTreeSet<&String> = values.iter().collect();
@@ -598,6 +614,10 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
             return None;
         }
     };
+    if states_v.len() > MAX_STATES {
+        r.err("$.states", format!("has {} states; a workflow has at most {MAX_STATES}", states_v.len()));
+        return None;
+    }
     let mut states = Vec::new();
     for (sname, sv) in states_v {
         let path = format!("$.states.{sname}");
@@ -614,6 +634,9 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
         let mut seen = BTreeSet::new();
         match s.get("transitions") {
             None | Some(Value::Null) => {}
+            Some(Value::Array(items)) if items.len() > MAX_TRANSITIONS => {
+                r.err(&format!("{path}.transitions"), format!("has {} transitions; a state has at most {MAX_TRANSITIONS}", items.len()));
+            }
             Some(Value::Array(items)) => {
                 for (i, t) in items.iter().enumerate() {
                     let tp = format!("{path}.transitions[{i}]");
@@ -650,10 +673,12 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
     }
     if let Some(i) = &initial {
         if names.contains(i.as_str()) {
+            // One walk over the states and their transitions: linear in the workflow's size.
+            let by_name: std::collections::HashMap<&str, &StateDef> = states.iter().map(|s| (s.name.as_str(), s)).collect();
             let mut reached: BTreeSet<&str> = BTreeSet::from([i.as_str()]);
             let mut queue = VecDeque::from([i.as_str()]);
             while let Some(cur) = queue.pop_front() {
-                for t in states.iter().filter(|s| s.name == cur).flat_map(|s| &s.transitions) {
+                for t in by_name.get(cur).into_iter().flat_map(|s| &s.transitions) {
                     if names.contains(t.to.as_str()) && reached.insert(t.to.as_str()) {
                         queue.push_back(t.to.as_str());
                     }

@@ -55,7 +55,10 @@ impl Plugin for PackagePlugin {
         if p.objects.is_empty() && p.workflows.is_empty() && p.automations.is_empty() {
             return Ok(());
         }
-        let mut defs = read_definitions(&self.manifest, &self.dir).map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
+        // Parsing runs off the async runtime, so the hook's timeout bounds it.
+        let (manifest, dir) = (self.manifest.clone(), self.dir.clone());
+        let read = tokio::task::spawn_blocking(move || read_definitions(&manifest, &dir)).await.map_err(|e| format!("reading the definitions failed: {e}"))?;
+        let mut defs = read.map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
         // A workflow's initial state is the default of its field.
         for w in &defs.workflows {
             if let Some(f) = defs.objects.iter_mut().find(|o| o.name == w.object).and_then(|o| o.fields.iter_mut().find(|f| f.name == w.field)) {

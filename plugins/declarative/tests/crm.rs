@@ -234,6 +234,8 @@ async fn malformed_files_are_refused_with_file_and_path() {
         ("reserved", json!({"automations": ["a"]}), vec![("automations/a.yml".into(), "name: a\nwhen: { event: x.y }\ndo: [ { emit: plugin.enabled } ]\n".into())], "`plugin.enabled` is not a topic an action may emit"),
         ("record-object", json!({"automations": ["a"]}), vec![("automations/a.yml".into(), "name: a\nwhen: { record: { object: ghost } }\ndo: [ { emit: x.z } ]\n".into())], "$.when.record.object: `ghost` is not a record type of this package"),
         ("missing", json!({"automations": ["a"]}), vec![], "provides.automations[0]: the package has no automations/a.yml, .yaml or .json"),
+        ("states", json!({"objects": ["ticket"], "workflows": ["flow"]}), vec![("objects/ticket.yml".into(), ticket_with_state.clone()), ("workflows/flow.yml".into(), wf(&(0..501).map(|i| format!("  s{i}: {{}}\n")).collect::<String>()))], "$.states: has 501 states; a workflow has at most 500"),
+        ("enum-values", json!({"objects": ["ticket"]}), vec![("objects/ticket.yml".into(), format!("name: ticket\nfields:\n  s: {{ type: enum, values: [{}] }}\n", (0..1001).map(|i| format!("v{i}")).collect::<Vec<_>>().join(", ")))], "lists 1001 values; an enum has at most 1000"),
         // With two candidates, the install check and the loader take the same one (.yml first).
         ("both-extensions", json!({"objects": ["ticket"]}), vec![("objects/ticket.json".into(), "{ not json".into()), ("objects/ticket.yml".into(), "name: ticket\nfields:\n  n: { type: integer }\n".into())], "objects/ticket.yml $.fields.n.type: `integer` is not a field type"),
     ];
