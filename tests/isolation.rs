@@ -634,3 +634,28 @@ async fn the_runtime_does_not_audit_its_own_lookups_as_a_packages_refusals() {
     let denied: Vec<_> = all.iter().filter(|r| r.action == "permission.denied").collect();
     assert!(denied.is_empty(), "{denied:?}");
 }
+
+/// Finding: a package whose enable was refused kept `enabled` as its desired state, so at the
+/// next start it raced the plugin that had refused it. A refused enable is not remembered.
+#[tokio::test]
+async fn a_refused_enable_is_not_the_desired_state() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let k = kernel(KernelConfig::new(dir.path())).await;
+        let probe = Probe { enable: Some(Arc::new(|_| Err("refused: the name is taken".into()))), ..Default::default() };
+        k.register_builtin(&manifest("t.refused", "1.0.0", &[], &[]), Arc::new(probe)).unwrap();
+        k.sync_builtins().await.unwrap();
+        assert!(matches!(k.enable("t.refused", false).await, Err(KernelError::Hook { .. })));
+        let info = k.plugin("t.refused").unwrap();
+        assert_eq!(info.state, State::Error);
+        assert_ne!(info.desired, State::Enabled);
+        k.shutdown().await;
+    }
+    let k = Kernel::open(KernelConfig::new(dir.path()).runtime(Arc::new(objectos_declarative::Runtime))).unwrap();
+    objectos_jobs::register(&k).unwrap();
+    objectos_notification::register(&k).unwrap();
+    objectos_declarative::register(&k).unwrap();
+    k.register_builtin(&manifest("t.refused", "1.0.0", &[], &[]), Arc::new(Probe::default())).unwrap();
+    k.start().await.unwrap();
+    assert_ne!(k.plugin("t.refused").unwrap().state, State::Enabled, "not retried at the next start");
+}

@@ -140,9 +140,12 @@ impl Kernel {
                 Ok(())
             }
             Err(message) => {
-                // What the admin asked for stays the desired state: an enable that failed is
-                // retried at the next start, a disable that failed is not undone by it.
-                self.update(id, |s| s.desired = to)?;
+                // A disable that failed stays asked for: a restart does not undo it. An enable
+                // that was refused does not become the desired state (a plugin that ran before
+                // keeps its `enabled` and is retried at the next start; a new one is not).
+                if action != Action::Enable {
+                    self.update(id, |s| s.desired = to)?;
+                }
                 self.set_error(id, Some(hook), message.clone())?;
                 Err(KernelError::Hook { plugin: id.into(), hook: hook.as_str().into(), message })
             }
