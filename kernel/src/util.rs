@@ -59,19 +59,23 @@ impl std::fmt::Display for JsonBound {
 }
 
 /// Check that `v` nests at most `max_depth` levels and takes at most `max_bytes` as JSON text;
-/// returns about its size in bytes (the compact form, escapes counted as one byte, numbers as
-/// their widest). Walks with its own stack, so a hostile value cannot overflow the thread's; a
+/// returns about its size in bytes (the compact form, escapes included, numbers as their
+/// widest). Walks with its own stack, so a hostile value cannot overflow the thread's; a
 /// value without containers inside costs no allocation.
 pub fn check_json(v: &serde_json::Value, max_depth: usize, max_bytes: usize) -> Result<usize, JsonBound> {
     use serde_json::Value;
+    // A string as JSON text: its bytes, the quotes, and what escaping adds.
+    fn text(s: &str) -> usize {
+        s.len() + 2 + s.bytes().map(|b| match b { b'"' | b'\\' => 1, 0..=0x1f => 5, _ => 0 }).sum::<usize>()
+    }
     fn size(v: &Value) -> usize {
         match v {
             Value::Null | Value::Bool(true) => 4,
             Value::Bool(false) => 5,
             Value::Number(_) => 24,
-            Value::String(s) => s.len() + 2,
+            Value::String(s) => text(s),
             Value::Array(a) => 2 + a.len().saturating_sub(1),
-            Value::Object(o) => 2 + o.len().saturating_sub(1) + o.keys().map(|k| k.len() + 3).sum::<usize>(),
+            Value::Object(o) => 2 + o.len().saturating_sub(1) + o.keys().map(|k| text(k) + 1).sum::<usize>(),
         }
     }
     fn nested(v: &Value) -> bool {
@@ -122,6 +126,9 @@ mod tests {
         assert!(check_json(&nest(32), 32, 1 << 20).is_ok());
         assert_eq!(check_json(&nest(33), 32, 1 << 20), Err(JsonBound::TooDeep { limit: 32 }));
         assert_eq!(check_json(&json!(["x".repeat(100)]), 32, 50), Err(JsonBound::TooLarge { limit: 50 }));
+        // Escapes count: 40 control characters are 240 bytes of JSON text.
+        let escaped = json!("\u{1}".repeat(40));
+        assert_eq!(check_json(&escaped, 32, usize::MAX), Ok(serde_json::to_string(&escaped).unwrap().len()));
         // A deep value is walked without recursion: 100,000 levels are refused, not a crash.
         let mut deep = json!(1);
         for _ in 0..100_000 {
