@@ -126,6 +126,11 @@ const QUOTAS: { key: keyof Quotas; label: string; unit: string }[] = [
   { key: "logLinesPerMinute", label: "Log lines", unit: "a minute" },
 ];
 
+/** Bytes as the nearest KiB or MiB, for reading a quota at a glance. */
+function mib(bytes: number): string {
+  return bytes >= 1 << 20 ? `${(bytes / (1 << 20)).toFixed(1).replace(/\.0$/, "")} MiB` : `${Math.round(bytes / 1024)} KiB`;
+}
+
 /** What each package may take of what all plugins share; built-in plugins are not metered. */
 function QuotasSection({ quotas, onSave }: { quotas: Quotas; onSave: (q: Quotas) => void }) {
   const [draft, setDraft] = useState<Record<string, string>>(() => Object.fromEntries(QUOTAS.map((q) => [q.key, String(quotas[q.key] ?? "")])));
@@ -157,7 +162,10 @@ function QuotasSection({ quotas, onSave }: { quotas: Quotas; onSave: (q: Quotas)
                   onChange={(e) => setDraft({ ...draft, [q.key]: e.target.value.trim() })}
                 />
               </td>
-              <td className="muted">{q.unit}</td>
+              <td className="muted">
+                {q.unit}
+                {q.key === "storageBytes" && Number.isFinite(parsed[q.key]) && parsed[q.key] >= 1 && ` · ${mib(parsed[q.key])}`}
+              </td>
             </tr>
           ))}
         </tbody>
