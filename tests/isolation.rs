@@ -36,6 +36,40 @@ async fn install(k: &Kernel, root: &Path, name: &str, perms: &[&str], provides: 
     id
 }
 
+/// Register, approve and enable a built-in test plugin asking for `perms`.
+async fn builtin(k: &Kernel, id: &str, deps: &[(&str, &str)], perms: &[&str]) {
+    k.register_builtin(&manifest(id, "1.0.0", deps, perms), Arc::new(Probe::default())).unwrap();
+    k.sync_builtins().await.unwrap();
+    k.grant(id, GrantRequest::All).unwrap();
+    k.enable(id, true).await.unwrap();
+}
+
+/// A built-in listener subscribed to `pattern`: the payloads it hears.
+async fn listener(k: &Kernel, id: &str, pattern: &str) -> Arc<std::sync::Mutex<Vec<Value>>> {
+    builtin(k, id, &[], &[&format!("events.subscribe:{pattern}")]).await;
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    k.context(id).unwrap().events().on(pattern, move |e| {
+        h.lock().unwrap().push((*e.payload).clone());
+        Ok(())
+    }).unwrap();
+    heard
+}
+
+/// A data directory where `plugin` ran once, with a storage row written behind the kernel's back
+/// (what an older version, or a hand edit, left).
+async fn data_dir_with_row(plugin: &str, key: &str, value: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let k = kernel(KernelConfig::new(dir.path())).await;
+        k.enable(plugin, true).await.unwrap();
+        k.shutdown().await;
+    }
+    let db = rusqlite::Connection::open(dir.path().join("objectos.db")).unwrap();
+    db.execute("INSERT INTO storage(plugin, key, value) VALUES (?1, ?2, ?3)", [plugin, key, value]).unwrap();
+    dir
+}
+
 /// `levels` objects, each holding the next under `payload`.
 fn nested(levels: usize) -> Value {
     (0..levels).fold(json!("bottom"), |v, _| json!({ "payload": v }))
@@ -50,11 +84,7 @@ fn over_limit(e: &KernelError) -> bool {
 #[tokio::test]
 async fn deep_values_are_refused_on_every_write_path_and_audited() {
     let k = kernel(KernelConfig::in_memory()).await;
-    let perms = ["events.emit:p.**", "storage.read", "storage.write", "services.use:jobs"];
-    k.register_builtin(&manifest("t.deep", "1.0.0", &[("com.objectos.jobs", "^0.1")], &perms), Arc::new(Probe::default())).unwrap();
-    k.sync_builtins().await.unwrap();
-    k.grant("t.deep", GrantRequest::All).unwrap();
-    k.enable("t.deep", true).await.unwrap();
+    builtin(&k, "t.deep", &[("com.objectos.jobs", "^0.1")], &["events.emit:p.**", "storage.read", "storage.write", "services.use:jobs"]).await;
     let ctx = k.context("t.deep").unwrap();
 
     let e = ctx.events().emit("p.tick", nested(123)).unwrap_err();
@@ -79,17 +109,9 @@ async fn deep_values_are_refused_on_every_write_path_and_audited() {
 /// everything depending on it) failed at every start. Such a row is now skipped and reported.
 #[tokio::test]
 async fn an_unreadable_stored_row_is_skipped_and_reported_not_fatal_to_a_start() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let k = kernel(KernelConfig::new(dir.path())).await;
-        k.enable("com.objectos.jobs", true).await.unwrap();
-        k.shutdown().await;
-    }
     // What an older version let a package's relayed payload become: deeper than a reader takes.
     let deep = format!("{{\"id\":\"x\",\"payload\":{}1{}}}", "[".repeat(150), "]".repeat(150));
-    let db = rusqlite::Connection::open(dir.path().join("objectos.db")).unwrap();
-    db.execute("INSERT INTO storage(plugin, key, value) VALUES ('com.objectos.jobs', 'job:0000000000000-poison', ?1)", [deep]).unwrap();
-    drop(db);
+    let dir = data_dir_with_row("com.objectos.jobs", "job:0000000000000-poison", &deep).await;
 
     let k = kernel(KernelConfig::new(dir.path())).await;
     k.enable("com.objectos.jobs", true).await.unwrap();
@@ -316,16 +338,7 @@ async fn read_grants_mean_read() {
     k.enable("t.blind", true).await.unwrap();
 
     // A listener granted the data topic hears ids and field names, never values.
-    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let h = heard.clone();
-    k.register_builtin(&manifest("t.listen", "1.0.0", &[], &["events.subscribe:data.**"]), Arc::new(Probe::default())).unwrap();
-    k.sync_builtins().await.unwrap();
-    k.grant("t.listen", GrantRequest::All).unwrap();
-    k.enable("t.listen", true).await.unwrap();
-    k.context("t.listen").unwrap().events().on("data.t.blind.note.*", move |e| {
-        h.lock().unwrap().push((*e.payload).clone());
-        Ok(())
-    }).unwrap();
+    let heard = listener(&k, "t.listen", "data.t.blind.note.*").await;
 
     let ctx = k.context("t.blind").unwrap();
     let data = ctx.services().get::<Data>("data").unwrap();
@@ -446,15 +459,8 @@ async fn loops_through_the_engines_are_cut() {
 /// a package declaring it later does not get them.
 #[tokio::test]
 async fn records_from_before_owners_are_adopted_once() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let k = kernel(KernelConfig::new(dir.path())).await;
-        k.enable("com.objectos.objects", true).await.unwrap();
-        k.shutdown().await;
-    }
-    let db = rusqlite::Connection::open(dir.path().join("objectos.db")).unwrap();
-    db.execute("INSERT INTO storage(plugin, key, value) VALUES ('com.objectos.objects', 'r:account:old1', '{\"id\":\"old1\",\"name\":\"Legacy GmbH\",\"active\":true,\"created_at\":1,\"updated_at\":1}')", []).unwrap();
-    drop(db);
+    let legacy = r#"{"id":"old1","name":"Legacy GmbH","active":true,"created_at":1,"updated_at":1}"#;
+    let dir = data_dir_with_row("com.objectos.objects", "r:account:old1", legacy).await;
     let k = kernel(KernelConfig::new(dir.path())).await;
     let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
     for p in ["contacts", "crm"] {
@@ -481,16 +487,7 @@ async fn emitted_events_name_records_without_their_fields() {
     let made = "name: made\nwhen: { record: { object: memo, on: created } }\ndo:\n  - emit: memo.made\n";
     let perms = ["services.use:data", "services.use:automation", "data.memo.read", "data.memo.write", "events.emit:memo.*"];
     let id = install(&k, root.path(), "memo", &perms, json!({ "objects": ["memo"], "automations": ["made"], "events": ["memo.*"] }), &[("objects/memo.yml", memo), ("automations/made.yml", made)]).await;
-    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let h = heard.clone();
-    k.register_builtin(&manifest("t.ear", "1.0.0", &[], &["events.subscribe:memo.*"]), Arc::new(Probe::default())).unwrap();
-    k.sync_builtins().await.unwrap();
-    k.grant("t.ear", GrantRequest::All).unwrap();
-    k.enable("t.ear", true).await.unwrap();
-    k.context("t.ear").unwrap().events().on("memo.*", move |e| {
-        h.lock().unwrap().push((*e.payload).clone());
-        Ok(())
-    }).unwrap();
+    let heard = listener(&k, "t.ear", "memo.*").await;
     let ctx = k.context(&id).unwrap();
     let data = ctx.services().get::<Data>("data").unwrap();
     let rec = data.create(&ctx, "memo", json!({ "secret": "hunter2" })).unwrap();
