@@ -9,13 +9,7 @@ import { AuditView } from "./views/AuditView";
 import { SettingsView } from "./views/SettingsView";
 import { ErrorBanner } from "./views/common";
 
-export type Route =
-  | { view: "plugins"; id?: string; focus?: "permissions" }
-  | { view: "graph" }
-  | { view: "logs"; plugin?: string }
-  | { view: "audit"; plugin?: string }
-  | { view: "notifications" }
-  | { view: "settings" };
+import type { Route } from "./route";
 
 const NAV: { view: Route["view"]; label: string; key: string }[] = [
   { view: "plugins", label: "Plugins", key: "1" },

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use super::id::{validate_id, MAX_ID_LEN};
 pub use super::problems::Problem;
 use super::problems::{key_path, shown as show, Problems, Vocabulary};
 
@@ -15,8 +16,6 @@ use serde_json::{Map, Value};
 
 use crate::model::permission::{validate_name, Permission};
 
-/// The longest accepted plugin id.
-pub const MAX_ID_LEN: usize = 128;
 /// The largest accepted `plugin.json`.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
@@ -245,25 +244,6 @@ impl fmt::Display for ManifestErrors {
         }
         Ok(())
     }
-}
-
-/// Check a plugin id; `Err` says why it is not one.
-pub fn validate_id(id: &str) -> Result<(), String> {
-    if id.is_empty() {
-        return Err("an id cannot be empty".into());
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(format!("an id can be at most {MAX_ID_LEN} characters (this one has {})", id.len()));
-    }
-    let mut chars = id.chars();
-    let first = chars.next().unwrap_or(' ');
-    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-        return Err(format!("`{id}` must start with a lowercase letter or a digit"));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))) {
-        return Err(format!("`{id}` contains `{}`; ids use lowercase letters, digits, `.`, `_` and `-`", c.escape_debug()));
-    }
-    Ok(())
 }
 
 struct Validator {

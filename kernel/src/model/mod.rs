@@ -6,6 +6,7 @@
 //! above (`db`, `runtime`, `context`, `host`) builds on it.
 
 pub mod audit;
+pub mod id;
 pub mod lifecycle;
 pub mod log;
 pub mod manifest;

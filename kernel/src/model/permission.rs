@@ -163,7 +163,7 @@ impl FromStr for Permission {
             let short_ok = |t: &str| !t.is_empty() && t.len() <= 64 && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
             let ok = match object.split_once('/') {
                 _ if object == "*" => true,
-                Some((owner, short)) => crate::model::manifest::validate_id(owner).is_ok() && short_ok(short),
+                Some((owner, short)) => super::id::validate_id(owner).is_ok() && short_ok(short),
                 None => short_ok(object),
             };
             if !ok {

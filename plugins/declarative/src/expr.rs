@@ -13,7 +13,11 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::defs::type_name;
+use objectos_kernel::model::problems::Vocabulary;
+
+fn type_name(v: &Value) -> &'static str {
+    Vocabulary::Plain.kind(v)
+}
 
 /// Longest expression source, in bytes.
 pub const MAX_SOURCE: usize = 1024;

@@ -3,7 +3,7 @@ import { Background, Controls, MarkerType, MiniMap, Position, ReactFlow, type Ed
 import dagre from "@dagrejs/dagre";
 import type { Graph, PluginInfo, State } from "../bindings";
 import { asCommandError, call, commands } from "../api";
-import type { Route } from "../App";
+import type { Route } from "../route";
 import { Empty, ErrorBanner, PluginSelect } from "./common";
 
 const NODE_W = 210;

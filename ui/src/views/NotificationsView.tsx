@@ -1,7 +1,7 @@
 import type { CommandError, InboxEntry, InboxView } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import { Empty } from "./common";
-import type { Route } from "../App";
+import type { Route } from "../route";
 
 const LEVEL_LABEL: Record<string, string> = { info: "Info", success: "Done", warning: "Warning", error: "Error" };
 

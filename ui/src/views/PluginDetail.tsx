@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { Action, CommandError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
-import type { Route } from "../App";
+import type { Route } from "../route";
 import { Confirm, StateBadge } from "./common";
 import { Declares } from "./Declares";
 import { PermissionReview } from "./PermissionReview";

@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from "react";
 import type { CommandError, PackageSource, PluginInfo, Sample, State } from "../bindings";
 import { asCommandError, call, commands } from "../api";
-import type { Route } from "../App";
+import type { Route } from "../route";
 import { Empty, StateBadge } from "./common";
 import { PluginDetail } from "./PluginDetail";
 
