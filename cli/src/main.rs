@@ -17,6 +17,7 @@ use objectos_kernel::model::manifest::Manifest;
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
 use serde_json::{json, Value};
 
+mod records;
 mod render;
 
 #[derive(Parser)]
@@ -70,6 +71,10 @@ enum Command {
     /// Show or change settings.
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// The records packages' types hold, as the admin: list, show, create, update, delete,
+    /// and drive them through their workflow.
+    #[command(subcommand)]
+    Records(records::RecordsCmd),
     /// Prometheus text from the metrics plugin (after starting the kernel).
     Metrics,
     /// Send a notification to the console's notification centre (and other channels), for
@@ -358,6 +363,7 @@ async fn run(cli: Cli) -> Out {
     match &cli.command {
         Command::Manifest(ManifestCmd::Check { path }) => manifest_check(&cli, path),
         Command::Plugins(cmd) => plugins(&cli, cmd).await,
+        Command::Records(cmd) => records::records(&cli, cmd).await,
         Command::Permissions(cmd) => permissions(&cli, cmd).await,
         Command::Logs { id, limit, level, search, follow } => {
             let kernel = open(&cli, false).await?;

@@ -6,7 +6,7 @@ use objectos_kernel::model::audit::AuditRecord;
 use objectos_kernel::model::log::LogRecord;
 use objectos_kernel::model::views::{Graph, PluginInfo};
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     // UTC, second precision, without a date library: days since epoch -> civil date.
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));

@@ -174,3 +174,76 @@ fn notify_reaches_the_inbox_once_the_notification_plugin_is_enabled() {
     let (_, err) = cli.expect(1, &["notify", "x", "--channel", "pager"]);
     assert!(err.contains("no channel named `pager`"), "{err}");
 }
+
+/// The sample CRM, driven from the command line as the admin: records created, checked by the
+/// type's rules, moved through the workflow (its automation notifying on a won deal), audited
+/// as the admin.
+#[test]
+fn records_are_created_checked_and_moved_through_their_workflow() {
+    let cli = Cli::new();
+    for p in ["contacts", "crm"] {
+        cli.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
+    }
+    cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
+    cli.expect(0, &["permissions", "grant", "com.acme.crm", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+
+    let types = cli.json(&["records", "types"]);
+    let names: Vec<&str> = types.as_array().unwrap().iter().map(|t| t["type"].as_str().unwrap()).collect();
+    assert!(names.contains(&"com.acme.crm/opportunity"), "{names:?}");
+    let (acc, _) = cli.expect(0, &["records", "create", "account", "name=Acme GmbH", "industry=retail"]);
+    let acc = acc.trim().to_string();
+    let opp = cli.json(&["records", "create", "com.acme.crm/opportunity", "title=Shop fit-out", "amount=12000", &format!("account={acc}")]);
+    let opp = opp["id"].as_str().unwrap().to_string();
+    assert_eq!(cli.json(&["records", "show", "opportunity", &opp])["amount"], 12000);
+
+    // Bad values: each refused with what is wrong, and nothing stored.
+    for (args, want) in [
+        (vec!["records", "create", "opportunity", "title=x", "amount=lots"], "amount: `lots` is not a number"),
+        (vec!["records", "create", "opportunity", "title=x", "colour=red"], "opportunity has no field `colour`"),
+        (vec!["records", "create", "opportunity", "amount=5"], "Title is required"),
+        (vec!["records", "create", "opportunity", "title=x", "amount=-5"], "-5 is outside 0.."),
+        (vec!["records", "create", "account", "name=x", "active=perhaps"], "`perhaps` is not true or false"),
+        (vec!["records", "create", "ghost", "name=x"], "no record type `ghost` is installed"),
+        (vec!["records", "create", "opportunity", "title"], "give FIELD=VALUE"),
+    ] {
+        let (_, err) = cli.expect(1, &args);
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+    }
+    assert_eq!(cli.json(&["records", "list", "opportunity"]).as_array().unwrap().len(), 1);
+
+    // The workflow: an illegal event names the allowed ones; a failing guard says which.
+    let (_, err) = cli.expect(1, &["records", "transition", "opportunity", &opp, "win"]);
+    assert!(err.contains("`win` is not allowed while the opportunity is in `prospect`; allowed: qualify, lose"), "{err}");
+    cli.expect(0, &["records", "transition", "opportunity", &opp, "qualify"]);
+    cli.expect(0, &["records", "update", "opportunity", &opp, "amount="]);
+    let (_, err) = cli.expect(1, &["records", "transition", "opportunity", &opp, "propose"]);
+    assert!(err.contains("`amount > 0`"), "{err}");
+    cli.expect(0, &["records", "update", "opportunity", &opp, "amount=12000"]);
+    cli.expect(0, &["records", "transition", "opportunity", &opp, "propose"]);
+    let (out, _) = cli.expect(0, &["records", "transition", "opportunity", &opp, "win"]);
+    assert_eq!(out.trim(), "proposal -> won");
+    let history = cli.json(&["records", "history", "opportunity", &opp]);
+    let events: Vec<&str> = history.as_array().unwrap().iter().map(|s| s["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["qualify", "propose", "win"]);
+
+    // The CRM's automation ran before the command ended, and every write is the admin's.
+    let lines = |args: &[&str]| -> Vec<Value> {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        cli.expect(0, &a).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let sent = lines(&["audit", "--action", "notification.sent"]);
+    assert!(sent.iter().any(|r| r["details"]["title"] == "Deal won: Shop fit-out"), "{sent:?}");
+    assert_eq!(lines(&["audit", "--actor", "admin", "--action", "workflow.transitioned"]).len(), 3);
+
+    // Filter, sort, delete.
+    cli.expect(0, &["records", "create", "opportunity", "title=Small job", "amount=500"]);
+    let big = cli.json(&["records", "list", "opportunity", "--where", "amount > 1000"]);
+    assert_eq!(big.as_array().unwrap().len(), 1);
+    let sorted = cli.json(&["records", "list", "opportunity", "--sort", "amount"]);
+    assert_eq!(sorted[0]["title"], "Small job");
+    cli.expect(0, &["records", "delete", "opportunity", &opp]);
+    let (_, err) = cli.expect(1, &["records", "show", "opportunity", &opp]);
+    assert!(err.contains("no com.acme.crm/opportunity record"), "{err}");
+}

@@ -188,6 +188,16 @@ impl Kernel {
         self.0.core.writer.confirm()
     }
 
+    /// Append an audit record of something this handle's actor did through a service (an
+    /// admin creating a record with `objectos records create`...): `action` is a dotted name
+    /// outside the kernel's own namespaces, `plugin` what it concerns.
+    pub fn record_action(&self, action: &str, plugin: Option<&str>, details: Value) -> Result<()> {
+        crate::model::permission::validate_name(action).map_err(|reason| KernelError::InvalidName { name: action.into(), reason })?;
+        let typed = AuditAction::plugin(action).map_err(|reason| KernelError::InvalidName { name: action.into(), reason })?;
+        self.0.core.writer.audit(&self.1, plugin, typed, details);
+        Ok(())
+    }
+
     /// The quotas packages run under.
     pub fn quotas(&self) -> crate::model::quota::Quotas {
         **self.0.core.quotas.load()

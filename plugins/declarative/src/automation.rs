@@ -37,7 +37,7 @@ impl Plugin for AutomationPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
         let (runner, packages) = start_engine(ctx)?;
         let jobs = runner.jobs.clone();
-        let inner = Arc::new(Inner { runner, automations: RwLock::default(), packages });
+        let inner = Arc::new(Inner { runner, automations: RwLock::default(), packages, in_flight: tokio::sync::watch::channel(0).0 });
         for handler in [RETRY, SCHEDULED] {
             let weak = Arc::downgrade(&inner);
             jobs.handle(ctx, handler, move |run| {
@@ -77,6 +77,8 @@ struct Inner {
     runner: Runner,
     automations: RwLock<HashMap<Key, Arc<Running>>>,
     packages: Arc<Packages>,
+    /// Runs started and not finished, and a signal each time one finishes.
+    in_flight: tokio::sync::watch::Sender<usize>,
 }
 
 impl Inner {
@@ -141,10 +143,14 @@ impl Running {
             return;
         }
         let (me, inner) = (self.clone(), inner.clone());
+        if let Some(i) = inner.upgrade() {
+            i.in_flight.send_modify(|n| *n += 1);
+        }
         // The run continues the triggering event's chain: what the engines emit for its actions
         // (a notice sent, a job queued) is one deeper, so a loop through them is cut too.
         tokio::spawn(objectos_kernel::plugin::caused_by(depth, async move {
             let Some(inner) = inner.upgrade() else { return };
+            let _done = Finished(&inner.in_flight);
             if me.execute(&inner, vars.clone(), target.as_ref(), depth).await.is_err() {
                 let target = target.map(|(object, id)| json!({ "object": object, "id": id }));
                 let spec = JobSpec::new(RETRY, json!({ "package": me.pkg.id(), "automation": me.def.name, "vars": vars, "target": target, "depth": depth }))
@@ -155,6 +161,15 @@ impl Running {
                 }
             }
         }));
+    }
+}
+
+/// Counts a run as finished when dropped (also when the run panics).
+struct Finished<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -257,6 +272,14 @@ impl Automations {
     /// Stop the caller's automations.
     pub fn undefine_all(&self, caller: &PluginContext) {
         self.inner.forget(caller.id());
+    }
+
+    /// Wait until no automation run is in flight (runs that a run starts included), at most
+    /// `limit`; true when none is. For a short-lived host (the `objectos` command) that made a
+    /// change, so the automations it triggered finish before the process ends.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.inner.in_flight.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Every automation's counters, sorted.

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use objectos_kernel::{HookResult, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde_json::{json, Map, Value};
 
+use crate::caller::Caller;
 use crate::defs::ObjectDef;
 use crate::expr::Expr;
 use crate::util::{now_ms, service_err};
@@ -169,7 +170,7 @@ impl Data {
 
     /// For a package caller, refuse a write adding `adds` bytes to the records of `object`'s
     /// owner past the storage quota.
-    fn check_room(&self, caller: &PluginContext, object: &str, adds: u64) -> Result<()> {
+    fn check_room(&self, caller: &impl Caller, object: &str, adds: u64) -> Result<()> {
         let Some(q) = caller.quotas() else { return Ok(()) };
         let owner = object.split_once('/').map_or(object, |(o, _)| o);
         let used = self.used(owner)?;
@@ -183,10 +184,10 @@ impl Data {
         err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
     }
 
-    fn announce(&self, caller: &PluginContext, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
+    fn announce(&self, caller: &impl Caller, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
         let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
         // Ids and field names only: the record itself is read through `get`, with a read grant.
-        let payload = json!({ "object": object, "id": id, "changed": change.changed, "by": caller.id() });
+        let payload = json!({ "object": object, "id": id, "changed": change.changed, "by": caller.who() });
         let topic = topic(object, what);
         if let Err(e) = self.inner.ctx.events().emit_in_chain(&topic, payload, depth) {
             self.inner.ctx.logger().warn(format!("could not announce {topic}: {e}"));
@@ -196,12 +197,12 @@ impl Data {
     /// Create a record from `fields` (checked, defaults applied); returns it with its id.
     /// `object` is a full type name, or the short name of one of the caller's own types (so
     /// in every method).
-    pub fn create(&self, caller: &PluginContext, object: &str, fields: Value) -> Result<Record> {
+    pub fn create(&self, caller: &impl Caller, object: &str, fields: Value) -> Result<Record> {
         self.create_at_depth(caller, object, fields, 0)
     }
 
-    pub(crate) fn create_at_depth(&self, caller: &PluginContext, object: &str, fields: Value, depth: u32) -> Result<Record> {
-        let object = &caller.record_type(object);
+    pub(crate) fn create_at_depth(&self, caller: &impl Caller, object: &str, fields: Value, depth: u32) -> Result<Record> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
         let record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
@@ -231,20 +232,20 @@ impl Data {
     }
 
     /// One record, if it exists.
-    pub fn get(&self, caller: &PluginContext, object: &str, id: &str) -> Result<Option<Record>> {
-        let object = &caller.record_type(object);
+    pub fn get(&self, caller: &impl Caller, object: &str, id: &str) -> Result<Option<Record>> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, false, "data.get")?;
         self.definition(object)?;
         Ok(self.inner.ctx.storage().get(&key(object, id))?.and_then(|v| v.as_object().cloned()))
     }
 
     /// Change the given fields of a record (checked); returns the record and what changed.
-    pub fn update(&self, caller: &PluginContext, object: &str, id: &str, patch: Value) -> Result<Change> {
+    pub fn update(&self, caller: &impl Caller, object: &str, id: &str, patch: Value) -> Result<Change> {
         self.update_at_depth(caller, object, id, patch, 0)
     }
 
-    pub(crate) fn update_at_depth(&self, caller: &PluginContext, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
-        let object = &caller.record_type(object);
+    pub(crate) fn update_at_depth(&self, caller: &impl Caller, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;
         let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
@@ -277,8 +278,8 @@ impl Data {
     }
 
     /// Delete a record; true when it existed.
-    pub fn delete(&self, caller: &PluginContext, object: &str, id: &str) -> Result<bool> {
-        let object = &caller.record_type(object);
+    pub fn delete(&self, caller: &impl Caller, object: &str, id: &str) -> Result<bool> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, true, "data.delete")?;
         self.definition(object)?;
         let storage = self.inner.ctx.storage();
@@ -295,8 +296,8 @@ impl Data {
 
     /// Records of `object`, oldest first, that match `filter` (an expression over the record's
     /// fields, e.g. `stage == "won" and amount > 1000`), at most `limit`.
-    pub fn list(&self, caller: &PluginContext, object: &str, filter: Option<&str>, limit: usize) -> Result<Vec<Record>> {
-        let object = &caller.record_type(object);
+    pub fn list(&self, caller: &impl Caller, object: &str, filter: Option<&str>, limit: usize) -> Result<Vec<Record>> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, false, "data.list")?;
         let def = self.definition(object)?;
         let expr = filter.map(Expr::parse).transpose().map_err(|e| err(format!("filter: {e}")))?;

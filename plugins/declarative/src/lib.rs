@@ -9,6 +9,7 @@
 
 pub mod actions;
 pub mod automation;
+pub mod caller;
 pub mod data;
 pub mod defs;
 pub mod expr;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target};
+use crate::caller::Caller;
 use crate::data::Record;
 use crate::defs::WorkflowDef;
 use crate::util::now_ms;
@@ -181,8 +182,8 @@ impl Workflow {
 
     /// Fire `event` on record `id` of `object` (a full type name, or the short name of one of
     /// the caller's own types).
-    pub async fn transition(&self, caller: &PluginContext, object: &str, id: &str, event: &str) -> Result<Transitioned, WorkflowError> {
-        let full = caller.record_type(object);
+    pub async fn transition(&self, caller: &impl Caller, object: &str, id: &str, event: &str) -> Result<Transitioned, WorkflowError> {
+        let full = caller.record_type(object)?;
         let object = full.as_str();
         let inner = &self.inner;
         let (owner, def) = inner
@@ -206,7 +207,7 @@ impl Workflow {
         result
     }
 
-    async fn transition_locked(&self, caller: &PluginContext, object: &str, id: &str, event: &str, owner: PluginContext, def: Arc<WorkflowDef>) -> Result<Transitioned, WorkflowError> {
+    async fn transition_locked(&self, caller: &impl Caller, object: &str, id: &str, event: &str, owner: PluginContext, def: Arc<WorkflowDef>) -> Result<Transitioned, WorkflowError> {
         let inner = &self.inner;
         let data = &inner.runner.data;
         // The caller must be able to write the state field; check before anything runs.
@@ -215,7 +216,7 @@ impl Workflow {
         let from = record.get(&def.field).and_then(Value::as_str).unwrap_or(&def.initial).to_string();
         let state = def.state(&from).ok_or_else(|| KernelError::service(SERVICE, format!("the {object} is in `{from}`, which workflow `{}` does not know", def.name)))?;
         let Some(t) = state.transitions.iter().find(|t| t.event == event) else {
-            return Err(WorkflowError::Illegal { object: object.into(), state: from, event: event.into(), allowed: state.transitions.iter().map(|t| t.event.clone()).collect() });
+            return Err(WorkflowError::Illegal { object: def.object.clone(), state: from, event: event.into(), allowed: state.transitions.iter().map(|t| t.event.clone()).collect() });
         };
         if let (Some(expr), Some(src)) = (&t.guard_expr, &t.guard) {
             match expr.test(&Value::Object(record.clone())) {
@@ -231,7 +232,7 @@ impl Workflow {
         inner.runner.run(&owner, &state.exit, Some(&target), &mut vars, 0).await.map_err(|e| KernelError::service(SERVICE, format!("leaving `{from}`: {e}")))?;
         let to = t.to.clone();
         let change = data.update_at_depth(caller, object, id, json!({ def.field.clone(): to }), 0)?;
-        self.append_history(object, id, Step { from: from.clone(), to: to.clone(), event: event.into(), by: caller.id().into(), at: now_ms() })?;
+        self.append_history(object, id, Step { from: from.clone(), to: to.clone(), event: event.into(), by: caller.who().into(), at: now_ms() })?;
         let _ = caller.audit("workflow.transitioned", json!({ "object": object, "id": id, "workflow": def.name, "event": event, "from": from, "to": to }));
         vars["record"] = shown(change.record.clone());
         let mut warnings = Vec::new();
@@ -264,8 +265,8 @@ impl Workflow {
     }
 
     /// A record's transitions, oldest first. Needs `data.<object>.read`.
-    pub fn history(&self, caller: &PluginContext, object: &str, id: &str) -> objectos_kernel::Result<Vec<Step>> {
-        let object = &caller.record_type(object);
+    pub fn history(&self, caller: &impl Caller, object: &str, id: &str) -> objectos_kernel::Result<Vec<Step>> {
+        let object = &caller.record_type(object)?;
         caller.require_data(object, false, "workflow.history")?;
         let steps = self.inner.ctx.storage().get(&format!("h:{object}:{id}"))?;
         Ok(steps.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
