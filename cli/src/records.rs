@@ -48,6 +48,30 @@ pub(crate) enum RecordsCmd {
     Transition { r#type: String, id: String, event: String },
     /// A record's workflow history.
     History { r#type: String, id: String },
+    /// Create records from a CSV file whose header row names the fields. Every row is checked
+    /// first; when any fails, nothing is written (unless `--skip-invalid`).
+    Import {
+        r#type: String,
+        file: std::path::PathBuf,
+        /// Check every row and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Write the rows that pass and report the others.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Every record of TYPE, as CSV (a header row of field names) or JSON, on stdout.
+    Export {
+        r#type: String,
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Csv,
+    Json,
 }
 
 fn refused(message: impl Into<String>) -> Failure {
@@ -72,24 +96,34 @@ fn resolve(data: &Data, name: &str) -> Result<(String, Arc<ObjectDef>), Failure>
 
 /// `FIELD=VALUE` pairs as a JSON object, each value read by its field's type.
 fn fields(def: &ObjectDef, pairs: &[String]) -> Result<Value, Failure> {
-    let mut out = Map::new();
+    let mut named = Vec::with_capacity(pairs.len());
     for pair in pairs {
         let (name, raw) = pair.split_once('=').ok_or_else(|| refused(format!("`{pair}`: give FIELD=VALUE, e.g. title=\"Shop fit-out\"")))?;
-        let field = def.field(name).ok_or_else(|| {
-            refused(format!("{} has no field `{name}`; fields: {}", def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")))
-        })?;
+        named.push((name, raw));
+    }
+    values(def, named).map_err(refused)
+}
+
+/// Named raw values as a JSON object, each read by its field's type; the problem when one is
+/// not (an unknown field, a number that is not one...).
+fn values<'a>(def: &ObjectDef, named: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Value, String> {
+    let mut out = Map::new();
+    for (name, raw) in named {
+        let field = def
+            .field(name)
+            .ok_or_else(|| format!("{} has no field `{name}`; fields: {}", def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")))?;
         let value = if raw.is_empty() {
             Value::Null
         } else {
             match &field.kind {
                 FieldKind::Number { .. } => match raw.parse::<i64>() {
                     Ok(n) => json!(n),
-                    Err(_) => raw.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).ok_or_else(|| refused(format!("{name}: `{raw}` is not a number")))?,
+                    Err(_) => raw.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).ok_or_else(|| format!("{name}: `{raw}` is not a number"))?,
                 },
                 FieldKind::Boolean => match raw {
                     "true" | "yes" => Value::Bool(true),
                     "false" | "no" => Value::Bool(false),
-                    _ => return Err(refused(format!("{name}: `{raw}` is not true or false"))),
+                    _ => return Err(format!("{name}: `{raw}` is not true or false")),
                 },
                 _ => Value::String(raw.to_string()),
             }
@@ -97,6 +131,27 @@ fn fields(def: &ObjectDef, pairs: &[String]) -> Result<Value, Failure> {
         out.insert(name.to_string(), value);
     }
     Ok(Value::Object(out))
+}
+
+/// The rows of a CSV file whose header names fields of `def` (an `id` column, as `export`
+/// writes it, is left out: ObjectOS gives ids), with their line numbers.
+#[allow(clippy::type_complexity)]
+fn read_csv(path: &std::path::Path, def: &ObjectDef) -> Result<Vec<(u64, Vec<(String, String)>)>, Failure> {
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| refused(format!("{}: {e}", path.display())))?;
+    let header: Vec<String> = r.headers().map_err(|e| refused(format!("{}: {e}", path.display())))?.iter().map(String::from).collect();
+    for h in header.iter().filter(|h| *h != "id") {
+        if def.field(h).is_none() {
+            return Err(refused(format!("{}, line 1: `{h}` is not a field of {}; fields: {}", path.display(), def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))));
+        }
+    }
+    let mut rows = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| refused(format!("{}: {e}", path.display())))?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        let row = header.iter().zip(rec.iter()).filter(|(h, v)| *h != "id" && !v.is_empty()).map(|(h, v)| (h.clone(), v.to_string())).collect();
+        rows.push((line, row));
+    }
+    Ok(rows)
 }
 
 fn show_record(cli: &Cli, def: &ObjectDef, r: &Record) {
@@ -239,6 +294,57 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
                 println!("{} -> {}", t.from, t.to);
                 for w in &t.warnings {
                     println!("warning: {}", clean(w));
+                }
+            }
+        }
+        RecordsCmd::Import { r#type, file, dry_run, skip_invalid } => {
+            let (full, def) = resolve(data, r#type)?;
+            let rows = read_csv(file, &def)?;
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            for (line, row) in rows {
+                match values(&def, row.iter().map(|(k, v)| (k.as_str(), v.as_str()))).and_then(|v| {
+                    def.validate(&v, false).map(|_| v).map_err(|ps| ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; "))
+                }) {
+                    Ok(v) => good.push(v),
+                    Err(why) => bad.push(json!({ "line": line, "problem": why })),
+                }
+            }
+            let write = !dry_run && (bad.is_empty() || *skip_invalid);
+            let mut created = 0;
+            if write {
+                for v in good.iter().cloned() {
+                    data.create(admin, &full, v)?;
+                    created += 1;
+                }
+            }
+            if cli.json {
+                print_json(&json!({ "checked": good.len() + bad.len(), "valid": good.len(), "created": created, "rejected": bad }));
+            } else {
+                for b in &bad {
+                    println!("line {}: {}", b["line"], clean(b["problem"].as_str().unwrap_or_default()));
+                }
+                let rows = good.len() + bad.len();
+                match (write, dry_run) {
+                    (true, _) => println!("Created {created} {} record(s) from {rows} row(s){}", def.name, if bad.is_empty() { String::new() } else { format!("; skipped {} invalid", bad.len()) }),
+                    (false, true) => println!("{} of {rows} row(s) would be created (dry run: nothing written)", good.len()),
+                    (false, false) => {}
+                }
+            }
+            if !bad.is_empty() && !skip_invalid {
+                return Err(refused(format!("{} of the rows are invalid; nothing was written (fix them, or pass --skip-invalid)", bad.len())));
+            }
+        }
+        RecordsCmd::Export { r#type, format } => {
+            let (full, def) = resolve(data, r#type)?;
+            let list = data.list(admin, &full, None, objectos_builtins::declarative::data::MAX_LIST)?;
+            match format {
+                Format::Json => print_json(&list),
+                Format::Csv => {
+                    let mut w = csv::Writer::from_writer(std::io::stdout());
+                    let header: Vec<&str> = std::iter::once("id").chain(def.fields.iter().map(|f| f.name.as_str())).collect();
+                    let row = |r: &Record| -> Vec<String> { std::iter::once(text(&r["id"])).chain(def.fields.iter().map(|f| r.get(&f.name).map(text).unwrap_or_default())).collect() };
+                    w.write_record(&header).and_then(|_| list.iter().try_for_each(|r| w.write_record(row(r)))).and_then(|_| w.flush().map_err(Into::into)).map_err(|e| refused(format!("writing the CSV: {e}")))?;
                 }
             }
         }

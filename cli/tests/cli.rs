@@ -246,4 +246,24 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
     cli.expect(0, &["records", "delete", "opportunity", &opp]);
     let (_, err) = cli.expect(1, &["records", "show", "opportunity", &opp]);
     assert!(err.contains("no com.acme.crm/opportunity record"), "{err}");
+
+    // CSV: every row checked first; one bad row and nothing is written, unless asked.
+    let csv = cli.data.path().join("deals.csv");
+    std::fs::write(&csv, "title,amount\nFit-out,1200\nBad amount,lots\n,300\n\"Quoted, with comma\",50\n").unwrap();
+    let before = cli.json(&["records", "list", "opportunity"]).as_array().unwrap().len();
+    let (out, err) = cli.expect(1, &["records", "import", "opportunity", csv.to_str().unwrap()]);
+    assert!(out.contains("line 3: amount: `lots` is not a number") && out.contains("line 4: $.title Title is required"), "{out}");
+    assert!(err.contains("nothing was written"), "{err}");
+    let (out, _) = cli.expect(0, &["records", "import", "opportunity", csv.to_str().unwrap(), "--dry-run", "--skip-invalid"]);
+    assert!(out.contains("2 of 4 row(s) would be created"), "{out}");
+    assert_eq!(cli.json(&["records", "list", "opportunity"]).as_array().unwrap().len(), before);
+    let (out, _) = cli.expect(0, &["records", "import", "opportunity", csv.to_str().unwrap(), "--skip-invalid"]);
+    assert!(out.contains("Created 2 opportunity record(s) from 4 row(s); skipped 2 invalid"), "{out}");
+    let (exported, _) = cli.expect(0, &["records", "export", "opportunity"]);
+    assert!(exported.starts_with("id,title,account,amount,probability,stage,close_date\n"), "{exported}");
+    assert!(exported.contains("\"Quoted, with comma\""), "{exported}");
+    // What export writes, import reads (ids are given anew).
+    std::fs::write(&csv, &exported).unwrap();
+    let (out, _) = cli.expect(0, &["records", "import", "opportunity", csv.to_str().unwrap(), "--dry-run"]);
+    assert!(out.contains(&format!("{} of {} row(s) would be created", before + 2, before + 2)), "{out}");
 }
