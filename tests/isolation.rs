@@ -516,9 +516,9 @@ async fn quotas_bound_what_one_package_takes() {
     let ctx = k.context(&hog).unwrap();
     let refused = |e: KernelError| assert!(over_limit(&e), "{e}");
 
-    // Events: five a second.
+    // Events: five a second (a record it writes is one of them, announced by the data engine).
     let sent = (0..20).filter(|_| ctx.events().emit("hog.tick", json!({})).is_ok()).count();
-    assert!((5..20).contains(&sent), "{sent} of 20 emits went out");
+    assert!(sent < 20, "{sent} of 20 emits went out");
     // Jobs: three queued at once, none more than a year ahead.
     let jobs = k.service::<objectos_jobs::Jobs>("jobs").unwrap();
     let later = || objectos_jobs::JobSpec::new("work", json!({})).delay(std::time::Duration::from_secs(3600));
@@ -530,8 +530,12 @@ async fn quotas_bound_what_one_package_takes() {
     assert!(jobs.enqueue(&k.context("com.objectos.automation").unwrap(), far).unwrap_err().to_string().contains("366 days"));
     // Records: a few kB.
     let data = ctx.services().get::<Data>("data").unwrap();
+    k.set_quotas(Quotas { events_per_second: 1_000, ..k.quotas() }).unwrap();
     let made = (0..10).take_while(|_| data.create(&ctx, "blob", json!({ "text": "x".repeat(1_000) })).is_ok()).count();
     assert!((1..10).contains(&made), "{made} records of 1 kB fit in 4 kB");
+    k.set_quotas(Quotas { events_per_second: 5, ..k.quotas() }).unwrap();
+    let e = data.create(&ctx, "blob", json!({ "text": "x".repeat(1_000) })).unwrap_err();
+    assert!(e.to_string().contains("bytes of storage"), "{e}");
     // Logs: five lines a minute.
     for i in 0..20 {
         ctx.logger().info(format!("line {i}"));
@@ -655,4 +659,54 @@ async fn a_refused_enable_is_not_the_desired_state() {
     k.register_builtin(&manifest("t.refused", "1.0.0", &[], &[]), Arc::new(Probe::default())).unwrap();
     k.start().await.unwrap();
     assert_ne!(k.plugin("t.refused").unwrap().state, State::Enabled, "not retried at the next start");
+}
+
+/// A plugin that ran before and fails to enable at a start keeps `enabled` as its desired
+/// state, so the next start tries again (the refused-enable rule is for new enables only).
+#[tokio::test]
+async fn a_plugin_that_ran_before_is_retried_after_a_failed_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |probe: Probe| {
+        let k = Kernel::open(KernelConfig::new(dir.path())).unwrap();
+        k.register_builtin(&manifest("t.flaky", "1.0.0", &[], &[]), Arc::new(probe)).unwrap();
+        k
+    };
+    let k = open(Probe::default());
+    k.start().await.unwrap();
+    k.enable("t.flaky", false).await.unwrap();
+    k.shutdown().await;
+    let k = open(Probe { enable: Some(Arc::new(|_| Err("the disk is not mounted yet".into()))), ..Default::default() });
+    k.start().await.unwrap();
+    let info = k.plugin("t.flaky").unwrap();
+    assert_eq!((info.state, info.desired), (State::Error, State::Enabled));
+    k.shutdown().await;
+    let k = open(Probe::default());
+    k.start().await.unwrap();
+    assert_eq!(k.plugin("t.flaky").unwrap().state, State::Enabled);
+}
+
+/// A new version that fails to enable after an upgrade is installed all the same, in ERROR
+/// with its reason, instead of failing the install after the old version's files are gone.
+#[tokio::test]
+async fn an_upgrade_that_fails_to_enable_is_installed_in_error() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    let root = tempfile::tempdir().unwrap();
+    let deps = json!({ "com.objectos.objects": "^0.1", "com.objectos.automation": "^0.1" });
+    let item = "name: item\nfields:\n  name: { type: text }\n";
+    let ping = "name: ping\nwhen: { event: up.ping }\ndo:\n  - emit: up.pong\n";
+    // 1.1.0 adds an automation but not `services.use:automation`: same permissions, so it is
+    // enabled after the upgrade, and its enable fails.
+    let version = |v: &str, provides: Value, files: &[(&str, &str)]| {
+        let m = json!({ "id": "t.up", "name": "Up", "version": v, "author": "Acme", "dependencies": deps, "provides": provides, "permissions": ["services.use:data"] });
+        package_dir(root.path(), &format!("up-{v}"), &m.to_string(), files)
+    };
+    k.install_package(&version("1.0.0", json!({ "objects": ["item"] }), &[("objects/item.yml", item)]), false).await.unwrap();
+    k.grant("t.up", GrantRequest::All).unwrap();
+    k.enable("t.up", true).await.unwrap();
+    let newer = version("1.1.0", json!({ "objects": ["item"], "automations": ["ping"], "events": ["up.*"] }), &[("objects/item.yml", item), ("automations/ping.yml", ping)]);
+    let out = k.install_package(&newer, false).await.unwrap();
+    assert_eq!((out.version.as_str(), out.state), ("1.1.0", State::Error));
+    let info = k.plugin("t.up").unwrap();
+    assert!(info.last_error.as_ref().is_some_and(|e| e.message.contains("services.use:automation")), "{:?}", info.last_error);
+    assert_eq!(info.desired, State::Enabled, "retried at the next start, like the version before it");
 }

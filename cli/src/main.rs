@@ -390,6 +390,10 @@ async fn run(cli: Cli) -> Out {
                     for pair in set {
                         let (name, value) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("`{pair}`: give NAME=VALUE, e.g. queuedJobs=500"))?;
                         let n: u64 = value.parse().map_err(|_| anyhow::anyhow!("`{pair}`: {value} is not a whole number"))?;
+                        if q.get(name).is_none() {
+                            let names: Vec<&str> = kernel.quotas().entries().iter().map(|(n, _)| *n).collect();
+                            return Err(anyhow::anyhow!("`{name}` is not a quota; the quotas are {}", names.join(", ")).into());
+                        }
                         q[name] = json!(n);
                     }
                     let q: objectos_kernel::model::quota::Quotas = serde_json::from_value(q).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -106,6 +106,12 @@ impl PluginContext {
         self.0.shared.metered.then(|| **self.0.core.quotas.load())
     }
 
+    /// The quotas packages run under now (whoever asks): for an engine bounding what it keeps
+    /// for packages after the call that made it (a notification delivered later).
+    pub fn package_quotas(&self) -> crate::model::quota::Quotas {
+        **self.0.core.quotas.load()
+    }
+
     /// Refuse a use over a rate quota: audited for the first refusal in a window (`first`),
     /// so a package hammering a limit does not flood the audit trail; counted every time.
     pub fn over_quota(&self, what: String, reason: String, first: bool) -> KernelError {
@@ -419,16 +425,24 @@ impl Events<'_> {
         Ok(())
     }
 
-    /// Check that this plugin may emit `topic` with `payload`, and count it.
-    fn check_emit(&self, topic: &str, payload: &Value) -> Result<()> {
+    /// Count one event against a package's `eventsPerSecond` quota: every emit does, and an
+    /// engine does for an event it emits because of this package (a record it wrote).
+    pub fn charge(&self, topic: &str) -> Result<()> {
         let ctx = self.0;
-        self.check(topic)?;
-        ctx.check_value(|| format!("event `{topic}`"), payload, MAX_PAYLOAD_BYTES)?;
         if let Some(q) = ctx.quotas() {
             if let (crate::model::quota::Use::Refused { first }, _) = ctx.0.shared.emits.hit(crate::util::now_ms(), 1_000, q.events_per_second) {
                 return Err(ctx.over_quota(format!("event `{topic}`"), format!("the package's quota is {} events a second", q.events_per_second), first));
             }
         }
+        Ok(())
+    }
+
+    /// Check that this plugin may emit `topic` with `payload`, and count it.
+    fn check_emit(&self, topic: &str, payload: &Value) -> Result<()> {
+        let ctx = self.0;
+        self.check(topic)?;
+        ctx.check_value(|| format!("event `{topic}`"), payload, MAX_PAYLOAD_BYTES)?;
+        self.charge(topic)?;
         ctx.0.shared.counters.events_emitted.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -545,8 +559,8 @@ impl Storage<'_> {
     pub fn set(&self, key: &str, value: Value) -> Result<()> {
         check_key(key)?;
         self.0.check_value(|| format!("storage value `{key}`"), &value, MAX_VALUE_BYTES)?;
-        self.check_room(key, &value)?;
         let ctx = self.write("storage.set", AuditAction::StorageSet, Some(key))?;
+        self.check_room(key, &value)?;
         ctx.0.core.storage.set(ctx.id(), key, value)
     }
     /// Delete a key; true when it existed. Needs `storage.write`.
@@ -566,10 +580,12 @@ impl Storage<'_> {
         check_key(key)?;
         if let Some(v) = &new {
             self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
-            self.check_room(key, v)?;
         }
         self.read("storage.swap")?;
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
+        if let Some(v) = &new {
+            self.check_room(key, v)?;
+        }
         ctx.0.core.storage.swap(ctx.id(), key, expected, new)
     }
     /// Delete every key; returns how many. Needs `storage.write`.

@@ -66,7 +66,7 @@ pub fn check_json(v: &serde_json::Value, max_depth: usize, max_bytes: usize) -> 
     use serde_json::Value;
     // A string as JSON text: its bytes, the quotes, and what escaping adds.
     fn text(s: &str) -> usize {
-        s.len() + 2 + s.bytes().map(|b| match b { b'"' | b'\\' => 1, 0..=0x1f => 5, _ => 0 }).sum::<usize>()
+        s.len() + 2 + s.bytes().map(|b| match b { b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1, 0..=0x1f => 5, _ => 0 }).sum::<usize>()
     }
     fn size(v: &Value) -> usize {
         match v {
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(check_json(&nest(33), 32, 1 << 20), Err(JsonBound::TooDeep { limit: 32 }));
         assert_eq!(check_json(&json!(["x".repeat(100)]), 32, 50), Err(JsonBound::TooLarge { limit: 50 }));
         // Escapes count: 40 control characters are 240 bytes of JSON text.
-        let escaped = json!("\u{1}".repeat(40));
+        let escaped = json!("\u{1}\n\"".repeat(40));
         assert_eq!(check_json(&escaped, 32, usize::MAX), Ok(serde_json::to_string(&escaped).unwrap().len()));
         // A deep value is walked without recursion: 100,000 levels are refused, not a crash.
         let mut deep = json!(1);

@@ -354,7 +354,6 @@ mod tests {
     #[test]
     fn inbox_items_keep_their_order_and_show_their_level_as_a_word() {
         let item = |id: &str, level: Level, read: bool| InboxItem {
-            from_package: false,
             message: Message {
                 id: id.into(),
                 plugin: "com.acme.backup".into(),
@@ -364,6 +363,7 @@ mod tests {
                 recipient: None,
                 data: serde_json::Value::Null,
                 created_at: 1_700_000_000_000,
+                from_package: false,
             },
             read,
         };

@@ -583,7 +583,7 @@ export type Quotas = {
 	notificationsPerMinute?: number | null,
 	/**
 	 *  The package's items kept in the console's notification centre (older ones of its own
-	 *  make room; an admin's and other senders' are never pushed out by it).
+	 *  make room; an admin's and the built-ins' are never pushed out by it).
 	 */
 	inboxItems?: number | null,
 	/**

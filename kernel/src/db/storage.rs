@@ -104,7 +104,7 @@ impl Store {
 
     pub(crate) fn storage_usage(&self, plugin: &str) -> Result<u64> {
         let c = self.lock();
-        c.prepare_cached("SELECT COALESCE(SUM(length(key) + length(value)), 0) FROM storage WHERE plugin=?1")
+        c.prepare_cached("SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) FROM storage WHERE plugin=?1")
             .and_then(|mut st| st.query_row([plugin], |r| r.get::<_, i64>(0)))
             .map(|n| n.max(0) as u64)
             .map_err(|e| self.map_err(e))

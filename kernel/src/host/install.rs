@@ -292,7 +292,11 @@ impl Kernel {
             // Chrome's rule: a version asking for more than was granted waits for approval.
             // (check_enable covers both enabled dependencies and pending permissions.)
             if self.check_resolves(&id).is_ok() && self.check_enable(&id).is_ok() {
-                self.step(&actor, &id, Action::Enable).await?;
+                // A new version that fails to enable is installed all the same, in ERROR with
+                // its reason, and retried at the next start like the version before it.
+                if self.step(&actor, &id, Action::Enable).await.is_err() {
+                    self.update(&id, |s| s.desired = State::Enabled)?;
+                }
             } else {
                 self.update(&id, |s| s.desired = State::Enabled)?;
             }

@@ -190,7 +190,7 @@ impl Kernel {
         let (writer, thread) = Writer::start(&store, notices.clone());
         let detail = store.setting("audit.detail")?.and_then(|d| d.parse().ok()).unwrap_or_default();
         // An unreadable setting (a hand edit) falls back to the defaults rather than failing.
-        let quotas: crate::model::quota::Quotas = store.setting("quotas")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let quotas = crate::model::quota::Quotas::from_setting(store.setting("quotas")?.as_deref());
         writer.set_detail(detail);
         let id = NEXT_KERNEL.fetch_add(1, Ordering::Relaxed);
         register_sink(id, &writer);

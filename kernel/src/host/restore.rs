@@ -114,6 +114,8 @@ impl Kernel {
     /// plugins installed or removed there, grants, upgrades, and desired states, which this
     /// process then runs. Call it when [`Kernel::changed_externally`] says so.
     pub async fn sync_external(&self) -> Result<()> {
+        // Quotas another process set (`objectos settings quotas`) apply here too.
+        self.0.core.quotas.store(Arc::new(crate::model::quota::Quotas::from_setting(self.0.core.store.setting("quotas")?.as_deref())));
         let rows = self.0.core.store.plugins()?;
         let ids: BTreeSet<String> = rows.iter().map(|r| r.id.clone()).collect();
         let gone: Vec<String> = lock(&self.0.plugins).keys().filter(|k| !ids.contains(*k)).cloned().collect();
@@ -150,6 +152,10 @@ impl Kernel {
                             }
                             plugins.set_manifest(&row.id, manifest.clone());
                         }
+                    }
+                    // An approval (or a new author's hold) another process recorded.
+                    if let Some(s) = lock(&self.0.plugins).get_mut(&row.id) {
+                        s.author_change = row.author_change.as_deref().and_then(|t| serde_json::from_str(t).ok());
                     }
                     self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
                     if row.desired == desired {

@@ -215,7 +215,7 @@ impl Kernel {
             }
         }
         let _g = self.gate(id).await?;
-        let state = lock(&self.0.plugins).get(id).map(|s| s.state).unwrap_or(State::Installed);
+        let (state, desired) = lock(&self.0.plugins).get(id).map(|s| (s.state, s.desired)).unwrap_or((State::Installed, State::Installed));
         if state == State::Enabled {
             return Ok(());
         }
@@ -226,7 +226,13 @@ impl Kernel {
             self.check_enable(id)?;
             self.step(&actor, id, Action::Load).await?;
         }
-        self.step(&actor, id, Action::Enable).await
+        let r = self.step(&actor, id, Action::Enable).await;
+        if r.is_err() {
+            // A failed enable leaves the desired state as it was before it (see `step`), also
+            // past the load it ran first.
+            self.update(id, |s| s.desired = desired)?;
+        }
+        r
     }
 
     /// Disable a plugin. Refused while enabled plugins depend on it, unless `cascade`, which

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Per-package limits on shared resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+#[serde(rename_all = "camelCase", default)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Quotas {
     /// Bytes of storage: the package's own keys, and the records of its types.
@@ -25,7 +25,7 @@ pub struct Quotas {
     #[cfg_attr(feature = "specta", specta(type = f64))]
     pub notifications_per_minute: u64,
     /// The package's items kept in the console's notification centre (older ones of its own
-    /// make room; an admin's and other senders' are never pushed out by it).
+    /// make room; an admin's and the built-ins' are never pushed out by it).
     #[cfg_attr(feature = "specta", specta(type = f64))]
     pub inbox_items: u64,
     /// Lines the package writes to its log per minute (beyond, one line says how many were
@@ -58,6 +58,13 @@ impl Quotas {
             ("inboxItems", self.inbox_items),
             ("logLinesPerMinute", self.log_lines_per_minute),
         ]
+    }
+
+    /// The quotas as stored in the `quotas` setting: the defaults for what it does not say (a
+    /// name another version added is ignored, a missing one takes its default), and for all of
+    /// it when it cannot be read.
+    pub fn from_setting(text: Option<&str>) -> Quotas {
+        text.and_then(|t| serde_json::from_str::<Quotas>(t).ok()).filter(|q| q.check().is_ok()).unwrap_or_default()
     }
 
     /// Why these quotas cannot be used (each must be at least 1), if so.
@@ -127,6 +134,8 @@ mod tests {
         let q: Quotas = serde_json::from_str(r#"{"queuedJobs": 5}"#).unwrap();
         assert_eq!((q.queued_jobs, q.events_per_second), (5, Quotas::default().events_per_second));
         assert!(Quotas { inbox_items: 0, ..q }.check().unwrap_err().contains("inboxItems"));
-        assert!(serde_json::from_str::<Quotas>(r#"{"jobs": 5}"#).is_err(), "unknown names are refused");
+        let later: Quotas = serde_json::from_str(r#"{"queuedJobs": 7, "gpuSeconds": 5}"#).unwrap();
+        assert_eq!(later.queued_jobs, 7, "a name from another version is ignored, the rest kept");
+        assert_eq!(Quotas::from_setting(Some("not json")), Quotas::default());
     }
 }

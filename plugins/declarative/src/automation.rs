@@ -254,7 +254,7 @@ impl Automations {
             }
             Trigger::Schedule(cron) => {
                 let spec = JobSpec::new(SCHEDULED, json!({ "package": caller.id(), "automation": def.name }));
-                self.inner.runner.jobs.schedule(&self.inner.runner.engine, &schedule_name(caller.id(), &def.name), cron, spec)?;
+                self.inner.runner.jobs.schedule_for(&self.inner.runner.engine, caller, &schedule_name(caller.id(), &def.name), cron, spec)?;
                 None
             }
         };

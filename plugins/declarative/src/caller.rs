@@ -22,6 +22,8 @@ pub trait Caller {
     fn quotas(&self) -> Option<Quotas>;
     /// A refusal over a bound, audited as this caller's.
     fn over_limit(&self, what: String, reason: String) -> KernelError;
+    /// Count an event an engine emits because of this caller against its quota.
+    fn charge_event(&self, topic: &str) -> Result<()>;
 }
 
 impl Caller for PluginContext {
@@ -45,6 +47,9 @@ impl Caller for PluginContext {
     }
     fn over_limit(&self, what: String, reason: String) -> KernelError {
         PluginContext::over_limit(self, what, reason)
+    }
+    fn charge_event(&self, topic: &str) -> Result<()> {
+        self.events().charge(topic)
     }
 }
 
@@ -78,5 +83,8 @@ impl Caller for Admin {
     }
     fn over_limit(&self, what: String, reason: String) -> KernelError {
         KernelError::OverLimit { plugin: "admin".into(), what, reason }
+    }
+    fn charge_event(&self, _: &str) -> Result<()> {
+        Ok(())
     }
 }

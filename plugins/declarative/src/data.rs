@@ -71,9 +71,10 @@ struct Inner {
     ctx: PluginContext,
     types: RwLock<Types>,
     seq: AtomicU64,
-    /// Bytes of each owner's records, counted on first use and kept up to date by every write:
-    /// they count against the owner's storage quota.
-    usage: std::sync::Mutex<HashMap<String, u64>>,
+    /// Bytes of each owner's records, counted on first use, kept up to date by this process's
+    /// writes and counted again after a few seconds (another process may write too): they
+    /// count against the owner's storage quota.
+    usage: std::sync::Mutex<HashMap<String, (u64, std::time::Instant)>>,
 }
 
 fn size(key: &str, v: &Value) -> u64 {
@@ -153,17 +154,20 @@ impl Data {
 
     /// The bytes `owner`'s records take now.
     fn used(&self, owner: &str) -> Result<u64> {
-        if let Some(n) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get(owner) {
-            return Ok(*n);
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+        if let Some((n, at)) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get(owner) {
+            if at.elapsed() < FRESH {
+                return Ok(*n);
+            }
         }
         let n = self.inner.ctx.storage().scan(&format!("r:{owner}/"))?.iter().map(|(k, v)| size(k, v)).sum();
-        self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.to_string(), n);
+        self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.to_string(), (n, std::time::Instant::now()));
         Ok(n)
     }
 
     /// Count a write of `owner`'s records: `delta` bytes more (or fewer).
     fn account(&self, owner: &str, delta: i64) {
-        if let Some(n) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get_mut(owner) {
+        if let Some((n, _)) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get_mut(owner) {
             *n = n.saturating_add_signed(delta);
         }
     }
@@ -221,6 +225,8 @@ impl Data {
             let value = Value::Object(stored.clone());
             let adds = size(&k, &value);
             self.check_room(caller, object, adds)?;
+            // The announcement is the caller's event, for its quota.
+            caller.charge_event(&topic(object, "created"))?;
             if storage.swap(&k, None, Some(value))? {
                 self.account(object.split_once('/').map_or(object, |(o, _)| o), adds as i64);
                 let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
@@ -267,6 +273,7 @@ impl Data {
             if delta > 0 {
                 self.check_room(caller, object, delta as u64)?;
             }
+            caller.charge_event(&topic(object, "updated"))?;
             if storage.swap(&k, Some(&old), Some(new))? {
                 self.account(object.split_once('/').map_or(object, |(o, _)| o), delta);
                 let change = Change { record, changed };
@@ -284,6 +291,7 @@ impl Data {
         self.definition(object)?;
         let storage = self.inner.ctx.storage();
         let Some(old) = storage.get(&key(object, id))? else { return Ok(false) };
+        caller.charge_event(&topic(object, "deleted"))?;
         if !storage.swap(&key(object, id), Some(&old), None)? {
             return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
         }

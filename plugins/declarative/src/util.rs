@@ -55,6 +55,7 @@ pub(crate) fn adopt_unowned(engine: &objectos_kernel::PluginContext, kind: &str,
         }
     }
     storage.set(&marker, serde_json::json!(full))?;
+    // (The data engine counts an owner's bytes again within seconds, so the move shows.)
     engine.logger().info(format!("{} `{kind}` entries of `{short}`, stored before record types had owners, now belong to {full}", old.len()));
     Ok(())
 }

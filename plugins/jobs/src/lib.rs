@@ -61,6 +61,8 @@ pub const MAX_PAYLOAD_DEPTH: usize = objectos_kernel::util::MAX_JSON_DEPTH - 4;
 pub const MAX_ATTEMPTS: u32 = 100;
 /// The furthest ahead a job may be queued.
 pub const MAX_DELAY_MS: u64 = 366 * 86_400_000;
+/// Most schedules engines keep for one package.
+pub const MAX_SCHEDULES_PER_PACKAGE: usize = 100;
 
 const JOB: &str = "job:";
 const SCHEDULE: &str = "schedule:";
@@ -323,6 +325,10 @@ pub struct Schedule {
     pub spec: JobSpec,
     /// The next occurrence (ms).
     pub next_at: i64,
+    /// The package an engine made it for: its occurrences are that package's jobs (its quota,
+    /// and they go with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_for: Option<String>,
 }
 
 impl Schedule {
@@ -500,7 +506,29 @@ impl Jobs {
         spec.validate(caller)?;
         let parsed = parse_cron(cron)?;
         let next_at = next_occurrence(&parsed, now_ms())?;
-        let schedule = Schedule { plugin: caller.id().into(), name: name.into(), cron: cron.into(), spec, next_at };
+        let schedule = Schedule { plugin: caller.id().into(), name: name.into(), cron: cron.into(), spec, next_at, made_for: None };
+        let value = serde_json::to_value(&schedule).map_err(|e| err(e.to_string()))?;
+        self.inner.ctx.storage().set(&schedule.key(), value)?;
+        self.inner.lock().schedules.insert(schedule.key(), schedule);
+        self.inner.wake.notify_one();
+        Ok(next_at)
+    }
+
+    /// Like [`Jobs::schedule`], for an engine's handler on behalf of package `owner`: each
+    /// occurrence is `owner`'s job (its `queuedJobs` quota: an occurrence past it is skipped and
+    /// logged), and a package has at most [`MAX_SCHEDULES_PER_PACKAGE`] of them.
+    pub fn schedule_for(&self, caller: &PluginContext, owner: &PluginContext, name: &str, cron: &str, spec: JobSpec) -> Result<i64> {
+        if owner.quotas().is_some() {
+            let held = self.inner.lock().schedules.values().filter(|s| s.made_for.as_deref() == Some(owner.id()) && s.name != name).count();
+            if held >= MAX_SCHEDULES_PER_PACKAGE {
+                return Err(owner.over_limit("a schedule".into(), format!("the package has {held} schedules; at most {MAX_SCHEDULES_PER_PACKAGE}")));
+            }
+        }
+        spec.validate(owner)?;
+        let parsed = parse_cron(cron)?;
+        check_name("schedule", name)?;
+        let next_at = next_occurrence(&parsed, now_ms())?;
+        let schedule = Schedule { plugin: caller.id().into(), name: name.into(), cron: cron.into(), spec, next_at, made_for: Some(owner.id().into()) };
         let value = serde_json::to_value(&schedule).map_err(|e| err(e.to_string()))?;
         self.inner.ctx.storage().set(&schedule.key(), value)?;
         self.inner.lock().schedules.insert(schedule.key(), schedule);
@@ -788,8 +816,18 @@ impl Inner {
         // Schedules: create the occurrence (idempotent), then advance the schedule.
         let due_schedules: Vec<Schedule> = self.lock().schedules.values().filter(|s| s.next_at <= now).cloned().collect();
         for s in due_schedules {
-            let job = self.new_job(&s.plugin, format!("{}/{}@{}", s.plugin, s.name, s.next_at), s.spec.clone(), Some(s.name.clone()));
-            self.insert(job)?;
+            let mut job = self.new_job(&s.plugin, format!("{}/{}@{}", s.plugin, s.name, s.next_at), s.spec.clone(), Some(s.name.clone()));
+            job.made_for = s.made_for.clone();
+            // An occurrence made for a package counts against its queue; past it, it is skipped.
+            let full = s.made_for.as_deref().is_some_and(|owner| {
+                let queued = self.lock().active.values().filter(|j| j.made_for.as_deref().unwrap_or(&j.plugin) == owner).count() as u64;
+                queued >= self.ctx.package_quotas().queued_jobs
+            });
+            if full {
+                self.ctx.logger().warn(format!("schedule {} of {}: occurrence skipped, {} has its quota of jobs queued", s.name, s.plugin, s.made_for.as_deref().unwrap_or_default()));
+            } else {
+                self.insert(job)?;
+            }
             let mut advanced = s.clone();
             advanced.next_at = next_occurrence(&parse_cron(&s.cron)?, now)?;
             let (key, old, new) = (s.key(), serde_json::to_value(&s).map_err(|e| err(e.to_string()))?, serde_json::to_value(&advanced).map_err(|e| err(e.to_string()))?);
@@ -1004,6 +1042,12 @@ impl Inner {
 
     fn forget(&self, plugin: &str) -> Result<()> {
         for (key, _) in self.ctx.storage().scan(&format!("{SCHEDULE}{plugin}/"))? {
+            self.ctx.storage().delete(&key)?;
+            self.lock().schedules.remove(&key);
+        }
+        // Schedules engines kept for it.
+        let made: Vec<String> = self.lock().schedules.iter().filter(|(_, s)| s.made_for.as_deref() == Some(plugin)).map(|(k, _)| k.clone()).collect();
+        for key in made {
             self.ctx.storage().delete(&key)?;
             self.lock().schedules.remove(&key);
         }

@@ -98,6 +98,10 @@ pub struct Message {
     pub data: Value,
     /// Created (ms).
     pub created_at: i64,
+    /// Sent by a package (decided at send): in the inbox it keeps at most its `inboxItems`
+    /// quota and is the first to make room, so an admin's notices are never pushed out by it.
+    #[serde(default)]
+    pub from_package: bool,
 }
 
 /// What a plugin asks to send.
@@ -218,10 +222,6 @@ pub struct InboxItem {
     pub message: Message,
     /// Read by the admin.
     pub read: bool,
-    /// Sent by a package, which keeps at most its `inboxItems` quota here and is the first to
-    /// make room: an admin's notices and the built-ins' are never pushed out by a package's.
-    #[serde(default)]
-    pub from_package: bool,
 }
 
 // ---- the plugin ------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ impl Plugin for NotificationPlugin {
         let backoff_ms = ctx.config_u64("retryBackoffMs", 2_000, u64::MAX)?;
         let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
         let (changes, _) = watch::channel(0u64);
-        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms, senders: Mutex::default(), rates: Mutex::default() });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms, rates: Mutex::default() });
         {
             let mut channels = inner.channels();
             channels.insert(IN_APP.into(), (ID.into(), Arc::new(InAppChannel { inner: Arc::downgrade(&inner) }) as Arc<dyn Channel>));
@@ -276,8 +276,6 @@ struct Inner {
     changes: watch::Sender<u64>,
     retain: usize,
     backoff_ms: u64,
-    /// Packages sending now, with their in-app cap (their `inboxItems` quota).
-    senders: Mutex<HashMap<String, usize>>,
     /// Each package's sends in the current minute.
     rates: Mutex<HashMap<String, std::sync::Arc<objectos_kernel::model::quota::Window>>>,
 }
@@ -366,7 +364,7 @@ impl Inner {
         if left > self.retain {
             // Oldest first (keys sort by creation), packages' items before the others.
             let mut order: Vec<&(String, InboxItem)> = items.iter().filter(|(k, _)| !gone.contains(k)).collect();
-            order.sort_by_key(|(k, i)| (!i.from_package, k.clone()));
+            order.sort_by_key(|(k, i)| (!i.message.from_package, k.clone()));
             gone.extend(order.iter().take(left - self.retain).map(|(k, _)| k.clone()));
         }
         for k in gone {
@@ -388,8 +386,8 @@ struct InAppChannel {
 impl Channel for InAppChannel {
     async fn deliver(&self, message: &Message) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let inner = self.inner.upgrade().ok_or("the notification plugin is not enabled")?;
-        let cap = lock(&inner.senders).get(&message.plugin).copied();
-        let item = InboxItem { message: message.clone(), read: false, from_package: cap.is_some() };
+        let cap = message.from_package.then(|| inner.ctx.package_quotas().inbox_items as usize);
+        let item = InboxItem { message: message.clone(), read: false };
         inner.ctx.storage().set(&format!("{INAPP}{}", message.id), serde_json::to_value(&item)?)?;
         inner.trim_inbox(&message.plugin, cap)?;
         inner.changed();
@@ -482,7 +480,6 @@ impl Notifications {
             if let (objectos_kernel::model::quota::Use::Refused { first }, _) = window.hit(now_ms(), 60_000, q.notifications_per_minute) {
                 return Err(caller.over_quota("a notification".into(), format!("the package's quota is {} notifications a minute", q.notifications_per_minute), first));
             }
-            lock(&inner.senders).insert(caller.id().to_string(), q.inbox_items as usize);
         }
         let place = notice.template.as_deref().map_or_else(|| "the notification".to_string(), |t| format!("template `{t}`"));
         let title = render(&title, &notice.vars).map_err(|e| err(format!("{place}, title: {e}")))?;
@@ -502,7 +499,7 @@ impl Notifications {
         let now = now_ms();
         // Fixed widths, so ids sort by creation (the inbox lists newest first by id).
         let id = format!("{now:013}-{:08}-{:010}", std::process::id(), inner.seq.fetch_add(1, Relaxed));
-        let message = Message { id: id.clone(), plugin: caller.id().into(), title, body, level: notice.level, recipient: notice.recipient, data: notice.data, created_at: now };
+        let message = Message { id: id.clone(), plugin: caller.id().into(), title, body, level: notice.level, recipient: notice.recipient, data: notice.data, created_at: now, from_package: caller.quotas().is_some() };
         let mut sent = Sent { message: message.clone(), deliveries: BTreeMap::new() };
         let results = futures::future::join_all(channels.iter().map(|c| inner.deliver(c, &message))).await;
         for (channel, result) in channels.iter().zip(results) {
