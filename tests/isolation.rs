@@ -615,6 +615,7 @@ async fn uninstall_keeps_or_deletes_records_and_a_new_author_is_approved_again()
     // Deleted: nothing is left for the next install.
     k.uninstall_with("t.notes", objectos_kernel::host::Uninstall { keep_records: false }).await.unwrap();
     k.install_package(&pkg("Mallory", "d"), false).await.unwrap();
+    assert!(k.plugin("t.notes").unwrap().author_change.is_none(), "with its records deleted, nothing is at stake");
     k.grant("t.notes", GrantRequest::All).unwrap();
     k.enable("t.notes", true).await.unwrap();
     assert_eq!(notes(&k), 0);

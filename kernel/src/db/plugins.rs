@@ -170,6 +170,12 @@ impl Store {
         c.query_row("SELECT value FROM settings WHERE key=?1", [key], |r| r.get(0)).optional().map_err(|e| self.map_err(e))
     }
 
+    pub(crate) fn delete_setting(&self, key: &str) -> Result<()> {
+        let c = self.lock();
+        c.execute("DELETE FROM settings WHERE key=?1", [key]).map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
     pub(crate) fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         let c = self.lock();
         c.execute("INSERT INTO settings(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value", params![key, value])

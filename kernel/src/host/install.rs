@@ -148,16 +148,8 @@ impl Kernel {
 
     pub(super) async fn install_new(&self, actor: Actor, m: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, dir: Option<PathBuf>) -> Result<InstallOutcome> {
         let id = m.id.clone();
-        let change = if kind == PluginKind::Package { self.former_author_change(&m)? } else { None };
         let mut done = self.install_many(actor, vec![(m, code, dir)], kind, None).await?;
-        let out = done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id.clone() }))?;
-        if let Some(c) = change {
-            if let Some(s) = lock(&self.0.plugins).get_mut(&id) {
-                s.author_change = Some(c);
-            }
-            self.persist_slot(&id)?;
-        }
-        Ok(out)
+        done.pop().map(|(_, r)| r).unwrap_or(Err(KernelError::NotFound { plugin: id }))
     }
 
     /// Record new plugins in one transaction (granting each everything it requests when
@@ -195,9 +187,17 @@ impl Kernel {
         let grants = self.0.core.store.insert_plugins(&rows, &grant_by.map(Actor::to_string).unwrap_or_default())?;
         let mut installed = Vec::with_capacity(new.len());
         for (((m, code, _), (row, _)), grants) in new.into_iter().zip(&rows).zip(grants) {
-            let slot = self.new_slot(m.clone(), kind, code.clone(), row, grants)?;
+            let mut slot = self.new_slot(m.clone(), kind, code.clone(), row, grants)?;
+            // A package under an id someone else published is held before any of its code runs.
+            if kind == PluginKind::Package {
+                slot.author_change = self.former_author_change(&m)?;
+            }
+            let held = slot.author_change.is_some();
             installed.push((m, code, slot.ctx.clone()));
             lock(&self.0.plugins).insert(slot);
+            if held {
+                self.persist_slot(&installed.last().map(|(m, _, _)| m.id.clone()).unwrap_or_default())?;
+            }
         }
         let mut out = Vec::with_capacity(installed.len());
         for (m, code, ctx) in installed {
@@ -339,8 +339,13 @@ impl Kernel {
         self.0.core.storage.clear(id)?;
         self.0.core.store.delete_plugin(id)?;
         // Who published it, so that a later install of this id by someone else is approved
-        // again like an upgrade by another author (its kept records are at stake).
-        self.0.core.store.set_setting(&former_author_key(id), &serde_json::to_string(&author).unwrap_or_default())?;
+        // again like an upgrade by another author (its kept records are at stake; with them
+        // deleted, nothing is).
+        if how.keep_records {
+            self.0.core.store.set_setting(&former_author_key(id), &serde_json::to_string(&author).unwrap_or_default())?;
+        } else {
+            self.0.core.store.delete_setting(&former_author_key(id))?;
+        }
         lock(&self.0.plugins).remove(id);
         if let Some(d) = dir {
             let _ = std::fs::remove_dir_all(&d);
