@@ -206,6 +206,7 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
         (vec!["records", "create", "account", "name=x", "active=perhaps"], "`perhaps` is not true or false"),
         (vec!["records", "create", "ghost", "name=x"], "no record type `ghost` is installed"),
         (vec!["records", "create", "opportunity", "title"], "give FIELD=VALUE"),
+        (vec!["records", "create", "opportunity", "title=x", "account=no-such-account"], "`no-such-account` names no account record"),
     ] {
         let (_, err) = cli.expect(1, &args);
         assert!(err.contains(want), "{args:?}: want {want:?} in {err}");

@@ -184,6 +184,22 @@ impl Data {
         Ok(())
     }
 
+    /// Refuse values of reference fields that name no record of the referenced type (one of
+    /// the same package's types).
+    fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>) -> Result<()> {
+        let owner = object.split_once('/').map_or(object, |(o, _)| o);
+        let storage = self.inner.ctx.storage();
+        for f in &def.fields {
+            let crate::defs::FieldKind::Reference { object: target } = &f.kind else { continue };
+            let Some(Value::String(id)) = fields.get(&f.name) else { continue };
+            let full = format!("{owner}/{target}");
+            if !storage.has(&key(&full, id))? {
+                return Err(err(format!("invalid {object} record: $.{} {} `{id}` names no {target} record", f.name, f.label)));
+            }
+        }
+        Ok(())
+    }
+
     fn problems(object: &str, ps: Vec<objectos_kernel::model::manifest::Problem>) -> KernelError {
         err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
     }
@@ -210,6 +226,7 @@ impl Data {
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
         let record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
+        self.check_references(object, &def, &record)?;
         let now = now_ms();
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
@@ -255,6 +272,7 @@ impl Data {
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;
         let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
+        self.check_references(object, &def, &fields)?;
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
             let old = storage.get(&key(object, id))?.ok_or_else(|| err(format!("no {object} record `{id}`")))?;
