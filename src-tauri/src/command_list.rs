@@ -31,6 +31,11 @@ macro_rules! console_commands {
             mark_notifications_read,
             plugin_texts,
             package_definitions,
+            record_types,
+            list_records,
+            save_record,
+            delete_record,
+            transition_record,
         }
     };
 }

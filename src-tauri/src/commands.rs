@@ -165,6 +165,73 @@ pub enum ExportFormat {
     Csv,
 }
 
+fn records(state: &AppState) -> CmdResult<(std::sync::Arc<objectos_builtins::declarative::data::Data>, objectos_builtins::declarative::caller::Admin)> {
+    let data = state
+        .kernel
+        .service::<objectos_builtins::declarative::data::Data>(objectos_builtins::declarative::data::SERVICE)
+        .map_err(|_| CommandError::other("recordsOff", "the Records plugin (com.objectos.objects) is not enabled"))?;
+    Ok((data, objectos_builtins::declarative::caller::Admin(state.kernel.clone())))
+}
+
+fn workflows(state: &AppState) -> CmdResult<std::sync::Arc<objectos_builtins::declarative::workflow::Workflow>> {
+    state
+        .kernel
+        .service::<objectos_builtins::declarative::workflow::Workflow>(objectos_builtins::declarative::workflow::SERVICE)
+        .map_err(|_| CommandError::other("workflowsOff", "the Workflows plugin (com.objectos.workflow) is not enabled"))
+}
+
+/// The record types installed now, with their owners, fields and workflows (none when the
+/// Records plugin is off).
+#[tauri::command]
+#[specta::specta]
+pub async fn record_types(state: State<'_, AppState>) -> CmdResult<Vec<views::RecordType>> {
+    let Ok((data, _)) = records(&state) else { return Ok(Vec::new()) };
+    let wf = workflows(&state).ok();
+    let names = |id: &str| state.kernel.plugin(id).map(|p| p.manifest.name).unwrap_or_else(|_| id.to_string());
+    Ok(views::record_types(data.types(), |full| wf.as_ref().and_then(|w| w.definition(full)), names))
+}
+
+/// Records of a type (its full name), oldest first, filtered by an expression when given.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_records(state: State<'_, AppState>, record_type: String, filter: Option<String>, limit: u32) -> CmdResult<Vec<serde_json::Value>> {
+    let (data, admin) = records(&state)?;
+    Ok(data.list(&admin, &record_type, filter.as_deref().filter(|f| !f.trim().is_empty()), limit as usize)?.into_iter().map(serde_json::Value::Object).collect())
+}
+
+/// Create a record (`id` none) or change one, as the admin; returns it. Every problem names its
+/// field (`$.amount`).
+#[tauri::command]
+#[specta::specta]
+pub async fn save_record(state: State<'_, AppState>, record_type: String, id: Option<String>, fields: serde_json::Value) -> CmdResult<serde_json::Value> {
+    let (data, admin) = records(&state)?;
+    let record = match id {
+        None => data.create(&admin, &record_type, fields)?,
+        Some(id) => data.update(&admin, &record_type, &id, fields)?.record,
+    };
+    Ok(serde_json::Value::Object(record))
+}
+
+/// Delete a record, as the admin.
+#[tauri::command]
+#[specta::specta]
+pub async fn delete_record(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<bool> {
+    let (data, admin) = records(&state)?;
+    Ok(data.delete(&admin, &record_type, &id)?)
+}
+
+/// Fire a workflow event on a record, as the admin; returns the record afterwards.
+#[tauri::command]
+#[specta::specta]
+pub async fn transition_record(state: State<'_, AppState>, record_type: String, id: String, event: String) -> CmdResult<serde_json::Value> {
+    let (_, admin) = records(&state)?;
+    let t = workflows(&state)?.transition(&admin, &record_type, &id, &event).await.map_err(|e| match e {
+        objectos_builtins::declarative::workflow::WorkflowError::Kernel(k) => CommandError::from(k),
+        other => CommandError::other("workflow", other.to_string()),
+    })?;
+    Ok(serde_json::Value::Object(t.record))
+}
+
 /// Where an export went.
 #[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct Exported {

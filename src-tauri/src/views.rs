@@ -253,6 +253,82 @@ pub fn definitions(defs: Definitions) -> DefinitionsView {
     DefinitionsView { objects, workflows, automations }
 }
 
+/// A field as a form needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordField {
+    pub name: String,
+    pub label: String,
+    /// text, number, boolean, date, enum or reference.
+    pub kind: String,
+    pub required: bool,
+    /// Enum values, in order.
+    pub values: Vec<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub max_length: Option<u32>,
+    /// The full name of the type a reference field points at.
+    pub reference: Option<String>,
+    /// Bounds, values or the referenced type, in words.
+    pub detail: String,
+}
+
+/// A record type as the Records view shows it: whose it is, its fields and its workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordType {
+    /// The full name, `<owner>/<type>`.
+    pub name: String,
+    pub label: String,
+    pub owner: String,
+    pub owner_name: String,
+    pub fields: Vec<RecordField>,
+    /// The field holding the workflow's state, the initial state, and its transitions.
+    pub workflow: Option<RecordWorkflow>,
+}
+
+/// A workflow as the Records view needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct RecordWorkflow {
+    pub name: String,
+    pub field: String,
+    pub initial: String,
+    pub transitions: Vec<TransitionView>,
+}
+
+/// The record types installed now, sorted by owner name then label.
+pub fn record_types(types: Vec<(String, String, std::sync::Arc<objectos_builtins::declarative::defs::ObjectDef>)>, workflow: impl Fn(&str) -> Option<std::sync::Arc<objectos_builtins::declarative::defs::WorkflowDef>>, owner_name: impl Fn(&str) -> String) -> Vec<RecordType> {
+    let mut out: Vec<RecordType> = types
+        .into_iter()
+        .map(|(full, owner, def)| {
+            let fields = def
+                .fields
+                .iter()
+                .map(|f| {
+                    let view = field(f.clone());
+                    let (values, min, max, max_length, reference) = match &f.kind {
+                        FieldKind::Enum { values } => (values.clone(), None, None, None, None),
+                        FieldKind::Number { min, max } => (Vec::new(), *min, *max, None, None),
+                        FieldKind::Text { max_length } => (Vec::new(), None, None, Some(*max_length as u32), None),
+                        FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(format!("{owner}/{object}"))),
+                        _ => (Vec::new(), None, None, None, None),
+                    };
+                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, detail: view.detail }
+                })
+                .collect();
+            let workflow = workflow(&full).map(|w| RecordWorkflow {
+                name: w.name.clone(),
+                field: w.field.clone(),
+                initial: w.initial.clone(),
+                transitions: w.states.iter().flat_map(|s| s.transitions.iter().map(|t| TransitionView { from: s.name.clone(), to: t.to.clone(), event: t.event.clone(), guard: t.guard.clone() })).collect(),
+            });
+            RecordType { label: def.label.clone(), owner_name: owner_name(&owner), name: full, owner, fields, workflow }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.owner_name, &a.label).cmp(&(&b.owner_name, &b.label)));
+    out
+}
+
 /// A field, with its type's bounds or values in words.
 fn field(f: FieldDef) -> FieldView {
     let (kind, detail) = match &f.kind {

@@ -107,6 +107,18 @@ def row_state(s, plugin_id):
     )
 
 
+def fill(s, css, value):
+    """Type into a React-controlled input or select (sets the value the way a person's typing does)."""
+    s.js(
+        "const el=document.querySelector(arguments[0]);"
+        "const proto=el.tagName==='SELECT'?HTMLSelectElement.prototype:HTMLInputElement.prototype;"
+        "Object.getOwnPropertyDescriptor(proto,'value').set.call(el,arguments[1]);"
+        "el.dispatchEvent(new Event(el.tagName==='SELECT'?'change':'input',{bubbles:true}));return true",
+        css,
+        value,
+    )
+
+
 def settle(s):
     s.js("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
 
@@ -173,6 +185,35 @@ def run_once():
         s.js("document.querySelector('.declares').scrollIntoView(); return true")
         wait_for("the guards listed", lambda: "amount > 0 and account != null" in s.text(".declares"))
         shot("03b-crm-declares")
+
+        # Records: an account and a deal made in the console's forms, the deal taken to won by
+        # its workflow buttons, and the CRM's automation telling the notification centre.
+        s.click('[data-nav="records"]')
+        s.click('[data-type="com.acme.crm/account"]')
+        s.click("[data-new-record]")
+        fill(s, '[data-field="name"]', "Acme GmbH")
+        s.click("[data-save-record]")
+        wait_for("the account listed", lambda: "Acme GmbH" in s.text(".record-list"))
+        s.click('[data-type="com.acme.crm/opportunity"]')
+        s.click("[data-new-record]")
+        s.click("[data-save-record]")
+        wait_for("a required field's problem beside it", lambda: "Title is required" in s.text(".record-form"))
+        fill(s, '[data-field="title"]', "Shop fit-out")
+        fill(s, '[data-field="amount"]', "12000")
+        wait_for("the account to choose", lambda: s.js("return document.querySelectorAll('[data-field=\"account\"] option').length") >= 2)
+        account = s.js("return document.querySelectorAll('[data-field=\"account\"] option')[1].value")
+        fill(s, '[data-field="account"]', account)
+        s.click("[data-save-record]")
+        wait_for("the deal listed", lambda: "Shop fit-out" in s.text(".record-list"))
+        for event, state in (("qualify", "qualified"), ("propose", "proposal"), ("win", "won")):
+            wait_for(f"the {event} button", lambda: s.js(f"return !!document.querySelector('[data-event=\"{event}\"]')"))
+            s.click(f'[data-event="{event}"]')
+            wait_for(f"the deal {state}", lambda: state in s.text(".workflow-bar"))
+        shot("03c-records")
+        s.click('[data-nav="notifications"]')
+        wait_for("the deal-won notification", lambda: "Deal won: Shop fit-out" in s.body())
+        s.click('[data-action="mark-all-read"]')
+        wait_for("all read", lambda: "All read" in s.body())
 
         # The graph shows the new states.
         s.click('[data-nav="graph"]')

@@ -9,6 +9,7 @@ import { PluginDetail } from "./views/PluginDetail";
 import { layout } from "./views/GraphView";
 import { matchesLog } from "./views/LogsView";
 import { SettingsView } from "./views/SettingsView";
+import { RecordsView } from "./views/RecordsView";
 
 const crm = plugin("com.acme.crm", {
   pending: ["storage.write"],
@@ -74,6 +75,53 @@ describe("permission review", () => {
     fireEvent.click(screen.getByLabelText("Select storage.write"));
     fireEvent.click(screen.getByText("Approve selected"));
     await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: ["storage.write"] }]));
+  });
+});
+
+describe("records", () => {
+  const opportunity = {
+    name: "com.acme.crm/opportunity",
+    label: "Opportunity",
+    owner: "com.acme.crm",
+    ownerName: "Small CRM",
+    fields: [
+      { name: "title", label: "Title", kind: "text", required: true, values: [], min: null, max: null, maxLength: 200, reference: null, detail: "up to 200 characters" },
+      { name: "amount", label: "Amount", kind: "number", required: false, values: [], min: 0, max: null, maxLength: null, reference: null, detail: "0 or more" },
+      { name: "stage", label: "Stage", kind: "enum", required: false, values: ["prospect", "won"], min: null, max: null, maxLength: null, reference: null, detail: "prospect, won" },
+    ],
+    workflow: { name: "opportunity", field: "stage", initial: "prospect", transitions: [{ from: "prospect", to: "won", event: "win", guard: "amount > 0" }] },
+  };
+
+  it("lists a type's records, shows each problem beside its field, and moves a record through its workflow", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC(
+      (cmd, args) => {
+        calls.push([cmd, args]);
+        if (cmd === "record_types") return [opportunity];
+        if (cmd === "list_records") return [{ id: "r1", title: "Shop fit-out", amount: 0, stage: "prospect" }];
+        if (cmd === "save_record") throw { kind: "manifest", message: "invalid record", file: "x", problems: [{ path: "$.title", message: "Title is required" }] };
+        if (cmd === "transition_record") throw { kind: "other", code: "workflow", message: "`win` is refused: its condition `amount > 0` does not hold for this record" };
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    render(<RecordsView onError={() => {}} />);
+    expect(await screen.findByText("Small CRM")).toBeTruthy();
+    fireEvent.click(await screen.findByText("Shop fit-out"));
+    const title = screen.getByLabelText(/Title/) as HTMLInputElement;
+    expect(title.value).toBe("Shop fit-out");
+    fireEvent.change(title, { target: { value: "" } });
+    fireEvent.click(screen.getByText("Save"));
+    expect(await screen.findByText("Title is required")).toBeTruthy();
+    await waitFor(() => expect(calls).toContainEqual(["save_record", { recordType: "com.acme.crm/opportunity", id: "r1", fields: { title: null } }]));
+    fireEvent.click(screen.getByText("win → won"));
+    expect(await screen.findByText(/its condition `amount > 0` does not hold/)).toBeTruthy();
+  });
+
+  it("says how to get records when there are no types", async () => {
+    mockIPC(() => [], { shouldMockEvents: true });
+    render(<RecordsView onError={() => {}} />);
+    expect(await screen.findByText(/Install the sample CRM/)).toBeTruthy();
   });
 });
 

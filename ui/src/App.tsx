@@ -4,6 +4,7 @@ import { asCommandError, call, commands, onInboxChanged, onKernelEvent } from ".
 import { NotificationsView } from "./views/NotificationsView";
 import { PluginsView } from "./views/PluginsView";
 import { GraphView } from "./views/GraphView";
+import { RecordsView } from "./views/RecordsView";
 import { LogsView } from "./views/LogsView";
 import { AuditView } from "./views/AuditView";
 import { SettingsView } from "./views/SettingsView";
@@ -13,11 +14,12 @@ import type { Route } from "./route";
 
 const NAV: { view: Route["view"]; label: string; key: string }[] = [
   { view: "plugins", label: "Plugins", key: "1" },
-  { view: "graph", label: "Dependency graph", key: "2" },
-  { view: "logs", label: "Logs", key: "3" },
-  { view: "audit", label: "Audit trail", key: "4" },
-  { view: "notifications", label: "Notifications", key: "5" },
-  { view: "settings", label: "Settings", key: "6" },
+  { view: "records", label: "Records", key: "2" },
+  { view: "graph", label: "Dependency graph", key: "3" },
+  { view: "logs", label: "Logs", key: "4" },
+  { view: "audit", label: "Audit trail", key: "5" },
+  { view: "notifications", label: "Notifications", key: "6" },
+  { view: "settings", label: "Settings", key: "7" },
 ];
 
 const LOCALE_KEY = "objectos.locale";
@@ -216,13 +218,14 @@ export function App() {
             )}
           </button>
         ))}
-        <div className="sidebar-foot">Alt+1…6 switches views</div>
+        <div className="sidebar-foot">Alt+1…7 switches views</div>
       </nav>
       <main className="content">
         {stalled && <WritesStalledBanner stalled={stalled} />}
         {error && <ErrorBanner error={error} onRetry={reload} />}
         {problem && <ErrorBanner error={problem} onClose={() => setProblem(null)} />}
         {route.view === "plugins" && <PluginsView plugins={plugins} route={route} navigate={setRoute} onError={setProblem} />}
+        {route.view === "records" && <RecordsView onError={setProblem} />}
         {route.view === "graph" && <GraphView plugins={plugins} navigate={setRoute} />}
         {route.view === "logs" && <LogsView plugins={plugins} initialPlugin={route.plugin} />}
         {route.view === "audit" && <AuditView plugins={plugins} initialPlugin={route.plugin} onError={setProblem} />}

@@ -58,6 +58,22 @@ export const commands = {
 	pluginTexts: (locale: string) => typedError<PluginTexts, CommandError>(__TAURI_INVOKE("plugin_texts", { locale })),
 	/**  The record types, workflows and automations a package declares (empty for built-ins). */
 	packageDefinitions: (id: string) => typedError<DefinitionsView, CommandError>(__TAURI_INVOKE("package_definitions", { id })),
+	/**
+	 *  The record types installed now, with their owners, fields and workflows (none when the
+	 *  Records plugin is off).
+	 */
+	recordTypes: () => typedError<RecordType[], CommandError>(__TAURI_INVOKE("record_types")),
+	/**  Records of a type (its full name), oldest first, filtered by an expression when given. */
+	listRecords: (recordType: string, filter: string | null, limit: number) => typedError<Value[], CommandError>(__TAURI_INVOKE("list_records", { recordType, filter, limit })),
+	/**
+	 *  Create a record (`id` none) or change one, as the admin; returns it. Every problem names its
+	 *  field (`$.amount`).
+	 */
+	saveRecord: (recordType: string, id: string | null, fields: Value) => typedError<Value, CommandError>(__TAURI_INVOKE("save_record", { recordType, id, fields })),
+	/**  Delete a record, as the admin. */
+	deleteRecord: (recordType: string, id: string) => typedError<boolean, CommandError>(__TAURI_INVOKE("delete_record", { recordType, id })),
+	/**  Fire a workflow event on a record, as the admin; returns the record afterwards. */
+	transitionRecord: (recordType: string, id: string, event: string) => typedError<Value, CommandError>(__TAURI_INVOKE("transition_record", { recordType, id, event })),
 };
 
 /** Events */
@@ -591,6 +607,44 @@ export type Quotas = {
 	 *  dropped).
 	 */
 	logLinesPerMinute?: number | null,
+};
+
+/**  A field as a form needs it. */
+export type RecordField = {
+	name: string,
+	label: string,
+	/**  text, number, boolean, date, enum or reference. */
+	kind: string,
+	required: boolean,
+	/**  Enum values, in order. */
+	values: string[],
+	min: number | null,
+	max: number | null,
+	maxLength: number | null,
+	/**  The full name of the type a reference field points at. */
+	reference: string | null,
+	/**  Bounds, values or the referenced type, in words. */
+	detail: string,
+};
+
+/**  A record type as the Records view shows it: whose it is, its fields and its workflow. */
+export type RecordType = {
+	/**  The full name, `<owner>/<type>`. */
+	name: string,
+	label: string,
+	owner: string,
+	ownerName: string,
+	fields: RecordField[],
+	/**  The field holding the workflow's state, the initial state, and its transitions. */
+	workflow: RecordWorkflow | null,
+};
+
+/**  A workflow as the Records view needs it. */
+export type RecordWorkflow = {
+	name: string,
+	field: string,
+	initial: string,
+	transitions: TransitionView[],
 };
 
 /**  Why a plugin's dependencies cannot be satisfied. */

@@ -194,14 +194,18 @@ impl Data {
             let Some(Value::String(id)) = fields.get(&f.name) else { continue };
             let full = format!("{owner}/{target}");
             if !storage.has(&key(&full, id))? {
-                return Err(err(format!("invalid {object} record: $.{} {} `{id}` names no {target} record", f.name, f.label)));
+                let problems = vec![objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} `{id}` names no {target} record", f.label) }];
+                return Err(KernelError::Manifest(objectos_kernel::model::manifest::ManifestErrors { file: format!("invalid {object} record"), problems }));
             }
         }
         Ok(())
     }
 
+    /// A record's problems, each with its field's path (`$.amount`), so a form can show each
+    /// beside its field.
     fn problems(object: &str, ps: Vec<objectos_kernel::model::manifest::Problem>) -> KernelError {
-        err(format!("invalid {object} record: {}", ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; ")))
+        let problems = ps.into_iter().map(|p| objectos_kernel::model::manifest::Problem { path: p.path.rsplit(' ').next().unwrap_or_default().to_string(), message: p.message }).collect();
+        KernelError::Manifest(objectos_kernel::model::manifest::ManifestErrors { file: format!("invalid {object} record"), problems })
     }
 
     fn announce(&self, caller: &impl Caller, what: &str, object: &str, id: &str, change: &Change, depth: u32) {

@@ -144,7 +144,7 @@ async fn missing_grants_are_refused_and_audited() {
     assert_eq!(data.get(&sales, OPP, &id(&opp)).unwrap().unwrap()["stage"], "prospect", "nothing changed");
     // Invalid records are explained field by field and nothing is stored.
     let e = data.create(&sales, OPP, json!({"amount": -5, "stage": "won", "colour": "red"})).unwrap_err().to_string();
-    for want in ["$.amount -5 is outside 0..", "$.colour opportunity has no field `colour`", "$.title Title is required"] {
+    for want in ["$.amount: -5 is outside 0..", "$.colour: opportunity has no field `colour`", "$.title: Title is required"] {
         assert!(e.contains(want), "{want} in {e}");
     }
     assert_eq!(data.list(&sales, OPP, None, 100).unwrap().len(), 1);
