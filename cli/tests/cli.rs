@@ -268,3 +268,21 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
     let (out, _) = cli.expect(0, &["records", "import", "opportunity", csv.to_str().unwrap(), "--dry-run"]);
     assert!(out.contains(&format!("{} of {} row(s) would be created", before + 2, before + 2)), "{out}");
 }
+
+/// The samples' demo data imports as it ships, so an offline demo shows a working CRM.
+#[test]
+fn the_sample_demo_data_imports() {
+    let cli = Cli::new();
+    for p in ["contacts", "crm"] {
+        cli.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
+    }
+    cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
+    cli.expect(0, &["permissions", "grant", "com.acme.crm", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+    for (t, file, n) in [("person", "contacts/demo/people.csv", 4), ("account", "crm/demo/accounts.csv", 5), ("opportunity", "crm/demo/opportunities.csv", 5)] {
+        let (out, _) = cli.expect(0, &["records", "import", t, packages().join(file).to_str().unwrap()]);
+        assert!(out.contains(&format!("Created {n} {t} record(s)")), "{out}");
+    }
+    let stages: std::collections::BTreeSet<String> = cli.json(&["records", "list", "opportunity"]).as_array().unwrap().iter().map(|r| r["stage"].as_str().unwrap().to_string()).collect();
+    assert!(stages.len() >= 4, "deals in several stages: {stages:?}");
+}
