@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_field_action_and_trigger_has_words() {
-        let f = |kind| field(FieldDef { name: "n".into(), label: "N".into(), kind, required: false, default: None });
+        let f = |kind| field(FieldDef { name: "n".into(), label: "N".into(), kind, required: false, default: None, workflow: false });
         assert_eq!(f(FieldKind::Number { min: Some(1.0), max: Some(5.0) }).detail, "1 to 5");
         assert_eq!(f(FieldKind::Number { min: None, max: Some(5.5) }).detail, "at most 5.5");
         assert_eq!(f(FieldKind::Number { min: None, max: None }).detail, "");

@@ -24,6 +24,11 @@ pub trait Caller {
     fn over_limit(&self, what: String, reason: String) -> KernelError;
     /// Count an event an engine emits because of this caller against its quota.
     fn charge_event(&self, topic: &str) -> Result<()>;
+    /// May set a workflow's state field directly (the admin, correcting or importing); a
+    /// plugin fires the workflow's events instead.
+    fn sets_workflow_state(&self) -> bool {
+        false
+    }
 }
 
 impl Caller for PluginContext {
@@ -86,5 +91,8 @@ impl Caller for Admin {
     }
     fn charge_event(&self, _: &str) -> Result<()> {
         Ok(())
+    }
+    fn sets_workflow_state(&self) -> bool {
+        true
     }
 }

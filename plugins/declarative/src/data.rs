@@ -184,6 +184,23 @@ impl Data {
         Ok(())
     }
 
+    /// `checked` (a validation of `fields`), with one more problem when a plugin writes a
+    /// workflow's state field: it moves only by transitions.
+    fn with_state_problem<T>(caller: &impl Caller, def: &ObjectDef, fields: &Value, checked: std::result::Result<T, Vec<objectos_kernel::model::manifest::Problem>>) -> std::result::Result<T, Vec<objectos_kernel::model::manifest::Problem>> {
+        let state = (!caller.sets_workflow_state())
+            .then(|| def.fields.iter().find(|f| f.workflow && fields.get(&f.name).is_some()))
+            .flatten()
+            .map(|f| objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} is moved by the workflow of {}: fire one of its events instead", f.label, def.name) });
+        match (checked, state) {
+            (Ok(v), None) => Ok(v),
+            (Ok(_), Some(p)) => Err(vec![p]),
+            (Err(mut ps), p) => {
+                ps.extend(p);
+                Err(ps)
+            }
+        }
+    }
+
     /// Refuse values of reference fields that name no record of the referenced type (one of
     /// the same package's types).
     fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>) -> Result<()> {
@@ -229,7 +246,7 @@ impl Data {
         let object = &caller.record_type(object)?;
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
-        let record = def.validate(&fields, false).map_err(|ps| Self::problems(object, ps))?;
+        let record = Self::with_state_problem(caller, &def, &fields, def.validate(&fields, false)).map_err(|ps| Self::problems(object, ps))?;
         self.check_references(object, &def, &record)?;
         let now = now_ms();
         let storage = self.inner.ctx.storage();
@@ -272,6 +289,16 @@ impl Data {
     }
 
     pub(crate) fn update_at_depth(&self, caller: &impl Caller, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
+        let def = self.definition(&caller.record_type(object)?)?;
+        if let Err(ps) = Self::with_state_problem(caller, &def, &patch, def.validate(&patch, true)) {
+            return Err(Self::problems(&caller.record_type(object)?, ps));
+        }
+        self.update_state(caller, object, id, patch, depth)
+    }
+
+    /// Like `update_at_depth`, the workflow's state field included: for the workflow engine's
+    /// own transitions.
+    pub(crate) fn update_state(&self, caller: &impl Caller, object: &str, id: &str, patch: Value, depth: u32) -> Result<Change> {
         let object = &caller.record_type(object)?;
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;

@@ -173,6 +173,10 @@ pub struct FieldDef {
     /// Set on create when not given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// Holds its type's workflow state: only the workflow's transitions (and the admin) change
+    /// it, so a record's state always matches its history.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub workflow: bool,
 }
 
 /// A record type.
@@ -390,7 +394,7 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             let mut c = words.chars();
             c.next().map(|first| first.to_uppercase().chain(c).collect()).unwrap_or_default()
         });
-        let def = FieldDef { name: fname.clone(), label, kind, required, default: f.get("default").cloned() };
+        let def = FieldDef { name: fname.clone(), label, kind, required, default: f.get("default").cloned(), workflow: false };
         if let Some(d) = &def.default {
             if let Err(m) = check_value(&def, d) {
                 r.err(&format!("{path}.default"), format!("the default {m}"));

@@ -63,6 +63,7 @@ impl Plugin for PackagePlugin {
         for w in &defs.workflows {
             if let Some(f) = defs.objects.iter_mut().find(|o| o.name == w.object).and_then(|o| o.fields.iter_mut().find(|f| f.name == w.field)) {
                 f.default.get_or_insert_with(|| json!(w.initial));
+                f.workflow = true;
             }
         }
         if !defs.objects.is_empty() {

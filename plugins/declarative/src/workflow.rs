@@ -231,7 +231,7 @@ impl Workflow {
         let mut vars = json!({ "record": shown(record.clone()) });
         inner.runner.run(&owner, &state.exit, Some(&target), &mut vars, 0).await.map_err(|e| KernelError::service(SERVICE, format!("leaving `{from}`: {e}")))?;
         let to = t.to.clone();
-        let change = data.update_at_depth(caller, object, id, json!({ def.field.clone(): to }), 0)?;
+        let change = data.update_state(caller, object, id, json!({ def.field.clone(): to }), 0)?;
         self.append_history(object, id, Step { from: from.clone(), to: to.clone(), event: event.into(), by: caller.who().into(), at: now_ms() })?;
         let _ = caller.audit("workflow.transitioned", json!({ "object": object, "id": id, "workflow": def.name, "event": event, "from": from, "to": to }));
         vars["record"] = shown(change.record.clone());

@@ -144,10 +144,15 @@ async fn missing_grants_are_refused_and_audited() {
     assert_eq!(data.get(&sales, OPP, &id(&opp)).unwrap().unwrap()["stage"], "prospect", "nothing changed");
     // Invalid records are explained field by field and nothing is stored.
     let e = data.create(&sales, OPP, json!({"amount": -5, "stage": "won", "colour": "red"})).unwrap_err().to_string();
-    for want in ["$.amount: -5 is outside 0..", "$.colour: opportunity has no field `colour`", "$.title: Title is required"] {
+    for want in ["$.amount: -5 is outside 0..", "$.colour: opportunity has no field `colour`", "$.title: Title is required", "$.stage: Stage is moved by the workflow of opportunity"] {
         assert!(e.contains(want), "{want} in {e}");
     }
     assert_eq!(data.list(&sales, OPP, None, 100).unwrap().len(), 1);
+    // The workflow's state moves only by its events: a plugin cannot write it, the admin can.
+    let e = data.update(&sales, OPP, &id(&opp), json!({"stage": "won"})).unwrap_err().to_string();
+    assert!(e.contains("$.stage: Stage is moved by the workflow of opportunity"), "{e}");
+    let admin = objectos_declarative::caller::Admin(k.clone());
+    assert_eq!(data.update(&admin, OPP, &id(&opp), json!({"stage": "qualified"})).unwrap().record["stage"], "qualified");
     k.flush();
     let denials = k.audit(&AuditQuery { plugin: Some("t.reader".into()), action: Some("permission.denied".into()), ..Default::default() }).unwrap();
     assert_eq!(denials.len(), 3, "{denials:?}");
