@@ -7,10 +7,10 @@ use std::sync::Arc;
 use clap::Subcommand;
 use objectos_builtins::declarative::caller::Admin;
 use objectos_builtins::declarative::data::{Data, Record};
-use objectos_builtins::declarative::defs::{FieldKind, ObjectDef};
+use objectos_builtins::declarative::defs::ObjectDef;
 use objectos_builtins::declarative::workflow::Workflow;
 use objectos_kernel::Kernel;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::render::{clean, table};
 use crate::{open, print_json, Cli, Failure, Out};
@@ -101,58 +101,9 @@ fn fields(def: &ObjectDef, pairs: &[String]) -> Result<Value, Failure> {
         let (name, raw) = pair.split_once('=').ok_or_else(|| refused(format!("`{pair}`: give FIELD=VALUE, e.g. title=\"Shop fit-out\"")))?;
         named.push((name, raw));
     }
-    values(def, named).map_err(refused)
+    objectos_builtins::declarative::table::values(def, named).map_err(refused)
 }
 
-/// Named raw values as a JSON object, each read by its field's type; the problem when one is
-/// not (an unknown field, a number that is not one...).
-fn values<'a>(def: &ObjectDef, named: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Value, String> {
-    let mut out = Map::new();
-    for (name, raw) in named {
-        let field = def
-            .field(name)
-            .ok_or_else(|| format!("{} has no field `{name}`; fields: {}", def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")))?;
-        let value = if raw.is_empty() {
-            Value::Null
-        } else {
-            match &field.kind {
-                FieldKind::Number { .. } => match raw.parse::<i64>() {
-                    Ok(n) => json!(n),
-                    Err(_) => raw.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).ok_or_else(|| format!("{name}: `{raw}` is not a number"))?,
-                },
-                FieldKind::Boolean => match raw {
-                    "true" | "yes" => Value::Bool(true),
-                    "false" | "no" => Value::Bool(false),
-                    _ => return Err(format!("{name}: `{raw}` is not true or false")),
-                },
-                _ => Value::String(raw.to_string()),
-            }
-        };
-        out.insert(name.to_string(), value);
-    }
-    Ok(Value::Object(out))
-}
-
-/// The rows of a CSV file whose header names fields of `def` (an `id` column, as `export`
-/// writes it, is left out: ObjectOS gives ids), with their line numbers.
-#[allow(clippy::type_complexity)]
-fn read_csv(path: &std::path::Path, def: &ObjectDef) -> Result<Vec<(u64, Vec<(String, String)>)>, Failure> {
-    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| refused(format!("{}: {e}", path.display())))?;
-    let header: Vec<String> = r.headers().map_err(|e| refused(format!("{}: {e}", path.display())))?.iter().map(String::from).collect();
-    for h in header.iter().filter(|h| *h != "id") {
-        if def.field(h).is_none() {
-            return Err(refused(format!("{}, line 1: `{h}` is not a field of {}; fields: {}", path.display(), def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))));
-        }
-    }
-    let mut rows = Vec::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| refused(format!("{}: {e}", path.display())))?;
-        let line = rec.position().map_or(0, csv::Position::line);
-        let row = header.iter().zip(rec.iter()).filter(|(h, v)| *h != "id" && !v.is_empty()).map(|(h, v)| (h.clone(), v.to_string())).collect();
-        rows.push((line, row));
-    }
-    Ok(rows)
-}
 
 fn show_record(cli: &Cli, def: &ObjectDef, r: &Record) {
     if cli.json {
@@ -299,17 +250,10 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
         }
         RecordsCmd::Import { r#type, file, dry_run, skip_invalid } => {
             let (full, def) = resolve(data, r#type)?;
-            let rows = read_csv(file, &def)?;
-            let mut good = Vec::new();
-            let mut bad = Vec::new();
-            for (line, row) in rows {
-                match values(&def, row.iter().map(|(k, v)| (k.as_str(), v.as_str()))).and_then(|v| {
-                    def.validate(&v, false).map(|_| v).map_err(|ps| ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; "))
-                }) {
-                    Ok(v) => good.push(v),
-                    Err(why) => bad.push(json!({ "line": line, "problem": why })),
-                }
-            }
+            let text = std::fs::read(file).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+            let checked = objectos_builtins::declarative::table::check_csv(&text, &def).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+            let good = checked.valid;
+            let bad: Vec<Value> = checked.rejected.iter().map(|r| json!({ "line": r.line, "problem": r.problem })).collect();
             let write = !dry_run && (bad.is_empty() || *skip_invalid);
             let mut created = 0;
             if write {
@@ -340,12 +284,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             let list = data.list(admin, &full, None, objectos_builtins::declarative::data::MAX_LIST)?;
             match format {
                 Format::Json => print_json(&list),
-                Format::Csv => {
-                    let mut w = csv::Writer::from_writer(std::io::stdout());
-                    let header: Vec<&str> = std::iter::once("id").chain(def.fields.iter().map(|f| f.name.as_str())).collect();
-                    let row = |r: &Record| -> Vec<String> { std::iter::once(text(&r["id"])).chain(def.fields.iter().map(|f| r.get(&f.name).map(text).unwrap_or_default())).collect() };
-                    w.write_record(&header).and_then(|_| list.iter().try_for_each(|r| w.write_record(row(r)))).and_then(|_| w.flush().map_err(Into::into)).map_err(|e| refused(format!("writing the CSV: {e}")))?;
-                }
+                Format::Csv => print!("{}", objectos_builtins::declarative::table::to_csv(&def, &list)),
             }
         }
         RecordsCmd::History { r#type, id } => {

@@ -14,6 +14,7 @@ pub mod data;
 pub mod defs;
 pub mod expr;
 pub mod runtime;
+pub mod table;
 mod util;
 pub mod workflow;
 

@@ -1,0 +1,100 @@
+//! Records as text tables: values read by their field's type, CSV checked row by row before
+//! anything is written, and CSV written back. The `objectos records` commands and the
+//! console's import and export use this.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::data::Record;
+use crate::defs::{FieldKind, ObjectDef};
+
+/// Named raw values (a form's, a command line's, a CSV row's) as a record's fields, each read
+/// by its field's type; the problem when one is not (an unknown field, a number that is not
+/// one...). An empty value clears the field.
+pub fn values<'a>(def: &ObjectDef, named: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Value, String> {
+    let mut out = Map::new();
+    for (name, raw) in named {
+        let field = def.field(name).ok_or_else(|| format!("{} has no field `{name}`; fields: {}", def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")))?;
+        let value = if raw.is_empty() {
+            Value::Null
+        } else {
+            match &field.kind {
+                FieldKind::Number { .. } => match raw.parse::<i64>() {
+                    Ok(n) => json!(n),
+                    Err(_) => raw.parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)).ok_or_else(|| format!("{name}: `{raw}` is not a number"))?,
+                },
+                FieldKind::Boolean => match raw {
+                    "true" | "yes" => Value::Bool(true),
+                    "false" | "no" => Value::Bool(false),
+                    _ => return Err(format!("{name}: `{raw}` is not true or false")),
+                },
+                _ => Value::String(raw.to_string()),
+            }
+        };
+        out.insert(name.to_string(), value);
+    }
+    Ok(Value::Object(out))
+}
+
+/// A row refused by [`check_csv`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    /// Its line in the file (the header is line 1).
+    pub line: u64,
+    /// What is wrong, with the field's path.
+    pub problem: String,
+}
+
+/// What a CSV file holds for a type: the rows that pass every rule of the type, ready to
+/// create, and the ones that do not.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Fields of each valid row, in file order.
+    pub valid: Vec<Value>,
+    /// Each invalid row, in file order.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Read CSV text whose header row names fields of `def` (an `id` column, as [`to_csv`] writes
+/// it, is left out: ObjectOS gives ids) and check every row. The error is for the file as a
+/// whole (a header naming no field, a broken quote), with the line where it was found.
+pub fn check_csv(text: &[u8], def: &ObjectDef) -> Result<Checked, String> {
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
+    let header: Vec<String> = r.headers().map_err(|e| e.to_string())?.iter().map(String::from).collect();
+    for h in header.iter().filter(|h| *h != "id") {
+        if def.field(h).is_none() {
+            return Err(format!("line 1: `{h}` is not a field of {}; fields: {}", def.name, def.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+    }
+    let mut out = Checked::default();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| e.to_string())?;
+        let line = rec.position().map_or(0, csv::Position::line);
+        let row = header.iter().zip(rec.iter()).filter(|(h, v)| *h != "id" && !v.is_empty()).map(|(h, v)| (h.as_str(), v));
+        let checked = values(def, row).and_then(|v| {
+            def.validate(&v, false).map(|_| v).map_err(|ps| ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; "))
+        });
+        match checked {
+            Ok(v) => out.valid.push(v),
+            Err(problem) => out.rejected.push(Rejected { line, problem }),
+        }
+    }
+    Ok(out)
+}
+
+/// Records as CSV: a header row (`id`, then the type's fields) and a row each.
+pub fn to_csv(def: &ObjectDef, records: &[Record]) -> String {
+    let text = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let header: Vec<&str> = std::iter::once("id").chain(def.fields.iter().map(|f| f.name.as_str())).collect();
+    // Writing to memory cannot fail.
+    let _ = w.write_record(&header);
+    for r in records {
+        let _ = w.write_record(std::iter::once(text(r.get("id"))).chain(def.fields.iter().map(|f| text(r.get(&f.name)))));
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
