@@ -36,6 +36,10 @@ macro_rules! console_commands {
             save_record,
             delete_record,
             transition_record,
+            import_records,
+            commit_import,
+            cancel_import,
+            export_records,
         }
     };
 }

@@ -232,6 +232,87 @@ pub async fn transition_record(state: State<'_, AppState>, record_type: String, 
     Ok(serde_json::Value::Object(t.record))
 }
 
+/// What a CSV file holds for a record type, checked; nothing is written until `commit_import`.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    /// Hands the checked rows to `commit_import`.
+    pub token: String,
+    /// The file the admin chose.
+    pub file: String,
+    /// Rows that pass every rule of the type.
+    pub valid: u32,
+    /// Each other row, with its line and what is wrong.
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// A CSV row that does not pass.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct RejectedRow {
+    pub line: u32,
+    pub problem: String,
+}
+
+/// Check a CSV file (chosen in the dialog this opens) against a record type; `null` when the
+/// dialog was closed. Writes nothing.
+#[tauri::command]
+#[specta::specta]
+pub async fn import_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<ImportReport>> {
+    let (data, _) = records(&state)?;
+    let def = data.definition(&record_type)?;
+    let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", def.label.to_lowercase())).await? else { return Ok(None) };
+    let text = std::fs::read(&path).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
+    let checked = objectos_builtins::declarative::table::check_csv(&text, &def).map_err(|e| CommandError::other("csv", format!("{}: {e}", path.display())))?;
+    let token = format!("{}-{}", objectos_kernel::util::now_ms(), state.imports.lock().map(|m| m.len()).unwrap_or(0));
+    let report = ImportReport {
+        token: token.clone(),
+        file: path.display().to_string(),
+        valid: checked.valid.len() as u32,
+        rejected: checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect(),
+    };
+    if let Ok(mut m) = state.imports.lock() {
+        m.insert(token, (record_type, checked.valid));
+    }
+    Ok(Some(report))
+}
+
+/// Create the valid rows of a checked import, as the admin; returns how many were created.
+#[tauri::command]
+#[specta::specta]
+pub async fn commit_import(state: State<'_, AppState>, token: String) -> CmdResult<u32> {
+    let (record_type, rows) = state.imports.lock().ok().and_then(|mut m| m.remove(&token)).ok_or_else(|| CommandError::other("notFound", "this import was already done or dropped; choose the file again"))?;
+    let (data, admin) = records(&state)?;
+    let mut created = 0;
+    for fields in rows {
+        data.create(&admin, &record_type, fields)?;
+        created += 1;
+    }
+    Ok(created)
+}
+
+/// Drop a checked import without writing anything.
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_import(state: State<'_, AppState>, token: String) -> CmdResult<()> {
+    if let Ok(mut m) = state.imports.lock() {
+        m.remove(&token);
+    }
+    Ok(())
+}
+
+/// Write every record of a type as CSV, to a file the admin chooses in the save dialog this
+/// opens; `null` when the dialog was closed.
+#[tauri::command]
+#[specta::specta]
+pub async fn export_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<Exported>> {
+    let (data, admin) = records(&state)?;
+    let def = data.definition(&record_type)?;
+    let Some(path) = crate::dialogs::pick_export(&app, format!("Export {} records", def.label.to_lowercase()), def.name.clone(), "csv").await? else { return Ok(None) };
+    let list = data.list(&admin, &record_type, None, objectos_builtins::declarative::data::MAX_LIST)?;
+    std::fs::write(&path, objectos_builtins::declarative::table::to_csv(&def, &list)).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
+    Ok(Some(Exported { path: path.display().to_string(), records: list.len() as u32 }))
+}
+
 /// Where an export went.
 #[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct Exported {
@@ -258,7 +339,7 @@ pub async fn export_audit(
         ExportFormat::Json => "json",
         ExportFormat::Csv => "csv",
     };
-    let Some(path) = crate::dialogs::pick_export(&app, ext).await? else { return Ok(None) };
+    let Some(path) = crate::dialogs::pick_export(&app, "Export the audit trail".into(), "objectos-audit".into(), ext).await? else { return Ok(None) };
     let records = state.kernel.audit(&audit_query(plugin, action, actor, since, None))?;
     let text = match format {
         ExportFormat::Json => serde_json::to_string_pretty(&records).unwrap_or_default(),

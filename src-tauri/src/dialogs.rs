@@ -25,16 +25,21 @@ pub(crate) async fn pick_package(app: &AppHandle, folder: bool) -> CmdResult<Opt
     path(chosen)
 }
 
-/// Ask where to save an export with extension `ext`; `None` when the dialog is closed.
-pub(crate) async fn pick_export(app: &AppHandle, ext: &'static str) -> CmdResult<Option<PathBuf>> {
+/// Ask for a CSV file to read; `None` when the dialog is closed.
+pub(crate) async fn pick_csv(app: &AppHandle, title: String) -> CmdResult<Option<PathBuf>> {
+    let app = app.clone();
+    let chosen = tauri::async_runtime::spawn_blocking(move || app.dialog().file().set_title(title).add_filter("CSV", &["csv"]).blocking_pick_file())
+        .await
+        .map_err(|e| CommandError::other("dialog", e.to_string()))?;
+    path(chosen)
+}
+
+/// Ask where to save an export named `file_name` with extension `ext`; `None` when the
+/// dialog is closed.
+pub(crate) async fn pick_export(app: &AppHandle, title: String, file_name: String, ext: &'static str) -> CmdResult<Option<PathBuf>> {
     let app = app.clone();
     let chosen = tauri::async_runtime::spawn_blocking(move || {
-        app.dialog()
-            .file()
-            .set_title("Export the audit trail")
-            .set_file_name(format!("objectos-audit.{ext}"))
-            .add_filter(ext.to_uppercase(), &[ext])
-            .blocking_save_file()
+        app.dialog().file().set_title(title).set_file_name(format!("{file_name}.{ext}")).add_filter(ext.to_uppercase(), &[ext]).blocking_save_file()
     })
     .await
     .map_err(|e| CommandError::other("dialog", e.to_string()))?;

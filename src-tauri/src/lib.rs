@@ -42,6 +42,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub samples: Vec<PathBuf>,
     pub started: Instant,
+    /// CSV imports checked and waiting for the admin's go: token -> (record type, valid rows).
+    pub imports: std::sync::Mutex<std::collections::HashMap<String, (String, Vec<serde_json::Value>)>>,
 }
 
 /// Kernel notifications for the UI (state changes, log lines, audit records...), oldest first.
@@ -88,7 +90,7 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
     runtime.block_on(host::start(&kernel)).map_err(|e| e.to_string())?.print_warnings("objectos-console");
     let samples = samples::unpack(&data_dir).map_err(|e| e.to_string())?;
     let builder = specta_builder();
-    let state = AppState { kernel: kernel.clone(), data_dir, samples, started };
+    let state = AppState { kernel: kernel.clone(), data_dir, samples, started, imports: Default::default() };
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_updater::Builder::new().build())

@@ -118,6 +118,29 @@ describe("records", () => {
     expect(await screen.findByText(/its condition `amount > 0` does not hold/)).toBeTruthy();
   });
 
+  it("reports each bad CSV row with its line before anything is written", async () => {
+    const calls: [string, unknown][] = [];
+    mockIPC(
+      (cmd, args) => {
+        calls.push([cmd, args]);
+        if (cmd === "record_types") return [opportunity];
+        if (cmd === "list_records") return [];
+        if (cmd === "import_records") return { token: "t1", file: "/home/me/deals.csv", valid: 2, rejected: [{ line: 3, problem: "amount: `lots` is not a number" }] };
+        if (cmd === "commit_import") return 2;
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    render(<RecordsView onError={() => {}} />);
+    fireEvent.click(await screen.findByText("Import CSV…"));
+    expect(await screen.findByText(/`lots` is not a number/)).toBeTruthy();
+    expect(screen.getByText("line 3")).toBeTruthy();
+    expect(calls.some(([c]) => c === "commit_import")).toBe(false);
+    fireEvent.click(screen.getByText("Import the 2 valid row(s)"));
+    expect(await screen.findByText(/Created 2 opportunity record\(s\) from \/home\/me\/deals.csv/)).toBeTruthy();
+    expect(calls).toContainEqual(["commit_import", { token: "t1" }]);
+  });
+
   it("says how to get records when there are no types", async () => {
     mockIPC(() => [], { shouldMockEvents: true });
     render(<RecordsView onError={() => {}} />);

@@ -74,6 +74,20 @@ export const commands = {
 	deleteRecord: (recordType: string, id: string) => typedError<boolean, CommandError>(__TAURI_INVOKE("delete_record", { recordType, id })),
 	/**  Fire a workflow event on a record, as the admin; returns the record afterwards. */
 	transitionRecord: (recordType: string, id: string, event: string) => typedError<Value, CommandError>(__TAURI_INVOKE("transition_record", { recordType, id, event })),
+	/**
+	 *  Check a CSV file (chosen in the dialog this opens) against a record type; `null` when the
+	 *  dialog was closed. Writes nothing.
+	 */
+	importRecords: (recordType: string) => typedError<ImportReport | null, CommandError>(__TAURI_INVOKE("import_records", { recordType })),
+	/**  Create the valid rows of a checked import, as the admin; returns how many were created. */
+	commitImport: (token: string) => typedError<number, CommandError>(__TAURI_INVOKE("commit_import", { token })),
+	/**  Drop a checked import without writing anything. */
+	cancelImport: (token: string) => typedError<null, CommandError>(__TAURI_INVOKE("cancel_import", { token })),
+	/**
+	 *  Write every record of a type as CSV, to a file the admin chooses in the save dialog this
+	 *  opens; `null` when the dialog was closed.
+	 */
+	exportRecords: (recordType: string) => typedError<Exported | null, CommandError>(__TAURI_INVOKE("export_records", { recordType })),
 };
 
 /** Events */
@@ -270,6 +284,18 @@ export type GraphNode = {
 	state: State,
 	/**  Kind. */
 	kind: PluginKind,
+};
+
+/**  What a CSV file holds for a record type, checked; nothing is written until `commit_import`. */
+export type ImportReport = {
+	/**  Hands the checked rows to `commit_import`. */
+	token: string,
+	/**  The file the admin chose. */
+	file: string,
+	/**  Rows that pass every rule of the type. */
+	valid: number,
+	/**  Each other row, with its line and what is wrong. */
+	rejected: RejectedRow[],
 };
 
 /**
@@ -645,6 +671,12 @@ export type RecordWorkflow = {
 	field: string,
 	initial: string,
 	transitions: TransitionView[],
+};
+
+/**  A CSV row that does not pass. */
+export type RejectedRow = {
+	line: number,
+	problem: string,
 };
 
 /**  Why a plugin's dependencies cannot be satisfied. */

@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
-import type { CommandError, RecordField, RecordType, Value } from "../bindings";
+import type { CommandError, ImportReport, RecordField, RecordType, Value } from "../bindings";
 import { asCommandError, call, commands, onKernelEvent } from "../api";
-import { Confirm, Empty } from "./common";
+import { Confirm, Empty, Modal } from "./common";
 
 type Row = Record<string, unknown>;
 
@@ -78,6 +78,8 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
   const [filterError, setFilterError] = useState<string | null>(null);
   const [sort, setSort] = useState<{ field: string; desc: boolean } | null>(null);
   const [open, setOpen] = useState<Row | "new" | null>(null);
+  const [report, setReport] = useState<ImportReport | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
   const load = useCallback(() => {
     call(commands.listRecords(type.name, applied || null, 10_000))
       .then((r) => {
@@ -120,10 +122,44 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
           <h1>{type.label}</h1>
           <div className="muted small mono">{type.name}</div>
         </div>
-        <button className="primary" onClick={() => setOpen("new")} data-new-record>
-          New {type.label.toLowerCase()}
-        </button>
+        <div className="row">
+          <button onClick={() => call(commands.importRecords(type.name)).then(setReport).catch((e) => onError(asCommandError(e)))} data-import>
+            Import CSV…
+          </button>
+          <button
+            onClick={() =>
+              call(commands.exportRecords(type.name))
+                .then((done) => done && setNotice(`Exported ${done.records} record(s) to ${done.path}`))
+                .catch((e) => onError(asCommandError(e)))
+            }
+          >
+            Export CSV…
+          </button>
+          <button className="primary" onClick={() => setOpen("new")} data-new-record>
+            New {type.label.toLowerCase()}
+          </button>
+        </div>
       </header>
+      {notice && (
+        <div className="banner ok" role="status">
+          <div className="banner-message">{notice}</div>
+          <button onClick={() => setNotice(null)}>Dismiss</button>
+        </div>
+      )}
+      {report && (
+        <ImportDialog
+          report={report}
+          label={type.label.toLowerCase()}
+          onDone={(created) => {
+            setReport(null);
+            if (created !== null) {
+              setNotice(`Created ${created} ${type.label.toLowerCase()} record(s) from ${report.file}`);
+              load();
+            }
+          }}
+          onError={onError}
+        />
+      )}
       <div className="filters row">
         <input aria-label="Search records" placeholder="Search" value={search} onChange={(e) => setSearch(e.target.value)} />
         <form
@@ -194,6 +230,55 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
         )}
       </div>
     </section>
+  );
+}
+
+/** The report of a checked CSV file: what passes, each row that does not with its line, and
+ * the admin's go before anything is written. */
+function ImportDialog({ report, label, onDone, onError }: { report: ImportReport; label: string; onDone: (created: number | null) => void; onError: (e: CommandError | null) => void }) {
+  const [busy, setBusy] = useState(false);
+  const cancel = () => {
+    call(commands.cancelImport(report.token)).catch(() => {});
+    onDone(null);
+  };
+  return (
+    <Modal title={`Import ${label} records`} onClose={cancel}>
+      <p className="mono small">{report.file}</p>
+      <p>
+        {report.valid} row(s) pass every rule of the type
+        {report.rejected.length > 0 ? `; ${report.rejected.length} do not, and would be skipped:` : "."}
+      </p>
+      {report.rejected.length > 0 && (
+        <ul className="problems import-report" data-rejected={report.rejected.length}>
+          {report.rejected.map((r) => (
+            <li key={r.line}>
+              <strong>line {r.line}</strong>: {r.problem}
+            </li>
+          ))}
+        </ul>
+      )}
+      <div className="row end">
+        <button onClick={cancel} autoFocus>
+          Cancel
+        </button>
+        <button
+          className="primary"
+          disabled={busy || report.valid === 0}
+          data-commit-import
+          onClick={() => {
+            setBusy(true);
+            call(commands.commitImport(report.token))
+              .then((n) => onDone(n))
+              .catch((e) => {
+                onError(asCommandError(e));
+                onDone(null);
+              });
+          }}
+        >
+          {report.rejected.length > 0 ? `Import the ${report.valid} valid row(s)` : `Import ${report.valid} row(s)`}
+        </button>
+      </div>
+    </Modal>
   );
 }
 
