@@ -36,6 +36,7 @@ macro_rules! console_commands {
             save_record,
             delete_record,
             transition_record,
+            record_history,
             import_records,
             commit_import,
             cancel_import,

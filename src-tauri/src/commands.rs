@@ -232,6 +232,25 @@ pub async fn transition_record(state: State<'_, AppState>, record_type: String, 
     Ok(serde_json::Value::Object(t.record))
 }
 
+/// One step of a record's workflow history.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct HistoryStep {
+    pub from: String,
+    pub to: String,
+    pub event: String,
+    pub by: String,
+    pub at: f64,
+}
+
+/// A record's workflow history, oldest first (empty when its type has no workflow).
+#[tauri::command]
+#[specta::specta]
+pub async fn record_history(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<Vec<HistoryStep>> {
+    let (_, admin) = records(&state)?;
+    let Ok(wf) = workflows(&state) else { return Ok(Vec::new()) };
+    Ok(wf.history(&admin, &record_type, &id)?.into_iter().map(|s| HistoryStep { from: s.from, to: s.to, event: s.event, by: s.by, at: s.at as f64 }).collect())
+}
+
 /// What a CSV file holds for a record type, checked; nothing is written until `commit_import`.
 #[derive(Debug, Clone, Serialize, specta::Type)]
 #[serde(rename_all = "camelCase")]

@@ -27,6 +27,9 @@ pub(crate) async fn pick_package(app: &AppHandle, folder: bool) -> CmdResult<Opt
 
 /// Ask for a CSV file to read; `None` when the dialog is closed.
 pub(crate) async fn pick_csv(app: &AppHandle, title: String) -> CmdResult<Option<PathBuf>> {
+    if let Some(p) = scripted() {
+        return Ok(Some(p));
+    }
     let app = app.clone();
     let chosen = tauri::async_runtime::spawn_blocking(move || app.dialog().file().set_title(title).add_filter("CSV", &["csv"]).blocking_pick_file())
         .await
@@ -44,6 +47,13 @@ pub(crate) async fn pick_export(app: &AppHandle, title: String, file_name: Strin
     .await
     .map_err(|e| CommandError::other("dialog", e.to_string()))?;
     path(chosen)
+}
+
+/// For automated tests of the real app (which cannot click a native dialog): when the process
+/// was started with `OBJECTOS_DIALOG_FILE`, every file dialog answers that path. Only whoever
+/// starts the process can set it; the webview cannot.
+fn scripted() -> Option<PathBuf> {
+    std::env::var_os("OBJECTOS_DIALOG_FILE").map(PathBuf::from)
 }
 
 fn path(chosen: Option<tauri_plugin_dialog::FilePath>) -> CmdResult<Option<PathBuf>> {

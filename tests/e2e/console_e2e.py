@@ -143,7 +143,12 @@ def run_once():
     os.makedirs(shots, exist_ok=True)
     data = tempfile.mkdtemp(prefix="objectos-e2e-data-")
     driver_log = open(os.path.join(shots, "tauri-driver.log"), "ab")
-    driver = subprocess.Popen(["tauri-driver", "--port", "4444", "--native-port", "4445"], stdout=driver_log, stderr=subprocess.STDOUT)
+    # The native file dialog cannot be clicked here: the app answers it with this file.
+    deals = os.path.join(data, "deals.csv")
+    with open(deals, "w") as f:
+        f.write("title,amount\nWarehouse scanners,23500\nBad amount,lots\nLathe maintenance,3100\n")
+    env = dict(os.environ, OBJECTOS_DIALOG_FILE=deals)
+    driver = subprocess.Popen(["tauri-driver", "--port", "4444", "--native-port", "4445"], stdout=driver_log, stderr=subprocess.STDOUT, env=env)
     s = None
     try:
         wait_for("tauri-driver", lambda: request("GET", "/status", timeout=2) is not None, seconds=30, starting=True)
@@ -210,6 +215,13 @@ def run_once():
             s.click(f'[data-event="{event}"]')
             wait_for(f"the deal {state}", lambda: state in s.text(".workflow-bar"))
         shot("03c-records")
+        # A CSV with one bad row: the report names its line, and only the valid rows are created.
+        s.click("[data-import]")
+        wait_for("the import report", lambda: "line 3" in s.text(".modal") and "not a number" in s.text(".modal"))
+        shot("03d-records-import")
+        s.click("[data-commit-import]")
+        wait_for("the imported deals", lambda: "Warehouse scanners" in s.text(".record-list") and "Lathe maintenance" in s.text(".record-list"))
+        assert "Bad amount" not in s.text(".record-list"), "the bad row was not created"
         s.click('[data-nav="notifications"]')
         wait_for("the deal-won notification", lambda: "Deal won: Shop fit-out" in s.body())
         s.click('[data-action="mark-all-read"]')

@@ -74,6 +74,8 @@ export const commands = {
 	deleteRecord: (recordType: string, id: string) => typedError<boolean, CommandError>(__TAURI_INVOKE("delete_record", { recordType, id })),
 	/**  Fire a workflow event on a record, as the admin; returns the record afterwards. */
 	transitionRecord: (recordType: string, id: string, event: string) => typedError<Value, CommandError>(__TAURI_INVOKE("transition_record", { recordType, id, event })),
+	/**  A record's workflow history, oldest first (empty when its type has no workflow). */
+	recordHistory: (recordType: string, id: string) => typedError<HistoryStep[], CommandError>(__TAURI_INVOKE("record_history", { recordType, id })),
 	/**
 	 *  Check a CSV file (chosen in the dialog this opens) against a record type; `null` when the
 	 *  dialog was closed. Writes nothing.
@@ -284,6 +286,15 @@ export type GraphNode = {
 	state: State,
 	/**  Kind. */
 	kind: PluginKind,
+};
+
+/**  One step of a record's workflow history. */
+export type HistoryStep = {
+	from: string,
+	to: string,
+	event: string,
+	by: string,
+	at: number | null,
 };
 
 /**  What a CSV file holds for a record type, checked; nothing is written until `commit_import`. */

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
-import type { CommandError, ImportReport, RecordField, RecordType, Value } from "../bindings";
-import { asCommandError, call, commands, onKernelEvent } from "../api";
+import type { CommandError, HistoryStep, ImportReport, RecordField, RecordType, Value } from "../bindings";
+import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
 import { Confirm, Empty, Modal } from "./common";
 
 type Row = Record<string, unknown>;
@@ -233,6 +233,29 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
   );
 }
 
+/** A record's way through its workflow, newest first. */
+function History({ type, id }: { type: string; id: string }) {
+  const [steps, setSteps] = useState<HistoryStep[] | null>(null);
+  useEffect(() => {
+    call(commands.recordHistory(type, id))
+      .then(setSteps)
+      .catch(() => setSteps([]));
+  }, [type, id]);
+  if (!steps || steps.length === 0) return null;
+  return (
+    <section className="record-history" aria-label="History">
+      <h3>History</h3>
+      <ol reversed>
+        {[...steps].reverse().map((s, i) => (
+          <li key={i}>
+            <span className="mono">{s.event}</span>: {s.from} → {s.to} <span className="muted small">by {s.by}, {formatTime(s.at)}</span>
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
 /** The report of a checked CSV file: what passes, each row that does not with its line, and
  * the admin's go before anything is written. */
 function ImportDialog({ report, label, onDone, onError }: { report: ImportReport; label: string; onDone: (created: number | null) => void; onError: (e: CommandError | null) => void }) {
@@ -414,6 +437,7 @@ function RecordForm({
           {record ? "Save" : "Create"}
         </button>
       </div>
+      {record && wf && <History type={type.name} id={String(record.id)} />}
       {confirmDelete && record && (
         <Confirm
           title={`Delete this ${type.label.toLowerCase()}?`}
