@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useState } from "react";
-import type { CommandError, HistoryStep, ImportReport, RecordField, RecordType, Value } from "../bindings";
+import type { AuditRecord, CommandError, HistoryStep, ImportReport, RecordField, RecordType, Value } from "../bindings";
 import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
 import { Confirm, Empty, Modal } from "./common";
 
@@ -256,6 +256,33 @@ function History({ type, id }: { type: string; id: string }) {
   );
 }
 
+/** Who wrote or moved this record, from the audit trail (the owner's newest records). */
+function RecordAudit({ type, id }: { type: RecordType; id: string }) {
+  const [rows, setRows] = useState<AuditRecord[] | null>(null);
+  useEffect(() => {
+    call(commands.queryAudit(type.owner, null, null, null, 2_000))
+      .then((all) => setRows(all.filter((r) => (r.details as { object?: string; id?: string })?.object === type.name && (r.details as { id?: string })?.id === id)))
+      .catch(() => setRows([]));
+  }, [type, id]);
+  if (!rows || rows.length === 0) return null;
+  return (
+    <section className="record-history" aria-label="Audit">
+      <h3>Audit</h3>
+      <ol reversed>
+        {[...rows].reverse().map((r) => (
+          <li key={r.id}>
+            <span className="mono">{r.action}</span> by {r.actor}{" "}
+            <span className="muted small">
+              {formatTime(r.ts)}
+              {Array.isArray((r.details as { fields?: string[] }).fields) && ` · ${(r.details as { fields: string[] }).fields.join(", ")}`}
+            </span>
+          </li>
+        ))}
+      </ol>
+    </section>
+  );
+}
+
 /** The report of a checked CSV file: what passes, each row that does not with its line, and
  * the admin's go before anything is written. */
 function ImportDialog({ report, label, onDone, onError }: { report: ImportReport; label: string; onDone: (created: number | null) => void; onError: (e: CommandError | null) => void }) {
@@ -438,6 +465,7 @@ function RecordForm({
         </button>
       </div>
       {record && wf && <History type={type.name} id={String(record.id)} />}
+      {record && <RecordAudit type={type} id={String(record.id)} />}
       {confirmDelete && record && (
         <Confirm
           title={`Delete this ${type.label.toLowerCase()}?`}
