@@ -263,6 +263,11 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
     let (exported, _) = cli.expect(0, &["records", "export", "opportunity"]);
     assert!(exported.starts_with("id,title,account,amount,probability,stage,close_date\n"), "{exported}");
     assert!(exported.contains("\"Quoted, with comma\""), "{exported}");
+    // References are checked with the file, before anything is written.
+    let refs = cli.data.path().join("refs.csv");
+    std::fs::write(&refs, "title,account\nGood,\nGhost deal,ghost\n").unwrap();
+    let (out, _) = cli.expect(1, &["records", "import", "opportunity", refs.to_str().unwrap()]);
+    assert!(out.contains("line 3: $.account Account `ghost` names no account record"), "{out}");
     // What export writes, import reads (ids are given anew).
     std::fs::write(&csv, &exported).unwrap();
     let (out, _) = cli.expect(0, &["records", "import", "opportunity", csv.to_str().unwrap(), "--dry-run"]);

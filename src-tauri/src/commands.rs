@@ -220,16 +220,24 @@ pub async fn delete_record(state: State<'_, AppState>, record_type: String, id: 
     Ok(data.delete(&admin, &record_type, &id)?)
 }
 
-/// Fire a workflow event on a record, as the admin; returns the record afterwards.
+/// A transition's outcome: the record afterwards, and entry actions that failed (the
+/// transition stands; they are in the package's log).
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct Transitioned {
+    pub record: serde_json::Value,
+    pub warnings: Vec<String>,
+}
+
+/// Fire a workflow event on a record, as the admin.
 #[tauri::command]
 #[specta::specta]
-pub async fn transition_record(state: State<'_, AppState>, record_type: String, id: String, event: String) -> CmdResult<serde_json::Value> {
+pub async fn transition_record(state: State<'_, AppState>, record_type: String, id: String, event: String) -> CmdResult<Transitioned> {
     let (_, admin) = records(&state)?;
     let t = workflows(&state)?.transition(&admin, &record_type, &id, &event).await.map_err(|e| match e {
         objectos_builtins::declarative::workflow::WorkflowError::Kernel(k) => CommandError::from(k),
         other => CommandError::other("workflow", other.to_string()),
     })?;
-    Ok(serde_json::Value::Object(t.record))
+    Ok(Transitioned { record: serde_json::Value::Object(t.record), warnings: t.warnings })
 }
 
 /// One step of a record's workflow history.
@@ -282,31 +290,59 @@ pub async fn import_records(app: tauri::AppHandle, state: State<'_, AppState>, r
     let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", def.label.to_lowercase())).await? else { return Ok(None) };
     let text = std::fs::read(&path).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
     let checked = objectos_builtins::declarative::table::check_csv(&text, &def).map_err(|e| CommandError::other("csv", format!("{}: {e}", path.display())))?;
-    let token = format!("{}-{}", objectos_kernel::util::now_ms(), state.imports.lock().map(|m| m.len()).unwrap_or(0));
-    let report = ImportReport {
-        token: token.clone(),
-        file: path.display().to_string(),
-        valid: checked.valid.len() as u32,
-        rejected: checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect(),
-    };
+    let mut rejected: Vec<RejectedRow> = checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect();
+    // References are checked with the file too, so the write cannot stop halfway.
+    let mut valid = Vec::new();
+    for (line, v) in checked.lines.into_iter().zip(checked.valid) {
+        match data.reference_problem(&record_type, &v) {
+            Some(problem) => rejected.push(RejectedRow { line: line as u32, problem }),
+            None => valid.push(v),
+        }
+    }
+    rejected.sort_by_key(|r| r.line);
+    let token = import_token();
+    let report = ImportReport { token: token.clone(), file: path.display().to_string(), valid: valid.len() as u32, rejected };
     if let Ok(mut m) = state.imports.lock() {
-        m.insert(token, (record_type, checked.valid));
+        // One checked import waits per type: choosing a file again replaces it.
+        m.retain(|_, (t, _)| *t != record_type);
+        m.insert(token, (record_type, valid));
     }
     Ok(Some(report))
 }
 
-/// Create the valid rows of a checked import, as the admin; returns how many were created.
+/// An unguessable token for a checked import (the process's random hasher keys, a counter).
+fn import_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_i64(objectos_kernel::util::now_ms());
+    format!("{:016x}", h.finish())
+}
+
+/// What a committed import did.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct Imported {
+    pub created: u32,
+    /// Rows that could not be written after all (another change came in between), each why.
+    pub failed: Vec<String>,
+}
+
+/// Create the valid rows of a checked import, as the admin. A row that fails now (a referenced
+/// record deleted meanwhile) is reported, and the others are still created.
 #[tauri::command]
 #[specta::specta]
-pub async fn commit_import(state: State<'_, AppState>, token: String) -> CmdResult<u32> {
+pub async fn commit_import(state: State<'_, AppState>, token: String) -> CmdResult<Imported> {
     let (record_type, rows) = state.imports.lock().ok().and_then(|mut m| m.remove(&token)).ok_or_else(|| CommandError::other("notFound", "this import was already done or dropped; choose the file again"))?;
     let (data, admin) = records(&state)?;
-    let mut created = 0;
+    let mut out = Imported { created: 0, failed: Vec::new() };
     for fields in rows {
-        data.create(&admin, &record_type, fields)?;
-        created += 1;
+        match data.create(&admin, &record_type, fields) {
+            Ok(_) => out.created += 1,
+            Err(e) => out.failed.push(e.to_string()),
+        }
     }
-    Ok(created)
+    Ok(out)
 }
 
 /// Drop a checked import without writing anything.

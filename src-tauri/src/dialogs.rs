@@ -49,11 +49,15 @@ pub(crate) async fn pick_export(app: &AppHandle, title: String, file_name: Strin
     path(chosen)
 }
 
-/// For automated tests of the real app (which cannot click a native dialog): when the process
-/// was started with `OBJECTOS_DIALOG_FILE`, every file dialog answers that path. Only whoever
-/// starts the process can set it; the webview cannot.
+/// For automated tests of the real app (which cannot click a native dialog): a debug build
+/// started with `OBJECTOS_DIALOG_FILE` answers the CSV dialog with that path. Only whoever
+/// starts the process can set it, never the webview, and release builds ignore it.
 fn scripted() -> Option<PathBuf> {
-    std::env::var_os("OBJECTOS_DIALOG_FILE").map(PathBuf::from)
+    if cfg!(debug_assertions) {
+        std::env::var_os("OBJECTOS_DIALOG_FILE").map(PathBuf::from)
+    } else {
+        None
+    }
 }
 
 fn path(chosen: Option<tauri_plugin_dialog::FilePath>) -> CmdResult<Option<PathBuf>> {

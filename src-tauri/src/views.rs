@@ -269,6 +269,8 @@ pub struct RecordField {
     pub max_length: Option<u32>,
     /// The full name of the type a reference field points at.
     pub reference: Option<String>,
+    /// What a new record gets when the field is not given.
+    pub default: Option<serde_json::Value>,
     /// Bounds, values or the referenced type, in words.
     pub detail: String,
 }
@@ -313,7 +315,7 @@ pub fn record_types(types: Vec<(String, String, std::sync::Arc<objectos_builtins
                         FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(format!("{owner}/{object}"))),
                         _ => (Vec::new(), None, None, None, None),
                     };
-                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, detail: view.detail }
+                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, default: f.default.clone(), detail: view.detail }
                 })
                 .collect();
             let workflow = workflow(&full).map(|w| RecordWorkflow {

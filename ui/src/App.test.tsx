@@ -85,9 +85,9 @@ describe("records", () => {
     owner: "com.acme.crm",
     ownerName: "Small CRM",
     fields: [
-      { name: "title", label: "Title", kind: "text", required: true, values: [], min: null, max: null, maxLength: 200, reference: null, detail: "up to 200 characters" },
-      { name: "amount", label: "Amount", kind: "number", required: false, values: [], min: 0, max: null, maxLength: null, reference: null, detail: "0 or more" },
-      { name: "stage", label: "Stage", kind: "enum", required: false, values: ["prospect", "won"], min: null, max: null, maxLength: null, reference: null, detail: "prospect, won" },
+      { name: "title", label: "Title", kind: "text", required: true, values: [], min: null, max: null, maxLength: 200, reference: null, default: null, detail: "up to 200 characters" },
+      { name: "amount", label: "Amount", kind: "number", required: false, values: [], min: 0, max: null, maxLength: null, reference: null, default: 0, detail: "0 or more" },
+      { name: "stage", label: "Stage", kind: "enum", required: false, values: ["prospect", "won"], min: null, max: null, maxLength: null, reference: null, default: null, detail: "prospect, won" },
     ],
     workflow: { name: "opportunity", field: "stage", initial: "prospect", transitions: [{ from: "prospect", to: "won", event: "win", guard: "amount > 0" }] },
   };
@@ -114,6 +114,9 @@ describe("records", () => {
     fireEvent.click(screen.getByText("Save"));
     expect(await screen.findByText("Title is required")).toBeTruthy();
     await waitFor(() => expect(calls).toContainEqual(["save_record", { recordType: "com.acme.crm/opportunity", id: "r1", fields: { title: null } }]));
+    // With unsaved edits, an event (which fires on the stored record) waits for a save.
+    expect((screen.getByText("win → won") as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.change(title, { target: { value: "Shop fit-out" } });
     fireEvent.click(screen.getByText("win → won"));
     expect(await screen.findByText(/its condition `amount > 0` does not hold/)).toBeTruthy();
   });
@@ -126,7 +129,7 @@ describe("records", () => {
         if (cmd === "record_types") return [opportunity];
         if (cmd === "list_records") return [];
         if (cmd === "import_records") return { token: "t1", file: "/home/me/deals.csv", valid: 2, rejected: [{ line: 3, problem: "amount: `lots` is not a number" }] };
-        if (cmd === "commit_import") return 2;
+        if (cmd === "commit_import") return { created: 2, failed: [] };
         return null;
       },
       { shouldMockEvents: true },

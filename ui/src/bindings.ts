@@ -72,8 +72,8 @@ export const commands = {
 	saveRecord: (recordType: string, id: string | null, fields: Value) => typedError<Value, CommandError>(__TAURI_INVOKE("save_record", { recordType, id, fields })),
 	/**  Delete a record, as the admin. */
 	deleteRecord: (recordType: string, id: string) => typedError<boolean, CommandError>(__TAURI_INVOKE("delete_record", { recordType, id })),
-	/**  Fire a workflow event on a record, as the admin; returns the record afterwards. */
-	transitionRecord: (recordType: string, id: string, event: string) => typedError<Value, CommandError>(__TAURI_INVOKE("transition_record", { recordType, id, event })),
+	/**  Fire a workflow event on a record, as the admin. */
+	transitionRecord: (recordType: string, id: string, event: string) => typedError<Transitioned, CommandError>(__TAURI_INVOKE("transition_record", { recordType, id, event })),
 	/**  A record's workflow history, oldest first (empty when its type has no workflow). */
 	recordHistory: (recordType: string, id: string) => typedError<HistoryStep[], CommandError>(__TAURI_INVOKE("record_history", { recordType, id })),
 	/**
@@ -81,8 +81,11 @@ export const commands = {
 	 *  dialog was closed. Writes nothing.
 	 */
 	importRecords: (recordType: string) => typedError<ImportReport | null, CommandError>(__TAURI_INVOKE("import_records", { recordType })),
-	/**  Create the valid rows of a checked import, as the admin; returns how many were created. */
-	commitImport: (token: string) => typedError<number, CommandError>(__TAURI_INVOKE("commit_import", { token })),
+	/**
+	 *  Create the valid rows of a checked import, as the admin. A row that fails now (a referenced
+	 *  record deleted meanwhile) is reported, and the others are still created.
+	 */
+	commitImport: (token: string) => typedError<Imported, CommandError>(__TAURI_INVOKE("commit_import", { token })),
 	/**  Drop a checked import without writing anything. */
 	cancelImport: (token: string) => typedError<null, CommandError>(__TAURI_INVOKE("cancel_import", { token })),
 	/**
@@ -307,6 +310,13 @@ export type ImportReport = {
 	valid: number,
 	/**  Each other row, with its line and what is wrong. */
 	rejected: RejectedRow[],
+};
+
+/**  What a committed import did. */
+export type Imported = {
+	created: number,
+	/**  Rows that could not be written after all (another change came in between), each why. */
+	failed: string[],
 };
 
 /**
@@ -660,6 +670,8 @@ export type RecordField = {
 	maxLength: number | null,
 	/**  The full name of the type a reference field points at. */
 	reference: string | null,
+	/**  What a new record gets when the field is not given. */
+	default: Value | null,
 	/**  Bounds, values or the referenced type, in words. */
 	detail: string,
 };
@@ -781,6 +793,15 @@ export type TransitionView = {
 	to: string,
 	event: string,
 	guard: string | null,
+};
+
+/**
+ *  A transition's outcome: the record afterwards, and entry actions that failed (the
+ *  transition stands; they are in the package's log).
+ */
+export type Transitioned = {
+	record: Value,
+	warnings: string[],
 };
 
 /**  What the update check found. */

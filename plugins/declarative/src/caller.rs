@@ -58,8 +58,9 @@ impl Caller for PluginContext {
     }
 }
 
-/// The admin, acting through a kernel handle: every type's rules apply (fields, workflow
-/// guards), grants do not; each write is audited as the admin, naming the type's owner.
+/// The admin, acting through a kernel handle: the types' field rules apply, and transitions
+/// their guards; grants do not, and the admin may set a workflow's state directly (imports,
+/// corrections). Each write is audited as the admin, naming the type's owner.
 pub struct Admin(pub Kernel);
 
 impl Caller for Admin {

@@ -201,6 +201,18 @@ impl Data {
         }
     }
 
+    /// Why the reference fields of `fields` (for `object`, a full type name) name no record of
+    /// their type, if they do not: for checking a whole file before anything is written.
+    pub fn reference_problem(&self, object: &str, fields: &Value) -> Option<String> {
+        let def = self.definition(object).ok()?;
+        let map = fields.as_object()?;
+        match self.check_references(object, &def, map) {
+            Err(KernelError::Manifest(m)) => m.problems.first().map(|p| format!("{} {}", p.path, p.message)),
+            Err(e) => Some(e.to_string()),
+            Ok(()) => None,
+        }
+    }
+
     /// Refuse values of reference fields that name no record of the referenced type (one of
     /// the same package's types).
     fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>) -> Result<()> {

@@ -51,6 +51,8 @@ pub struct Rejected {
 pub struct Checked {
     /// Fields of each valid row, in file order.
     pub valid: Vec<Value>,
+    /// The line of each valid row.
+    pub lines: Vec<u64>,
     /// Each invalid row, in file order.
     pub rejected: Vec<Rejected>,
 }
@@ -75,7 +77,10 @@ pub fn check_csv(text: &[u8], def: &ObjectDef) -> Result<Checked, String> {
             def.validate(&v, false).map(|_| v).map_err(|ps| ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; "))
         });
         match checked {
-            Ok(v) => out.valid.push(v),
+            Ok(v) => {
+                out.valid.push(v);
+                out.lines.push(line);
+            }
             Err(problem) => out.rejected.push(Rejected { line, problem }),
         }
     }

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { AuditRecord, CommandError, HistoryStep, ImportReport, RecordField, RecordType, Value } from "../bindings";
 import { asCommandError, call, commands, formatTime, onKernelEvent } from "../api";
 import { Confirm, Empty, Modal } from "./common";
@@ -103,6 +103,7 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
   }, [load, type.name]);
 
   const columns = type.fields.slice(0, 6);
+  const refLabels = useRefLabels(columns, types, rows);
   const shownRows = useMemo(() => {
     const list = (rows ?? []).filter((r) => matches(r, search));
     if (!sort) return list;
@@ -172,7 +173,11 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
           <input className="mono" aria-label="Filter expression" placeholder='Filter, e.g. amount > 1000 and stage != "lost"' value={filter} onChange={(e) => setFilter(e.target.value)} size={40} />
           <button type="submit">Apply</button>
         </form>
-        {filterError && <span className="pending">{filterError}</span>}
+        {filterError && (
+          <span className="pending" role="alert">
+            {filterError}
+          </span>
+        )}
       </div>
       <div className="record-body">
         <div className="record-list">
@@ -180,7 +185,7 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
             <div className="loading">Loading records…</div>
           ) : shownRows.length === 0 ? (
             <Empty title={rows.length === 0 ? `No ${type.label.toLowerCase()} records` : "No record matches"}>
-              {rows.length === 0 ? <p>Create one with “New {type.label.toLowerCase()}”, or import a CSV with objectos records import.</p> : <p>Clear the search or the filter.</p>}
+              {filterError ? <p>The filter cannot be read; fix it above.</p> : rows.length === 0 ? <p>Create one with “New {type.label.toLowerCase()}”, or import a CSV with “Import CSV…”.</p> : <p>Clear the search or the filter.</p>}
             </Empty>
           ) : (
             <table className="records-table">
@@ -198,10 +203,23 @@ function RecordTable({ type, types, onError }: { type: RecordType; types: Record
               </thead>
               <tbody>
                 {shownRows.map((r) => (
-                  <tr key={String(r.id)} className={current !== "new" && current?.id === r.id ? "selected" : ""} onClick={() => setOpen(r)} data-record={String(r.id)}>
+                  <tr
+                    key={String(r.id)}
+                    className={current !== "new" && current?.id === r.id ? "selected" : ""}
+                    aria-selected={current !== "new" && current?.id === r.id}
+                    tabIndex={0}
+                    onClick={() => setOpen(r)}
+                    onKeyDown={(e) => {
+                      if (e.key === "Enter" || e.key === " ") {
+                        e.preventDefault();
+                        setOpen(r);
+                      }
+                    }}
+                    data-record={String(r.id)}
+                  >
                     {columns.map((f) => (
                       <td key={f.name} className={f.kind === "number" ? "num" : ""}>
-                        {f.kind === "reference" ? <RefName id={r[f.name]} type={types.find((t) => t.name === f.reference)} /> : shown(r[f.name])}
+                        {f.kind === "reference" ? <span title={shown(r[f.name])}>{refLabels.get(shown(r[f.name])) ?? shown(r[f.name])}</span> : shown(r[f.name])}
                       </td>
                     ))}
                   </tr>
@@ -287,10 +305,15 @@ function RecordAudit({ type, id }: { type: RecordType; id: string }) {
  * the admin's go before anything is written. */
 function ImportDialog({ report, label, onDone, onError }: { report: ImportReport; label: string; onDone: (created: number | null) => void; onError: (e: CommandError | null) => void }) {
   const [busy, setBusy] = useState(false);
-  const cancel = () => {
-    call(commands.cancelImport(report.token)).catch(() => {});
-    onDone(null);
-  };
+  const done = useRef(false);
+  // Closed any way but by importing (another view, Escape): the checked rows are dropped.
+  useEffect(
+    () => () => {
+      if (!done.current) call(commands.cancelImport(report.token)).catch(() => {});
+    },
+    [report.token],
+  );
+  const cancel = () => onDone(null);
   return (
     <Modal title={`Import ${label} records`} onClose={cancel}>
       <p className="mono small">{report.file}</p>
@@ -317,8 +340,12 @@ function ImportDialog({ report, label, onDone, onError }: { report: ImportReport
           data-commit-import
           onClick={() => {
             setBusy(true);
+            done.current = true;
             call(commands.commitImport(report.token))
-              .then((n) => onDone(n))
+              .then((r) => {
+                if (r.failed.length > 0) onError({ kind: "other", code: "import", message: `${r.failed.length} row(s) could not be created: ${r.failed.join("; ")}` });
+                onDone(r.created);
+              })
               .catch((e) => {
                 onError(asCommandError(e));
                 onDone(null);
@@ -332,21 +359,28 @@ function ImportDialog({ report, label, onDone, onError }: { report: ImportReport
   );
 }
 
-/** A reference shown by the referenced record's first text field, as its id when not found. */
-function RefName({ id, type }: { id: unknown; type?: RecordType }) {
-  const [name, setName] = useState<string | null>(null);
+/** Labels (the first text field) of the records the table's reference columns point at: one
+ * lookup per referenced type, again when the rows change. */
+function useRefLabels(columns: RecordField[], types: RecordType[], rows: Row[] | null): Map<string, string> {
+  const [labels, setLabels] = useState<Map<string, string>>(new Map());
+  const targets = useMemo(() => [...new Set(columns.filter((f) => f.kind === "reference" && f.reference).map((f) => f.reference as string))].join("\n"), [columns]);
   useEffect(() => {
-    if (!type || typeof id !== "string" || !id) return;
+    if (!targets || !rows) return;
     let live = true;
-    const label = type.fields.find((f) => f.kind === "text")?.name;
-    call(commands.listRecords(type.name, `id == "${id.replace(/"/g, "")}"`, 1))
-      .then((r) => live && setName(label && r[0] ? shown((r[0] as Row)[label]) : null))
-      .catch(() => {});
+    Promise.all(
+      targets.split("\n").map(async (name) => {
+        const t = types.find((x) => x.name === name);
+        const label = t?.fields.find((f) => f.kind === "text")?.name;
+        if (!t || !label) return [] as [string, string][];
+        const list = (await call(commands.listRecords(t.name, null, 10_000)).catch(() => [])) as Row[];
+        return list.map((r) => [String(r.id), shown(r[label])] as [string, string]);
+      }),
+    ).then((parts) => live && setLabels(new Map(parts.flat())));
     return () => {
       live = false;
     };
-  }, [id, type]);
-  return <span title={typeof id === "string" ? id : undefined}>{name ?? shown(id)}</span>;
+  }, [targets, types, rows]);
+  return labels;
 }
 
 /** The form a type's fields make, with each problem beside its field. */
@@ -365,14 +399,17 @@ function RecordForm({
   onSaved: (r: Row) => void;
   onDeleted: () => void;
 }) {
-  const [draft, setDraft] = useState<Row>(() => ({ ...(record ?? {}) }));
+  const [draft, setDraft] = useState<Row>(() => (record ? { ...record } : Object.fromEntries(type.fields.filter((f) => f.default !== null && f.default !== undefined).map((f) => [f.name, f.default]))));
   const [problems, setProblems] = useState<Record<string, string>>({});
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [warnings, setWarnings] = useState<string[]>([]);
   const wf = type.workflow;
   const state = record && wf ? shown(record[wf.field]) || wf.initial : null;
   const allowed = wf && state ? wf.transitions.filter((t) => t.from === state) : [];
+  // An event fires on the record as stored: unsaved edits must be saved first.
+  const dirty = record !== null && type.fields.some((f) => (draft[f.name] ?? null) !== (record[f.name] ?? null) && String(draft[f.name] ?? "") !== String(record[f.name] ?? ""));
 
   function fail(e: unknown) {
     const err = asCommandError(e);
@@ -389,12 +426,22 @@ function RecordForm({
     setBusy(true);
     try {
       const fields: Row = {};
+      const bad: Record<string, string> = {};
       for (const f of type.fields) {
         if (wf && f.name === wf.field) continue; // the workflow moves it
-        const v = draft[f.name];
+        let v = draft[f.name];
+        if (f.kind === "number" && typeof v === "string") {
+          const t = v.trim();
+          v = t === "" ? "" : Number(t);
+          if (typeof v === "number" && !Number.isFinite(v)) bad[f.name] = `\`${t}\` is not a number`;
+        }
         if (record === null && (v === undefined || v === "")) continue; // defaults apply
-        if (record !== null && v === record[f.name]) continue;
+        if (record !== null && (v ?? null) === (record[f.name] ?? null)) continue;
         fields[f.name] = v === "" ? null : v;
+      }
+      if (Object.keys(bad).length > 0) {
+        setProblems(bad);
+        return;
       }
       const saved = (await call(commands.saveRecord(type.name, record ? String(record.id) : null, fields as unknown as Value))) as Row;
       setProblems({});
@@ -411,9 +458,10 @@ function RecordForm({
     if (!record) return;
     setBusy(true);
     try {
-      const after = (await call(commands.transitionRecord(type.name, String(record.id), event))) as Row;
+      const after = await call(commands.transitionRecord(type.name, String(record.id), event));
       setError(null);
-      onSaved(after);
+      setWarnings(after.warnings);
+      onSaved(after.record as Row);
     } catch (e) {
       fail(e);
     } finally {
@@ -435,7 +483,13 @@ function RecordForm({
             {wf.field}: <span className="badge accent">{state}</span>
           </span>
           {allowed.map((t) => (
-            <button key={t.event} onClick={() => fire(t.event)} disabled={busy} title={t.guard ? `only if ${t.guard}` : undefined} data-event={t.event}>
+            <button
+              key={t.event}
+              onClick={() => fire(t.event)}
+              disabled={busy || dirty}
+              title={dirty ? "Save your changes first" : t.guard ? `only if ${t.guard}` : undefined}
+              data-event={t.event}
+            >
               {t.event} → {t.to}
             </button>
           ))}
@@ -445,6 +499,13 @@ function RecordForm({
       {error && (
         <div className="banner error" role="alert">
           <div className="banner-message">{error}</div>
+        </div>
+      )}
+      {warnings.length > 0 && (
+        <div className="banner warn" role="status">
+          <div className="banner-message">
+            The transition stands, but an entry action failed (see the package&apos;s log): {warnings.join("; ")}
+          </div>
         </div>
       )}
       <div className="form-fields">
@@ -487,7 +548,7 @@ function RecordForm({
 
 function FieldInput({ field, types, value, problem, onChange }: { field: RecordField; types: RecordType[]; value: unknown; problem?: string; onChange: (v: unknown) => void }) {
   const id = `field-${field.name}`;
-  const common = { id, "aria-invalid": !!problem, "aria-describedby": problem ? `${id}-problem` : undefined, "data-field": field.name };
+  const common = { id, "aria-invalid": !!problem, "aria-required": field.required, "aria-describedby": problem ? `${id}-problem` : undefined, "data-field": field.name };
   let input: React.ReactNode;
   switch (field.kind) {
     case "number":
@@ -498,7 +559,7 @@ function FieldInput({ field, types, value, problem, onChange }: { field: RecordF
           min={field.min ?? undefined}
           max={field.max ?? undefined}
           value={value === null || value === undefined ? "" : String(value)}
-          onChange={(e) => onChange(e.target.value === "" ? "" : Number(e.target.value))}
+          onChange={(e) => onChange(e.target.value)}
         />
       );
       break;
