@@ -42,6 +42,16 @@ impl Cli {
         serde_json::from_str(&self.expect(0, &a).0).unwrap()
     }
 
+    /// Install, approve and enable the sample contacts and CRM packages.
+    fn enable_crm(&self) {
+        for p in ["contacts", "crm"] {
+            self.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
+        }
+        self.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
+        self.expect(0, &["permissions", "grant", "com.acme.crm", "--all"]);
+        self.expect(0, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+    }
+
     fn install_samples(&self) {
         for p in ["contacts", "crm", "invoicing"] {
             self.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
@@ -181,12 +191,7 @@ fn notify_reaches_the_inbox_once_the_notification_plugin_is_enabled() {
 #[test]
 fn records_are_created_checked_and_moved_through_their_workflow() {
     let cli = Cli::new();
-    for p in ["contacts", "crm"] {
-        cli.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
-    }
-    cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
-    cli.expect(0, &["permissions", "grant", "com.acme.crm", "--all"]);
-    cli.expect(0, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+    cli.enable_crm();
 
     let types = cli.json(&["records", "types"]);
     let names: Vec<&str> = types.as_array().unwrap().iter().map(|t| t["type"].as_str().unwrap()).collect();
@@ -278,12 +283,7 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
 #[test]
 fn the_sample_demo_data_imports() {
     let cli = Cli::new();
-    for p in ["contacts", "crm"] {
-        cli.expect(0, &["plugins", "install", packages().join(p).to_str().unwrap()]);
-    }
-    cli.expect(0, &["permissions", "grant", "com.acme.contacts", "--all"]);
-    cli.expect(0, &["permissions", "grant", "com.acme.crm", "--all"]);
-    cli.expect(0, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+    cli.enable_crm();
     for (t, file, n) in [("person", "contacts/demo/people.csv", 4), ("account", "crm/demo/accounts.csv", 5), ("opportunity", "crm/demo/opportunities.csv", 5)] {
         let (out, _) = cli.expect(0, &["records", "import", t, packages().join(file).to_str().unwrap()]);
         assert!(out.contains(&format!("Created {n} {t} record(s)")), "{out}");
