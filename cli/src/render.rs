@@ -127,7 +127,14 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     let _ = writeln!(s, "Required by: {}", if p.dependents.is_empty() { "nothing".into() } else { p.dependents.join(", ") });
     let pr = &m.provides;
     let _ = writeln!(s, "\nProvides:");
-    for (what, list) in [("services", &pr.services), ("events", &pr.events), ("objects", &pr.objects), ("workflows", &pr.workflows)] {
+    for (what, list) in [
+        ("services", &pr.services),
+        ("events", &pr.events),
+        ("objects", &pr.objects),
+        ("workflows", &pr.workflows),
+        ("automations", &pr.automations),
+        ("translations", &pr.translations),
+    ] {
         if !list.is_empty() {
             let _ = writeln!(s, "  {what}: {}", list.join(", "));
         }

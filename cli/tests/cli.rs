@@ -193,6 +193,8 @@ fn records_are_created_checked_and_moved_through_their_workflow() {
     let cli = Cli::new();
     cli.enable_crm();
 
+    let (shown, _) = cli.expect(0, &["plugins", "show", "com.acme.crm"]);
+    assert!(shown.contains("automations: notify-won") && shown.contains("workflows: opportunity"), "plugins show lists everything a package provides: {shown}");
     let types = cli.json(&["records", "types"]);
     let names: Vec<&str> = types.as_array().unwrap().iter().map(|t| t["type"].as_str().unwrap()).collect();
     assert!(names.contains(&"com.acme.crm/opportunity"), "{names:?}");
