@@ -116,6 +116,10 @@ enum PluginsCmd {
         /// Allow installing an older version over a newer one.
         #[arg(long)]
         force: bool,
+        /// Replace the installed package with the same version (while writing one): grants
+        /// are kept unless its permissions changed, and it is enabled again if it was.
+        #[arg(long, conflicts_with = "force")]
+        reinstall: bool,
     },
     /// Load a plugin.
     Load { id: String },
@@ -516,12 +520,13 @@ async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
                 print!("{}", render::plugin_detail(&info));
             }
         }
-        PluginsCmd::Install { path, force } => {
-            let out = kernel.install_package(path, *force).await?;
+        PluginsCmd::Install { path, force, reinstall } => {
+            let out = if *reinstall { kernel.reinstall_package(path).await? } else { kernel.install_package(path, *force).await? };
             if cli.json {
                 print_json(&out);
             } else {
                 match &out.upgraded_from {
+                    Some(from) if *from == out.version => println!("Reinstalled {} {} (now {})", out.id, out.version, out.state),
                     Some(from) => println!("Upgraded {} from {from} to {} (now {})", out.id, out.version, out.state),
                     None => println!("Installed {} {} (now {})", out.id, out.version, out.state),
                 }

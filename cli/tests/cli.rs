@@ -293,3 +293,33 @@ fn the_sample_demo_data_imports() {
     let stages: std::collections::BTreeSet<String> = cli.json(&["records", "list", "opportunity"]).as_array().unwrap().iter().map(|r| r["stage"].as_str().unwrap().to_string()).collect();
     assert!(stages.len() >= 4, "deals in several stages: {stages:?}");
 }
+
+/// An author's edit loop: the same version reinstalled replaces the files, keeps the grants
+/// (the permissions did not change) and is enabled again.
+#[test]
+fn the_same_version_is_reinstalled_for_an_edit_loop() {
+    let cli = Cli::new();
+    cli.enable_crm();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("notes");
+    std::fs::create_dir_all(pkg.join("objects")).unwrap();
+    let manifest = r#"{"id":"t.notes","name":"Notes","version":"1.0.0","dependencies":{"com.objectos.objects":"^0.1"},"provides":{"objects":["note"]},"permissions":["services.use:data","data.note.read","data.note.write"]}"#;
+    std::fs::write(pkg.join("plugin.json"), manifest).unwrap();
+    std::fs::write(pkg.join("objects/note.yml"), "name: note\nfields:\n  text: { type: text }\n").unwrap();
+    let p = pkg.to_str().unwrap();
+    cli.expect(0, &["plugins", "install", p]);
+    cli.expect(0, &["permissions", "grant", "t.notes", "--all"]);
+    cli.expect(0, &["plugins", "enable", "t.notes"]);
+    let (_, err) = cli.expect(1, &["plugins", "install", p]);
+    assert!(err.contains("already installed"), "{err}");
+    // The edit: a new field.
+    std::fs::write(pkg.join("objects/note.yml"), "name: note\nfields:\n  text: { type: text }\n  done: { type: boolean, default: false }\n").unwrap();
+    let (out, _) = cli.expect(0, &["plugins", "install", p, "--reinstall"]);
+    assert!(out.contains("Reinstalled t.notes 1.0.0 (now enabled)"), "{out}");
+    let types = cli.json(&["records", "types"]);
+    let note = types.as_array().unwrap().iter().find(|t| t["type"] == "t.notes/note").unwrap();
+    assert_eq!(note["definition"]["fields"].as_array().unwrap().len(), 2, "the edited file is in effect");
+    // Nothing to replace: refused, saying what is installed.
+    let (_, err) = cli.expect(1, &["plugins", "install", packages().join("invoicing").to_str().unwrap(), "--reinstall"]);
+    assert!(err.contains("nothing is installed"), "{err}");
+}

@@ -49,10 +49,17 @@ impl Kernel {
     /// upgrades it (storage kept, `onUpgrade` runs); the same version is refused; an older one
     /// is refused unless `force`.
     pub async fn install_package(&self, path: &Path, force: bool) -> Result<InstallOutcome> {
-        self.recorded(self.install_package_as(self.1.clone(), path, force).await)
+        self.recorded(self.install_package_as(self.1.clone(), path, force, false).await)
     }
 
-    pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool) -> Result<InstallOutcome> {
+    /// Replace an installed package with the same version from `path` (an author's edit loop):
+    /// grants are kept unless the permissions it asks for changed, and a plugin that was enabled
+    /// is enabled again. Refused when that id and version are not installed.
+    pub async fn reinstall_package(&self, path: &Path) -> Result<InstallOutcome> {
+        self.recorded(self.install_package_as(self.1.clone(), path, false, true).await)
+    }
+
+    pub(crate) async fn install_package_as(&self, actor: Actor, path: &Path, force: bool, reinstall: bool) -> Result<InstallOutcome> {
         // Copying, unpacking and checking untrusted input is blocking work: it runs off the
         // async runtime, so a large package does not stall the kernel's other tasks.
         let (src, root, runtime) = (path.to_path_buf(), package::staging_root(&self.0.packages_dir), self.0.config.runtime.clone());
@@ -67,10 +74,10 @@ impl Kernel {
             return Err(crate::model::manifest::ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into());
         }
         // The staging folder goes when `staged` is dropped, whatever happens here.
-        self.install_staged(actor, &staged, force).await
+        self.install_staged(actor, &staged, force, reinstall).await
     }
 
-    pub(super) async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool) -> Result<InstallOutcome> {
+    pub(super) async fn install_staged(&self, actor: Actor, staged: &package::Staged, force: bool, reinstall: bool) -> Result<InstallOutcome> {
         // One install at a time: the name checks below must still hold when the plugin is
         // recorded (two packages claiming one namespace at once would both pass them).
         let _one = self.0.installing.lock().await;
@@ -80,15 +87,21 @@ impl Kernel {
         }
         self.check_package_names(&m, &staged.source)?;
         let existing = lock(&self.0.plugins).get(&m.id).map(|s| (s.manifest().version.clone(), s.kind));
+        if reinstall && existing.as_ref().map(|(v, _)| v) != Some(&m.version) {
+            let installed = existing.as_ref().map_or("nothing".to_string(), |(v, _)| format!("version {v}"));
+            return Err(KernelError::Package { path: staged.source.clone().into(), message: format!("--reinstall replaces the installed version of {} with the same version; {installed} is installed, and this is {}", m.id, m.version) });
+        }
         if let Some((installed, _)) = &existing {
-            if *installed == m.version {
+            if *installed == m.version && !reinstall {
                 return Err(KernelError::AlreadyInstalled { plugin: m.id.clone(), version: installed.to_string() });
             }
             if m.version < *installed && !force {
                 return Err(KernelError::Downgrade { plugin: m.id.clone(), installed: installed.to_string(), offered: m.version.to_string() });
             }
         }
-        let dest = self.0.packages_dir.join(&m.id).join(m.version.to_string());
+        // A reinstall goes beside the files it replaces, which stay until the swap is done.
+        let folder = if reinstall { format!("{}-r{}", m.version, now_ms()) } else { m.version.to_string() };
+        let dest = self.0.packages_dir.join(&m.id).join(folder);
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(|e| KernelError::io(&dest, e))?;
         }
@@ -277,7 +290,11 @@ impl Kernel {
         self.refresh_grants(&id)?;
         let from = old_manifest.version.clone();
         let to = m.version.clone();
-        let action = if to < from { AuditAction::PluginDowngraded } else { AuditAction::PluginUpgraded };
+        let action = match to.cmp(&from) {
+            std::cmp::Ordering::Less => AuditAction::PluginDowngraded,
+            std::cmp::Ordering::Equal => AuditAction::PluginReinstalled,
+            std::cmp::Ordering::Greater => AuditAction::PluginUpgraded,
+        };
         let mut details = json!({ "from": from.to_string(), "to": to.to_string(), "newPermissions": new_permissions });
         if let Some(c) = &author_change {
             details["authorChanged"] = json!({ "from": c.from, "to": c.to });

@@ -104,6 +104,8 @@ audit_actions! {
     PluginUpgraded => "plugin.upgraded",
     /// An older version replaced the installed one (`install --force`).
     PluginDowngraded => "plugin.downgraded",
+    /// The same version replaced the installed one (`install --reinstall`).
+    PluginReinstalled => "plugin.reinstalled",
     /// `onLoad` ran.
     PluginLoaded => "plugin.loaded",
     /// `onEnable` ran.
