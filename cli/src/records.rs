@@ -251,17 +251,9 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
         RecordsCmd::Import { r#type, file, dry_run, skip_invalid } => {
             let (full, def) = resolve(data, r#type)?;
             let text = std::fs::read(file).map_err(|e| refused(format!("{}: {e}", file.display())))?;
-            let checked = objectos_builtins::declarative::table::check_csv(&text, &def).map_err(|e| refused(format!("{}: {e}", file.display())))?;
-            let mut bad: Vec<Value> = checked.rejected.iter().map(|r| json!({ "line": r.line, "problem": r.problem })).collect();
-            // References are checked with the file too, so a write cannot stop halfway.
-            let mut good = Vec::new();
-            for (line, v) in checked.lines.into_iter().zip(checked.valid) {
-                match data.reference_problem(&full, &v) {
-                    Some(problem) => bad.push(json!({ "line": line, "problem": problem })),
-                    None => good.push(v),
-                }
-            }
-            bad.sort_by_key(|b| b["line"].as_u64());
+            let checked = data.check_import(&full, &def, &text).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+            let bad: Vec<Value> = checked.rejected.iter().map(|r| json!({ "line": r.line, "problem": r.problem })).collect();
+            let good = checked.valid;
             let write = !dry_run && (bad.is_empty() || *skip_invalid);
             let mut created = 0;
             if write {

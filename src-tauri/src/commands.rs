@@ -289,17 +289,9 @@ pub async fn import_records(app: tauri::AppHandle, state: State<'_, AppState>, r
     let def = data.definition(&record_type)?;
     let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", def.label.to_lowercase())).await? else { return Ok(None) };
     let text = std::fs::read(&path).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
-    let checked = objectos_builtins::declarative::table::check_csv(&text, &def).map_err(|e| CommandError::other("csv", format!("{}: {e}", path.display())))?;
-    let mut rejected: Vec<RejectedRow> = checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect();
-    // References are checked with the file too, so the write cannot stop halfway.
-    let mut valid = Vec::new();
-    for (line, v) in checked.lines.into_iter().zip(checked.valid) {
-        match data.reference_problem(&record_type, &v) {
-            Some(problem) => rejected.push(RejectedRow { line: line as u32, problem }),
-            None => valid.push(v),
-        }
-    }
-    rejected.sort_by_key(|r| r.line);
+    let checked = data.check_import(&record_type, &def, &text).map_err(|e| CommandError::other("csv", format!("{}: {e}", path.display())))?;
+    let rejected: Vec<RejectedRow> = checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect();
+    let valid = checked.valid;
     let token = import_token();
     let report = ImportReport { token: token.clone(), file: path.display().to_string(), valid: valid.len() as u32, rejected };
     if let Ok(mut m) = state.imports.lock() {

@@ -82,6 +82,14 @@ struct Inner {
 }
 
 impl Inner {
+    /// Drop a trigger's subscription: an event trigger's is the package's, a record trigger's
+    /// the engine's.
+    fn unsubscribe(&self, pkg: &PluginContext, sub: SubscriptionId) {
+        if !pkg.events().off(sub) {
+            self.runner.engine.events().off(sub);
+        }
+    }
+
     fn forget(&self, owner: &str) {
         let gone: Vec<Arc<Running>> = {
             let mut map = self.automations.write().unwrap_or_else(|p| p.into_inner());
@@ -90,10 +98,7 @@ impl Inner {
         };
         for a in gone {
             if let Some(sub) = a.sub {
-                // Record triggers are the engine's subscriptions, event triggers the package's.
-                if !a.pkg.events().off(sub) {
-                    self.runner.engine.events().off(sub);
-                }
+                self.unsubscribe(&a.pkg, sub);
             }
             if matches!(a.def.when, Trigger::Schedule(_)) {
                 let _ = self.runner.jobs.unschedule(&self.runner.engine, &schedule_name(a.pkg.id(), &a.def.name));
@@ -262,9 +267,7 @@ impl Automations {
         *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(running.clone());
         let old = self.inner.automations.write().unwrap_or_else(|p| p.into_inner()).insert(key, running);
         if let Some(old) = old.and_then(|o| o.sub) {
-            if !caller.events().off(old) {
-                self.inner.runner.engine.events().off(old);
-            }
+            self.inner.unsubscribe(caller, old);
         }
         Ok(())
     }

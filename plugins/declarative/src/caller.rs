@@ -81,7 +81,7 @@ impl Caller for Admin {
         true
     }
     fn audit(&self, action: &str, details: Value) -> Result<()> {
-        let owner = details.get("object").and_then(Value::as_str).and_then(|o| o.split_once('/')).map(|(o, _)| o.to_string());
+        let owner = details.get("object").and_then(Value::as_str).filter(|o| o.contains('/')).map(|o| crate::data::owner_of(o).to_string());
         self.0.record_action(action, owner.as_deref(), details)
     }
     fn quotas(&self) -> Option<Quotas> {

@@ -111,6 +111,11 @@ fn key(full: &str, id: &str) -> String {
     format!("r:{full}:{id}")
 }
 
+/// The package that owns the full type name `full` (`<owner>/<type>`).
+pub fn owner_of(full: &str) -> &str {
+    full.split_once('/').map_or(full, |(o, _)| o)
+}
+
 /// The topic a change of a record of `full` (`<owner>/<type>`) is announced on:
 /// `data.<owner>.<type>.<what>`, e.g. `data.com.acme.crm.account.created`.
 pub fn topic(full: &str, what: &str) -> String {
@@ -176,7 +181,7 @@ impl Data {
     /// owner past the storage quota.
     fn check_room(&self, caller: &impl Caller, object: &str, adds: u64) -> Result<()> {
         let Some(q) = caller.quotas() else { return Ok(()) };
-        let owner = object.split_once('/').map_or(object, |(o, _)| o);
+        let owner = owner_of(object);
         let used = self.used(owner)?;
         if used + adds > q.storage_bytes {
             return Err(caller.over_limit(format!("a {object} record"), format!("the records of {owner} take {used} of its {} bytes of storage", q.storage_bytes)));
@@ -201,9 +206,28 @@ impl Data {
         }
     }
 
+    /// Check CSV text for `object` (a full type name) as an import would write it: every rule of
+    /// the type ([`crate::table::check_csv`]) and the references, so that writing the valid
+    /// rows cannot stop halfway. Rejected rows are in line order.
+    pub fn check_import(&self, object: &str, def: &ObjectDef, text: &[u8]) -> std::result::Result<crate::table::Checked, String> {
+        let checked = crate::table::check_csv(text, def)?;
+        let mut out = crate::table::Checked { rejected: checked.rejected, ..Default::default() };
+        for (line, v) in checked.lines.into_iter().zip(checked.valid) {
+            match self.reference_problem(object, &v) {
+                Some(problem) => out.rejected.push(crate::table::Rejected { line, problem }),
+                None => {
+                    out.valid.push(v);
+                    out.lines.push(line);
+                }
+            }
+        }
+        out.rejected.sort_by_key(|r| r.line);
+        Ok(out)
+    }
+
     /// Why the reference fields of `fields` (for `object`, a full type name) name no record of
-    /// their type, if they do not: for checking a whole file before anything is written.
-    pub fn reference_problem(&self, object: &str, fields: &Value) -> Option<String> {
+    /// their type, if they do not.
+    fn reference_problem(&self, object: &str, fields: &Value) -> Option<String> {
         let def = self.definition(object).ok()?;
         let map = fields.as_object()?;
         match self.check_references(object, &def, map) {
@@ -216,15 +240,14 @@ impl Data {
     /// Refuse values of reference fields that name no record of the referenced type (one of
     /// the same package's types).
     fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>) -> Result<()> {
-        let owner = object.split_once('/').map_or(object, |(o, _)| o);
+        let owner = owner_of(object);
         let storage = self.inner.ctx.storage();
         for f in &def.fields {
             let crate::defs::FieldKind::Reference { object: target } = &f.kind else { continue };
             let Some(Value::String(id)) = fields.get(&f.name) else { continue };
             let full = format!("{owner}/{target}");
             if !storage.has(&key(&full, id))? {
-                let problems = vec![objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} `{id}` names no {target} record", f.label) }];
-                return Err(KernelError::Manifest(objectos_kernel::model::manifest::ManifestErrors { file: format!("invalid {object} record"), problems }));
+                return Err(Self::problems(object, vec![objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} `{id}` names no {target} record", f.label) }]));
             }
         }
         Ok(())
@@ -278,7 +301,7 @@ impl Data {
             // The announcement is the caller's event, for its quota.
             caller.charge_event(&topic(object, "created"))?;
             if storage.swap(&k, None, Some(value))? {
-                self.account(object.split_once('/').map_or(object, |(o, _)| o), adds as i64);
+                self.account(owner_of(object), adds as i64);
                 let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
                 self.announce(caller, "created", object, &id, &change, depth);
                 return Ok(stored);
@@ -336,7 +359,7 @@ impl Data {
             }
             caller.charge_event(&topic(object, "updated"))?;
             if storage.swap(&k, Some(&old), Some(new))? {
-                self.account(object.split_once('/').map_or(object, |(o, _)| o), delta);
+                self.account(owner_of(object), delta);
                 let change = Change { record, changed };
                 self.announce(caller, "updated", object, id, &change, depth);
                 return Ok(change);
@@ -356,7 +379,7 @@ impl Data {
         if !storage.swap(&key(object, id), Some(&old), None)? {
             return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
         }
-        self.account(object.split_once('/').map_or(object, |(o, _)| o), -(size(&key(object, id), &old) as i64));
+        self.account(owner_of(object), -(size(&key(object, id), &old) as i64));
         let record = old.as_object().cloned().unwrap_or_default();
         let change = Change { changed: Vec::new(), record };
         self.announce(caller, "deleted", object, id, &change, 0);

@@ -820,8 +820,7 @@ impl Inner {
             job.made_for = s.made_for.clone();
             // An occurrence made for a package counts against its queue; past it, it is skipped.
             let full = s.made_for.as_deref().is_some_and(|owner| {
-                let queued = self.lock().active.values().filter(|j| j.made_for.as_deref().unwrap_or(&j.plugin) == owner).count() as u64;
-                queued >= self.ctx.package_quotas().queued_jobs
+                self.queued_for(owner) >= self.ctx.package_quotas().queued_jobs
             });
             if full {
                 self.ctx.logger().warn(format!("schedule {} of {}: occurrence skipped, {} has its quota of jobs queued", s.name, s.plugin, s.made_for.as_deref().unwrap_or_default()));
@@ -1030,10 +1029,15 @@ impl Inner {
     }
 
     /// An uninstalled plugin's schedules go, and its unfinished jobs are cancelled.
+    /// Jobs waiting or running for `owner`: its own, and those engines made for it.
+    fn queued_for(&self, owner: &str) -> u64 {
+        self.lock().active.values().filter(|j| j.made_for.as_deref().unwrap_or(&j.plugin) == owner).count() as u64
+    }
+
     /// Refuse a new job for `owner` (a package) that would take it past its `queuedJobs` quota.
     fn check_room(&self, owner: &PluginContext) -> Result<()> {
         let Some(q) = owner.quotas() else { return Ok(()) };
-        let queued = self.lock().active.values().filter(|j| j.made_for.as_deref().unwrap_or(&j.plugin) == owner.id()).count() as u64;
+        let queued = self.queued_for(owner.id());
         if queued >= q.queued_jobs {
             return Err(owner.over_limit("a job".into(), format!("the package has {queued} jobs queued or running; its quota is {}", q.queued_jobs)));
         }
