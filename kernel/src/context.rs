@@ -246,6 +246,25 @@ impl Services<'_> {
         Ok(handle)
     }
 
+    /// Offer service `name`, which this plugin registered, to JSON callers (code in the
+    /// sandbox) through `face`.
+    pub fn expose(&self, name: &str, face: Arc<dyn crate::plugin::JsonService>) -> Result<()> {
+        let ctx = self.0;
+        ctx.0.core.registry.expose(ctx.id(), name, face)
+    }
+
+    /// Call `method` of service `name` with JSON `args`, as this plugin. Needs
+    /// `services.use:<name>`; the service checks the rest against this plugin's grants.
+    pub fn call(&self, name: &str, method: &str, args: Value) -> Result<Value> {
+        let ctx = self.0;
+        if !ctx.grants().may_use(name) {
+            return Err(ctx.deny(format!("services.use:{name}"), "services.call"));
+        }
+        ctx.0.shared.counters.service_lookups.fetch_add(1, Relaxed);
+        let face = ctx.0.core.registry.json(name)?;
+        face.call(ctx, method, args)
+    }
+
     /// Is a service registered under `name`? Needs `services.use:<name>`.
     pub fn has(&self, name: &str) -> Result<bool> {
         let ctx = self.0;

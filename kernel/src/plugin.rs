@@ -11,7 +11,7 @@ use crate::model::manifest::Manifest;
 
 pub use crate::context::{Events, PluginContext, ServiceHandle, Services, Storage, MAX_KEY_LEN};
 pub use crate::model::log::Level;
-pub use crate::runtime::bus::{caused_by, current_depth, EmitReport, Event, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
+pub use crate::runtime::bus::{caused_by, caused_by_sync, current_depth, EmitReport, Event, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
 pub use crate::runtime::log::PluginLogger;
 
 /// What a hook returns. Any error type converts (`?` works on kernel errors, I/O errors...).
@@ -81,4 +81,27 @@ impl PackageRuntime for DeclarativeRuntime {
     fn instantiate(&self, _manifest: &Manifest, _dir: &Path) -> crate::Result<Arc<dyn Plugin>> {
         Ok(Arc::new(Declarative))
     }
+
+    fn check(&self, manifest: &Manifest, _dir: &Path) -> Vec<crate::model::manifest::Problem> {
+        refuse_code(manifest).into_iter().collect()
+    }
+}
+
+/// For a runtime that runs no code: the problem with a package that has some (it would
+/// install and then silently do nothing).
+pub fn refuse_code(manifest: &Manifest) -> Option<crate::model::manifest::Problem> {
+    manifest.main.as_ref().map(|main| crate::model::manifest::Problem {
+        path: "main".into(),
+        message: format!("the package has code (`{main}`), and this host runs no package code; install it with the objectos command or the console"),
+    })
+}
+
+/// A service other plugins call with JSON: how code in a sandbox (which cannot hold a Rust
+/// value) reaches a service. A plugin offers one with [`crate::Services::expose`] beside its
+/// typed value, and callers use [`crate::Services::call`]. `caller` is the calling plugin's
+/// context: the service checks what the call does against the caller's grants, as its typed
+/// methods do.
+pub trait JsonService: Send + Sync + 'static {
+    /// Run `method` with `args`; a refusal or a bad argument is an error naming it.
+    fn call(&self, caller: &PluginContext, method: &str, args: serde_json::Value) -> crate::Result<serde_json::Value>;
 }

@@ -36,6 +36,15 @@ impl PluginContext {
         Ok(self.inspector("inspect")?.activity())
     }
 
+    /// Stop this plugin because its code keeps failing (a sandbox runtime counting traps and
+    /// overruns calls this): the kernel disables and unloads it and holds it in ERROR with
+    /// `reason`, for an admin to see and re-enable (see `plugin.quarantined`). No grant is
+    /// needed: a plugin may always stop itself.
+    pub async fn quarantine(&self, reason: String) -> Result<()> {
+        let id = self.id().to_string();
+        self.host()?.quarantine(&id, reason).await
+    }
+
     pub(super) fn inspector(&self, call: &str) -> Result<Kernel> {
         if !self.grants().kernel_inspect() {
             return Err(self.deny("kernel.inspect".into(), call));

@@ -259,6 +259,31 @@ impl Kernel {
         self.transition(actor, id, Action::Disable).await
     }
 
+    /// Stop a plugin whose code keeps failing: disable it (its enabled dependents first) and
+    /// unload it, then hold it in ERROR with `reason` as its last error, announced as
+    /// `plugin.quarantined` (audit, log, bus event, host notice). It stays stopped across
+    /// restarts until an admin enables it again.
+    pub(crate) async fn quarantine(&self, id: &str, reason: String) -> Result<()> {
+        self.require(id)?;
+        let state = lock(&self.0.plugins).get(id).map(|s| s.state);
+        if state == Some(State::Enabled) {
+            self.disable_as(Actor::System, id, true).await?;
+        }
+        let state = lock(&self.0.plugins).get(id).map(|s| s.state);
+        if matches!(state, Some(State::Disabled | State::Loaded)) {
+            self.transition(Actor::System, id, Action::Unload).await?;
+        }
+        let _g = self.gate(id).await?;
+        let from = lock(&self.0.plugins).get(id).map(|s| s.state);
+        self.update(id, |s| {
+            s.state = State::Error;
+            s.desired = State::Installed;
+            s.last_error = Some(LastError { hook: None, message: format!("quarantined: {reason}"), at: now_ms() });
+        })?;
+        self.announce(&Actor::System, id, from, Some(State::Error), AuditAction::PluginQuarantined, json!({ "reason": reason }));
+        Ok(())
+    }
+
     pub(super) fn enabled_dependents(&self, id: &str) -> Vec<String> {
         let set = self.manifests();
         let plugins = lock(&self.0.plugins);

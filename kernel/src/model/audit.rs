@@ -118,6 +118,8 @@ audit_actions! {
     PluginUninstalled => "plugin.uninstalled",
     /// A hook failed, panicked or timed out, or the plugin could not be restored.
     PluginError => "plugin.error",
+    /// A plugin's code kept failing and the kernel stopped it (see `PluginContext::quarantine`).
+    PluginQuarantined => "plugin.quarantined",
     /// An admin set a plugin's configuration.
     PluginConfigured => "plugin.configured",
     /// Permissions were approved.

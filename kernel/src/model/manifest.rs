@@ -52,7 +52,68 @@ pub struct Manifest {
     pub optional_permissions: Vec<Permission>,
     /// Engine requirements.
     pub engines: Engines,
+    /// The package's code, relative to its folder: a WebAssembly component (`*.wasm`) or a
+    /// JavaScript ES module (`*.js`, `*.mjs`) the host turns into one. `None`: no code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub main: Option<String>,
+    /// Bounds the package's code asks to run under, up to the host's ceilings (a runtime
+    /// fills in its defaults for what is not given). Only with `main`.
+    #[serde(skip_serializing_if = "SandboxLimits::is_empty")]
+    pub sandbox: SandboxLimits,
 }
+
+/// The bounds a package's code asks for (`"sandbox"` in `plugin.json`). Every field is
+/// optional; the runtime uses its default where one is missing and refuses a value over
+/// its ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct SandboxLimits {
+    /// Linear memory, in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    pub memory_mib: Option<u64>,
+    /// Time a lifecycle hook may run, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    pub hook_ms: Option<u64>,
+    /// Time an event handler or a service call may run, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    pub call_ms: Option<u64>,
+    /// Elements across the component's tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    pub table_elements: Option<u64>,
+    /// Core instances the component may create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    pub instances: Option<u64>,
+}
+
+impl SandboxLimits {
+    /// The `plugin.json` keys, each with the largest value the manifest format accepts (a
+    /// runtime's ceilings are lower).
+    pub const KEYS: [(&'static str, u64); 5] = [("memoryMiB", 4096), ("hookMs", 600_000), ("callMs", 600_000), ("tableElements", 10_000_000), ("instances", 10_000)];
+
+    /// Nothing asked for.
+    pub fn is_empty(&self) -> bool {
+        *self == SandboxLimits::default()
+    }
+
+    fn set(&mut self, key: &str, value: u64) {
+        match key {
+            "memoryMiB" => self.memory_mib = Some(value),
+            "hookMs" => self.hook_ms = Some(value),
+            "callMs" => self.call_ms = Some(value),
+            "tableElements" => self.table_elements = Some(value),
+            _ => self.instances = Some(value),
+        }
+    }
+}
+
+/// The file extensions a package's `main` may have: a component, or JavaScript.
+pub const CODE_EXTENSIONS: [&str; 3] = ["wasm", "js", "mjs"];
 
 /// What a plugin declares it provides.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -283,6 +344,7 @@ impl Validator {
         const KNOWN: &[&str] = &[
             "$schema", "id", "name", "version", "description", "author", "license", "dependencies",
             "optionalDependencies", "provides", "permissions", "optionalPermissions", "engines",
+            "main", "sandbox",
         ];
         let map = self.object("", root, KNOWN)?;
         let id = self.string(map, "", "id", true);
@@ -348,7 +410,11 @@ impl Validator {
                 },
             },
         };
+        let main = self.string(map, "", "main", false).filter(|m| self.main_path(m));
+        let sandbox = self.sandbox(map.get("sandbox"), main.is_some());
         Some(Manifest {
+            main,
+            sandbox,
             id: id?,
             name: name?,
             version: version?,
@@ -362,6 +428,47 @@ impl Validator {
             optional_permissions,
             engines,
         })
+    }
+
+    /// `main` is a relative path inside the package, to a component or a JavaScript module.
+    fn main_path(&mut self, main: &str) -> bool {
+        let ext = main.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        let problem = if main.is_empty() || main.len() > 200 {
+            Some("must be a path of 1 to 200 characters".to_string())
+        } else if main.starts_with('/') || main.contains('\\') || main.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            Some(format!("{} must be a relative path inside the package, without `.`, `..` or `\\` (like \"index.js\" or \"dist/plugin.wasm\")", show(main)))
+        } else if main.chars().any(char::is_control) {
+            Some("cannot hold control characters".to_string())
+        } else if !CODE_EXTENSIONS.contains(&ext) {
+            Some(format!("{} must name a WebAssembly component (`.wasm`) or a JavaScript module (`.js`, `.mjs`)", show(main)))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.err("main", p);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn sandbox(&mut self, v: Option<&Value>, has_main: bool) -> SandboxLimits {
+        let mut out = SandboxLimits::default();
+        let Some(v) = v else { return out };
+        let keys: Vec<&str> = SandboxLimits::KEYS.iter().map(|(k, _)| *k).collect();
+        let Some(map) = self.object("sandbox", v, &keys) else { return out };
+        if !has_main {
+            self.err("sandbox", "bounds the package's code, but the manifest has no `main`");
+        }
+        for (key, max) in SandboxLimits::KEYS {
+            let Some(value) = map.get(key) else { continue };
+            match value.as_u64() {
+                Some(n) if (1..=max).contains(&n) => out.set(key, n),
+                _ => self.err(&key_path("sandbox", key), format!("must be a whole number from 1 to {max}, not {value}")),
+            }
+        }
+        out
     }
 
     fn range(&mut self, path: &str, s: &str) -> Option<VersionReq> {
@@ -489,6 +596,30 @@ mod tests {
         let e = Manifest::parse(json.as_bytes(), "plugin.json").unwrap_err();
         let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["name", "author"], "{e}");
+    }
+
+    #[test]
+    fn main_and_sandbox_bounds_are_checked() {
+        let m = Manifest::parse(br#"{"id":"com.acme.a","name":"A","version":"1.0.0","main":"src/index.js","sandbox":{"memoryMiB":32,"callMs":100}}"#, "x").unwrap();
+        assert_eq!(m.main.as_deref(), Some("src/index.js"));
+        assert_eq!((m.sandbox.memory_mib, m.sandbox.call_ms, m.sandbox.hook_ms), (Some(32), Some(100), None));
+        // What is stored reads back the same.
+        assert_eq!(Manifest::parse(m.to_json().as_bytes(), "x").unwrap(), m);
+        for (main, sandbox, path) in [
+            (r#""../escape.js""#, "{}", "main"),
+            (r#""/etc/x.js""#, "{}", "main"),
+            (r#""a/./b.js""#, "{}", "main"),
+            (r#""run.sh""#, "{}", "main"),
+            (r#""index.js""#, r#"{"memoryMiB":0}"#, "sandbox.memoryMiB"),
+            (r#""index.js""#, r#"{"memoryMiB":1.5}"#, "sandbox.memoryMiB"),
+            (r#""index.js""#, r#"{"fuel":1}"#, "sandbox.fuel"),
+        ] {
+            let json = format!(r#"{{"id":"com.acme.a","name":"A","version":"1.0.0","main":{main},"sandbox":{sandbox}}}"#);
+            let e = Manifest::parse(json.as_bytes(), "x").unwrap_err();
+            assert_eq!(e.problems[0].path, path, "{json}: {e}");
+        }
+        let e = Manifest::parse(br#"{"id":"com.acme.a","name":"A","version":"1.0.0","sandbox":{"callMs":5}}"#, "x").unwrap_err();
+        assert!(e.problems[0].message.contains("no `main`"), "{e}");
     }
 
     #[test]

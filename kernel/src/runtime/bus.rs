@@ -67,6 +67,12 @@ pub fn caused_by<F: std::future::Future>(depth: u32, fut: F) -> impl std::future
     CAUSE.scope(depth, fut)
 }
 
+/// Run `f` as work caused by an event `depth` deep, on a thread of the caller's own (code in
+/// a sandbox handling an event): events it emits are one deeper.
+pub fn caused_by_sync<R>(depth: u32, f: impl FnOnce() -> R) -> R {
+    CAUSE.sync_scope(depth, f)
+}
+
 /// Identifies a subscription, for `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(pub(crate) u64);

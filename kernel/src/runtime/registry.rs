@@ -8,11 +8,14 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::error::{KernelError, Result};
+use crate::plugin::JsonService;
 
 struct Entry {
     owner: Arc<str>,
     type_name: &'static str,
     value: Arc<dyn Any + Send + Sync>,
+    /// The face it offers JSON callers (sandboxed code), if any.
+    json: Option<Arc<dyn JsonService>>,
 }
 
 /// A registered service, as listed.
@@ -48,7 +51,7 @@ impl Registry {
         if let Some(e) = map.get(name) {
             return Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() });
         }
-        map.insert(name.into(), Entry { owner: owner.clone(), type_name: std::any::type_name::<T>(), value });
+        map.insert(name.into(), Entry { owner: owner.clone(), type_name: std::any::type_name::<T>(), value, json: None });
         self.changed();
         Ok(())
     }
@@ -61,6 +64,26 @@ impl Registry {
             expected: std::any::type_name::<T>().to_string(),
             actual: e.type_name.to_string(),
         })
+    }
+
+    /// Offer `face` to JSON callers of `owner`'s service `name`.
+    pub(crate) fn expose(&self, owner: &str, name: &str, face: Arc<dyn JsonService>) -> Result<()> {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(name) {
+            None => Err(KernelError::ServiceNotFound { name: name.to_string() }),
+            Some(e) if &*e.owner != owner => Err(KernelError::ServiceExists { name: name.to_string(), owner: e.owner.to_string() }),
+            Some(e) => {
+                e.json = Some(face);
+                Ok(())
+            }
+        }
+    }
+
+    /// The JSON face of service `name`.
+    pub(crate) fn json(&self, name: &str) -> Result<Arc<dyn JsonService>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: name.to_string() })?;
+        e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {

@@ -35,7 +35,9 @@ impl PackageRuntime for Runtime {
     }
 
     fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
-        read_definitions(manifest, dir).err().unwrap_or_default()
+        let mut problems: Vec<Problem> = objectos_kernel::plugin::refuse_code(manifest).into_iter().collect();
+        problems.extend(read_definitions(manifest, dir).err().unwrap_or_default());
+        problems
     }
 }
 

@@ -1,0 +1,226 @@
+//! The one wasmtime engine, its epoch ticker, and the artifact pipeline: JavaScript to a
+//! component (componentize-qjs) and a component to machine code (Cranelift), each cached in
+//! the host's own cache folder, keyed by what it was made from.
+//!
+//! Only artifacts under the cache folder are ever deserialized. A package's folder is written
+//! by its author, so nothing in it is trusted as machine code: a `.cwasm` there is just a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+/// How often the epoch advances: the precision of the time budgets.
+pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+/// The wasm stack a guest may use (the same for every plugin: it is a setting of the engine).
+pub const MAX_WASM_STACK: usize = 1 << 20;
+
+/// The WIT world plugins are built against, as shipped in `wit/`.
+pub const WIT: &str = include_str!("../../../wit/plugin.wit");
+
+/// The versions of what turns JavaScript into a component; part of the cache key.
+const COMPONENTIZER: &str = "componentize-qjs 0.4.5 DefaultSync";
+
+/// The engine every sandboxed plugin runs on, with its epoch ticker started.
+pub(crate) fn engine() -> &'static wasmtime::Engine {
+    static ENGINE: OnceLock<wasmtime::Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(MAX_WASM_STACK);
+        // A host whose CPU lacks what Cranelift needs cannot run plugins; nothing else works.
+        #[allow(clippy::expect_used)]
+        let engine = wasmtime::Engine::new(&config).expect("the wasmtime engine's configuration is valid");
+        let weak = engine.weak();
+        let spawned = std::thread::Builder::new().name("objectos-sandbox-epoch".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("the sandbox's epoch ticker did not start ({e}): time budgets cannot interrupt guests");
+        }
+        engine
+    })
+}
+
+fn engine_key() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine().precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Where compiled artifacts go: the host's folder (inside its data directory), or `None` to
+/// compile every time (a check without a data directory).
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: Option<PathBuf>,
+}
+
+/// What a package's code is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Component,
+    JavaScript,
+}
+
+pub(crate) fn kind(main: &str) -> Kind {
+    if main.ends_with(".wasm") {
+        Kind::Component
+    } else {
+        Kind::JavaScript
+    }
+}
+
+/// The most files of a package hashed for the cache key (a package is bounded when staged).
+const MAX_FILES: usize = 10_000;
+
+impl Cache {
+    /// Cache under `dir` (created when first written).
+    pub fn at(dir: impl Into<PathBuf>) -> Cache {
+        Cache { dir: Some(dir.into()) }
+    }
+
+    /// No cache: compile every time.
+    pub fn none() -> Cache {
+        Cache { dir: None }
+    }
+
+    /// The component for the package in `dir` whose code is `main`: read as is, or made from
+    /// JavaScript (cached by the hash of the package's scripts).
+    pub(crate) fn component_bytes(&self, dir: &Path, main: &str) -> Result<Vec<u8>, String> {
+        let file = dir.join(main);
+        if kind(main) == Kind::Component {
+            return std::fs::read(&file).map_err(|e| format!("cannot read {main}: {e}"));
+        }
+        let key = scripts_key(dir, main)?;
+        let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.wasm")));
+        if let Some(bytes) = cached.as_ref().and_then(|c| std::fs::read(c).ok()) {
+            return Ok(bytes);
+        }
+        let bytes = componentize(dir, main)?;
+        if let Some(c) = &cached {
+            write_atomically(c, &bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// The compiled component: deserialized from the cache when the host compiled it before
+    /// with this engine, else compiled (and cached).
+    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
+        let key = format!("{}-{}", hex::encode(Sha256::digest(bytes)), engine_key());
+        let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
+        if let Some(c) = cached.as_ref().filter(|c| c.is_file()) {
+            // SAFETY: the file is in the host's cache folder, named by the hash of the component
+            // and of this engine's configuration, and only this function writes there, from
+            // `Component::serialize`. wasmtime also checks the engine version and settings, and
+            // an artifact it refuses is compiled again below.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize_file(engine(), c) };
+            match loaded {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::info!("recompiling {}: {e}", c.display()),
+            }
+        }
+        let component = Component::new(engine(), bytes).map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
+        if let Some(c) = &cached {
+            match component.serialize() {
+                Ok(art) => write_atomically(c, &art),
+                Err(e) => tracing::warn!("cannot cache the compiled component: {e}"),
+            }
+        }
+        Ok(component)
+    }
+}
+
+/// Write `bytes` to `path` through a temporary file, so a reader never sees half of it. A
+/// failure only costs a recompile later.
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), objectos_kernel::util::now_ms()));
+    let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!("cannot cache {}: {e}", path.display());
+    }
+}
+
+/// The package's script and JSON files (a module may import any of them), sorted.
+fn scripts(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && matches!(path.extension().and_then(|e| e.to_str()), Some("js" | "mjs" | "json")) {
+                files.push(path);
+                if files.len() > MAX_FILES {
+                    return Err(format!("the package has more than {MAX_FILES} script files"));
+                }
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The hash of everything that goes into a JavaScript package's component: the world, the
+/// componentizer, the entry module, and the package's scripts.
+fn scripts_key(dir: &Path, main: &str) -> Result<String, String> {
+    let mut h = Sha256::new();
+    for part in [WIT, COMPONENTIZER, crate::js::SHIM, main] {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for f in scripts(dir)? {
+        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().into_owned();
+        let bytes = std::fs::read(&f).map_err(|e| format!("cannot read {rel}: {e}"))?;
+        h.update(rel.len().to_le_bytes());
+        h.update(rel.as_bytes());
+        h.update(bytes.len().to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Turn the package's JavaScript into a component of the `plugin` world: the host's entry
+/// module (which adapts the author's hooks to the world's exports) imports the author's
+/// module, and componentize-qjs snapshots both with QuickJS.
+fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
+    let work = tempfile::tempdir().map_err(|e| format!("cannot create a folder for componentizing: {e}"))?;
+    let wit = work.path().join("plugin.wit");
+    std::fs::write(&wit, WIT).map_err(|e| format!("cannot write the world for componentizing: {e}"))?;
+    // The scripts are copied beside the host's entry module, so the package folder is only
+    // read, and modules resolve only inside the copy.
+    let root = work.path().join("package");
+    for f in scripts(dir)? {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        let to = root.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap_or(&root)).and_then(|_| std::fs::copy(&f, &to)).map_err(|e| format!("cannot copy {}: {e}", rel.display()))?;
+    }
+    let source = crate::js::entry(main);
+    let entry = root.join("__objectos_entry.js");
+    std::fs::write(&entry, &source).map_err(|e| format!("cannot write the entry module: {e}"))?;
+    let opts = componentize_qjs::ComponentizeOpts {
+        wit_path: &wit,
+        js_source: &source,
+        js_path: Some(&entry),
+        module_root: Some(&root),
+        world_name: Some("plugin"),
+        stub_wasi: true,
+        disable_gc: false,
+        runtime: componentize_qjs::Runtime::DefaultSync,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start componentizing: {e}"))?;
+    let made = runtime.block_on(componentize_qjs::componentize(&opts));
+    made.map_err(|e| crate::js::explain(&format!("{e:#}"), main))
+}

@@ -1,0 +1,406 @@
+//! One running plugin: a thread of its own that owns the wasmtime store and instance and takes
+//! calls (hooks, events, service calls) one at a time from a bounded queue. A guest that loops,
+//! traps or runs out of memory fails the call it is in; the thread replaces the instance and
+//! goes on, and nothing else waits on it longer than its budget.
+
+use std::cell::RefCell;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use objectos_kernel::plugin::{caused_by_sync, current_depth, Event, JsonService};
+use objectos_kernel::{KernelError, PluginContext};
+use serde_json::Value;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::host::bindings::exports::objectos::plugin::guest as exports;
+use crate::host::bindings::{Plugin as World, PluginPre};
+use crate::host::{Clock, HostState, Limiter, MAX_TEXT_BYTES};
+use crate::limits::Bounds;
+
+/// Calls waiting for one plugin at most; past it a caller is told the plugin is busy.
+pub const QUEUE: usize = 64;
+/// The host stack of a plugin's thread (above the wasm stack wasmtime allows).
+const THREAD_STACK: usize = 8 << 20;
+/// How long an event waits for a plugin's handler to answer, queue included.
+const EVENT_WAIT: Duration = Duration::from_secs(60);
+
+/// A lifecycle hook of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Install,
+    Load,
+    Enable,
+    Disable,
+    Unload,
+    Uninstall,
+    Upgrade(String),
+}
+
+impl Hook {
+    fn name(&self) -> &'static str {
+        match self {
+            Hook::Install => "install",
+            Hook::Load => "load",
+            Hook::Enable => "enable",
+            Hook::Disable => "disable",
+            Hook::Unload => "unload",
+            Hook::Uninstall => "uninstall",
+            Hook::Upgrade(_) => "upgrade",
+        }
+    }
+}
+
+enum Work {
+    Hook(Hook),
+    Event { subscription: u64, event: Event },
+    Call { name: String, method: String, args: String, caller: String },
+}
+
+impl Work {
+    /// What the call was, for messages: "enable hook", "handler for data.lead.created".
+    fn describe(&self) -> String {
+        match self {
+            Work::Hook(h) => format!("{} hook", h.name()),
+            Work::Event { event, .. } => format!("handler for {}", event.topic),
+            Work::Call { name, method, caller, .. } => format!("service call {name}.{method} (from {caller})"),
+        }
+    }
+}
+
+struct Request {
+    work: Work,
+    depth: Option<u32>,
+    chain: Vec<Arc<str>>,
+    reply: SyncSender<Result<String, String>>,
+}
+
+/// The compiled component, ready to instantiate.
+pub(crate) struct Prepared {
+    pub(crate) pre: PluginPre<HostState>,
+}
+
+fn linker() -> Result<&'static Linker<HostState>, String> {
+    static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
+    LINKER
+        .get_or_init(|| {
+            let mut linker = Linker::new(crate::engine::engine());
+            World::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
+            Ok(linker)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Prepared {
+    /// Check that `component` imports only what the host offers and exports the world.
+    pub(crate) fn new(component: &wasmtime::component::Component, main: &str) -> Result<Prepared, String> {
+        let engine = crate::engine::engine();
+        let foreign: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).filter(|n| !n.starts_with("objectos:plugin/")).collect();
+        if !foreign.is_empty() {
+            return Err(format!(
+                "{main} imports {}, which ObjectOS does not give plugins: a plugin may import only the interfaces of objectos:plugin@0.1.0 (wit/plugin.wit), so no files, sockets, environment or arguments",
+                foreign.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let pre = linker()?.instantiate_pre(component).map_err(|e| format!("{main} does not fit the objectos:plugin@0.1.0 world: {e:#}"))?;
+        let pre = PluginPre::new(pre).map_err(|e| format!("{main} does not export the objectos:plugin@0.1.0 world's `guest` interface: {e:#}"))?;
+        Ok(Prepared { pre })
+    }
+}
+
+thread_local! {
+    /// The plugins whose calls led to the one this thread runs now (a guest calling a
+    /// service of another guest): a call back into one of them is refused, not deadlocked.
+    static CHAIN: RefCell<Vec<Arc<str>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One plugin's thread and queue.
+pub(crate) struct Guest {
+    pub(crate) id: Arc<str>,
+    pub(crate) bounds: Bounds,
+    tx: Mutex<Option<SyncSender<Request>>>,
+    /// Called with each failure's message (handlers and service calls), for quarantine.
+    on_failure: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl Guest {
+    /// Start the thread for the plugin of `ctx`.
+    pub(crate) fn start(ctx: PluginContext, prepared: Arc<Prepared>, bounds: Bounds, on_failure: Box<dyn Fn(&str) + Send + Sync>) -> Result<Arc<Guest>, String> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let guest = Arc::new(Guest { id: ctx.id().into(), bounds, tx: Mutex::new(Some(tx)), on_failure });
+        let weak = Arc::downgrade(&guest);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name(format!("plugin {}", ctx.id()))
+            .stack_size(THREAD_STACK)
+            .spawn(move || {
+                let _entered = runtime.as_ref().map(|r| r.enter());
+                Runner { ctx, weak, prepared, bounds, live: None, loaded: false, enabled: false }.serve(rx)
+            })
+            .map_err(|e| format!("cannot start a thread for the plugin: {e}"))?;
+        Ok(guest)
+    }
+
+    /// Stop taking calls; the thread ends when the queue is empty.
+    pub(crate) fn stop(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn send(&self, work: Work, chain: Vec<Arc<str>>) -> Result<Receiver<Result<String, String>>, String> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let what = work.describe();
+        let request = Request { work, depth: current_depth(), chain, reply };
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return Err(format!("{} is not running", self.id)) };
+        match tx.try_send(request) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(format!("{} is busy: {QUEUE} calls are already waiting for it, so {what} was not run", self.id)),
+            Err(TrySendError::Disconnected(_)) => Err(format!("{} is not running", self.id)),
+        }
+    }
+
+    /// Run a hook and wait for it (the kernel's hook timeout bounds the wait).
+    pub(crate) async fn hook(&self, hook: Hook) -> Result<(), String> {
+        let rx = self.send(Work::Hook(hook), Vec::new())?;
+        wait(rx, None).await.map(drop)
+    }
+
+    /// Deliver an event to subscription `subscription`.
+    pub(crate) async fn event(&self, subscription: u64, event: Event) -> Result<(), String> {
+        let rx = self.send(Work::Event { subscription, event }, Vec::new()).inspect_err(|m| (self.on_failure)(m))?;
+        let out = wait(rx, Some(EVENT_WAIT)).await.map(drop);
+        if let Err(m) = &out {
+            (self.on_failure)(m);
+        }
+        out
+    }
+
+    /// Call method `method` of this plugin's service `name`, blocking the calling thread.
+    fn call(&self, name: &str, method: &str, args: String, caller: &str) -> Result<String, String> {
+        let chain = CHAIN.with(|c| c.borrow().clone());
+        if chain.iter().any(|p| *p == self.id) {
+            let path: Vec<&str> = chain.iter().map(|p| &**p).collect();
+            return Err(format!("{} is already in this chain of calls ({} -> {name}): a service cannot be called back into while it is calling out", self.id, path.join(" -> ")));
+        }
+        let rx = self.send(Work::Call { name: name.into(), method: method.into(), args, caller: caller.into() }, chain)?;
+        let limit = self.bounds.call.saturating_mul(4).saturating_add(Duration::from_secs(2));
+        let recv = move || match rx.recv_timeout(limit) {
+            Ok(r) => r,
+            Err(_) => Err(format!("did not answer within {} ms", limit.as_millis())),
+        };
+        let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let out = if multi { tokio::task::block_in_place(recv) } else { recv() };
+        if let Err(m) = &out {
+            (self.on_failure)(m);
+        }
+        out
+    }
+}
+
+async fn wait(rx: Receiver<Result<String, String>>, limit: Option<Duration>) -> Result<String, String> {
+    let waited = tokio::task::spawn_blocking(move || match limit {
+        Some(d) => rx.recv_timeout(d).map_err(|_| format!("did not answer within {} s", d.as_secs())),
+        None => rx.recv().map_err(|_| "stopped before answering".to_string()),
+    })
+    .await
+    .map_err(|e| format!("waiting for the plugin failed: {e}"))?;
+    waited?
+}
+
+/// A service a guest provides, as other plugins see it.
+pub(crate) struct Provided {
+    pub(crate) guest: std::sync::Weak<Guest>,
+    pub(crate) name: String,
+}
+
+impl JsonService for Provided {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> objectos_kernel::Result<Value> {
+        let guest = self.guest.upgrade().ok_or_else(|| KernelError::ServiceNotFound { name: self.name.clone() })?;
+        let out = guest.call(&self.name, method, args.to_string(), caller.id()).map_err(|m| KernelError::service(&self.name, m))?;
+        serde_json::from_str(&out).map_err(|e| KernelError::service(&self.name, format!("{} returned text that is not JSON: {e}", guest.id)))
+    }
+}
+
+struct Live {
+    store: Store<HostState>,
+    world: World,
+}
+
+/// The plugin's thread: instantiates on first use and after a trap, runs each call under its
+/// budget, and answers.
+struct Runner {
+    ctx: PluginContext,
+    weak: std::sync::Weak<Guest>,
+    prepared: Arc<Prepared>,
+    bounds: Bounds,
+    live: Option<Live>,
+    /// Which hooks have succeeded, to bring a replaced instance back to the same point.
+    loaded: bool,
+    enabled: bool,
+}
+
+impl Runner {
+    fn serve(mut self, rx: Receiver<Request>) {
+        while let Ok(request) = rx.recv() {
+            let Request { work, depth, mut chain, reply } = request;
+            chain.push(self.ctx.id().into());
+            CHAIN.with(|c| *c.borrow_mut() = chain);
+            let out = match depth {
+                Some(d) => caused_by_sync(d, || self.run(&work)),
+                None => self.run(&work),
+            };
+            CHAIN.with(|c| c.borrow_mut().clear());
+            let id = self.ctx.id();
+            let _ = reply.send(out.map_err(|f| match f {
+                Failed::Trap(why) => format!("{id} {why} in its {}", work.describe()),
+                Failed::Returned(what) => format!("{id}'s {} {what}", work.describe()),
+            }));
+        }
+        if let Some(mut live) = self.live.take() {
+            live.store.data_mut().withdraw();
+        }
+    }
+
+    fn instantiate(&self) -> Result<Live, String> {
+        let limiter = Limiter { memory_bytes: self.bounds.memory_bytes, table_elements: self.bounds.table_elements, instances: self.bounds.instances, used: 0, hit: None };
+        let mut store = Store::new(crate::engine::engine(), HostState::new(self.ctx.clone(), self.weak.clone(), limiter));
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut s| {
+            let state = s.data_mut();
+            if state.clock.over() {
+                state.clock.overran = true;
+                return Err(wasmtime::Error::msg("the call's time budget ran out"));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
+        match self.prepared.pre.instantiate(&mut store) {
+            Ok(world) => Ok(Live { store, world }),
+            Err(e) => Err(match store.data().limiter.hit.clone() {
+                Some(hit) => format!("could not start: it {hit}"),
+                None => format!("could not start: {e:#}"),
+            }),
+        }
+    }
+
+    fn run(&mut self, work: &Work) -> Result<String, Failed> {
+        if self.live.is_none() {
+            self.live = Some(self.instantiate().map_err(Failed::Trap)?);
+        }
+        let out = self.call(work);
+        if let Err(Failed::Trap(why)) = out {
+            // The instance is in an unknown state: replace it, and bring the new one to where
+            // the old one was, so its subscriptions and services come back.
+            if let Some(mut old) = self.live.take() {
+                old.store.data_mut().withdraw();
+            }
+            if !matches!(work, Work::Hook(_)) && self.loaded {
+                if let Err(e) = self.restart() {
+                    self.ctx.logger().error(format!("restarting after a failed call did not work: {e}"));
+                }
+            }
+            return Err(Failed::Trap(why));
+        }
+        out
+    }
+
+    /// A fresh instance, loaded and (if the plugin was) enabled again.
+    fn restart(&mut self) -> Result<(), String> {
+        self.live = Some(self.instantiate()?);
+        let enabled = self.enabled;
+        self.call(&Work::Hook(Hook::Load)).map_err(Failed::message)?;
+        if enabled {
+            self.call(&Work::Hook(Hook::Enable)).map_err(Failed::message)?;
+        }
+        self.ctx.logger().warn("the plugin's instance was replaced after a failed call; its load and enable hooks ran again");
+        Ok(())
+    }
+
+    fn call(&mut self, work: &Work) -> Result<String, Failed> {
+        let Some(live) = self.live.as_mut() else { return Err(Failed::Trap("is not running".into())) };
+        let budget = if matches!(work, Work::Hook(_)) { self.bounds.hook } else { self.bounds.call };
+        let state = live.store.data_mut();
+        state.clock = Clock { started: Instant::now(), excluded: Duration::ZERO, budget, overran: false };
+        state.limiter.hit = None;
+        live.store.set_epoch_deadline(1);
+        let g = live.world.objectos_plugin_guest();
+        let store = &mut live.store;
+        let result: wasmtime::Result<Result<String, String>> = match work {
+            Work::Hook(Hook::Install) => g.call_install(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Load) => g.call_load(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Enable) => g.call_enable(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Disable) => g.call_disable(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Unload) => g.call_unload(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Uninstall) => g.call_uninstall(store).map(|r| r.map(|()| String::new())),
+            Work::Hook(Hook::Upgrade(from)) => g.call_upgrade(store, from).map(|r| r.map(|()| String::new())),
+            Work::Event { subscription, event } => {
+                let e = exports::Event { subscription: *subscription, topic: event.topic.to_string(), payload: event.payload.to_string(), source: event.source.to_string() };
+                g.call_handle_event(store, &e).map(|r| r.map(|()| String::new()))
+            }
+            Work::Call { name, method, args, caller } => g.call_call(store, name, method, args, caller),
+        };
+        let state = live.store.data_mut();
+        let (overran, hit, budget) = (state.clock.overran, state.limiter.hit.take(), state.clock.budget);
+        state.clock = Clock::idle();
+        match result {
+            Ok(Ok(out)) if out.len() > MAX_TEXT_BYTES => Err(Failed::Returned(format!("returned {} bytes; at most {MAX_TEXT_BYTES} are accepted", out.len()))),
+            Ok(Ok(out)) => {
+                match work {
+                    Work::Hook(Hook::Load) => self.loaded = true,
+                    Work::Hook(Hook::Enable) => self.enabled = true,
+                    Work::Hook(Hook::Disable) => self.enabled = false,
+                    Work::Hook(Hook::Unload) => (self.loaded, self.enabled) = (false, false),
+                    _ => {}
+                }
+                Ok(out)
+            }
+            Ok(Err(message)) => Err(Failed::Returned(format!("failed: {}", clip(&message)))),
+            Err(trap) => Err(Failed::Trap(if overran {
+                format!("exceeded its {} ms time budget", budget.as_millis())
+            } else if let Some(hit) = hit {
+                hit
+            } else {
+                explain_trap(&trap)
+            })),
+        }
+    }
+}
+
+enum Failed {
+    /// The instance trapped: it is replaced.
+    Trap(String),
+    /// The guest returned an error: the instance is fine.
+    Returned(String),
+}
+
+impl Failed {
+    fn message(self) -> String {
+        match self {
+            Failed::Trap(m) | Failed::Returned(m) => m,
+        }
+    }
+}
+
+/// A guest's own message, cut to what a person reads.
+fn clip(message: &str) -> String {
+    const MAX: usize = 2_000;
+    if message.len() <= MAX {
+        return message.to_string();
+    }
+    let cut: String = message.chars().take(MAX).collect();
+    format!("{cut} [cut]")
+}
+
+fn explain_trap(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => "overflowed its stack (a recursion too deep?)".into(),
+        Some(wasmtime::Trap::UnreachableCodeReached) => "trapped: it reached code marked unreachable (a panic or abort in the guest)".into(),
+        Some(wasmtime::Trap::MemoryOutOfBounds) => "trapped: it accessed memory out of bounds".into(),
+        Some(wasmtime::Trap::IntegerDivisionByZero) => "trapped: it divided an integer by zero".into(),
+        Some(wasmtime::Trap::Interrupt) => "was interrupted".into(),
+        Some(t) => format!("trapped: {t}"),
+        None => format!("trapped: {}", clip(&format!("{e}"))),
+    }
+}

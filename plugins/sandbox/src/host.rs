@@ -1,0 +1,273 @@
+//! The host side of the world's imports. Each is a call on the plugin's own
+//! [`PluginContext`], so a sandboxed plugin gets exactly the checks a built-in's calls get:
+//! grants (audited as `permission.denied`), owned names, sizes, depths and quotas.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use objectos_kernel::plugin::{Level, SubscriptionId};
+use objectos_kernel::{KernelError, PluginContext};
+use serde_json::Value;
+
+use crate::guest::Guest;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/plugin.wit",
+        world: "plugin",
+    });
+}
+
+use bindings::objectos::plugin::types::{ErrorCode, HostError};
+use bindings::objectos::plugin::{config, events, log, services, storage, types};
+
+/// The most subscriptions one plugin holds at a time.
+pub const MAX_SUBSCRIPTIONS: usize = 64;
+/// The most services one plugin provides.
+pub const MAX_SERVICES: usize = 16;
+/// The largest text a guest returns (a service result) or hands the host as one JSON value
+/// beyond the kernel's own bounds (those apply first: 1 MiB storage values, 256 KiB events).
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// How long the call the guest is in now may run, and what it has used.
+pub(crate) struct Clock {
+    pub(crate) started: Instant,
+    /// Time spent in host calls that wait on others (service calls), not counted.
+    pub(crate) excluded: Duration,
+    pub(crate) budget: Duration,
+    /// Whether the budget ran out (the trap that follows is this).
+    pub(crate) overran: bool,
+}
+
+impl Clock {
+    pub(crate) fn idle() -> Clock {
+        Clock { started: Instant::now(), excluded: Duration::ZERO, budget: Duration::MAX, overran: false }
+    }
+
+    /// Whether the call is over its budget: the guest's own time, or four times the budget
+    /// of wall time whatever it waited on.
+    pub(crate) fn over(&self) -> bool {
+        let wall = self.started.elapsed();
+        wall.saturating_sub(self.excluded) >= self.budget || wall >= self.budget.saturating_mul(4).saturating_add(Duration::from_secs(1))
+    }
+}
+
+/// Memory, tables and instances, per plugin; records which bound a refusal hit.
+pub(crate) struct Limiter {
+    pub(crate) memory_bytes: usize,
+    pub(crate) table_elements: usize,
+    pub(crate) instances: usize,
+    /// Bytes of linear memory in use across the instance's memories.
+    pub(crate) used: usize,
+    pub(crate) hit: Option<String>,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
+            self.hit = Some(format!("ran out of its {} MiB of memory", self.memory_bytes >> 20));
+            return Err(wasmtime::Error::msg("the plugin's memory bound"));
+        }
+        self.used = total;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.hit = Some(format!("needed more than its {} table elements", self.table_elements));
+            return Err(wasmtime::Error::msg("the plugin's table bound"));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances.saturating_mul(4)
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
+
+/// What a plugin's store holds: its context and what its calls made.
+pub(crate) struct HostState {
+    pub(crate) ctx: PluginContext,
+    pub(crate) guest: Weak<Guest>,
+    pub(crate) limiter: Limiter,
+    pub(crate) clock: Clock,
+    /// The guest's subscription ids, and the kernel's.
+    pub(crate) subscriptions: HashMap<u64, SubscriptionId>,
+    next_subscription: u64,
+    /// The services this instance registered.
+    pub(crate) services: BTreeSet<String>,
+}
+
+impl HostState {
+    pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter) -> HostState {
+        HostState { ctx, guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new() }
+    }
+
+    /// Withdraw what this instance subscribed and registered (it is being replaced).
+    pub(crate) fn withdraw(&mut self) {
+        for (_, id) in self.subscriptions.drain() {
+            self.ctx.events().off(id);
+        }
+        for name in std::mem::take(&mut self.services) {
+            let _ = self.ctx.services().unregister(&name);
+        }
+    }
+}
+
+fn code(e: &KernelError) -> ErrorCode {
+    match e {
+        KernelError::PermissionDenied { .. } => ErrorCode::PermissionDenied,
+        KernelError::OverLimit { .. } => ErrorCode::OverLimit,
+        KernelError::TopicNotOwned { .. } | KernelError::ReservedTopic { .. } | KernelError::ServiceExists { .. } => ErrorCode::NotOwned,
+        KernelError::ServiceNotFound { .. } | KernelError::NotFound { .. } => ErrorCode::NotFound,
+        KernelError::InvalidName { .. } => ErrorCode::Invalid,
+        _ => ErrorCode::Failed,
+    }
+}
+
+pub(crate) fn host_error(e: KernelError) -> HostError {
+    HostError { code: code(&e), message: e.to_string() }
+}
+
+fn invalid(message: String) -> HostError {
+    HostError { code: ErrorCode::Invalid, message }
+}
+
+/// Parse JSON text a guest passed as `what`.
+fn json(what: &str, text: &str) -> Result<Value, HostError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(HostError { code: ErrorCode::OverLimit, message: format!("{what} is {} bytes of JSON; at most {MAX_TEXT_BYTES} are accepted", text.len()) });
+    }
+    serde_json::from_str(text).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))
+}
+
+impl types::Host for HostState {}
+
+impl storage::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<String>, HostError> {
+        Ok(self.ctx.storage().get(&key).map_err(host_error)?.map(|v| v.to_string()))
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), HostError> {
+        let value = json(&format!("the value for `{key}`"), &value)?;
+        self.ctx.storage().set(&key, value).map_err(host_error)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, HostError> {
+        self.ctx.storage().delete(&key).map_err(host_error)
+    }
+
+    fn scan(&mut self, prefix: String) -> Result<Vec<(String, String)>, HostError> {
+        Ok(self.ctx.storage().scan(&prefix).map_err(host_error)?.into_iter().map(|(k, v)| (k, v.to_string())).collect())
+    }
+
+    fn swap(&mut self, key: String, expected: Option<String>, new: Option<String>) -> Result<bool, HostError> {
+        let expected = expected.map(|t| json(&format!("the expected value of `{key}`"), &t)).transpose()?;
+        let new = new.map(|t| json(&format!("the new value of `{key}`"), &t)).transpose()?;
+        self.ctx.storage().swap(&key, expected.as_ref(), new).map_err(host_error)
+    }
+}
+
+impl events::Host for HostState {
+    fn emit(&mut self, topic: String, payload: String) -> Result<u32, HostError> {
+        let payload = json(&format!("the payload of `{topic}`"), &payload)?;
+        let report = self.ctx.events().emit(&topic, payload).map_err(host_error)?;
+        Ok(report.delivered as u32)
+    }
+
+    fn subscribe(&mut self, pattern: String) -> Result<u64, HostError> {
+        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            let e = self.ctx.over_limit(format!("subscription to `{pattern}`"), format!("a plugin holds at most {MAX_SUBSCRIPTIONS} subscriptions at a time"));
+            return Err(host_error(e));
+        }
+        let id = self.next_subscription;
+        let guest = self.guest.clone();
+        let sub = self
+            .ctx
+            .events()
+            .on_async(&pattern, move |event| {
+                let guest = guest.clone();
+                async move {
+                    match guest.upgrade() {
+                        Some(g) => g.event(id, event).await.map_err(Into::into),
+                        None => Ok(()),
+                    }
+                }
+            })
+            .map_err(host_error)?;
+        self.next_subscription += 1;
+        self.subscriptions.insert(id, sub);
+        Ok(id)
+    }
+
+    fn unsubscribe(&mut self, id: u64) -> bool {
+        match self.subscriptions.remove(&id) {
+            Some(sub) => self.ctx.events().off(sub),
+            None => false,
+        }
+    }
+}
+
+impl services::Host for HostState {
+    fn call(&mut self, name: String, method: String, args: String) -> Result<String, HostError> {
+        let args = json(&format!("the arguments of `{name}.{method}`"), &args)?;
+        let started = Instant::now();
+        let result = self.ctx.services().call(&name, &method, args);
+        self.clock.excluded += started.elapsed();
+        Ok(result.map_err(host_error)?.to_string())
+    }
+
+    fn register(&mut self, name: String) -> Result<(), HostError> {
+        if self.services.len() >= MAX_SERVICES && !self.services.contains(&name) {
+            let e = self.ctx.over_limit(format!("service `{name}`"), format!("a plugin provides at most {MAX_SERVICES} services"));
+            return Err(host_error(e));
+        }
+        let Some(guest) = self.guest.upgrade() else { return Err(HostError { code: ErrorCode::Failed, message: "the plugin is stopping".into() }) };
+        let face = Arc::new(crate::guest::Provided { guest: Arc::downgrade(&guest), name: name.clone() });
+        self.ctx.services().register_arc(&name, face.clone()).map_err(host_error)?;
+        self.ctx.services().expose(&name, face).map_err(host_error)?;
+        self.services.insert(name);
+        Ok(())
+    }
+
+    fn unregister(&mut self, name: String) -> Result<(), HostError> {
+        self.ctx.services().unregister(&name).map_err(host_error)?;
+        self.services.remove(&name);
+        Ok(())
+    }
+}
+
+impl log::Host for HostState {
+    fn write(&mut self, level: log::Level, message: String, fields: String) {
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        let fields = match fields.trim() {
+            "" => Value::Null,
+            t => json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message)),
+        };
+        // A line is at most 16 KiB, so a guest cannot store its memory through the log.
+        let message: String = if message.len() > 16 << 10 { message.chars().take(16 << 10).chain(" [cut]".chars()).collect() } else { message };
+        self.ctx.logger().log(level, message, fields);
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self) -> String {
+        self.ctx.config().to_string()
+    }
+}

@@ -1,0 +1,131 @@
+//! JavaScript packages: the host's entry module, which gives the author's hooks a `ctx` like a
+//! built-in plugin's (`ctx.storage.get`, `ctx.events.on`, `ctx.services.register`...) and adapts
+//! them to the world's exports. It is snapshotted with the author's module at install.
+
+/// The entry module; `__MAIN__` becomes the author's module path.
+pub(crate) const SHIM: &str = r#"
+import * as plugin from "./__MAIN__";
+import storage from "objectos:plugin/storage@0.1.0";
+import events from "objectos:plugin/events@0.1.0";
+import services from "objectos:plugin/services@0.1.0";
+import log from "objectos:plugin/log@0.1.0";
+import config from "objectos:plugin/config@0.1.0";
+
+class HostError extends Error {
+  constructor(e) {
+    super(e && typeof e === "object" && "message" in e ? e.message : String(e));
+    this.name = "HostError";
+    this.code = e && typeof e === "object" && "code" in e ? e.code : "failed";
+  }
+}
+const host = (f) => (...args) => {
+  try {
+    return f(...args);
+  } catch (e) {
+    throw e instanceof Error ? e : new HostError(e);
+  }
+};
+const text = (value) => JSON.stringify(value === undefined ? null : value);
+const parsed = (t) => (t === null || t === undefined ? undefined : JSON.parse(t));
+const handlers = new Map();
+const provided = new Map();
+const line = (level) => (message, fields) =>
+  log.write(level, String(message), fields === undefined ? "" : JSON.stringify(fields));
+
+const ctx = Object.freeze({
+  storage: Object.freeze({
+    get: host((key) => parsed(storage.get(key))),
+    set: host((key, value) => storage.set(key, text(value))),
+    delete: host((key) => storage.delete(key)),
+    scan: host((prefix) => storage.scan(prefix ?? "").map(([k, v]) => [k, JSON.parse(v)])),
+    swap: host((key, expected, value) =>
+      storage.swap(key, expected === undefined ? null : text(expected), value === undefined ? null : text(value))),
+  }),
+  events: Object.freeze({
+    emit: host((topic, payload) => events.emit(topic, text(payload ?? {}))),
+    on: host((pattern, handler) => {
+      if (typeof handler !== "function") throw new TypeError("events.on needs a handler function");
+      const id = events.subscribe(pattern);
+      handlers.set(id, handler);
+      return id;
+    }),
+    off: host((id) => {
+      handlers.delete(id);
+      return events.unsubscribe(id);
+    }),
+  }),
+  services: Object.freeze({
+    call: host((name, method, args) => parsed(services.call(name, method, text(args ?? {})))),
+    register: host((name, impl) => {
+      if (!impl || typeof impl !== "object") throw new TypeError("services.register needs an object of methods");
+      services.register(name);
+      provided.set(name, impl);
+    }),
+    unregister: host((name) => {
+      provided.delete(name);
+      services.unregister(name);
+    }),
+  }),
+  log: Object.freeze({
+    trace: line("trace"),
+    debug: line("debug"),
+    info: line("info"),
+    warn: line("warn"),
+    error: line("error"),
+  }),
+  config: () => JSON.parse(config.get()),
+});
+
+const describe = (e) => (e instanceof Error ? (e.stack ? `${e.name}: ${e.message}\n${e.stack}` : `${e.name}: ${e.message}`) : String(e));
+const run = (f) => {
+  let out;
+  try {
+    out = f();
+  } catch (e) {
+    throw describe(e);
+  }
+  if (out && typeof out.then === "function") {
+    throw "returned a Promise: hooks, handlers and service methods must be synchronous in objectos:plugin@0.1 (every host call is synchronous, so there is nothing to await)";
+  }
+  return out;
+};
+const hook = (name) => (...args) => {
+  const f = plugin[name];
+  if (typeof f === "function") run(() => f(ctx, ...args));
+};
+
+export const guest = {
+  install: hook("onInstall"),
+  load: hook("onLoad"),
+  enable: hook("onEnable"),
+  disable: hook("onDisable"),
+  unload: hook("onUnload"),
+  uninstall: hook("onUninstall"),
+  upgrade: hook("onUpgrade"),
+  handleEvent(event) {
+    const handler = handlers.get(event.subscription);
+    if (!handler) return;
+    run(() => handler({ topic: event.topic, payload: JSON.parse(event.payload), source: event.source }, ctx));
+  },
+  call(name, method, args, caller) {
+    const impl = provided.get(name);
+    if (!impl) throw `this plugin does not provide \`${name}\``;
+    const f = impl[method];
+    if (typeof f !== "function" || !Object.prototype.hasOwnProperty.call(impl, method)) {
+      throw `service \`${name}\` has no method \`${method}\` (it has: ${Object.keys(impl).filter((k) => typeof impl[k] === "function").join(", ")})`;
+    }
+    const out = run(() => f.call(impl, JSON.parse(args), { caller }));
+    return text(out);
+  },
+};
+"#;
+
+/// The entry module for a package whose module is `main`.
+pub(crate) fn entry(main: &str) -> String {
+    SHIM.replace("__MAIN__", main)
+}
+
+/// What componentizing `main` failing means, for the author.
+pub(crate) fn explain(error: &str, main: &str) -> String {
+    format!("the JavaScript in {main} could not be turned into a component (a syntax error, an import that does not resolve, or code that fails when the module is first evaluated): {error}")
+}

@@ -1,0 +1,104 @@
+//! Plugins with code: a package's WebAssembly component (or JavaScript, which the host turns
+//! into one at install) runs in a wasmtime sandbox.
+//!
+//! - **The contract** is the WIT world `objectos:plugin@0.1.0` (`wit/plugin.wit`): imports
+//!   mirror [`PluginContext`](objectos_kernel::PluginContext) (storage, events, services, log,
+//!   config), exports are the lifecycle hooks, an event handler and a service entry.
+//! - **Every import is a context call**, so a sandboxed plugin gets the checks a built-in's
+//!   calls get: grants (a refusal is a typed error to the guest and a `permission.denied`
+//!   audit record), owned topics and services, value bounds and quotas. Nothing else is
+//!   linked: no files, sockets, environment or arguments.
+//! - **Bounds per plugin** ([`limits`]): memory, tables and instances through the store's
+//!   limiter, time per call through epoch interruption. A call over a bound fails with a
+//!   reason a person reads; in a hook it puts the plugin in ERROR; the kernel and other
+//!   plugins go on. Repeated failures quarantine the plugin ([`QUARANTINE_FAILURES`]).
+//! - **Compiled once**: at install, into the host's cache folder, keyed by the hash of the
+//!   component and of the engine; a restart deserializes it.
+//! - **One thread per running plugin**, calls serialized through a bounded queue; the async
+//!   runtime never runs guest code.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use objectos_kernel::model::manifest::{Manifest, Problem};
+use objectos_kernel::plugin::PackageRuntime;
+use objectos_kernel::{KernelError, Plugin};
+
+mod engine;
+mod guest;
+mod host;
+mod js;
+pub mod limits;
+mod plugin;
+
+pub use engine::{Cache, MAX_WASM_STACK, WIT};
+pub use guest::QUEUE;
+pub use host::{MAX_SERVICES, MAX_SUBSCRIPTIONS, MAX_TEXT_BYTES};
+pub use limits::{Bounds, Ceilings};
+pub use plugin::{QUARANTINE_FAILURES, QUARANTINE_WINDOW};
+
+/// The package runtime for hosts that run packages' code: declarative files as the
+/// declarative runtime gives them meaning, and `main` in the sandbox.
+#[derive(Clone)]
+pub struct Runtime {
+    cache: Cache,
+    ceilings: Ceilings,
+}
+
+impl Runtime {
+    /// A runtime that caches compiled code in `cache`.
+    pub fn new(cache: Cache) -> Runtime {
+        Runtime { cache, ceilings: Ceilings::default() }
+    }
+
+    /// Lower (or raise) the most a plugin may ask for.
+    pub fn with_ceilings(mut self, ceilings: Ceilings) -> Runtime {
+        self.ceilings = ceilings;
+        self
+    }
+
+    /// The bounds `manifest`'s code runs under here, or why the host refuses them.
+    pub fn bounds(&self, manifest: &Manifest) -> Result<Bounds, Vec<Problem>> {
+        Bounds::resolve(&manifest.sandbox, &self.ceilings)
+    }
+}
+
+impl PackageRuntime for Runtime {
+    fn instantiate(&self, manifest: &Manifest, dir: &Path) -> objectos_kernel::Result<Arc<dyn Plugin>> {
+        let declarative = objectos_declarative::Runtime.instantiate(manifest, dir)?;
+        let Some(main) = &manifest.main else { return Ok(declarative) };
+        let bounds = self.bounds(manifest).map_err(|ps| KernelError::Package {
+            path: dir.to_path_buf(),
+            message: ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "),
+        })?;
+        Ok(Arc::new(plugin::SandboxPlugin {
+            dir: dir.to_path_buf(),
+            main: main.clone(),
+            bounds,
+            cache: self.cache.clone(),
+            declarative,
+            prepared: Mutex::new(None),
+            guest: Mutex::new(None),
+        }))
+    }
+
+    /// The declarative files' checks, and for code: the bounds, and that the code becomes a
+    /// component of the world that imports nothing else (JavaScript is componentized and
+    /// everything compiled here, into the cache, so an enable later starts at once).
+    fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
+        let mut problems = objectos_declarative::read_definitions(manifest, dir).err().unwrap_or_default();
+        let Some(main) = &manifest.main else { return problems };
+        if let Err(ps) = self.bounds(manifest) {
+            problems.extend(ps);
+        }
+        if !dir.join(main).is_file() {
+            problems.push(Problem { path: "main".into(), message: format!("the package has no {main}") });
+            return problems;
+        }
+        let checked = self.cache.component_bytes(dir, main).and_then(|bytes| self.cache.compile(&bytes)).and_then(|c| guest::Prepared::new(&c, main).map(drop));
+        if let Err(message) = checked {
+            problems.push(Problem { path: "main".into(), message });
+        }
+        problems
+    }
+}

@@ -1,0 +1,70 @@
+// One guest for the hostile corpus: what it does is chosen by its configuration's `mode` (and
+// `in`, the hook or handler to misbehave in), so the corpus compiles once.
+const mode = (ctx) => ctx.config().mode ?? "none";
+const where = (ctx) => ctx.config().in ?? "enable";
+
+function misbehave(ctx, place) {
+  if (where(ctx) !== place) return;
+  switch (mode(ctx)) {
+    case "loop":
+      for (;;) {}
+    case "memory": {
+      const hoard = [];
+      for (;;) hoard.push(new Array(1 << 16).fill(hoard.length));
+    }
+    case "recursion": {
+      const down = (n) => down(n + 1) + 1;
+      return down(0);
+    }
+    case "throw":
+      throw new Error("the guest gave up on purpose");
+    case "promise":
+      return Promise.resolve(1);
+  }
+}
+
+export function onInstall(ctx) { misbehave(ctx, "install"); }
+export function onLoad(ctx) { misbehave(ctx, "load"); }
+export function onUnload(ctx) { misbehave(ctx, "unload"); }
+export function onDisable(ctx) { misbehave(ctx, "disable"); }
+export function onUninstall(ctx) { misbehave(ctx, "uninstall"); }
+
+export function onEnable(ctx) {
+  ctx.log.info("hostile guest enabled", { mode: mode(ctx), in: where(ctx) });
+  const m = mode(ctx);
+  if (m === "grants") {
+    // Every import without its grant: each must be refused, and the refusal handled here.
+    const refused = [];
+    const attempt = (what, f) => {
+      try { f(); refused.push(`${what}: allowed`); } catch (e) { refused.push(`${what}: ${e.code}`); }
+    };
+    attempt("storage.get", () => ctx.storage.get("k"));
+    attempt("storage.set", () => ctx.storage.set("k", 1));
+    attempt("events.emit", () => ctx.events.emit("t.hostile.ping", {}));
+    attempt("events.on", () => ctx.events.on("data.**", () => {}));
+    attempt("services.call", () => ctx.services.call("data", "list", { object: "x" }));
+    attempt("services.register", () => ctx.services.register("hostile", {}));
+    ctx.log.warn("refusals", { refused });
+    return;
+  }
+  if (m === "foreign-topic") {
+    ctx.events.emit("t.victim.ping", {});
+    return;
+  }
+  if (m === "subscribe-forever") {
+    for (let i = 0; ; i++) ctx.events.on(`t.hostile.x${i}`, () => {});
+  }
+  if (m === "huge-return" || m === "service-loop" || m === "handler") {
+    ctx.services.register("hostile", {
+      big: () => "x".repeat(4 << 20),
+      spin: () => { for (;;) {} },
+      echo: (args, { caller }) => ({ args, caller }),
+    });
+    ctx.events.on("t.hostile.*", (event) => {
+      misbehave(ctx, "handler");
+      ctx.storage.set(`heard.${event.topic}`, event.payload);
+    });
+    return;
+  }
+  misbehave(ctx, "enable");
+}
