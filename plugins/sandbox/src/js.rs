@@ -18,10 +18,13 @@ class HostError extends Error {
     this.code = e && typeof e === "object" && "code" in e ? e.code : "failed";
   }
 }
+// A host call's error arrives as an Error whose `payload` is the WIT `host-error` record.
 const host = (f) => (...args) => {
   try {
     return f(...args);
   } catch (e) {
+    const p = e && typeof e === "object" && "payload" in e ? e.payload : e;
+    if (p && typeof p === "object" && "code" in p) throw new HostError(p);
     throw e instanceof Error ? e : new HostError(e);
   }
 };

@@ -107,3 +107,152 @@ async fn a_js_package_uses_storage_events_services_log_and_config() {
     k.enable(&id, false).await.unwrap();
     assert_eq!(k.context(&id).unwrap().storage().get("starts").unwrap(), Some(json!(2)));
 }
+
+const HOSTILE_PERMS: [&str; 6] = ["storage.read", "storage.write", "events.subscribe:t.hostile.*", "services.provide:hostile", "services.use:hostile", "events.emit:t.victim.*"];
+
+/// The hostile guest installed as `t.<name>`, configured with `config`, under tight bounds.
+async fn hostile(k: &Kernel, root: &Path, name: &str, perms: &[&str], config: Value) -> String {
+    let bounds = json!({ "sandbox": { "hookMs": 300, "callMs": 100, "memoryMiB": 32 } });
+    let id = install(k, root, name, HOSTILE, perms, json!({ "services": ["hostile"] }), bounds).await;
+    k.set_config(&id, config).unwrap();
+    id
+}
+
+/// The well-behaved echo guest, enabled: proof that the kernel still serves others.
+async fn echo(k: &Kernel, root: &Path) -> String {
+    let perms = ["storage.read", "storage.write", "events.subscribe:t.echo.ping", "events.emit:t.echo.pong", "services.provide:echo"];
+    let id = install(k, root, "echo", ECHO, &perms, json!({ "events": ["t.echo.pong"], "services": ["echo"] }), json!({})).await;
+    k.enable(&id, false).await.unwrap();
+    id
+}
+
+/// The echo guest answers a built-in's call.
+async fn echo_answers(k: &Kernel) {
+    let caller = match k.context("t.caller") {
+        Ok(c) if k.plugin("t.caller").unwrap().state == State::Enabled => c,
+        _ => driver(k, "t.caller", &["services.use:echo"]).await,
+    };
+    let said = tokio::task::spawn_blocking(move || caller.services().call("echo", "say", json!({ "text": "still there?" }))).await.unwrap().unwrap();
+    assert_eq!(said["said"], "still there?");
+    assert_eq!(k.plugin("t.echo").unwrap().state, State::Enabled, "the well-behaved plugin is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loops_memory_bombs_and_throws_in_hooks_fail_that_hook_with_a_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let echo = echo(&k, root.path()).await;
+    let perms = ["storage.read"];
+    let cases = [
+        ("loop", "load", "exceeded its 300 ms time budget in its load hook"),
+        ("loop", "enable", "exceeded its 300 ms time budget in its enable hook"),
+        ("memory", "enable", "ran out of its 32 MiB of memory in its enable hook"),
+        ("recursion", "enable", "overflowed its stack (a recursion too deep?) in its enable hook"),
+        ("throw", "load", "load hook failed: Error: the guest gave up on purpose"),
+        ("promise", "enable", "returned a Promise"),
+    ];
+    for (i, (mode, place, want)) in cases.iter().enumerate() {
+        let id = hostile(&k, root.path(), &format!("h{i}"), &perms, json!({ "mode": mode, "in": place })).await;
+        let err = match k.enable(&id, false).await {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("{mode} in {place} was enabled: {:?}", logs(&k, &id)),
+        };
+        assert!(err.contains(want), "{mode} in {place}: {err}");
+        assert_eq!(state(&k, &id), State::Error, "{mode} in {place}");
+        assert!(last_error(&k, &id).contains(want), "{mode} in {place}: {}", last_error(&k, &id));
+    }
+    // The loops in disable and unload: the plugin ends in ERROR, the kernel goes on.
+    for (i, place) in ["disable", "unload"].iter().enumerate() {
+        let id = hostile(&k, root.path(), &format!("late{i}"), &perms, json!({ "mode": "loop", "in": place })).await;
+        k.enable(&id, false).await.unwrap();
+        let err = if *place == "disable" { k.disable(&id, false).await.unwrap_err() } else {
+            k.disable(&id, false).await.unwrap();
+            k.unload(&id).await.unwrap_err()
+        };
+        assert!(err.to_string().contains(&format!("exceeded its 300 ms time budget in its {place} hook")), "{err}");
+    }
+    echo_answers(&k).await;
+    assert_eq!(state(&k, &echo), State::Enabled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_import_without_its_grant_is_refused_handled_by_the_guest_and_audited() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let id = hostile(&k, root.path(), "bare", &[], json!({ "mode": "grants" })).await;
+    k.enable(&id, false).await.unwrap();
+    let line = logs(&k, &id).into_iter().find(|l| l.starts_with("refusals")).expect("the guest logs what was refused");
+    for what in ["storage.get", "storage.set", "events.emit", "events.on", "services.call", "services.register", "kernel"] {
+        assert!(line.contains(&format!("{what}: permission-denied")), "{what}: {line}");
+    }
+    let denied: Vec<String> = audit(&k, &id, "permission.denied").iter().map(|d| d["permission"].as_str().unwrap_or_default().to_string()).collect();
+    for p in ["storage.read", "storage.write", "events.emit:t.hostile.ping", "events.subscribe:data.**", "services.use:data", "services.provide:hostile", "services.use:kernel"] {
+        assert!(denied.iter().any(|d| d == p), "{p} not audited: {denied:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_topics_and_endless_subscriptions_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let id = hostile(&k, root.path(), "squatter", &HOSTILE_PERMS, json!({ "mode": "foreign-topic" })).await;
+    let err = k.enable(&id, false).await.unwrap_err().to_string();
+    assert!(err.contains("t.victim.ping"), "{err}");
+    assert_eq!(audit(&k, &id, "topic.refused").len(), 1);
+
+    let id = hostile(&k, root.path(), "hoarder", &HOSTILE_PERMS, json!({ "mode": "subscribe-forever" })).await;
+    let err = k.enable(&id, false).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("at most {} subscriptions", objectos_sandbox::MAX_SUBSCRIPTIONS)), "{err}");
+    assert!(!audit(&k, &id, "limit.exceeded").is_empty());
+    assert_eq!(state(&k, &id), State::Error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let echo = echo(&k, root.path()).await;
+    let id = hostile(&k, root.path(), "spinner", &HOSTILE_PERMS, json!({ "mode": "service-loop" })).await;
+    k.enable(&id, false).await.unwrap();
+    let caller = driver(&k, "t.caller", &["services.use:hostile", "services.use:echo"]).await;
+    let call = |method: &'static str| {
+        let caller = caller.clone();
+        async move { tokio::task::spawn_blocking(move || caller.services().call("hostile", method, json!({}))).await.unwrap() }
+    };
+    assert_eq!(call("echo").await.unwrap(), json!({ "args": {}, "caller": "t.caller" }));
+    let big = call("big").await.unwrap_err().to_string();
+    assert!(big.contains("returned 4194306 bytes; at most 1048576"), "{big}");
+    let again = call("again").await.unwrap_err().to_string();
+    assert!(again.contains("already in this chain of calls"), "{again}");
+    for _ in 0..3 {
+        let spin = call("spin").await.unwrap_err().to_string();
+        assert!(spin.contains(&format!("{id} exceeded its 100 ms time budget in its service call hostile.spin (from t.caller)")), "{spin}");
+        if state(&k, &id) == State::Error {
+            break;
+        }
+    }
+    wait_until(20, "the quarantine", || state(&k, &id) == State::Error).await;
+    let why = last_error(&k, &id);
+    assert!(why.starts_with("quarantined: its code failed 5 times within 10 minutes"), "{why}");
+    assert_eq!(audit(&k, &id, "plugin.quarantined").len(), 1);
+    assert!(matches!(k.services().iter().find(|s| s.name == "hostile"), None), "its service is gone");
+    echo_answers(&k).await;
+    assert_eq!(state(&k, &echo), State::Enabled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_over_its_budget_fails_alone_and_the_instance_comes_back() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let id = hostile(&k, root.path(), "listener", &HOSTILE_PERMS, json!({ "mode": "handler" })).await;
+    k.enable(&id, false).await.unwrap();
+    let emitter = driver(&k, "t.emitter", &["events.emit:t.hostile.*"]).await;
+    emitter.events().emit("t.hostile.bad", json!({})).unwrap();
+    let want = format!("handler for `t.hostile.bad` failed: {id} exceeded its 100 ms time budget in its handler for t.hostile.bad");
+    wait_until(20, "the handler's failure in the log", || logs(&k, &id).iter().any(|l| l.contains(&want))).await;
+    wait_until(20, "the instance's restart", || logs(&k, &id).iter().any(|l| l.contains("instance was replaced"))).await;
+    emitter.events().emit("t.hostile.good", json!({ "n": 1 })).unwrap();
+    let ctx = k.context(&id).unwrap();
+    wait_until(20, "the new instance handling events", || ctx.storage().get("heard.t.hostile.good").unwrap().is_some()).await;
+    assert_eq!(state(&k, &id), State::Enabled, "one failure is not a quarantine");
+}

@@ -23,11 +23,11 @@ function misbehave(ctx, place) {
   }
 }
 
-export function onInstall(ctx) { misbehave(ctx, "install"); }
-export function onLoad(ctx) { misbehave(ctx, "load"); }
-export function onUnload(ctx) { misbehave(ctx, "unload"); }
-export function onDisable(ctx) { misbehave(ctx, "disable"); }
-export function onUninstall(ctx) { misbehave(ctx, "uninstall"); }
+export function onInstall(ctx) { return misbehave(ctx, "install"); }
+export function onLoad(ctx) { return misbehave(ctx, "load"); }
+export function onUnload(ctx) { return misbehave(ctx, "unload"); }
+export function onDisable(ctx) { return misbehave(ctx, "disable"); }
+export function onUninstall(ctx) { return misbehave(ctx, "uninstall"); }
 
 export function onEnable(ctx) {
   ctx.log.info("hostile guest enabled", { mode: mode(ctx), in: where(ctx) });
@@ -44,6 +44,7 @@ export function onEnable(ctx) {
     attempt("events.on", () => ctx.events.on("data.**", () => {}));
     attempt("services.call", () => ctx.services.call("data", "list", { object: "x" }));
     attempt("services.register", () => ctx.services.register("hostile", {}));
+    attempt("kernel", () => ctx.services.call("kernel", "disable", { plugin: "t.hostile" }));
     ctx.log.warn("refusals", { refused });
     return;
   }
@@ -59,12 +60,13 @@ export function onEnable(ctx) {
       big: () => "x".repeat(4 << 20),
       spin: () => { for (;;) {} },
       echo: (args, { caller }) => ({ args, caller }),
+      again: () => ctx.services.call("hostile", "echo", {}),
     });
     ctx.events.on("t.hostile.*", (event) => {
-      misbehave(ctx, "handler");
+      if (event.topic === "t.hostile.bad") for (;;) {}
       ctx.storage.set(`heard.${event.topic}`, event.payload);
     });
     return;
   }
-  misbehave(ctx, "enable");
+  return misbehave(ctx, "enable");
 }
