@@ -469,7 +469,10 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
         Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
     } else {
-        objectos_kernel::package::check_package_with(path, &objectos_builtins::declarative::Runtime)?
+        // The check runs what install would, code included (compiled into the data directory's
+        // cache, so installing it next starts at once).
+        let runtime = objectos_builtins::sandbox::Runtime::new(objectos_builtins::sandbox::Cache::at(data_dir(cli).join("cache").join("sandbox")));
+        objectos_kernel::package::check_package_with(path, &runtime)?
     };
     if cli.json {
         print_json(&json!({ "valid": true, "manifest": manifest }));

@@ -287,6 +287,14 @@ pub fn check_translations(bytes: &[u8]) -> std::result::Result<serde_json::Map<S
     Ok(map)
 }
 
+/// The manifest of the package folder `dir`, validated, without checking the rest of the
+/// package (for listing packages; [`check_package_with`] checks what an install would).
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let file = dir.join("plugin.json");
+    let bytes = std::fs::read(&file).map_err(|e| KernelError::io(&file, e))?;
+    Ok(Manifest::parse(&bytes, &file.display().to_string())?)
+}
+
 /// Validate a package folder or `.zip` (its manifest and declared files) without installing it.
 pub fn check_package(path: &Path) -> Result<Manifest> {
     check_package_with(path, &crate::plugin::DeclarativeRuntime)

@@ -105,3 +105,18 @@ pub trait JsonService: Send + Sync + 'static {
     /// Run `method` with `args`; a refusal or a bad argument is an error naming it.
     fn call(&self, caller: &PluginContext, method: &str, args: serde_json::Value) -> crate::Result<serde_json::Value>;
 }
+
+/// Argument `key` of a JSON service call as text: an error naming the service and the key
+/// when it is missing or not a string.
+pub fn str_arg<'a>(service: &str, method: &str, args: &'a serde_json::Value, key: &str) -> crate::Result<&'a str> {
+    match args.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        None | Some(serde_json::Value::Null) => Err(crate::KernelError::service(service, format!("{method}: `{key}` is required"))),
+        Some(other) => Err(crate::KernelError::service(service, format!("{method}: `{key}` must be a string, not {other}"))),
+    }
+}
+
+/// The error for a JSON call of a method `service` does not have.
+pub fn no_method(service: &str, method: &str, methods: &[&str]) -> crate::KernelError {
+    crate::KernelError::service(service, format!("has no method `{method}`; its methods are {}", methods.join(", ")))
+}

@@ -138,3 +138,16 @@ mod tests {
         std::mem::forget(deep); // dropping it would recurse (serde_json's Drop); the test is the walk
     }
 }
+
+/// Wait for `fut` from synchronous code: a [`crate::plugin::JsonService`] whose work is async
+/// (a sandboxed plugin's thread calls it; so may a runtime worker, which this lets other tasks
+/// run while it waits). Outside a tokio runtime, or on a current-thread one, it cannot wait
+/// without stalling that runtime: that is an error naming `what`.
+pub fn block_on<F: std::future::Future>(what: &str, fut: F) -> crate::Result<F::Output> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let handle = Handle::try_current().map_err(|_| crate::KernelError::service(what, "this call needs the kernel's runtime"))?;
+    if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+        return Err(crate::KernelError::service(what, "this call cannot wait on a current-thread runtime"));
+    }
+    Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
+}

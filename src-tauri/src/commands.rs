@@ -69,7 +69,7 @@ pub enum PackageSource {
 pub async fn install_package(app: tauri::AppHandle, state: State<'_, AppState>, source: PackageSource, force: bool) -> CmdResult<Option<InstallOutcome>> {
     let path = match source {
         PackageSource::Sample { id } => {
-            let found = state.samples.iter().find(|dir| objectos_kernel::package::check_package(dir).is_ok_and(|m| m.id == id));
+            let found = state.samples.iter().find(|dir| objectos_kernel::package::read_manifest(dir).is_ok_and(|m| m.id == id));
             found.cloned().ok_or_else(|| CommandError::other("notFound", format!("no sample package {id} ships with this console")))?
         }
         PackageSource::Folder | PackageSource::Archive => {
@@ -88,7 +88,7 @@ pub async fn install_package(app: tauri::AppHandle, state: State<'_, AppState>, 
 #[specta::specta]
 pub async fn list_samples(state: State<'_, AppState>) -> CmdResult<Vec<Sample>> {
     let installed: Vec<String> = state.kernel.plugins()?.into_iter().map(|p| p.manifest.id).collect();
-    let found = state.samples.iter().filter_map(|dir| Some((dir.as_path(), objectos_kernel::package::check_package(dir).ok()?)));
+    let found = state.samples.iter().filter_map(|dir| Some((dir.as_path(), objectos_kernel::package::read_manifest(dir).ok()?)));
     Ok(views::samples(found, &installed))
 }
 

@@ -18,6 +18,9 @@ const FILES: &[(&str, &str)] = sample_files![
     "crm/automations/notify-won.yml",
     "invoicing/plugin.json",
     "invoicing/objects/invoice.yml",
+    "lead-scoring/plugin.json",
+    "lead-scoring/index.js",
+    "lead-scoring/objects/lead.yml",
 ];
 
 /// Write the samples (refreshing them) and return their folders.

@@ -70,7 +70,7 @@ pub struct Manifest {
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SandboxLimits {
     /// Linear memory, in MiB.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
     pub memory_mib: Option<u64>,
     /// Time a lifecycle hook may run, in milliseconds.

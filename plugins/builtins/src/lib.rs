@@ -14,6 +14,7 @@ pub use objectos_notification as notification;
 pub use objectos_declarative as declarative;
 pub use objectos_i18n as i18n;
 pub use objectos_metrics as metrics;
+pub use objectos_sandbox as sandbox;
 
 /// Register every built-in plugin with `kernel` (before `start`). They are recorded as
 /// installed on first start; an admin enables the ones wanted.
@@ -28,7 +29,12 @@ pub fn register_all(kernel: &Kernel) -> Result<()> {
 }
 
 /// `config` with the runtime that gives packages' record types, workflows and automations
-/// meaning (and checks those files at install).
+/// meaning (and checks those files at install), and runs their code in the sandbox, with
+/// compiled code cached in `<data dir>/cache/sandbox`.
 pub fn with_runtime(config: KernelConfig) -> KernelConfig {
-    config.runtime(Arc::new(declarative::Runtime))
+    let cache = match &config.data_dir {
+        Some(dir) => sandbox::Cache::at(dir.join("cache").join("sandbox")),
+        None => sandbox::Cache::none(),
+    };
+    config.runtime(Arc::new(sandbox::Runtime::new(cache)))
 }

@@ -63,6 +63,7 @@ impl Plugin for CachePlugin {
         let bound = |key: &str, default: usize| ctx.config_u64(key, default as u64, u64::MAX).map(|n| n as usize);
         let cache = Arc::new(Cache::new(bound("maxBytes", DEFAULT_MAX_BYTES)?, bound("maxEntries", DEFAULT_MAX_ENTRIES)?));
         ctx.services().register_arc(SERVICE, cache.clone())?;
+        ctx.services().expose(SERVICE, cache.clone())?;
         let source = cache.clone();
         ctx.services().register("metrics.cache", MetricSource::new(move || source.render_metrics()))?;
         let on_uninstall = cache.clone();
@@ -274,5 +275,24 @@ impl Cache {
         family(&mut out, "objectos_cache_bytes", "gauge", "Estimated bytes held by the cache.", &one(s.bytes));
         family(&mut out, "objectos_cache_max_bytes", "gauge", "The cache's memory bound.", &one(s.max_bytes));
         out
+    }
+}
+
+/// `cache` for code in the sandbox: `get {key}` (the value or null), `set {key, value,
+/// ttlMs?}`, `delete {key}`; each caller has its own keys.
+impl objectos_kernel::plugin::JsonService for Cache {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
+        use objectos_kernel::plugin::{no_method, str_arg};
+        let key = || str_arg(SERVICE, method, &args, "key");
+        match method {
+            "get" => Ok(self.get(caller, key()?).unwrap_or(Value::Null)),
+            "set" => {
+                let ttl = args.get("ttlMs").and_then(Value::as_u64).map(Duration::from_millis);
+                self.set(caller, key()?, args.get("value").cloned().unwrap_or(Value::Null), ttl)?;
+                Ok(Value::Null)
+            }
+            "delete" => Ok(Value::Bool(self.delete(caller, key()?))),
+            _ => Err(no_method(SERVICE, method, &["get", "set", "delete"])),
+        }
     }
 }

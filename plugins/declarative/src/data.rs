@@ -60,7 +60,9 @@ impl Plugin for ObjectsPlugin {
                 inner.usage.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
             }
         })?;
-        ctx.services().register(SERVICE, Data { inner })?;
+        let data = Arc::new(Data { inner });
+        ctx.services().register_arc(SERVICE, data.clone())?;
+        ctx.services().expose(SERVICE, data)?;
         Ok(())
     }
 }
@@ -415,5 +417,31 @@ impl Data {
         out.sort_by(|a, b| a.get("created_at").and_then(Value::as_i64).cmp(&b.get("created_at").and_then(Value::as_i64)));
         out.truncate(limit.min(MAX_LIST));
         Ok(out)
+    }
+}
+
+/// `data` for code in the sandbox: `get {object, id}`, `list {object, filter?, limit?}`,
+/// `create {object, fields}`, `update {object, id, patch}`, `delete {object, id}`, each
+/// checked against the caller's `data.<type>` grants as the typed methods are.
+impl objectos_kernel::plugin::JsonService for Data {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
+        use objectos_kernel::plugin::{no_method, str_arg};
+        let arg = |key| str_arg(SERVICE, method, &args, key);
+        match method {
+            "get" => Ok(self.get(caller, arg("object")?, arg("id")?)?.map_or(Value::Null, Value::Object)),
+            "list" => {
+                let limit = args.get("limit").and_then(Value::as_u64).map_or(100, |n| n as usize).min(MAX_LIST);
+                let filter = args.get("filter").and_then(Value::as_str);
+                Ok(Value::Array(self.list(caller, arg("object")?, filter, limit)?.into_iter().map(Value::Object).collect()))
+            }
+            "create" => Ok(Value::Object(self.create(caller, arg("object")?, args.get("fields").cloned().unwrap_or_else(|| Value::Object(Map::new())))?)),
+            "update" => {
+                let patch = args.get("patch").cloned().ok_or_else(|| err("update: `patch` (the fields to change) is required"))?;
+                let change = self.update(caller, arg("object")?, arg("id")?, patch)?;
+                Ok(serde_json::json!({ "record": change.record, "changed": change.changed }))
+            }
+            "delete" => Ok(Value::Bool(self.delete(caller, arg("object")?, arg("id")?)?)),
+            _ => Err(no_method(SERVICE, method, &["get", "list", "create", "update", "delete"])),
+        }
     }
 }

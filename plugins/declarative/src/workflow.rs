@@ -118,8 +118,39 @@ impl Plugin for WorkflowPlugin {
         let inner = Arc::new(Inner { ctx: ctx.clone(), runner, defs: RwLock::default(), packages, locks: tokio::sync::Mutex::default() });
         forget_when_stopped(ctx, &inner, Inner::forget)?;
         crate::util::delete_when_uninstalled(ctx, "h", |_| {})?;
-        ctx.services().register(SERVICE, Workflow { inner })?;
+        let workflow = Arc::new(Workflow { inner });
+        ctx.services().register_arc(SERVICE, workflow.clone())?;
+        ctx.services().expose(SERVICE, workflow)?;
         Ok(())
+    }
+}
+
+/// `workflow` for code in the sandbox: `transition {object, id, event}` (the record after,
+/// `from`, `to` and `warnings`), `allowed {object, id}` (the events allowed now) and
+/// `history {object, id}`.
+impl objectos_kernel::plugin::JsonService for Workflow {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> objectos_kernel::Result<Value> {
+        use objectos_kernel::plugin::{no_method, str_arg};
+        let arg = |key| str_arg(SERVICE, method, &args, key);
+        match method {
+            "transition" => {
+                let (object, id, event) = (arg("object")?, arg("id")?, arg("event")?);
+                let done = objectos_kernel::util::block_on(SERVICE, self.transition(caller, object, id, event))?;
+                let t = done.map_err(|e| match e {
+                    WorkflowError::Kernel(k) => k,
+                    other => KernelError::service(SERVICE, other.to_string()),
+                })?;
+                Ok(serde_json::json!({ "from": t.from, "to": t.to, "record": t.record, "warnings": t.warnings }))
+            }
+            "allowed" => {
+                let full = caller.record_type(arg("object")?);
+                let data = &self.inner.runner.data;
+                let record = data.get(caller, &full, arg("id")?)?.ok_or_else(|| KernelError::service(SERVICE, format!("no {full} record `{}`", args["id"])))?;
+                Ok(serde_json::json!(self.allowed(&full, &record)))
+            }
+            "history" => Ok(serde_json::to_value(self.history(caller, arg("object")?, arg("id")?)?).unwrap_or(Value::Null)),
+            _ => Err(no_method(SERVICE, method, &["transition", "allowed", "history"])),
+        }
     }
 }
 

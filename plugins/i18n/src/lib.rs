@@ -110,7 +110,9 @@ impl Plugin for I18nPlugin {
             }
             Ok(())
         })?;
-        ctx.services().register(SERVICE, I18n { inner })?;
+        let i18n = Arc::new(I18n { inner });
+        ctx.services().register_arc(SERVICE, i18n.clone())?;
+        ctx.services().expose(SERVICE, i18n)?;
         Ok(())
     }
 }
@@ -292,5 +294,22 @@ impl I18n {
     pub fn missing(&self) -> Vec<MissingKey> {
         let missing = self.inner.missing.lock().unwrap_or_else(|p| p.into_inner());
         missing.iter().map(|((namespace, locale, key), count)| MissingKey { namespace: namespace.clone(), locale: locale.clone(), key: key.clone(), count: *count }).collect()
+    }
+}
+
+/// `i18n` for code in the sandbox: `t {key, vars?, locale?}`, the caller's text for `key` in
+/// `locale` (default: the default locale, with fallbacks); `locales`.
+impl objectos_kernel::plugin::JsonService for I18n {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
+        match method {
+            "t" => {
+                let key = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "key")?;
+                let vars = args.get("vars").cloned().unwrap_or(Value::Null);
+                let locale = args.get("locale").and_then(Value::as_str).unwrap_or(self.default_locale());
+                Ok(Value::String(self.t_in(caller, locale, key, &vars)))
+            }
+            "locales" => Ok(Value::Array(self.locales().into_iter().map(Value::String).collect())),
+            _ => Err(objectos_kernel::plugin::no_method(SERVICE, method, &["t", "locales"])),
+        }
     }
 }

@@ -259,7 +259,9 @@ impl Plugin for NotificationPlugin {
             }
             Ok(())
         })?;
-        ctx.services().register(SERVICE, Notifications { inner: inner.clone() })?;
+        let notifications = Arc::new(Notifications { inner: inner.clone() });
+        ctx.services().register_arc(SERVICE, notifications.clone())?;
+        ctx.services().expose(SERVICE, notifications)?;
         ctx.services().register(INBOX, Inbox { inner })?;
         Ok(())
     }
@@ -413,6 +415,26 @@ impl Channel for LogChannel {
 }
 
 // ---- the services ----------------------------------------------------------------------------
+
+/// `notification` for code in the sandbox: `send` with a [`Notice`] (`{title, body,
+/// channels?, level?, vars?}` or `{template, vars}`), answering `{id, deliveries}`; and `get
+/// {id}`, one of the caller's sent notifications.
+impl objectos_kernel::plugin::JsonService for Notifications {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
+        match method {
+            "send" => {
+                let notice: Notice = serde_json::from_value(args).map_err(|e| err(format!("send: not a notice ({e}); send {{\"title\": ..., \"body\": ...}}")))?;
+                let report = objectos_kernel::util::block_on(SERVICE, self.send(caller, notice))??;
+                serde_json::to_value(report).map_err(|e| err(e.to_string()))
+            }
+            "get" => {
+                let id = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "id")?;
+                Ok(serde_json::to_value(self.get(caller, id)?).unwrap_or(Value::Null))
+            }
+            _ => Err(objectos_kernel::plugin::no_method(SERVICE, method, &["send", "get"])),
+        }
+    }
+}
 
 /// What [`Notifications::send`] reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -256,3 +256,36 @@ async fn a_handler_over_its_budget_fails_alone_and_the_instance_comes_back() {
     wait_until(20, "the new instance handling events", || ctx.storage().get("heard.t.hostile.good").unwrap().is_some()).await;
     assert_eq!(state(&k, &id), State::Enabled, "one failure is not a quarantine");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lead_scoring_sample_scores_new_leads_through_the_data_service() {
+    use objectos_declarative::caller::Admin;
+    use objectos_declarative::data::Data;
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/lead-scoring");
+    let id = k.install_package(&sample, false).await.unwrap().id;
+    assert_eq!(id, "com.acme.leads");
+    k.grant(&id, GrantRequest::All).unwrap();
+    k.grant("com.objectos.notification", GrantRequest::All).unwrap();
+    k.enable(&id, true).await.unwrap();
+
+    let data = k.service::<Data>("data").unwrap();
+    let admin = Admin(k.clone());
+    let hot = data.create(&admin, "com.acme.leads/lead", json!({ "name": "Ada", "company": "Analytical Engines Ltd", "email": "ada@engines.example", "source": "referral", "employees": 120, "budget": 60000 })).unwrap();
+    let cold = data.create(&admin, "com.acme.leads/lead", json!({ "name": "Bob", "email": "bob@gmail.com", "source": "cold" })).unwrap();
+    let read = |rid: &Value| data.get(&admin, "com.acme.leads/lead", rid.as_str().unwrap()).unwrap().unwrap();
+    wait_until(20, "both leads scored", || read(&hot["id"]).contains_key("score") && read(&cold["id"]).contains_key("score")).await;
+    assert_eq!((read(&hot["id"])["score"].clone(), read(&hot["id"])["grade"].clone()), (json!(90), json!("hot")));
+    assert_eq!((read(&cold["id"])["score"].clone(), read(&cold["id"])["grade"].clone()), (json!(5), json!("cold")));
+    assert!(logs(&k, &id).iter().any(|l| l.starts_with("scored Ada: 90 (hot)")), "{:?}", logs(&k, &id));
+
+    // The hot lead is in the admin's inbox.
+    let inbox = k.service::<objectos_notification::Inbox>(objectos_notification::INBOX).unwrap();
+    wait_until(20, "the hot lead's notice", || inbox.list(10, false).unwrap().iter().any(|i| i.message.title == "Hot lead: Ada")).await;
+
+    // Another plugin scores with its service.
+    let caller = driver(&k, "t.caller", &["services.use:leads.score"]).await;
+    let scored = tokio::task::spawn_blocking(move || caller.services().call("leads.score", "score", json!({ "source": "event", "employees": 12, "budget": 2000 }))).await.unwrap().unwrap();
+    assert_eq!(scored, json!({ "score": 40, "grade": "warm" }));
+}
