@@ -66,6 +66,12 @@ pub trait PackageRuntime: Send + Sync + 'static {
     fn check(&self, _manifest: &Manifest, _dir: &Path) -> Vec<crate::model::manifest::Problem> {
         Vec::new()
     }
+
+    /// What the package's code is and the bounds it runs under here (`None`: no code, or a
+    /// runtime that runs none).
+    fn code(&self, _manifest: &Manifest) -> Option<crate::model::views::CodeInfo> {
+        None
+    }
 }
 
 /// The runtime for declarative packages: their files are data, they have no hooks.

@@ -175,6 +175,18 @@ export type BuiltinPolicy =
 /**  Built-ins wait for an admin like packages. */
 "ask";
 
+/**  A package's code, as the permission review shows it. */
+export type CodeInfo = {
+	/**  The file, relative to the package folder. */
+	main: string,
+	/**  "JavaScript" or "WebAssembly component". */
+	language: string,
+	/**  The bounds it runs under on this host: its manifest's, the host's defaults for the rest. */
+	bounds: SandboxLimits,
+	/**  The wasm stack every plugin gets, in KiB. */
+	stackKib: number | null,
+};
+
 /**  A command's failure. */
 export type CommandError = 
 /**  Enabled plugins depend on this one; the UI offers a cascade. */
@@ -496,6 +508,16 @@ export type Manifest = {
 	optionalPermissions: string[],
 	/**  Engine requirements. */
 	engines: Engines,
+	/**
+	 *  The package's code, relative to its folder: a WebAssembly component (`*.wasm`) or a
+	 *  JavaScript ES module (`*.js`, `*.mjs`) the host turns into one. `None`: no code.
+	 */
+	main?: string | null,
+	/**
+	 *  Bounds the package's code asks to run under, up to the host's ceilings (a runtime
+	 *  fills in its defaults for what is not given). Only with `main`.
+	 */
+	sandbox?: SandboxLimits,
 };
 
 /**  A record type. */
@@ -566,6 +588,8 @@ export type PluginInfo = {
 	pending: string[],
 	/**  An upgrade by another author, not approved again yet. */
 	authorChange: AuthorChange | null,
+	/**  The package's code and the bounds it runs under, if it has code. */
+	code: CodeInfo | null,
 	/**  Dependencies. */
 	dependencies: DependencyStatus[],
 	/**  Installed plugins that require this one. */
@@ -752,6 +776,24 @@ export type Sample = {
 	version: string,
 	description: string,
 	installed: boolean,
+};
+
+/**
+ *  The bounds a package's code asks for (`"sandbox"` in `plugin.json`). Every field is
+ *  optional; the runtime uses its default where one is missing and refuses a value over
+ *  its ceiling.
+ */
+export type SandboxLimits = {
+	/**  Linear memory, in MiB. */
+	memoryMiB?: number | null,
+	/**  Time a lifecycle hook may run, in milliseconds. */
+	hookMs?: number | null,
+	/**  Time an event handler or a service call may run, in milliseconds. */
+	callMs?: number | null,
+	/**  Elements across the component's tables. */
+	tableElements?: number | null,
+	/**  Core instances the component may create. */
+	instances?: number | null,
 };
 
 /**  Settings and versions. */

@@ -58,6 +58,7 @@ impl Kernel {
             permissions,
             pending,
             author_change: slot.author_change.clone(),
+            code: self.0.config.runtime.code(m),
             dependencies,
             dependents: resolve::dependents(&set, id),
             resolve_error,

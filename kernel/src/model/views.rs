@@ -165,6 +165,8 @@ pub struct PluginInfo {
     pub pending: Vec<String>,
     /// An upgrade by another author, not approved again yet.
     pub author_change: Option<AuthorChange>,
+    /// The package's code and the bounds it runs under, if it has code.
+    pub code: Option<CodeInfo>,
     /// Dependencies.
     pub dependencies: Vec<DependencyStatus>,
     /// Installed plugins that require this one.
@@ -183,6 +185,22 @@ pub struct PluginInfo {
     /// Last changed (ms).
     #[cfg_attr(feature = "specta", specta(type = f64))]
     pub updated_at: i64,
+}
+
+/// A package's code, as the permission review shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct CodeInfo {
+    /// The file, relative to the package folder.
+    pub main: String,
+    /// "JavaScript" or "WebAssembly component".
+    pub language: String,
+    /// The bounds it runs under on this host: its manifest's, the host's defaults for the rest.
+    pub bounds: crate::model::manifest::SandboxLimits,
+    /// The wasm stack every plugin gets, in KiB.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub stack_kib: u64,
 }
 
 /// A node of the dependency graph.

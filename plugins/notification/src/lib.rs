@@ -259,6 +259,18 @@ impl Plugin for NotificationPlugin {
             }
             Ok(())
         })?;
+        // A plugin the kernel stopped because its code kept failing: the admin hears of it.
+        let tell = Arc::downgrade(&inner);
+        ctx.events().on_async("plugin.quarantined", move |e| {
+            let inner = tell.clone();
+            async move {
+                let Some(inner) = inner.upgrade() else { return Ok(()) };
+                let plugin = e.payload.get("plugin").and_then(Value::as_str).unwrap_or("a plugin").to_string();
+                let reason = e.payload.get("reason").and_then(Value::as_str).unwrap_or_default().to_string();
+                let notice = Notice { title: Some(format!("{plugin} was stopped")), body: Some(format!("{reason}\n\nIt stays stopped until you enable it again.")), level: Level::Error, ..Default::default() };
+                Notifications { inner: inner.clone() }.send(&inner.ctx.clone(), notice).await.map(drop).map_err(Into::into)
+            }
+        })?;
         let notifications = Arc::new(Notifications { inner: inner.clone() });
         ctx.services().register_arc(SERVICE, notifications.clone())?;
         ctx.services().expose(SERVICE, notifications)?;

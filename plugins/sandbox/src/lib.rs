@@ -82,6 +82,16 @@ impl PackageRuntime for Runtime {
         }))
     }
 
+    fn code(&self, manifest: &Manifest) -> Option<objectos_kernel::model::views::CodeInfo> {
+        let main = manifest.main.clone()?;
+        let language = match engine::kind(&main) {
+            engine::Kind::Component => "WebAssembly component",
+            engine::Kind::JavaScript => "JavaScript",
+        };
+        let bounds = Bounds::resolve(&manifest.sandbox, &self.ceilings).map(|b| b.summary()).unwrap_or(manifest.sandbox);
+        Some(objectos_kernel::model::views::CodeInfo { main, language: language.into(), bounds, stack_kib: (MAX_WASM_STACK >> 10) as u64 })
+    }
+
     /// The declarative files' checks, and for code: the bounds, and that the code becomes a
     /// component of the world that imports nothing else (JavaScript is componentized and
     /// everything compiled here, into the cache, so an enable later starts at once).

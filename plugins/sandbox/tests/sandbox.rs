@@ -214,6 +214,8 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
     let echo = echo(&k, root.path()).await;
     let id = hostile(&k, root.path(), "spinner", &HOSTILE_PERMS, json!({ "mode": "service-loop" })).await;
     k.enable(&id, false).await.unwrap();
+    k.grant("com.objectos.notification", GrantRequest::All).unwrap();
+    k.enable("com.objectos.notification", true).await.unwrap();
     let caller = driver(&k, "t.caller", &["services.use:hostile", "services.use:echo"]).await;
     let call = |method: &'static str| {
         let caller = caller.clone();
@@ -235,6 +237,11 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
     let why = last_error(&k, &id);
     assert!(why.starts_with("quarantined: its code failed 5 times within 10 minutes"), "{why}");
     assert_eq!(audit(&k, &id, "plugin.quarantined").len(), 1);
+    let inbox = k.service::<objectos_notification::Inbox>(objectos_notification::INBOX).unwrap();
+    let title = format!("{id} was stopped");
+    wait_until(20, "the admin's notice", || inbox.list(10, false).unwrap().iter().any(|i| i.message.title == title && i.message.body.contains("failed 5 times"))).await;
+    // Kept across a restart: it is not started again until the admin enables it.
+    assert_eq!(k.plugin(&id).unwrap().desired, State::Installed);
     assert!(matches!(k.services().iter().find(|s| s.name == "hostile"), None), "its service is gone");
     echo_answers(&k).await;
     assert_eq!(state(&k, &echo), State::Enabled);
@@ -266,6 +273,9 @@ async fn the_lead_scoring_sample_scores_new_leads_through_the_data_service() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/lead-scoring");
     let id = k.install_package(&sample, false).await.unwrap().id;
     assert_eq!(id, "com.acme.leads");
+    let code = k.plugin(&id).unwrap().code.expect("the review shows the code");
+    assert_eq!((code.main.as_str(), code.language.as_str()), ("index.js", "JavaScript"));
+    assert_eq!((code.bounds.memory_mib, code.bounds.call_ms, code.bounds.hook_ms), (Some(32), Some(250), Some(1_000)), "the manifest's bounds, the defaults for the rest");
     k.grant(&id, GrantRequest::All).unwrap();
     k.grant("com.objectos.notification", GrantRequest::All).unwrap();
     k.enable(&id, true).await.unwrap();
@@ -288,4 +298,64 @@ async fn the_lead_scoring_sample_scores_new_leads_through_the_data_service() {
     let caller = driver(&k, "t.caller", &["services.use:leads.score"]).await;
     let scored = tokio::task::spawn_blocking(move || caller.services().call("leads.score", "score", json!({ "source": "event", "employees": 12, "budget": 2000 }))).await.unwrap().unwrap();
     assert_eq!(scored, json!({ "score": 40, "grade": "warm" }));
+}
+
+/// A component of `world` (in `wit`, beside the objectos world) whose every export traps.
+fn trapping_component(wit: Option<&str>, world: &str) -> Vec<u8> {
+    use wit_parser::{LiftLowerAbi, ManglingAndAbi};
+    let mut resolve = wit_parser::Resolve::default();
+    let ours = resolve.push_str("plugin.wit", objectos_sandbox::WIT).unwrap();
+    let pkg = match wit {
+        Some(text) => resolve.push_str("extra.wit", text).unwrap(),
+        None => ours,
+    };
+    let world = resolve.select_world(&[pkg], Some(world)).unwrap();
+    let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Legacy(LiftLowerAbi::Sync));
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
+    wit_component::ComponentEncoder::default().module(&module).unwrap().validate(true).encode().unwrap()
+}
+
+fn wasm_package(root: &Path, name: &str, wasm: &[u8]) -> std::path::PathBuf {
+    let m = json!({ "id": format!("t.{name}"), "name": name, "version": "1.0.0", "main": "plugin.wasm" });
+    let dir = package_dir(root, name, &m.to_string(), &[]);
+    std::fs::write(dir.join("plugin.wasm"), wasm).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_that_imports_what_the_host_does_not_give_is_refused_at_install() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let evil = "package acme:evil;\ninterface net { connect: func(host: string) -> u32; }\nworld evil { include objectos:plugin/plugin@0.1.0; import net; }\n";
+    let dir = wasm_package(root.path(), "netter", &trapping_component(Some(evil), "evil"));
+    let err = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(err.contains("main: plugin.wasm imports `acme:evil/net`, which ObjectOS does not give plugins"), "{err}");
+    let dir = wasm_package(root.path(), "garbage", b"\0asm not really");
+    let err = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(err.contains("main: not a valid WebAssembly component"), "{err}");
+    let empty = "package acme:empty;\nworld empty { import objectos:plugin/log@0.1.0; }\n";
+    let dir = wasm_package(root.path(), "hollow", &trapping_component(Some(empty), "empty"));
+    let err = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(err.contains("does not export the objectos:plugin@0.1.0 world's `guest` interface"), "{err}");
+    assert!(k.plugins().unwrap().iter().all(|p| !p.manifest.id.starts_with("t.")), "nothing was installed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_in_every_hook_and_handler_is_reported_and_contained() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let echo = echo(&k, root.path()).await;
+    let wasm = trapping_component(None, "plugin");
+    // A failed install hook leaves the package installed, in ERROR with the reason.
+    let outcome = k.install_package(&wasm_package(root.path(), "trapper", &wasm), false).await.unwrap();
+    assert_eq!(outcome.state, State::Error);
+    let msg = "t.trapper trapped: it reached code marked unreachable (a panic or abort in the guest) in its";
+    assert!(last_error(&k, "t.trapper").contains(&format!("{msg} install hook")), "{}", last_error(&k, "t.trapper"));
+    // Each try starts a fresh instance and fails the same way.
+    for _ in 0..2 {
+        let e = k.enable("t.trapper", false).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("{msg} load hook")), "{e}");
+    }
+    echo_answers(&k).await;
+    assert_eq!(state(&k, &echo), State::Enabled);
 }
