@@ -222,8 +222,40 @@ def run_once():
         s.click("[data-commit-import]")
         wait_for("the imported deals", lambda: "Warehouse scanners" in s.text(".record-list") and "Lathe maintenance" in s.text(".record-list"))
         assert "Bad amount" not in s.text(".record-list"), "the bad row was not created"
+        # A package with code: the JavaScript lead-scoring sample. The review shows what its code
+        # may use; enabled, it scores a lead made in the console and says so in its log.
+        s.click('[data-nav="plugins"]')
+        s.click('[data-sample="com.acme.leads"]')
+        wait_for("lead scoring installed", lambda: row_state(s, "com.acme.leads") == "installed", seconds=60)
+        wait_for("its code in the review", lambda: "Runs code in the sandbox: index.js (JavaScript)" in s.text("[data-code]"))
+        assert "32 MiB memory" in s.text("[data-code]"), s.text("[data-code]")
+        s.js("document.querySelector('[data-code]').scrollIntoView(); return true")
+        shot("03e-code-review")
+        s.click('[data-perm="approve-all"]')
+        wait_for("lead scoring approved", lambda: "Pending" not in s.text(".permissions"))
+        s.click('[data-action="enable"]')
+        wait_for("lead scoring enabled", lambda: row_state(s, "com.acme.leads") == "enabled")
+        s.click('[data-nav="records"]')
+        s.click('[data-type="com.acme.leads/lead"]')
+        s.click("[data-new-record]")
+        fill(s, '[data-field="name"]', "Ada Lovelace")
+        fill(s, '[data-field="company"]', "Analytical Engines Ltd")
+        fill(s, '[data-field="email"]', "ada@engines.example")
+        fill(s, '[data-field="source"]', "referral")
+        fill(s, '[data-field="employees"]', "120")
+        fill(s, '[data-field="budget"]', "60000")
+        s.click("[data-save-record]")
+        wait_for("the lead listed", lambda: "Ada Lovelace" in s.text(".record-list"))
+        wait_for("the lead scored by its code, live in the form", lambda: s.js("const g=document.querySelector('[data-field=\"grade\"]'); return g ? g.value : null") == "hot")
+        assert s.js("return document.querySelector('[data-field=\"score\"]').value") == "90"
+        shot("03f-lead-scored")
+        s.click('[data-nav="logs"]')
+        wait_for("the guest's own log line", lambda: "scored Ada Lovelace: 90 (hot)" in s.body())
+        shot("03g-guest-log")
+
         s.click('[data-nav="notifications"]')
         wait_for("the deal-won notification", lambda: "Deal won: Shop fit-out" in s.body())
+        wait_for("the hot-lead notification", lambda: "Hot lead: Ada Lovelace" in s.body())
         s.click('[data-action="mark-all-read"]')
         wait_for("all read", lambda: "All read" in s.body())
 
@@ -299,6 +331,15 @@ def run_once():
 
         print(f"console e2e: ok; startup to an interactive plugin list: {startup} ms")
         print(f"screenshots: {shots}")
+    except Exception:
+        # What the console showed when a step failed, for whoever reads the failure.
+        if s:
+            try:
+                s.screenshot(os.path.join(shots, "zz-failure.png"))
+                print(f"the console at the failure: {os.path.join(shots, 'zz-failure.png')}")
+            except Exception as e:
+                print(f"no screenshot of the failure: {e}")
+        raise
     finally:
         if s:
             s.close()

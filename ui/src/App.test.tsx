@@ -183,6 +183,23 @@ describe("an upgrade by another author", () => {
   });
 });
 
+describe("a package with code", () => {
+  it("shows its sandbox bounds in the review, and a quarantine as a stop with its reason", () => {
+    mockIPC(() => null);
+    const code = { main: "index.js", language: "JavaScript", stackKib: 1024, bounds: { memoryMiB: 32, hookMs: 1000, callMs: 250, tableElements: 20000, instances: 32 } };
+    const lastError = { hook: null, message: "quarantined: its code failed 5 times within 10 minutes; the last failure: t.x exceeded its 250 ms time budget", at: 0 };
+    const leads = plugin("com.acme.leads", { code, state: "error", lastError });
+    render(<PluginDetail info={leads} plugins={[leads]} navigate={() => {}} onError={() => {}} />);
+    const box = document.querySelector("[data-code]")!.textContent!;
+    expect(box).toContain("Runs code in the sandbox: index.js (JavaScript)");
+    expect(box).toContain("32 MiB memory");
+    expect(box).toContain("1 s per lifecycle step");
+    expect(box).toContain("250 ms per event or service call");
+    expect(screen.getByText("Stopped because its code kept failing")).toBeTruthy();
+    expect(screen.getByText("It stays stopped until you enable it again.", { exact: false })).toBeTruthy();
+  });
+});
+
 describe("graph layout", () => {
   it("draws missing dependencies and cycles as errors", () => {
     const { nodes, edges } = layout({

@@ -21,6 +21,7 @@ export function plugin(id: string, over: Partial<PluginInfo> = {}): PluginInfo {
     permissions: [],
     pending: [],
     authorChange: null,
+    code: null,
     dependencies: [],
     dependents: [],
     resolveError: null,

@@ -1,7 +1,39 @@
 import { useState } from "react";
-import type { CommandError, Owner, PluginInfo } from "../bindings";
+import type { CodeInfo, CommandError, Owner, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import { Confirm, RiskBadge } from "./common";
+
+/** What a package's code may use besides its permissions: the sandbox's bounds. */
+function CodeBounds({ code }: { code: CodeInfo }) {
+  const b = code.bounds;
+  const ms = (n?: number | null) => (n == null ? "—" : n >= 1000 && n % 1000 === 0 ? `${n / 1000} s` : `${n} ms`);
+  return (
+    <div className="code-bounds" data-code>
+      <div>
+        <strong>Runs code in the sandbox:</strong> <code>{code.main}</code> <span className="muted">({code.language})</span>
+      </div>
+      <p className="muted small">
+        It can reach only what the permissions below allow. No files, network, environment or other programs: every call it makes is
+        checked, and each refusal is audited.
+      </p>
+      <ul className="bound-list">
+        <li>
+          <span className="bound-value">{b.memoryMiB ?? "—"} MiB</span> memory
+        </li>
+        <li>
+          <span className="bound-value">{ms(b.hookMs)}</span> per lifecycle step
+        </li>
+        <li>
+          <span className="bound-value">{ms(b.callMs)}</span> per event or service call
+        </li>
+        <li>
+          <span className="bound-value">{code.stackKib} KiB</span> stack
+        </li>
+      </ul>
+      <p className="muted small">A call over a bound fails alone; five failures in ten minutes stop the plugin and notify you.</p>
+    </div>
+  );
+}
 
 export function PermissionReview({ info, onError }: { info: PluginInfo; onError: (e: CommandError | null) => void }) {
   const [selected, setSelected] = useState<Set<string>>(new Set());
@@ -49,6 +81,7 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
           <span className="badge ok">All required permissions granted</span>
         ) : null}
       </div>
+      {info.code && <CodeBounds code={info.code} />}
       {perms.length === 0 ? (
         <p className="muted">This plugin asks for no permissions.</p>
       ) : (

@@ -102,9 +102,18 @@ export function PluginDetail({
       {info.state === "error" && info.lastError && (
         <div className="banner error" role="alert">
           <div className="banner-body">
-            <strong>{info.lastError.hook ? `${info.lastError.hook} failed` : "Not startable"}</strong>
-            <div className="banner-message mono">{info.lastError.message}</div>
-            <div className="muted">{formatTime(info.lastError.at)} · Load it again to retry.</div>
+            <strong>
+              {info.lastError.message.startsWith("quarantined: ")
+                ? "Stopped because its code kept failing"
+                : info.lastError.hook
+                  ? `${info.lastError.hook} failed`
+                  : "Not startable"}
+            </strong>
+            <div className="banner-message mono">{info.lastError.message.replace(/^quarantined: /, "")}</div>
+            <div className="muted">
+              {formatTime(info.lastError.at)} ·{" "}
+              {info.lastError.message.startsWith("quarantined: ") ? "It stays stopped until you enable it again." : "Load it again to retry."}
+            </div>
           </div>
         </div>
       )}
@@ -131,7 +140,15 @@ export function PluginDetail({
 
       <dl className="facts">
         <dt>Kind</dt>
-        <dd>{info.kind === "builtin" ? "Built-in" : "Package"}</dd>
+        <dd>{info.kind === "builtin" ? "Built-in" : info.code ? "Package with code" : "Package"}</dd>
+        {info.code && (
+          <>
+            <dt>Code</dt>
+            <dd>
+              <span className="mono">{info.code.main}</span> <span className="muted">({info.code.language}, sandboxed)</span>
+            </dd>
+          </>
+        )}
         {m.author && (
           <>
             <dt>Author</dt>
