@@ -76,6 +76,9 @@ fn a_fresh_data_directory_lists_the_builtin_plugins() {
 fn manifest_check_reports_paths_and_exit_codes() {
     let cli = Cli::new();
     cli.expect(0, &["manifest", "check", packages().join("crm").to_str().unwrap()]);
+    // A package with code: the check turns its JavaScript into a component, as install would.
+    let (out, _) = cli.expect(0, &["manifest", "check", packages().join("lead-scoring").to_str().unwrap()]);
+    assert!(out.contains("valid (com.acme.leads 1.0.0)"), "{out}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("plugin.json");
     std::fs::write(&bad, r#"{"id":"Bad","name":"x","version":"1.0.0","dependencies":{"crm":"^1.x.y"}}"#).unwrap();

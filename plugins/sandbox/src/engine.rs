@@ -220,7 +220,20 @@ fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
         disable_gc: false,
         runtime: componentize_qjs::Runtime::DefaultSync,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| format!("cannot start componentizing: {e}"))?;
-    let made = runtime.block_on(componentize_qjs::componentize(&opts));
-    made.map_err(|e| crate::js::explain(&format!("{e:#}"), main))
+    // componentize-qjs is async; it gets a runtime of its own on a thread of its own, so this
+    // works the same from inside a tokio runtime (a check run by an async command) and outside.
+    let made = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| anyhow_text(&e))?;
+                runtime.block_on(componentize_qjs::componentize(&opts)).map_err(|e| format!("{e:#}"))
+            })
+            .join()
+            .unwrap_or_else(|_| Err("componentizing panicked".to_string()))
+    });
+    made.map_err(|e| crate::js::explain(&e, main))
+}
+
+fn anyhow_text(e: &std::io::Error) -> String {
+    format!("cannot start componentizing: {e}")
 }

@@ -2,14 +2,25 @@
 //! built-in plugin's (`ctx.storage.get`, `ctx.events.on`, `ctx.services.register`...) and adapts
 //! them to the world's exports. It is snapshotted with the author's module at install.
 
-/// The entry module; `__MAIN__` becomes the author's module path.
+/// The entry module; `__MAIN__` becomes the author's module path and `__SPEC__` the import
+/// specifier for it, each as a JSON string literal (which is a JS one).
 pub(crate) const SHIM: &str = r#"
-import * as plugin from "./__MAIN__";
+import * as plugin from __SPEC__;
+const MAIN = __MAIN__;
 import storage from "objectos:plugin/storage@0.1.0";
 import events from "objectos:plugin/events@0.1.0";
 import services from "objectos:plugin/services@0.1.0";
 import log from "objectos:plugin/log@0.1.0";
 import config from "objectos:plugin/config@0.1.0";
+
+// A misspelt hook would never run: refuse it when the package is built (at install, and by
+// `objectos manifest check`).
+const HOOKS = ["onInstall", "onLoad", "onEnable", "onDisable", "onUnload", "onUninstall", "onUpgrade"];
+for (const name of Object.keys(plugin)) {
+  const near = HOOKS.find((h) => h.toLowerCase() === name.toLowerCase());
+  if (HOOKS.includes(name) || !(near || /^on[A-Z]/.test(name))) continue;
+  throw new Error(`${MAIN} exports ${name}, which is not a hook: ${near ? `did you mean ${near}?` : `the hooks are ${HOOKS.join(", ")}`}`);
+}
 
 class HostError extends Error {
   constructor(e) {
@@ -125,10 +136,12 @@ export const guest = {
 
 /// The entry module for a package whose module is `main`.
 pub(crate) fn entry(main: &str) -> String {
-    SHIM.replace("__MAIN__", main)
+    let literal = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    SHIM.replace("__SPEC__", &literal(&format!("./{main}"))).replace("__MAIN__", &literal(main))
 }
 
 /// What componentizing `main` failing means, for the author.
 pub(crate) fn explain(error: &str, main: &str) -> String {
-    format!("the JavaScript in {main} could not be turned into a component (a syntax error, an import that does not resolve, or code that fails when the module is first evaluated): {error}")
+    let error = error.trim_start_matches([':', ' ']);
+    format!("{main} does not load as a plugin (a syntax error, an import that does not resolve, or code that fails when the module is first run): {error}")
 }

@@ -359,3 +359,23 @@ async fn a_trap_in_every_hook_and_handler_is_reported_and_contained() {
     echo_answers(&k).await;
     assert_eq!(state(&k, &echo), State::Enabled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_that_does_not_load_or_misspells_a_hook_is_refused_with_the_place() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    for (name, js, want) in [
+        ("syntax", "export function onEnable(ctx) { ctx.log.info(\"x\" }", "Unexpected token"),
+        ("typo", "export function onenable(ctx) {}", "index.js exports onenable, which is not a hook: did you mean onEnable?"),
+        ("import", "import x from \"./missing.js\";\nexport function onEnable() { x(); }", "missing.js"),
+    ] {
+        let m = json!({ "id": format!("t.{name}"), "name": name, "version": "1.0.0", "main": "index.js" });
+        let dir = package_dir(root.path(), name, &m.to_string(), &[("index.js", js)]);
+        let e = k.install_package(&dir, false).await.unwrap_err().to_string();
+        assert!(e.contains("main: index.js does not load as a plugin") && e.contains(want), "{name}: {e}");
+        // The check (what `objectos manifest check` runs) says the same.
+        let runtime = Runtime::new(cache());
+        let e = objectos_kernel::package::check_package_with(&dir, &runtime).unwrap_err().to_string();
+        assert!(e.contains(want), "{name}: {e}");
+    }
+}
