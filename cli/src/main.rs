@@ -338,7 +338,7 @@ fn init_tracing() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer).with(fmt).try_init();
+    let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer::filtered()).with(fmt).try_init();
 }
 
 fn data_dir(cli: &Cli) -> PathBuf {

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::registry()
-        .with(objectos_kernel::host::PluginLogLayer)
+        .with(objectos_kernel::host::PluginLogLayer::filtered())
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
         .try_init();
     #[cfg(target_os = "linux")]

@@ -174,6 +174,22 @@ impl Visit for EventVisitor {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PluginLogLayer;
 
+impl PluginLogLayer {
+    /// The layer with the filter hosts install it with: debug and above, but only warnings
+    /// from the compiler and runtime crates under the sandbox (Cranelift logs every step at
+    /// trace and debug; passed to a plugin's log they would flood it, and checking each one
+    /// costs more than compiling).
+    pub fn filtered<S>() -> tracing_subscriber::filter::Filtered<PluginLogLayer, tracing_subscriber::filter::Targets, S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        use tracing::level_filters::LevelFilter;
+        let quiet = ["cranelift", "regalloc2", "wasmtime", "wasmparser", "wasm_encoder", "wit_component", "wit_parser", "wasmtime_wizer", "componentize_qjs"];
+        let targets = quiet.iter().fold(tracing_subscriber::filter::Targets::new().with_default(LevelFilter::DEBUG), |t, c| t.with_target(*c, LevelFilter::WARN));
+        PluginLogLayer.with_filter(targets)
+    }
+}
+
 impl<S> Layer<S> for PluginLogLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
