@@ -83,6 +83,8 @@ run_tests() {
   setup_e2e
   say "UI unit tests (Vitest, Tauri IPC mocked)"
   npm run --silent ui:test
+  say "the author kit's TypeScript declarations check its example and the JS sample"
+  npx tsc -p sdk
   say "Rust tests: kernel, plugins, objectos command, console bindings"
   cargo build --workspace --locked "${FEATURES[@]}"
   cargo test --workspace --locked "${FEATURES[@]}"

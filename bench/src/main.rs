@@ -9,7 +9,10 @@
 //! - storage: backend call vs checked context call vs `full` auditing, memory and SQLite,
 //!   and the latency of one durable SQLite set;
 //! - system plugins: cache set/get through the `cache` service vs a mutex-guarded map, and job
-//!   throughput end to end (enqueue to completed), memory and SQLite.
+//!   throughput end to end (enqueue to completed), memory and SQLite;
+//! - sandbox: a JavaScript plugin's first enable (componentize and compile) against one with
+//!   its compiled code cached, and a service call and an event round trip into it against
+//!   the same work done by a built-in.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // a measuring tool: a failed setup aborts the run
 
@@ -301,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
 
     system_plugins(&mut t, scale).await?;
+    sandbox(&mut t, scale).await?;
     js_compare(&mut t, scale);
     let rss = peak_rss_kib();
     t.print();
@@ -370,6 +374,103 @@ async fn system_plugins(t: &mut Table, scale: usize) -> anyhow::Result<()> {
     }
     println!();
     Ok(())
+}
+
+/// A built-in answering `echo.say` with JSON, the same work as the JS guest's service.
+struct NativeEcho;
+
+impl objectos_kernel::plugin::JsonService for NativeEcho {
+    fn call(&self, caller: &PluginContext, _method: &str, args: serde_json::Value) -> objectos_kernel::Result<serde_json::Value> {
+        Ok(json!({ "said": args["text"], "caller": caller.id(), "greeting": "hello" }))
+    }
+}
+
+#[async_trait]
+impl Plugin for NativeEcho {
+    async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
+        let face = Arc::new(NativeEcho);
+        ctx.services().register_arc("native.echo", face.clone())?;
+        ctx.services().expose("native.echo", face)?;
+        // The same handler as the guest's: keep the payload, answer with a pong.
+        let c = ctx.clone();
+        ctx.events().on("native.ping", move |e| {
+            c.storage().set("last", (*e.payload).clone())?;
+            c.events().emit("native.pong", json!({ "got": *e.payload }))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// Wait until `count` reaches `n`.
+async fn reach(count: &AtomicUsize, n: usize) {
+    while count.load(Ordering::Relaxed) < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Packages with code: the JS echo guest of the sandbox's tests against a built-in doing the
+/// same, and its enable with and without its compiled code cached.
+async fn sandbox(t: &mut Table, scale: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cache = objectos_sandbox::Cache::at(dir.path().join("cache"));
+    let k = Kernel::open(KernelConfig::new(dir.path().join("data")).runtime(Arc::new(objectos_sandbox::Runtime::new(cache))))?;
+    k.register_builtin(r#"{"id":"b.native","name":"Native","version":"1.0.0","permissions":["services.provide:native.echo","events.subscribe:native.ping","events.emit:native.pong","storage.read","storage.write"]}"#, Arc::new(NativeEcho))?;
+    k.register_builtin(&format!(r#"{{"id":"b.caller","name":"Caller","version":"1.0.0","permissions":{PERMS}}}"#), Arc::new(Nop))?;
+    k.start().await?;
+    k.grant("b.native", objectos_kernel::model::views::GrantRequest::All)?;
+    k.enable("b.native", false).await?;
+    k.grant("b.caller", objectos_kernel::model::views::GrantRequest::All)?;
+    k.enable("b.caller", false).await?;
+    let pkg = dir.path().join("echo");
+    std::fs::create_dir_all(&pkg)?;
+    std::fs::write(pkg.join("index.js"), include_str!("../../plugins/sandbox/tests/guests/echo.js"))?;
+    std::fs::write(pkg.join("plugin.json"), r#"{"id":"t.echo","name":"Echo","version":"1.0.0","main":"index.js","provides":{"events":["t.echo.pong"],"services":["echo"]},"permissions":["storage.read","storage.write","events.subscribe:t.echo.ping","events.emit:t.echo.pong","services.provide:echo"]}"#)?;
+    // Install checks the code, which componentizes and compiles it into the cache.
+    let (first, _) = time_async(k.install_package(&pkg, false)).await;
+    k.grant("t.echo", objectos_kernel::model::views::GrantRequest::All)?;
+    let (enable, _) = time_async(k.enable("t.echo", false)).await;
+    t.add("sandbox", "JS package install: componentize + compile (once)", 1, first, None);
+    t.add("sandbox", "JS package enable, compiled code cached (load + enable)", 1, enable, Some("JS package install: componentize + compile (once)"));
+
+    let ctx = k.context("b.caller")?;
+    let n = 10_000 / scale;
+    let (native, guest) = tokio::task::spawn_blocking(move || {
+        let (native, _) = time(|| for i in 0..n { black_box(ctx.services().call("native.echo", "say", json!({ "text": i })).unwrap()); });
+        let (guest, _) = time(|| for i in 0..n { black_box(ctx.services().call("echo", "say", json!({ "text": i })).unwrap()); });
+        (native, guest)
+    })
+    .await?;
+    t.add("sandbox", "service call with JSON, built-in", n as u64, native, None);
+    t.add("sandbox", "service call with JSON, into the JS guest", n as u64, guest, Some("service call with JSON, built-in"));
+
+    let ctx = k.context("b.caller")?;
+    for (ping, pong, label) in [("native.ping", "native.pong", "built-in"), ("t.echo.ping", "t.echo.pong", "the JS guest")] {
+        let heard = Arc::new(AtomicUsize::new(0));
+        let h = heard.clone();
+        let sub = ctx.events().on(pong, move |_| {
+            h.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })?;
+        let m = 2_000 / scale;
+        let start = Instant::now();
+        for i in 0..m {
+            ctx.events().emit(ping, json!({ "n": i }))?;
+            // One at a time: a round trip, not a queue's throughput.
+            reach(&heard, i + 1).await;
+        }
+        let baseline = (label != "built-in").then_some("event round trip (handler stores and answers), built-in");
+        t.add("sandbox", format!("event round trip (handler stores and answers), {label}"), m as u64, start.elapsed(), baseline);
+        ctx.events().off(sub);
+    }
+    k.shutdown().await;
+    Ok(())
+}
+
+async fn time_async<R>(f: impl std::future::Future<Output = R>) -> (Duration, R) {
+    let t = Instant::now();
+    let r = f.await;
+    (t.elapsed(), r)
 }
 
 /// The same workloads on `@objectstack/core` (LiteKernel and ObjectKernel), run by Node in this

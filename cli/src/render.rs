@@ -109,6 +109,9 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     if let Some(e) = &m.engines.objectos {
         let _ = writeln!(s, "engine    objectos {e}");
     }
+    if let Some(c) = &p.code {
+        let _ = writeln!(s, "code      {} ({}, sandboxed): {}", clean(&c.main), c.language, bounds(c));
+    }
     let _ = writeln!(s, "\nDependencies:");
     if p.dependencies.is_empty() {
         let _ = writeln!(s, "  none");
@@ -147,9 +150,17 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     s
 }
 
+/// A package's sandbox bounds in words.
+fn bounds(c: &objectos_kernel::model::views::CodeInfo) -> String {
+    let b = &c.bounds;
+    let n = |v: Option<u64>| v.map_or_else(|| "?".into(), |v| v.to_string());
+    format!("{} MiB memory, {} ms per hook, {} ms per event or service call, {} KiB stack", n(b.memory_mib), n(b.hook_ms), n(b.call_ms), c.stack_kib)
+}
+
 pub(crate) fn permissions(p: &PluginInfo) -> String {
+    let code = p.code.as_ref().map(|c| format!("Runs code in the sandbox: {} ({}), with {}. It reaches only what these permissions allow; no files, network or environment.\n\n", clean(&c.main), c.language, bounds(c))).unwrap_or_default();
     if p.permissions.is_empty() {
-        return "  none requested\n".into();
+        return format!("{code}  none requested\n");
     }
     let rows: Vec<Vec<String>> = p
         .permissions
@@ -167,7 +178,7 @@ pub(crate) fn permissions(p: &PluginInfo) -> String {
             ]
         })
         .collect();
-    table(&["PERMISSION", "KIND", "RISK", "STATUS", "WHAT IT ALLOWS"], &rows)
+    format!("{code}{}", table(&["PERMISSION", "KIND", "RISK", "STATUS", "WHAT IT ALLOWS"], &rows))
 }
 
 /// Whose names a permission reaches, beside the plugin's own: "; reaches CRM (com.acme.crm)'s".

@@ -79,6 +79,12 @@ fn manifest_check_reports_paths_and_exit_codes() {
     // A package with code: the check turns its JavaScript into a component, as install would.
     let (out, _) = cli.expect(0, &["manifest", "check", packages().join("lead-scoring").to_str().unwrap()]);
     assert!(out.contains("valid (com.acme.leads 1.0.0)"), "{out}");
+    // The review says what its code runs under.
+    cli.expect(0, &["plugins", "install", packages().join("lead-scoring").to_str().unwrap()]);
+    let (perms, _) = cli.expect(0, &["permissions", "list", "com.acme.leads"]);
+    assert!(perms.starts_with("Runs code in the sandbox: index.js (JavaScript), with 32 MiB memory, 1000 ms per hook, 250 ms per event or service call"), "{perms}");
+    let (show, _) = cli.expect(0, &["plugins", "show", "com.acme.leads"]);
+    assert!(show.contains("code      index.js (JavaScript, sandboxed)"), "{show}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("plugin.json");
     std::fs::write(&bad, r#"{"id":"Bad","name":"x","version":"1.0.0","dependencies":{"crm":"^1.x.y"}}"#).unwrap();

@@ -21,6 +21,9 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 /// The WIT world plugins are built against, as shipped in `wit/`.
 pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 
+/// How long turning JavaScript into a component may take (it runs the module's top level).
+pub(crate) const COMPONENTIZE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The versions of what turns JavaScript into a component; part of the cache key.
 const COMPONENTIZER: &str = "componentize-qjs 0.4.5 DefaultSync";
 
@@ -210,30 +213,38 @@ fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
     let source = crate::js::entry(main);
     let entry = root.join("__objectos_entry.js");
     std::fs::write(&entry, &source).map_err(|e| format!("cannot write the entry module: {e}"))?;
-    let opts = componentize_qjs::ComponentizeOpts {
-        wit_path: &wit,
-        js_source: &source,
-        js_path: Some(&entry),
-        module_root: Some(&root),
-        world_name: Some("plugin"),
-        stub_wasi: true,
-        disable_gc: false,
-        runtime: componentize_qjs::Runtime::DefaultSync,
-    };
     // componentize-qjs is async; it gets a runtime of its own on a thread of its own, so this
     // works the same from inside a tokio runtime (a check run by an async command) and outside.
-    let made = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| anyhow_text(&e))?;
-                runtime.block_on(componentize_qjs::componentize(&opts)).map_err(|e| format!("{e:#}"))
-            })
-            .join()
-            .unwrap_or_else(|_| Err("componentizing panicked".to_string()))
+    // It runs the module's top level (to snapshot it) with no time bound of its own: the host
+    // stops waiting after COMPONENTIZE_TIMEOUT.
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new().name("objectos-componentize".into()).spawn(move || {
+        let _work = work;
+        let opts = componentize_qjs::ComponentizeOpts {
+            wit_path: &wit,
+            js_source: &source,
+            js_path: Some(&entry),
+            module_root: Some(&root),
+            world_name: Some("plugin"),
+            stub_wasi: true,
+            disable_gc: false,
+            runtime: componentize_qjs::Runtime::DefaultSync,
+        };
+        let made = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start componentizing: {e}"))
+            .and_then(|rt| rt.block_on(componentize_qjs::componentize(&opts)).map_err(|e| format!("{e:#}")));
+        let _ = tx.send(made);
     });
+    spawned.map_err(|e| format!("cannot start componentizing: {e}"))?;
+    let made = match rx.recv_timeout(COMPONENTIZE_TIMEOUT) {
+        Ok(made) => made,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            return Err(format!("{main} did not finish running its top level within {} s (an endless loop outside any hook?)", COMPONENTIZE_TIMEOUT.as_secs()));
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err("componentizing panicked".to_string()),
+    };
     made.map_err(|e| crate::js::explain(&e, main))
 }
 
-fn anyhow_text(e: &std::io::Error) -> String {
-    format!("cannot start componentizing: {e}")
-}

@@ -121,7 +121,9 @@ pub(crate) struct Guest {
     pub(crate) id: Arc<str>,
     pub(crate) bounds: Bounds,
     tx: Mutex<Option<SyncSender<Request>>>,
-    /// Called with each failure's message (handlers and service calls), for quarantine.
+    /// Called with the message of each handler or service call that trapped or overran a
+    /// bound, for quarantine. Not for what others cause: a full queue, an error the guest
+    /// returned (a caller's bad arguments must not get a plugin stopped).
     on_failure: Box<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -169,12 +171,8 @@ impl Guest {
 
     /// Deliver an event to subscription `subscription`.
     pub(crate) async fn event(&self, subscription: u64, event: Event) -> Result<(), String> {
-        let rx = self.send(Work::Event { subscription, event }, Vec::new()).inspect_err(|m| (self.on_failure)(m))?;
-        let out = wait(rx, Some(EVENT_WAIT)).await.map(drop);
-        if let Err(m) = &out {
-            (self.on_failure)(m);
-        }
-        out
+        let rx = self.send(Work::Event { subscription, event }, Vec::new())?;
+        wait(rx, Some(EVENT_WAIT)).await.map(drop)
     }
 
     /// Call method `method` of this plugin's service `name`, blocking the calling thread.
@@ -191,11 +189,11 @@ impl Guest {
             Err(_) => Err(format!("did not answer within {} ms", limit.as_millis())),
         };
         let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let out = if multi { tokio::task::block_in_place(recv) } else { recv() };
-        if let Err(m) = &out {
-            (self.on_failure)(m);
+        if multi {
+            tokio::task::block_in_place(recv)
+        } else {
+            recv()
         }
-        out
     }
 }
 
@@ -253,10 +251,19 @@ impl Runner {
             };
             CHAIN.with(|c| c.borrow_mut().clear());
             let id = self.ctx.id();
-            let _ = reply.send(out.map_err(|f| match f {
-                Failed::Trap(why) => format!("{id} {why} in its {}", work.describe()),
+            let out = out.map_err(|f| match f {
+                Failed::Trap(why) => {
+                    let message = format!("{id} {why} in its {}", work.describe());
+                    if !matches!(work, Work::Hook(_)) {
+                        if let Some(g) = self.weak.upgrade() {
+                            (g.on_failure)(&message);
+                        }
+                    }
+                    message
+                }
                 Failed::Returned(what) => format!("{id}'s {} {what}", work.describe()),
-            }));
+            });
+            let _ = reply.send(out);
         }
         if let Some(mut live) = self.live.take() {
             live.store.data_mut().withdraw();

@@ -256,12 +256,20 @@ impl log::Host for HostState {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
+        // A line and its fields are at most 16 KiB each, so a guest cannot store its memory
+        // through the log (its lines a minute are also counted against its quota).
+        const MAX_LINE: usize = 16 << 10;
         let fields = match fields.trim() {
             "" => Value::Null,
+            t if t.len() > MAX_LINE => Value::String(format!("fields of {} bytes left out: a line's fields are at most {MAX_LINE} bytes", t.len())),
             t => json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message)),
         };
-        // A line is at most 16 KiB, so a guest cannot store its memory through the log.
-        let message: String = if message.len() > 16 << 10 { message.chars().take(16 << 10).chain(" [cut]".chars()).collect() } else { message };
+        let message = if message.len() > MAX_LINE {
+            let cut = (0..=MAX_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            format!("{} [cut]", &message[..cut])
+        } else {
+            message
+        };
         self.ctx.logger().log(level, message, fields);
     }
 }
