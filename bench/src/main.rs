@@ -403,10 +403,13 @@ impl Plugin for NativeEcho {
 }
 
 /// Wait until `count` reaches `n`.
-async fn reach(count: &AtomicUsize, n: usize) {
+async fn reach(count: &AtomicUsize, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     while count.load(Ordering::Relaxed) < n {
+        anyhow::ensure!(Instant::now() < deadline, "no answer to event {n} within 30 s");
         tokio::task::yield_now().await;
     }
+    Ok(())
 }
 
 /// Packages with code: the JS echo guest of the sandbox's tests against a built-in doing the
@@ -430,6 +433,7 @@ async fn sandbox(t: &mut Table, scale: usize) -> anyhow::Result<()> {
     let (first, _) = time_async(k.install_package(&pkg, false)).await;
     k.grant("t.echo", objectos_kernel::model::views::GrantRequest::All)?;
     let (enable, _) = time_async(k.enable("t.echo", false)).await;
+    println!("Sandbox: a JS package's install (componentize + compile) took {first:?}; its enable with the compiled code cached {enable:?}");
     t.add("sandbox", "JS package install: componentize + compile (once)", 1, first, None);
     t.add("sandbox", "JS package enable, compiled code cached (load + enable)", 1, enable, Some("JS package install: componentize + compile (once)"));
 
@@ -457,7 +461,7 @@ async fn sandbox(t: &mut Table, scale: usize) -> anyhow::Result<()> {
         for i in 0..m {
             ctx.events().emit(ping, json!({ "n": i }))?;
             // One at a time: a round trip, not a queue's throughput.
-            reach(&heard, i + 1).await;
+            reach(&heard, i + 1).await?;
         }
         let baseline = (label != "built-in").then_some("event round trip (handler stores and answers), built-in");
         t.add("sandbox", format!("event round trip (handler stores and answers), {label}"), m as u64, start.elapsed(), baseline);

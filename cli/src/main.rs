@@ -306,6 +306,10 @@ impl From<anyhow::Error> for Failure {
 type Out = Result<(), Failure>;
 
 fn main() -> ExitCode {
+    // Started by this program itself to turn a package's JavaScript into a component.
+    if let Some(code) = objectos_builtins::sandbox::componentize_child_main() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -471,7 +475,11 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
     } else {
         // The check runs what install would, code included (compiled into the data directory's
         // cache, so installing it next starts at once).
-        let runtime = objectos_builtins::sandbox::Runtime::new(objectos_builtins::sandbox::Cache::at(data_dir(cli).join("cache").join("sandbox")));
+        let mut cache = objectos_builtins::sandbox_cache(Some(&data_dir(cli)));
+        if let Ok(program) = std::env::current_exe() {
+            cache = cache.componentize_in(program);
+        }
+        let runtime = objectos_builtins::sandbox::Runtime::new(cache);
         objectos_kernel::package::check_package_with(path, &runtime)?
     };
     if cli.json {

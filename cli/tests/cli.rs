@@ -85,6 +85,15 @@ fn manifest_check_reports_paths_and_exit_codes() {
     assert!(perms.starts_with("Runs code in the sandbox: index.js (JavaScript), with 32 MiB memory, 1000 ms per hook, 250 ms per event or service call"), "{perms}");
     let (show, _) = cli.expect(0, &["plugins", "show", "com.acme.leads"]);
     assert!(show.contains("code      index.js (JavaScript, sandboxed)"), "{show}");
+    // JavaScript whose top level never ends: its componentizing process is stopped.
+    let looping = cli.data.path().join("looping");
+    std::fs::create_dir_all(&looping).unwrap();
+    std::fs::write(looping.join("plugin.json"), r#"{"id":"com.acme.loop","name":"Loop","version":"1.0.0","main":"index.js"}"#).unwrap();
+    std::fs::write(looping.join("index.js"), "for (;;) {}\nexport function onEnable() {}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_objectos")).env("OBJECTOS_COMPONENTIZE_TIMEOUT", "2").arg("--data-dir").arg(cli.data.path()).args(["manifest", "check"]).arg(&looping).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("main: index.js did not finish running its top level within 2 s (an endless loop outside any hook?); it was stopped"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("plugin.json");
     std::fs::write(&bad, r#"{"id":"Bad","name":"x","version":"1.0.0","dependencies":{"crm":"^1.x.y"}}"#).unwrap();

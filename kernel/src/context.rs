@@ -63,6 +63,9 @@ pub struct PluginContext(pub(crate) Arc<CtxInner>);
 pub const MAX_KEY_LEN: usize = 512;
 /// The largest storage value, as JSON text.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// The most of a name a plugin passed (a permission, a topic, what was over a limit) that
+/// goes into an audit record; the rest is cut.
+pub const MAX_AUDITED_NAME: usize = 256;
 /// The largest event payload, as JSON text.
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
 
@@ -78,6 +81,8 @@ impl PluginContext {
 
     pub(crate) fn deny(&self, permission: String, call: &str) -> KernelError {
         self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        // The name comes from the plugin: what is recorded is bounded, whatever it passed.
+        let permission = crate::util::clip(permission, MAX_AUDITED_NAME);
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
         KernelError::PermissionDenied { plugin: self.id().to_string(), permission }
     }
@@ -96,6 +101,7 @@ impl PluginContext {
     /// as [`KernelError::OverLimit`].
     pub fn over_limit(&self, what: String, reason: String) -> KernelError {
         self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        let (what, reason) = (crate::util::clip(what, MAX_AUDITED_NAME), crate::util::clip(reason, MAX_AUDITED_NAME));
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
         KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
     }
@@ -257,6 +263,10 @@ impl Services<'_> {
     /// `services.use:<name>`; the service checks the rest against this plugin's grants.
     pub fn call(&self, name: &str, method: &str, args: Value) -> Result<Value> {
         let ctx = self.0;
+        validate_name(name).map_err(|reason| KernelError::InvalidName { name: crate::util::clip(name.to_string(), MAX_AUDITED_NAME), reason })?;
+        if method.is_empty() || method.len() > 64 || !method.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-') {
+            return Err(KernelError::InvalidName { name: crate::util::clip(method.to_string(), MAX_AUDITED_NAME), reason: "a method name is 1 to 64 letters, digits, `_` or `-`".into() });
+        }
         if !ctx.grants().may_use(name) {
             return Err(ctx.deny(format!("services.use:{name}"), "services.call"));
         }
@@ -436,6 +446,8 @@ impl Events<'_> {
         if let Some(owned) = &**ctx.0.shared.topics.load() {
             if !owned.iter().any(|p| p.matches(topic)) {
                 let declared: Vec<&str> = owned.iter().map(Pattern::as_str).collect();
+                let topic = crate::util::clip(topic.to_string(), MAX_AUDITED_NAME);
+                let topic = topic.as_str();
                 ctx.0.shared.counters.denials.fetch_add(1, Relaxed);
                 ctx.0.core.writer.audit(ctx.actor(), Some(ctx.id()), AuditAction::TopicRefused, serde_json::json!({ "topic": topic, "declared": declared }));
                 return Err(KernelError::TopicNotOwned { plugin: ctx.id().to_string(), topic: topic.into(), declared: declared.join(", ") });

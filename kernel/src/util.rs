@@ -151,3 +151,13 @@ pub fn block_on<F: std::future::Future>(what: &str, fut: F) -> crate::Result<F::
     }
     Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
 }
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut: for names a
+/// plugin passed that end up in an audit record or a message.
+pub fn clip(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let cut = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("{}… ({} bytes)", &text[..cut], text.len())
+}

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Started by this program itself to turn a package's JavaScript into a component.
+    if let Some(code) = objectos_builtins::sandbox::componentize_child_main() {
+        return code;
+    }
     let mut args = std::env::args_os().skip(1);
     let mut data_dir = None;
     while let Some(a) = args.next() {

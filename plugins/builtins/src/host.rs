@@ -42,9 +42,11 @@ fn choose_data_dir(arg: Option<PathBuf>, env: Option<OsString>, os_data_dir: Opt
     arg.or_else(|| env.map(PathBuf::from)).unwrap_or_else(|| os_data_dir.unwrap_or_else(|| PathBuf::from(".")).join("objectos"))
 }
 
-/// The kernel's configuration for a host: SQLite in `data_dir`, with the package runtime.
+/// The kernel's configuration for a host program: SQLite in `data_dir`, with the package
+/// runtime (JavaScript componentized in a child process: the program's `main` calls
+/// [`crate::sandbox::componentize_child_main`] first).
 pub fn config(data_dir: impl Into<PathBuf>) -> KernelConfig {
-    crate::with_runtime(KernelConfig::new(data_dir).storage(StorageKind::Sqlite))
+    crate::with_host_runtime(KernelConfig::new(data_dir).storage(StorageKind::Sqlite))
 }
 
 /// Open the kernel on `data_dir` (see [`config`]) and register every built-in. Nothing runs

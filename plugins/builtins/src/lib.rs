@@ -32,9 +32,26 @@ pub fn register_all(kernel: &Kernel) -> Result<()> {
 /// meaning (and checks those files at install), and runs their code in the sandbox, with
 /// compiled code cached in `<data dir>/cache/sandbox`.
 pub fn with_runtime(config: KernelConfig) -> KernelConfig {
-    let cache = match &config.data_dir {
+    let cache = sandbox_cache(config.data_dir.as_deref());
+    config.runtime(Arc::new(sandbox::Runtime::new(cache)))
+}
+
+/// Where a host caches packages' compiled code: `<data dir>/cache/sandbox`. Host programs
+/// (which call [`sandbox::componentize_child_main`] first in `main`) turn JavaScript into
+/// components in a child process of themselves.
+pub fn sandbox_cache(data_dir: Option<&std::path::Path>) -> sandbox::Cache {
+    match data_dir {
         Some(dir) => sandbox::Cache::at(dir.join("cache").join("sandbox")),
         None => sandbox::Cache::none(),
-    };
+    }
+}
+
+/// Like [`with_runtime`], for a host program: componentizing runs in a child process of the
+/// program, killed when it runs too long.
+pub fn with_host_runtime(config: KernelConfig) -> KernelConfig {
+    let mut cache = sandbox_cache(config.data_dir.as_deref());
+    if let Ok(program) = std::env::current_exe() {
+        cache = cache.componentize_in(program);
+    }
     config.runtime(Arc::new(sandbox::Runtime::new(cache)))
 }

@@ -21,8 +21,17 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 /// The WIT world plugins are built against, as shipped in `wit/`.
 pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 
-/// How long turning JavaScript into a component may take (it runs the module's top level).
-pub(crate) const COMPONENTIZE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long turning JavaScript into a component may take (it runs the module's top level),
+/// unless `$OBJECTOS_COMPONENTIZE_TIMEOUT` says otherwise (seconds, 1 to 600).
+pub const COMPONENTIZE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn componentize_timeout() -> Duration {
+    std::env::var("OBJECTOS_COMPONENTIZE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (1..=600).contains(s))
+        .map_or(COMPONENTIZE_TIMEOUT, Duration::from_secs)
+}
 
 /// The versions of what turns JavaScript into a component; part of the cache key.
 const COMPONENTIZER: &str = "componentize-qjs 0.4.5 DefaultSync";
@@ -33,6 +42,10 @@ pub(crate) fn engine() -> &'static wasmtime::Engine {
     ENGINE.get_or_init(|| {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(MAX_WASM_STACK);
+        // Only what plugins need: proposals that bring their own memory or concurrency (shared
+        // memories, threads, GC heaps, stack switching, component-model async) stay off, even
+        // though the wasmtime build has them for componentizing.
+        config.wasm_threads(false).wasm_gc(false).wasm_stack_switching(false).wasm_component_model_async(false).wasm_exceptions(false);
         // A host whose CPU lacks what Cranelift needs cannot run plugins; nothing else works.
         #[allow(clippy::expect_used)]
         let engine = wasmtime::Engine::new(&config).expect("the wasmtime engine's configuration is valid");
@@ -63,7 +76,18 @@ fn engine_key() -> String {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: Option<PathBuf>,
+    /// The program to run JavaScript's first evaluation in, as a child process that is
+    /// killed past [`COMPONENTIZE_TIMEOUT`] (`None`: a thread of this process).
+    child: Option<PathBuf>,
 }
+
+/// The argument that makes a host program componentize one package and exit (see
+/// [`componentize_child_main`]).
+pub const COMPONENTIZE_FLAG: &str = "--objectos-componentize";
+
+/// The largest component JavaScript may become (a top level that fills its memory makes a
+/// snapshot as large).
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 
 /// What a package's code is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +110,21 @@ const MAX_FILES: usize = 10_000;
 impl Cache {
     /// Cache under `dir` (created when first written).
     pub fn at(dir: impl Into<PathBuf>) -> Cache {
-        Cache { dir: Some(dir.into()) }
+        Cache { dir: Some(dir.into()), child: None }
     }
 
     /// No cache: compile every time.
     pub fn none() -> Cache {
-        Cache { dir: None }
+        Cache { dir: None, child: None }
+    }
+
+    /// Turn JavaScript into components in a child process running `program`, which must call
+    /// [`componentize_child_main`] first thing: a module whose top level never ends is killed
+    /// with its process, and its memory goes with it. (Without this, a thread of this process
+    /// does it, and such a thread is only abandoned.)
+    pub fn componentize_in(mut self, program: impl Into<PathBuf>) -> Cache {
+        self.child = Some(program.into());
+        self
     }
 
     /// The component for the package in `dir` whose code is `main`: read as is, or made from
@@ -106,7 +139,13 @@ impl Cache {
         if let Some(bytes) = cached.as_ref().and_then(|c| std::fs::read(c).ok()) {
             return Ok(bytes);
         }
-        let bytes = componentize(dir, main)?;
+        let bytes = match &self.child {
+            Some(program) => componentize_in_child(program, dir, main)?,
+            None => componentize(dir, main)?,
+        };
+        if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+            return Err(format!("{main} makes a component of {} MiB; at most {} MiB are accepted (does its top level fill memory?)", bytes.len() >> 20, MAX_COMPONENT_BYTES >> 20));
+        }
         if let Some(c) = &cached {
             write_atomically(c, &bytes);
         }
@@ -144,11 +183,14 @@ impl Cache {
 /// Write `bytes` to `path` through a temporary file, so a reader never sees half of it. A
 /// failure only costs a recompile later.
 fn write_atomically(path: &Path, bytes: &[u8]) {
+    use std::io::Write as _;
     let Some(dir) = path.parent() else { return };
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), objectos_kernel::util::now_ms()));
-    let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, path));
+    // A temporary file of its own (two compiles at once never share one), renamed into place.
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| tempfile::NamedTempFile::new_in(dir))
+        .and_then(|mut tmp| tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map(|_| tmp))
+        .and_then(|tmp| tmp.persist(path).map(drop).map_err(|e| e.error));
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
         tracing::warn!("cannot cache {}: {e}", path.display());
     }
 }
@@ -238,13 +280,89 @@ fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
         let _ = tx.send(made);
     });
     spawned.map_err(|e| format!("cannot start componentizing: {e}"))?;
-    let made = match rx.recv_timeout(COMPONENTIZE_TIMEOUT) {
+    let made = match rx.recv_timeout(componentize_timeout()) {
         Ok(made) => made,
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            return Err(format!("{main} did not finish running its top level within {} s (an endless loop outside any hook?)", COMPONENTIZE_TIMEOUT.as_secs()));
+            return Err(format!("{main} did not finish running its top level within {} s (an endless loop outside any hook?)", componentize_timeout().as_secs()));
         }
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err("componentizing panicked".to_string()),
     };
     made.map_err(|e| crate::js::explain(&e, main))
 }
 
+
+/// Run `program` as `program --objectos-componentize DIR MAIN OUT` and read OUT: the child is
+/// killed past [`COMPONENTIZE_TIMEOUT`]; it gets no environment but a temporary folder.
+fn componentize_in_child(program: &Path, dir: &Path, main: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let out = tempfile::NamedTempFile::new().map_err(|e| format!("cannot create a file for the component: {e}"))?;
+    let mut child = Command::new(program)
+        .arg(COMPONENTIZE_FLAG)
+        .arg(dir)
+        .arg(main)
+        .arg(out.path())
+        .env_clear()
+        .env("TMPDIR", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {} to componentize: {e}", program.display()))?;
+    // Read what it says while it runs (a bounded amount), so a full pipe never blocks it.
+    let stderr = child.stderr.take();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = stderr {
+            let _ = e.take(64 << 10).read_to_string(&mut text);
+        }
+        text
+    });
+    let started = std::time::Instant::now();
+    let limit = componentize_timeout();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{main} did not finish running its top level within {} s (an endless loop outside any hook?); it was stopped", limit.as_secs()));
+            }
+            Err(e) => return Err(format!("waiting for the componentizer failed: {e}")),
+        }
+    };
+    let said = said.join().unwrap_or_default();
+    if !status.success() {
+        let why = said.trim();
+        return Err(if why.is_empty() { format!("componentizing {main} failed ({status})") } else { why.to_string() });
+    }
+    let size = std::fs::metadata(out.path()).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_COMPONENT_BYTES {
+        return Err(format!("{main} makes a component of {} MiB; at most {} MiB are accepted (does its top level fill memory?)", size >> 20, MAX_COMPONENT_BYTES >> 20));
+    }
+    std::fs::read(out.path()).map_err(|e| format!("cannot read the component: {e}"))
+}
+
+/// For host programs: when started with [`COMPONENTIZE_FLAG`] (by a [`Cache`] configured with
+/// [`Cache::componentize_in`]), turn the package's JavaScript into a component, write it, and
+/// return the exit code; otherwise `None`, and the program goes on. Call it first in `main`.
+pub fn componentize_child_main() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != COMPONENTIZE_FLAG {
+        return None;
+    }
+    let (Some(dir), Some(main), Some(out)) = (args.next(), args.next(), args.next()) else {
+        eprintln!("usage: {COMPONENTIZE_FLAG} DIR MAIN OUT");
+        return Some(std::process::ExitCode::from(2));
+    };
+    let main = main.to_string_lossy().into_owned();
+    let made = componentize(Path::new(&dir), &main).and_then(|bytes| std::fs::write(&out, bytes).map_err(|e| format!("cannot write the component: {e}")));
+    Some(match made {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    })
+}

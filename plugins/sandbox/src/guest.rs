@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -69,11 +70,27 @@ impl Work {
     }
 }
 
+/// Where an answer goes: a thread blocked on a channel (a service call), or a task awaiting
+/// (a hook, an event), which holds no thread while it waits.
+enum Reply {
+    Blocking(SyncSender<Result<String, String>>),
+    Awaited(tokio::sync::oneshot::Sender<Result<String, String>>),
+}
+
+impl Reply {
+    fn send(self, out: Result<String, String>) {
+        match self {
+            Reply::Blocking(tx) => drop(tx.send(out)),
+            Reply::Awaited(tx) => drop(tx.send(out)),
+        }
+    }
+}
+
 struct Request {
     work: Work,
     depth: Option<u32>,
     chain: Vec<Arc<str>>,
-    reply: SyncSender<Result<String, String>>,
+    reply: Reply,
 }
 
 /// The compiled component, ready to instantiate.
@@ -121,6 +138,8 @@ pub(crate) struct Guest {
     pub(crate) id: Arc<str>,
     pub(crate) bounds: Bounds,
     tx: Mutex<Option<SyncSender<Request>>>,
+    /// Set by `stop`: calls still queued are answered "not running", not run.
+    stopping: AtomicBool,
     /// Called with the message of each handler or service call that trapped or overran a
     /// bound, for quarantine. Not for what others cause: a full queue, an error the guest
     /// returned (a caller's bad arguments must not get a plugin stopped).
@@ -131,7 +150,7 @@ impl Guest {
     /// Start the thread for the plugin of `ctx`.
     pub(crate) fn start(ctx: PluginContext, prepared: Arc<Prepared>, bounds: Bounds, on_failure: Box<dyn Fn(&str) + Send + Sync>) -> Result<Arc<Guest>, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
-        let guest = Arc::new(Guest { id: ctx.id().into(), bounds, tx: Mutex::new(Some(tx)), on_failure });
+        let guest = Arc::new(Guest { id: ctx.id().into(), bounds, tx: Mutex::new(Some(tx)), stopping: AtomicBool::new(false), on_failure });
         let weak = Arc::downgrade(&guest);
         let runtime = tokio::runtime::Handle::try_current().ok();
         std::thread::Builder::new()
@@ -145,19 +164,19 @@ impl Guest {
         Ok(guest)
     }
 
-    /// Stop taking calls; the thread ends when the queue is empty.
+    /// Stop taking calls; what is still queued is answered "not running", and the thread ends.
     pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    fn send(&self, work: Work, chain: Vec<Arc<str>>) -> Result<Receiver<Result<String, String>>, String> {
-        let (reply, rx) = mpsc::sync_channel(1);
+    fn send(&self, work: Work, chain: Vec<Arc<str>>, reply: Reply) -> Result<(), String> {
         let what = work.describe();
         let request = Request { work, depth: current_depth(), chain, reply };
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(tx) = tx else { return Err(format!("{} is not running", self.id)) };
         match tx.try_send(request) {
-            Ok(()) => Ok(rx),
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(format!("{} is busy: {QUEUE} calls are already waiting for it, so {what} was not run", self.id)),
             Err(TrySendError::Disconnected(_)) => Err(format!("{} is not running", self.id)),
         }
@@ -165,14 +184,20 @@ impl Guest {
 
     /// Run a hook and wait for it (the kernel's hook timeout bounds the wait).
     pub(crate) async fn hook(&self, hook: Hook) -> Result<(), String> {
-        let rx = self.send(Work::Hook(hook), Vec::new())?;
-        wait(rx, None).await.map(drop)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Hook(hook), Vec::new(), Reply::Awaited(tx))?;
+        rx.await.map_err(|_| format!("{} stopped before answering", self.id))?.map(drop)
     }
 
     /// Deliver an event to subscription `subscription`.
     pub(crate) async fn event(&self, subscription: u64, event: Event) -> Result<(), String> {
-        let rx = self.send(Work::Event { subscription, event }, Vec::new())?;
-        wait(rx, Some(EVENT_WAIT)).await.map(drop)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Event { subscription, event }, Vec::new(), Reply::Awaited(tx))?;
+        match tokio::time::timeout(EVENT_WAIT, rx).await {
+            Ok(Ok(out)) => out.map(drop),
+            Ok(Err(_)) => Err(format!("{} stopped before answering", self.id)),
+            Err(_) => Err(format!("{} did not answer within {} s", self.id, EVENT_WAIT.as_secs())),
+        }
     }
 
     /// Call method `method` of this plugin's service `name`, blocking the calling thread.
@@ -182,29 +207,32 @@ impl Guest {
             let path: Vec<&str> = chain.iter().map(|p| &**p).collect();
             return Err(format!("{} is already in this chain of calls ({} -> {name}): a service cannot be called back into while it is calling out", self.id, path.join(" -> ")));
         }
-        let rx = self.send(Work::Call { name: name.into(), method: method.into(), args, caller: caller.into() }, chain)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(Work::Call { name: name.into(), method: method.into(), args, caller: caller.into() }, chain, Reply::Blocking(tx))?;
         let limit = self.bounds.call.saturating_mul(4).saturating_add(Duration::from_secs(2));
+        let started = Instant::now();
         let recv = move || match rx.recv_timeout(limit) {
             Ok(r) => r,
-            Err(_) => Err(format!("did not answer within {} ms", limit.as_millis())),
+            Err(_) => Err(format!("{} did not answer within {} ms", self.id, limit.as_millis())),
         };
         let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if multi {
-            tokio::task::block_in_place(recv)
-        } else {
-            recv()
-        }
+        let out = if multi { tokio::task::block_in_place(recv) } else { recv() };
+        GUEST_WAIT.with(|w| w.set(w.get() + started.elapsed()));
+        out
     }
 }
 
-async fn wait(rx: Receiver<Result<String, String>>, limit: Option<Duration>) -> Result<String, String> {
-    let waited = tokio::task::spawn_blocking(move || match limit {
-        Some(d) => rx.recv_timeout(d).map_err(|_| format!("did not answer within {} s", d.as_secs())),
-        None => rx.recv().map_err(|_| "stopped before answering".to_string()),
-    })
-    .await
-    .map_err(|e| format!("waiting for the plugin failed: {e}"))?;
-    waited?
+thread_local! {
+    /// Time this thread spent waiting on other plugins' code (their service calls).
+    static GUEST_WAIT: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+/// Run `f`, and say how much of its time went to waiting on other plugins' code.
+pub(crate) fn waiting_on_guests<R>(f: impl FnOnce() -> R) -> (R, Duration) {
+    let before = GUEST_WAIT.with(std::cell::Cell::get);
+    let out = f();
+    let after = GUEST_WAIT.with(std::cell::Cell::get);
+    (out, after.saturating_sub(before))
 }
 
 /// A service a guest provides, as other plugins see it.
@@ -243,6 +271,10 @@ impl Runner {
     fn serve(mut self, rx: Receiver<Request>) {
         while let Ok(request) = rx.recv() {
             let Request { work, depth, mut chain, reply } = request;
+            if self.weak.upgrade().is_none_or(|g| g.stopping.load(Ordering::SeqCst)) {
+                reply.send(Err(format!("{} is not running", self.ctx.id())));
+                continue;
+            }
             chain.push(self.ctx.id().into());
             CHAIN.with(|c| *c.borrow_mut() = chain);
             let out = match depth {
@@ -263,11 +295,10 @@ impl Runner {
                 }
                 Failed::Returned(what) => format!("{id}'s {} {what}", work.describe()),
             });
-            let _ = reply.send(out);
+            reply.send(out);
         }
-        if let Some(mut live) = self.live.take() {
-            live.store.data_mut().withdraw();
-        }
+        // What the last instance registered and subscribed was removed by the kernel when the
+        // plugin was disabled; withdrawing it here could remove a newer instance's.
     }
 
     fn instantiate(&self) -> Result<Live, String> {
@@ -329,7 +360,7 @@ impl Runner {
         let Some(live) = self.live.as_mut() else { return Err(Failed::Trap("is not running".into())) };
         let budget = if matches!(work, Work::Hook(_)) { self.bounds.hook } else { self.bounds.call };
         let state = live.store.data_mut();
-        state.clock = Clock { started: Instant::now(), excluded: Duration::ZERO, budget, overran: false };
+        state.clock = Clock::starting(budget);
         state.limiter.hit = None;
         live.store.set_epoch_deadline(1);
         let g = live.world.objectos_plugin_guest();

@@ -30,11 +30,30 @@ pub const MAX_SERVICES: usize = 16;
 /// beyond the kernel's own bounds (those apply first: 1 MiB storage values, 256 KiB events).
 pub const MAX_TEXT_BYTES: usize = 1 << 20;
 
+/// The CPU time the calling thread has used (its wall time where the platform has no such
+/// clock): a guest's budget counts the time its thread runs, not the time it waits to be
+/// scheduled on a busy machine.
+fn thread_cpu() -> Duration {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+    }
+    #[cfg(not(unix))]
+    {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
+    }
+}
+
 /// How long the call the guest is in now may run, and what it has used.
 pub(crate) struct Clock {
     pub(crate) started: Instant,
-    /// Time spent in host calls that wait on others (service calls), not counted.
-    pub(crate) excluded: Duration,
+    /// The thread's CPU time when the call started.
+    pub(crate) cpu_started: Duration,
+    /// Time spent waiting on other plugins' code (their services), which have budgets of
+    /// their own: not counted against the wall-time cap.
+    pub(crate) on_guests: Duration,
     pub(crate) budget: Duration,
     /// Whether the budget ran out (the trap that follows is this).
     pub(crate) overran: bool,
@@ -42,14 +61,20 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn idle() -> Clock {
-        Clock { started: Instant::now(), excluded: Duration::ZERO, budget: Duration::MAX, overran: false }
+        Clock::starting(Duration::MAX)
     }
 
-    /// Whether the call is over its budget: the guest's own time, or four times the budget
-    /// of wall time whatever it waited on.
+    pub(crate) fn starting(budget: Duration) -> Clock {
+        Clock { started: Instant::now(), cpu_started: thread_cpu(), on_guests: Duration::ZERO, budget, overran: false }
+    }
+
+    /// Whether the call is over its budget: the CPU time of its thread (the guest's, and the
+    /// host calls it made on it), or four times the budget of wall time (plus a second) spent
+    /// other than waiting on other plugins' code (which have budgets of their own).
     pub(crate) fn over(&self) -> bool {
+        let cpu = thread_cpu().saturating_sub(self.cpu_started);
         let wall = self.started.elapsed();
-        wall.saturating_sub(self.excluded) >= self.budget || wall >= self.budget.saturating_mul(4).saturating_add(Duration::from_secs(1))
+        cpu >= self.budget || wall.saturating_sub(self.on_guests) >= self.budget.saturating_mul(4).saturating_add(Duration::from_secs(1))
     }
 }
 
@@ -74,11 +99,19 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.table_elements {
             self.hit = Some(format!("needed more than its {} table elements", self.table_elements));
             return Err(wasmtime::Error::msg("the plugin's table bound"));
         }
+        // A table's elements take host memory too: they count against the memory bound.
+        let bytes = desired.saturating_sub(current).saturating_mul(std::mem::size_of::<usize>());
+        let total = self.used.saturating_add(bytes);
+        if total > self.memory_bytes {
+            self.hit = Some(format!("ran out of its {} MiB of memory", self.memory_bytes >> 20));
+            return Err(wasmtime::Error::msg("the plugin's memory bound"));
+        }
+        self.used = total;
         Ok(true)
     }
 
@@ -143,6 +176,14 @@ fn invalid(message: String) -> HostError {
     HostError { code: ErrorCode::Invalid, message }
 }
 
+/// Refuse a name longer than any the kernel accepts before it reaches a check that records it.
+fn short(what: &str, name: &str) -> Result<(), HostError> {
+    if name.len() > 256 {
+        return Err(invalid(format!("{what} is at most 256 bytes; this one is {}", name.len())));
+    }
+    Ok(())
+}
+
 /// Parse JSON text a guest passed as `what`.
 fn json(what: &str, text: &str) -> Result<Value, HostError> {
     if text.len() > MAX_TEXT_BYTES {
@@ -186,6 +227,7 @@ impl events::Host for HostState {
     }
 
     fn subscribe(&mut self, pattern: String) -> Result<u64, HostError> {
+        short("a pattern", &pattern)?;
         if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
             let e = self.ctx.over_limit(format!("subscription to `{pattern}`"), format!("a plugin holds at most {MAX_SUBSCRIPTIONS} subscriptions at a time"));
             return Err(host_error(e));
@@ -221,13 +263,13 @@ impl events::Host for HostState {
 impl services::Host for HostState {
     fn call(&mut self, name: String, method: String, args: String) -> Result<String, HostError> {
         let args = json(&format!("the arguments of `{name}.{method}`"), &args)?;
-        let started = Instant::now();
-        let result = self.ctx.services().call(&name, &method, args);
-        self.clock.excluded += started.elapsed();
+        let (result, on_guests) = crate::guest::waiting_on_guests(|| self.ctx.services().call(&name, &method, args));
+        self.clock.on_guests += on_guests;
         Ok(result.map_err(host_error)?.to_string())
     }
 
     fn register(&mut self, name: String) -> Result<(), HostError> {
+        short("a service name", &name)?;
         if self.services.len() >= MAX_SERVICES && !self.services.contains(&name) {
             let e = self.ctx.over_limit(format!("service `{name}`"), format!("a plugin provides at most {MAX_SERVICES} services"));
             return Err(host_error(e));

@@ -137,7 +137,26 @@ export const guest = {
 /// The entry module for a package whose module is `main`.
 pub(crate) fn entry(main: &str) -> String {
     let literal = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-    SHIM.replace("__SPEC__", &literal(&format!("./{main}"))).replace("__MAIN__", &literal(main))
+    let (spec, name) = (literal(&format!("./{main}")), literal(main));
+    // One pass, so nothing inserted is read again as a placeholder.
+    let mut out = String::with_capacity(SHIM.len() + spec.len() + name.len());
+    let mut rest = SHIM;
+    while let Some(at) = rest.find("__") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        if let Some(tail) = after.strip_prefix("__SPEC__") {
+            out.push_str(&spec);
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("__MAIN__") {
+            out.push_str(&name);
+            rest = tail;
+        } else {
+            out.push_str("__");
+            rest = &after[2..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What componentizing `main` failing means, for the author.

@@ -31,7 +31,7 @@ mod js;
 pub mod limits;
 mod plugin;
 
-pub use engine::{Cache, MAX_WASM_STACK, WIT};
+pub use engine::{componentize_child_main, Cache, COMPONENTIZE_FLAG, MAX_COMPONENT_BYTES, MAX_WASM_STACK, WIT};
 pub use guest::QUEUE;
 pub use host::{MAX_SERVICES, MAX_SUBSCRIPTIONS, MAX_TEXT_BYTES};
 pub use limits::{Bounds, Ceilings};

@@ -185,6 +185,13 @@ async fn every_import_without_its_grant_is_refused_handled_by_the_guest_and_audi
     for what in ["storage.get", "storage.set", "events.emit", "events.on", "services.call", "services.register", "kernel"] {
         assert!(line.contains(&format!("{what}: permission-denied")), "{what}: {line}");
     }
+    for what in ["long-service", "long-method", "long-pattern", "long-topic"] {
+        assert!(line.contains(&format!("{what}: invalid")), "{what}: {line}");
+    }
+    // Nothing a plugin names reaches the audit trail unbounded.
+    k.flush();
+    let all = k.audit(&AuditQuery { plugin: Some(id.clone()), limit: Some(1000), ..Default::default() }).unwrap();
+    assert!(all.iter().all(|r| r.details.to_string().len() < 1024), "{:?}", all.iter().map(|r| r.details.to_string().len()).max());
     let denied: Vec<String> = audit(&k, &id, "permission.denied").iter().map(|d| d["permission"].as_str().unwrap_or_default().to_string()).collect();
     for p in ["storage.read", "storage.write", "events.emit:t.hostile.ping", "events.subscribe:data.**", "services.use:data", "services.provide:hostile", "services.use:kernel"] {
         assert!(denied.iter().any(|d| d == p), "{p} not audited: {denied:?}");

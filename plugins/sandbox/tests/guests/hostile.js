@@ -45,6 +45,11 @@ export function onEnable(ctx) {
     attempt("services.call", () => ctx.services.call("data", "list", { object: "x" }));
     attempt("services.register", () => ctx.services.register("hostile", {}));
     attempt("kernel", () => ctx.services.call("kernel", "disable", { plugin: "t.hostile" }));
+    // Names long enough to flood the audit trail if they were recorded whole.
+    attempt("long-service", () => ctx.services.call("x".repeat(100000), "m", {}));
+    attempt("long-method", () => ctx.services.call("data", "m".repeat(100000), {}));
+    attempt("long-pattern", () => ctx.events.on("p.".repeat(50000) + "x", () => {}));
+    attempt("long-topic", () => ctx.events.emit("t".repeat(100000), {}));
     ctx.log.warn("refusals", { refused });
     return;
   }
