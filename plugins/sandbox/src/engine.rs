@@ -34,7 +34,7 @@ fn componentize_timeout() -> Duration {
 }
 
 /// The versions of what turns JavaScript into a component; part of the cache key.
-const COMPONENTIZER: &str = "componentize-qjs 0.4.5 DefaultSync";
+const COMPONENTIZER: &str = "componentize-qjs 0.4.5 DefaultSync, WASI imported";
 
 /// The engine every sandboxed plugin runs on, with its epoch ticker started.
 pub(crate) fn engine() -> &'static wasmtime::Engine {
@@ -268,7 +268,9 @@ fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
             js_path: Some(&entry),
             module_root: Some(&root),
             world_name: Some("plugin"),
-            stub_wasi: true,
+            // WASI stays imported, and the host links it with a context that holds no
+            // capability: clocks and random work, files, sockets and the environment do not.
+            stub_wasi: false,
             disable_gc: false,
             runtime: componentize_qjs::Runtime::DefaultSync,
         };

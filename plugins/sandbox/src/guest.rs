@@ -103,6 +103,7 @@ fn linker() -> Result<&'static Linker<HostState>, String> {
     LINKER
         .get_or_init(|| {
             let mut linker = Linker::new(crate::engine::engine());
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
             World::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
             Ok(linker)
         })
@@ -114,10 +115,11 @@ impl Prepared {
     /// Check that `component` imports only what the host offers and exports the world.
     pub(crate) fn new(component: &wasmtime::component::Component, main: &str) -> Result<Prepared, String> {
         let engine = crate::engine::engine();
-        let foreign: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).filter(|n| !n.starts_with("objectos:plugin/")).collect();
+        let offered = |n: &str| n.starts_with("objectos:plugin/") || crate::host::WASI_LINKED.iter().any(|w| n.starts_with(w));
+        let foreign: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).filter(|n| !offered(n)).collect();
         if !foreign.is_empty() {
             return Err(format!(
-                "{main} imports {}, which ObjectOS does not give plugins: a plugin may import only the interfaces of objectos:plugin@0.1.0 (wit/plugin.wit), so no files, sockets, environment or arguments",
+                "{main} imports {}, which ObjectOS does not give plugins: a plugin may import the interfaces of objectos:plugin@0.1.0 (wit/plugin.wit) and WASI 0.2's cli, clocks, filesystem, io, random and sockets, which it gets with no files, no network, no environment and no arguments",
                 foreign.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
             ));
         }

@@ -128,9 +128,23 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
+/// WASI as a plugin gets it: clocks and random, and nothing else. No environment variables,
+/// no arguments, no preopened folders (so no files), no network use (so no sockets), stdin
+/// empty, stdout and stderr discarded (a plugin writes to its log).
+fn inert_wasi() -> wasmtime_wasi::WasiCtx {
+    let mut b = wasmtime_wasi::WasiCtxBuilder::new();
+    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).socket_addr_check(|_, _| Box::pin(async { false }));
+    b.build()
+}
+
+/// The WASI interfaces a component may import (the host links them with [`inert_wasi`]).
+pub(crate) const WASI_LINKED: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+
 /// What a plugin's store holds: its context and what its calls made.
 pub(crate) struct HostState {
     pub(crate) ctx: PluginContext,
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
     pub(crate) guest: Weak<Guest>,
     pub(crate) limiter: Limiter,
     pub(crate) clock: Clock,
@@ -143,7 +157,7 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter) -> HostState {
-        HostState { ctx, guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new() }
+        HostState { ctx, wasi: inert_wasi(), table: wasmtime::component::ResourceTable::new(), guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new() }
     }
 
     /// Withdraw what this instance subscribed and registered (it is being replaced).
@@ -154,6 +168,12 @@ impl HostState {
         for name in std::mem::take(&mut self.services) {
             let _ = self.ctx.services().unregister(&name);
         }
+    }
+}
+
+impl wasmtime_wasi::WasiView for HostState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 

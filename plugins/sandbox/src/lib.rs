@@ -6,8 +6,9 @@
 //!   config), exports are the lifecycle hooks, an event handler and a service entry.
 //! - **Every import is a context call**, so a sandboxed plugin gets the checks a built-in's
 //!   calls get: grants (a refusal is a typed error to the guest and a `permission.denied`
-//!   audit record), owned topics and services, value bounds and quotas. Nothing else is
-//!   linked: no files, sockets, environment or arguments.
+//!   audit record), owned topics and services, value bounds and quotas. WASI 0.2 is linked
+//!   with a context that holds no capability: clocks and random, and no folder, no network use,
+//!   no environment, no arguments.
 //! - **Bounds per plugin** ([`limits`]): memory, tables and instances through the store's
 //!   limiter, time per call through epoch interruption. A call over a bound fails with a
 //!   reason a person reads; in a hook it puts the plugin in ERROR; the kernel and other
@@ -31,7 +32,7 @@ mod js;
 pub mod limits;
 mod plugin;
 
-pub use engine::{componentize_child_main, Cache, COMPONENTIZE_FLAG, MAX_COMPONENT_BYTES, MAX_WASM_STACK, WIT};
+pub use engine::{componentize_child_main, Cache, COMPONENTIZE_FLAG, COMPONENTIZE_TIMEOUT, MAX_COMPONENT_BYTES, MAX_WASM_STACK, WIT};
 pub use guest::QUEUE;
 pub use host::{MAX_SERVICES, MAX_SUBSCRIPTIONS, MAX_TEXT_BYTES};
 pub use limits::{Bounds, Ceilings};

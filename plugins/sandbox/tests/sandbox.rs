@@ -10,7 +10,7 @@ use objectos_kernel::model::audit::AuditQuery;
 use objectos_kernel::model::lifecycle::State;
 use objectos_kernel::model::log::LogQuery;
 use objectos_kernel::model::views::GrantRequest;
-use objectos_kernel::serde_json::{json, Value};
+use objectos_kernel::serde_json::{self as serde_json, json, Value};
 use objectos_kernel::{Kernel, KernelConfig};
 use objectos_sandbox::{Cache, Runtime};
 use objectos_tests::{manifest, package_dir, wait_until, Probe};
@@ -100,7 +100,14 @@ async fn a_js_package_uses_storage_events_services_log_and_config() {
     let said = tokio::task::spawn_blocking(move || driver.services().call("echo", "say", json!({ "text": "hi" }))).await.unwrap().unwrap();
     assert_eq!(said, json!({ "said": "hi", "caller": "t.driver", "greeting": "good morning" }));
 
-    assert!(logs(&k, &id).iter().any(|l| l.starts_with("echo enabled") && l.contains("\"starts\":1")), "{:?}", logs(&k, &id));
+    let enabled = logs(&k, &id).into_iter().find(|l| l.starts_with("echo enabled")).expect("the guest's line");
+    assert!(enabled.contains("\"starts\":1"), "{enabled}");
+    // Clocks and random work (WASI, with nothing else in its context).
+    let fields: Value = serde_json::from_str(enabled.trim_start_matches("echo enabled ")).unwrap();
+    let now = fields["now"].as_f64().unwrap();
+    assert!((now - objectos_kernel::util::now_ms() as f64).abs() < 600_000.0, "Date.now() is the time: {fields}");
+    assert!(fields["iso"].as_str().unwrap().starts_with("20"), "{fields}");
+    assert!((0.0..1.0).contains(&fields["random"].as_f64().unwrap()), "{fields}");
 
     // Disable and enable again: a new instance, the same storage.
     k.disable(&id, false).await.unwrap();
