@@ -411,3 +411,42 @@ async fn the_author_kits_example_installs_enables_and_answers() {
     assert_eq!(out, [json!({ "text": "Hello, Ada!", "count": 1 }), json!({ "text": "Hello, Ada!", "count": 2 })]);
     assert!(logs(&k, &id).iter().any(|l| l.starts_with("greeted Ada for t.caller")), "{:?}", logs(&k, &id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_deserializes_the_compiled_code_and_a_bad_artifact_is_compiled_again() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = root.path().join("cache");
+    let open = || async {
+        let config = KernelConfig::new(root.path().join("data")).runtime(Arc::new(Runtime::new(Cache::at(&cache_dir))));
+        let k = Kernel::open(config).unwrap();
+        objectos_declarative::register(&k).unwrap();
+        k.start().await.unwrap();
+        k
+    };
+    let compiled = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect();
+        v.sort();
+        v
+    };
+    let k = open().await;
+    let perms = ["storage.read", "storage.write", "events.subscribe:t.echo.ping", "events.emit:t.echo.pong", "services.provide:echo"];
+    let id = install(&k, root.path(), "echo", ECHO, &perms, json!({ "events": ["t.echo.pong"], "services": ["echo"] }), json!({})).await;
+    k.enable(&id, false).await.unwrap();
+    let first = compiled();
+    assert_eq!(first.len(), 1, "compiled once, at install");
+    k.shutdown().await;
+    drop(k);
+
+    // A restart: the same artifact, read and not written.
+    let k = open().await;
+    assert_eq!(k.plugin(&id).unwrap().state, State::Enabled);
+    assert_eq!(compiled(), first, "a restart never recompiles");
+    k.shutdown().await;
+    drop(k);
+
+    // An artifact wasmtime refuses (another engine's, or damaged) is compiled again.
+    std::fs::write(&first[0].0, b"not machine code").unwrap();
+    let k = open().await;
+    assert_eq!(k.plugin(&id).unwrap().state, State::Enabled, "{}", last_error(&k, &id));
+    assert!(std::fs::metadata(&first[0].0).unwrap().len() > 1_000_000, "the artifact was written again");
+}
