@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 mod records;
 mod render;
+mod scaffold;
 
 #[derive(Parser)]
 #[command(name = "objectos", version, about = "ObjectOS headless kernel: manage plugins, permissions, logs and the audit trail")]
@@ -75,6 +76,9 @@ enum Command {
     /// and drive them through their workflow.
     #[command(subcommand)]
     Records(records::RecordsCmd),
+    /// Start something new: `objectos new package DIR --with records,workflow,automation,translations,code`.
+    #[command(subcommand)]
+    New(scaffold::NewCmd),
     /// Prometheus text from the metrics plugin (after starting the kernel).
     Metrics,
     /// Send a notification to the console's notification centre (and other channels), for
@@ -372,6 +376,21 @@ async fn run(cli: Cli) -> Out {
         Command::Manifest(ManifestCmd::Check { path }) => manifest_check(&cli, path),
         Command::Plugins(cmd) => plugins(&cli, cmd).await,
         Command::Records(cmd) => records::records(&cli, cmd).await,
+        Command::New(scaffold::NewCmd::Package { dir, id, with }) => {
+            let made = scaffold::scaffold(dir, id.as_deref(), with).map_err(|e| Failure::from(anyhow::anyhow!(e)))?;
+            scaffold::write(dir, &made).map_err(|e| Failure::from(anyhow::anyhow!(e)))?;
+            if cli.json {
+                print_json(&json!({ "id": made.id, "dir": dir, "files": made.files.iter().map(|(p, _)| p).collect::<Vec<_>>() }));
+            } else {
+                println!("Wrote {} ({}):", dir.display(), made.id);
+                for (path, _) in &made.files {
+                    println!("  {path}");
+                }
+                let d = dir.display();
+                println!("\nNext:\n  objectos manifest check {d}\n  objectos plugins install {d}\n  objectos permissions grant {} --all\n  objectos plugins enable {} --with-deps", made.id, made.id);
+            }
+            Ok(())
+        }
         Command::Permissions(cmd) => permissions(&cli, cmd).await,
         Command::Logs { id, limit, level, search, follow } => {
             let kernel = open(&cli, false).await?;

@@ -341,3 +341,27 @@ fn the_same_version_is_reinstalled_for_an_edit_loop() {
     let (_, err) = cli.expect(1, &["plugins", "install", packages().join("invoicing").to_str().unwrap(), "--reinstall"]);
     assert!(err.contains("nothing is installed"), "{err}");
 }
+
+#[test]
+fn a_new_package_installs_is_approved_and_enables_as_generated() {
+    let cli = Cli::new();
+    let dir = cli.data.path().join("todo");
+    let (out, _) = cli.expect(0, &["new", "package", dir.to_str().unwrap(), "--with", "records,workflow,automation,translations,code"]);
+    assert!(out.contains("Wrote") && out.contains("com.example.todo"), "{out}");
+    for f in ["plugin.json", "objects/task.yml", "workflows/task.yml", "automations/notify-done.yml", "translations/en.json", "translations/zh-CN.json", "index.js"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    cli.expect(0, &["manifest", "check", dir.to_str().unwrap()]);
+    cli.expect(0, &["plugins", "install", dir.to_str().unwrap()]);
+    cli.expect(0, &["permissions", "grant", "com.example.todo", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.example.todo", "--with-deps"]);
+    let info = cli.json(&["plugins", "show", "com.example.todo"]);
+    assert_eq!(info["state"], "enabled", "{info}");
+    // Its record type works, and its workflow moves a task.
+    let id = cli.json(&["records", "create", "com.example.todo/task", "title=Write the guide"]);
+    let id = id["id"].as_str().unwrap().to_string();
+    cli.expect(0, &["records", "transition", "com.example.todo/task", &id, "start"]);
+    // A folder with files in it is not overwritten.
+    let (_, err) = cli.expect(1, &["new", "package", dir.to_str().unwrap()]);
+    assert!(err.contains("already exists and is not empty"), "{err}");
+}
