@@ -232,6 +232,22 @@ fn resolver_errors_name_the_chain() {
 }
 
 #[test]
+fn ranges_resolve_with_npm_meaning_and_conflicts_name_the_chain() {
+    let s = set(&[
+        manifest("com.acme.app", "1.0.0", &[("com.acme.lib", ">=1.0.0 <2.0.0"), ("com.acme.ui", "1.2.x || 2.x")], &[]),
+        manifest("com.acme.lib", "1.9.3", &[], &[]),
+        manifest("com.acme.ui", "2.4.0", &[], &[]),
+    ]);
+    assert_eq!(objectos_kernel::model::resolve::resolve(&s, "com.acme.app").unwrap().last().unwrap(), "com.acme.app");
+    // A bare version is exactly that version (Cargo's grammar read it as ^1.2.0).
+    let exact = set(&[manifest("com.acme.c", "1.0.0", &[("com.acme.b", "1.2.0")], &[]), manifest("com.acme.b", "1.3.0", &[], &[])]);
+    let e = objectos_kernel::model::resolve::resolve(&exact, "com.acme.c").unwrap_err();
+    assert_eq!(e.to_string(), "com.acme.c 1.0.0 requires com.acme.b 1.2.0, but the installed com.acme.b is 1.3.0");
+    let hyphen = set(&[manifest("com.acme.c", "1.0.0", &[("com.acme.b", "1.0.0 - 1.2.0")], &[]), manifest("com.acme.b", "1.3.0", &[], &[])]);
+    assert!(objectos_kernel::model::resolve::resolve(&hyphen, "com.acme.c").is_err());
+}
+
+#[test]
 fn optional_dependencies_order_when_present_and_are_skipped_when_absent() {
     let with = set(&[r#"{"id":"app","name":"App","version":"1.0.0","optionalDependencies":{"extra":"^1"}}"#.into(), manifest("extra", "1.0.0", &[], &[])]);
     assert_eq!(objectos_kernel::model::resolve::resolve(&with, "app").unwrap(), vec!["extra", "app"]);

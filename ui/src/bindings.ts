@@ -496,7 +496,7 @@ export type Manifest = {
 	author?: string | null,
 	/**  SPDX licence, if given. */
 	license?: string | null,
-	/**  Required dependencies: id -> semver range. */
+	/**  Required dependencies: id -> range (npm's grammar, see [`VersionRange`]). */
 	dependencies: { [key in string]: string },
 	/**  Optional dependencies: ordered before this plugin when installed. */
 	optionalDependencies: { [key in string]: string },

@@ -10,7 +10,9 @@ pub use super::id::{validate_id, MAX_ID_LEN};
 pub use super::problems::Problem;
 use super::problems::{key_path, shown as show, Problems, Vocabulary};
 
-use semver::{Version, VersionReq};
+use semver::Version;
+
+pub use super::range::VersionRange;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -38,10 +40,12 @@ pub struct Manifest {
     /// SPDX licence, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    /// Required dependencies: id -> semver range.
-    pub dependencies: BTreeMap<String, VersionReq>,
+    /// Required dependencies: id -> range (npm's grammar, see [`VersionRange`]).
+    #[cfg_attr(feature = "specta", specta(type = BTreeMap<String, String>))]
+    pub dependencies: BTreeMap<String, VersionRange>,
     /// Optional dependencies: ordered before this plugin when installed.
-    pub optional_dependencies: BTreeMap<String, VersionReq>,
+    #[cfg_attr(feature = "specta", specta(type = BTreeMap<String, String>))]
+    pub optional_dependencies: BTreeMap<String, VersionRange>,
     /// What the plugin provides.
     pub provides: Provides,
     /// Required permissions.
@@ -229,7 +233,8 @@ impl Provides {
 pub struct Engines {
     /// Range of kernel versions the plugin works with.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub objectos: Option<VersionReq>,
+    #[cfg_attr(feature = "specta", specta(type = Option<String>))]
+    pub objectos: Option<VersionRange>,
 }
 
 /// Check a locale tag: a 2-3 letter language, then `-`-separated subtags of 2-8 letters or
@@ -278,7 +283,7 @@ impl Manifest {
     }
 
     /// Required and optional dependencies, with a flag telling which.
-    pub fn all_dependencies(&self) -> impl Iterator<Item = (&String, &VersionReq, bool)> {
+    pub fn all_dependencies(&self) -> impl Iterator<Item = (&String, &VersionRange, bool)> {
         self.dependencies.iter().map(|(k, v)| (k, v, false)).chain(self.optional_dependencies.iter().map(|(k, v)| (k, v, true)))
     }
 
@@ -471,17 +476,17 @@ impl Validator {
         out
     }
 
-    fn range(&mut self, path: &str, s: &str) -> Option<VersionReq> {
-        match VersionReq::parse(s) {
+    fn range(&mut self, path: &str, s: &str) -> Option<VersionRange> {
+        match VersionRange::parse(s) {
             Ok(r) => Some(r),
             Err(e) => {
-                self.err(path, format!("{} is not a semver range like \"^1.2\" or \">=1.0, <2.0\" ({e})", show(s)));
+                self.err(path, format!("{} is not a version range like \"^1.2\", \">=1.0.0 <2.0.0\" or \"1.x || 2.x\" ({e})", show(s)));
                 None
             }
         }
     }
 
-    fn deps(&mut self, map: &Map<String, Value>, key: &str, own: Option<&str>) -> BTreeMap<String, VersionReq> {
+    fn deps(&mut self, map: &Map<String, Value>, key: &str, own: Option<&str>) -> BTreeMap<String, VersionRange> {
         let mut out = BTreeMap::new();
         let Some(v) = map.get(key) else { return out };
         let Value::Object(deps) = v else {
@@ -587,7 +592,7 @@ mod tests {
             assert!(paths.contains(&want), "missing {want} in {paths:?}\n{e}");
         }
         let crm = e.problems.iter().find(|p| p.path == "dependencies.crm").unwrap();
-        assert!(crm.message.starts_with("\"^1.x.y\" is not a semver range"), "{}", crm.message);
+        assert!(crm.message.starts_with("\"^1.x.y\" is not a version range"), "{}", crm.message);
     }
 
     #[test]

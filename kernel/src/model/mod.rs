@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod permission;
 pub mod problems;
 pub mod quota;
+pub mod range;
 pub mod resolve;
 pub mod text;
 pub mod views;

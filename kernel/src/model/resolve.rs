@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use semver::{Version, VersionReq};
+use semver::Version;
+
+use super::range::VersionRange;
 use serde::Serialize;
 
 use crate::model::manifest::Manifest;
@@ -118,11 +120,11 @@ struct Walk<'a> {
     mark: BTreeMap<&'a str, u8>,
     stack: Vec<&'a str>,
     /// The path walked, as borrowed steps; turned into [`Link`]s only for an error.
-    links: Vec<(&'a Manifest, &'a str, &'a VersionReq)>,
+    links: Vec<(&'a Manifest, &'a str, &'a VersionRange)>,
     order: Vec<String>,
 }
 
-fn link(m: &Manifest, dep: &str, req: &VersionReq) -> Link {
+fn link(m: &Manifest, dep: &str, req: &VersionRange) -> Link {
     Link { plugin: m.id.clone(), version: m.version.to_string(), requires: dep.to_string(), range: req.to_string() }
 }
 
