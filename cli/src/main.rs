@@ -76,6 +76,14 @@ enum Command {
     /// and drive them through their workflow.
     #[command(subcommand)]
     Records(records::RecordsCmd),
+    /// Write a package folder as a `.zip` to share, refusing what install would refuse.
+    Package {
+        /// The package folder.
+        dir: PathBuf,
+        /// Where to write it (default: `<id>-<version>.zip` in the current folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Start something new: `objectos new package DIR --with records,workflow,automation,translations,code`.
     #[command(subcommand)]
     New(scaffold::NewCmd),
@@ -376,6 +384,17 @@ async fn run(cli: Cli) -> Out {
         Command::Manifest(ManifestCmd::Check { path }) => manifest_check(&cli, path),
         Command::Plugins(cmd) => plugins(&cli, cmd).await,
         Command::Records(cmd) => records::records(&cli, cmd).await,
+        Command::Package { dir, out } => {
+            let manifest = objectos_kernel::package::read_manifest(dir)?;
+            let out = out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.zip", manifest.id, manifest.version)));
+            let packed = objectos_kernel::package::pack_package(dir, &host_runtime(&cli), &out)?;
+            if cli.json {
+                print_json(&json!({ "id": packed.manifest.id, "version": packed.manifest.version.to_string(), "path": out, "files": packed.files, "bytes": packed.bytes }));
+            } else {
+                println!("Wrote {} ({} {}): {} files, {} bytes", out.display(), packed.manifest.id, packed.manifest.version, packed.files.len(), packed.bytes);
+            }
+            Ok(())
+        }
         Command::New(scaffold::NewCmd::Package { dir, id, with }) => {
             let made = scaffold::scaffold(dir, id.as_deref(), with).map_err(|e| Failure::from(anyhow::anyhow!(e)))?;
             scaffold::write(dir, &made).map_err(|e| Failure::from(anyhow::anyhow!(e)))?;
@@ -486,20 +505,24 @@ async fn run(cli: Cli) -> Out {
     }
 }
 
+/// The package runtime a check runs: what install would run, code included (compiled into the
+/// data directory's cache, so installing it next starts at once; JavaScript componentized in a
+/// child process of this program).
+fn host_runtime(cli: &Cli) -> objectos_builtins::sandbox::Runtime {
+    let mut cache = objectos_builtins::sandbox_cache(Some(&data_dir(cli)));
+    if let Ok(program) = std::env::current_exe() {
+        cache = cache.componentize_in(program);
+    }
+    objectos_builtins::sandbox::Runtime::new(cache)
+}
+
 fn manifest_check(cli: &Cli, path: &Path) -> Out {
     let is_manifest_file = path.is_file() && path.extension().is_some_and(|e| e == "json");
     let manifest = if is_manifest_file {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
         Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
     } else {
-        // The check runs what install would, code included (compiled into the data directory's
-        // cache, so installing it next starts at once).
-        let mut cache = objectos_builtins::sandbox_cache(Some(&data_dir(cli)));
-        if let Ok(program) = std::env::current_exe() {
-            cache = cache.componentize_in(program);
-        }
-        let runtime = objectos_builtins::sandbox::Runtime::new(cache);
-        objectos_kernel::package::check_package_with(path, &runtime)?
+        objectos_kernel::package::check_package_with(path, &host_runtime(cli))?
     };
     if cli.json {
         print_json(&json!({ "valid": true, "manifest": manifest }));

@@ -365,6 +365,16 @@ fn a_new_package_installs_is_approved_and_enables_as_generated() {
     let id = cli.json(&["records", "create", "com.example.todo/task", "title=Write the guide"]);
     let id = id["id"].as_str().unwrap().to_string();
     cli.expect(0, &["records", "transition", "com.example.todo/task", &id, "start"]);
+    // Packed as a .zip, it is what install reads: the same package.
+    let zip = cli.data.path().join("todo.zip");
+    let (out, _) = cli.expect(0, &["package", dir.to_str().unwrap(), "--out", zip.to_str().unwrap()]);
+    assert!(out.contains("com.example.todo 0.1.0") && out.contains("7 files"), "{out}");
+    cli.expect(0, &["manifest", "check", zip.to_str().unwrap()]);
+    // What install would refuse is not packed.
+    std::fs::write(dir.join("objects/task.yml"), "name: task\nfields:\n  title: { type: colour }\n").unwrap();
+    let (_, err) = cli.expect(1, &["package", dir.to_str().unwrap(), "--out", cli.data.path().join("bad.zip").to_str().unwrap()]);
+    assert!(err.contains("objects/task.yml"), "{err}");
+    assert!(!cli.data.path().join("bad.zip").exists());
     // A folder with files in it is not overwritten.
     let (_, err) = cli.expect(1, &["new", "package", dir.to_str().unwrap()]);
     assert!(err.contains("already exists and is not empty"), "{err}");

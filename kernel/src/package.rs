@@ -303,15 +303,75 @@ pub fn check_package(path: &Path) -> Result<Manifest> {
 /// Like [`check_package`], also running `runtime`'s check of the declared files, as an
 /// install through a kernel with that runtime would.
 pub fn check_package_with(path: &Path, runtime: &dyn crate::plugin::PackageRuntime) -> Result<Manifest> {
+    checked(path, runtime, |s| Ok(s.manifest.clone()))
+}
+
+/// Stage and check `path` as an install would, then run `then` on the staged copy.
+fn checked<T>(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, then: impl FnOnce(&Staged) -> Result<T>) -> Result<T> {
     let tmp = std::env::temp_dir().join(format!("objectos-check-{}-{}", std::process::id(), crate::util::now_ms()));
     let result = stage(path, &tmp).and_then(|s| {
         let problems = runtime.check(&s.manifest, &s.dir);
         if problems.is_empty() {
-            Ok(s.manifest)
+            then(&s)
         } else {
             Err(ManifestErrors { file: path.join("plugin.json").display().to_string(), problems }.into())
         }
     });
     let _ = fs::remove_dir_all(&tmp);
     result
+}
+
+/// What [`pack_package`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed {
+    /// The package's manifest.
+    pub manifest: Manifest,
+    /// The files in the archive, in order.
+    pub files: Vec<String>,
+    /// The archive's size in bytes.
+    pub bytes: u64,
+}
+
+/// Write the package folder `path` as a `.zip` at `out`, refusing (with every problem) what an
+/// install through `runtime` would refuse. The archive holds what install reads: the files the
+/// staging copy holds, at its root, so installing the `.zip` is installing the folder.
+pub fn pack_package(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, out: &Path) -> Result<Packed> {
+    if !path.is_dir() {
+        return Err(KernelError::Package { path: path.to_path_buf(), message: "is not a package folder".into() });
+    }
+    checked(path, runtime, |s| {
+        let mut files = Vec::new();
+        let mut stack = vec![s.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).map_err(|e| KernelError::io(&d, e))?.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    files.push(p.strip_prefix(&s.dir).unwrap_or(&p).to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        files.sort();
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = parent.join(format!(".{}.{}.part", out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+        let write = || -> std::result::Result<(), String> {
+            let file = fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            let mut zip = zip::ZipWriter::new(file);
+            let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+            for name in &files {
+                zip.start_file(name.as_str(), options).map_err(|e| e.to_string())?;
+                let mut f = fs::File::open(s.dir.join(name)).map_err(|e| e.to_string())?;
+                std::io::copy(&mut f, &mut zip).map_err(|e| e.to_string())?;
+            }
+            zip.finish().map_err(|e| e.to_string())?;
+            fs::rename(&tmp, out).map_err(|e| e.to_string())
+        };
+        if let Err(message) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(KernelError::Package { path: out.to_path_buf(), message: format!("cannot write the archive: {message}") });
+        }
+        let bytes = fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+        Ok(Packed { manifest: s.manifest.clone(), files, bytes })
+    })
 }
