@@ -157,16 +157,18 @@ impl Cache {
     pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
         let key = format!("{}-{}", hex::encode(Sha256::digest(bytes)), engine_key());
         let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
-        if let Some(c) = cached.as_ref().filter(|c| c.is_file()) {
-            // SAFETY: the file is in the host's cache folder, named by the hash of the component
-            // and of this engine's configuration, and only this function writes there, from
-            // `Component::serialize`. wasmtime also checks the engine version and settings, and
-            // an artifact it refuses is compiled again below.
+        if let Some(art) = cached.as_ref().and_then(|c| std::fs::read(c).ok()) {
+            // Read into memory, not mapped: a mapped file that something truncates later (a
+            // cleanup, a damaged disk) would fault the process on the next page it touches.
+            // SAFETY: the bytes are a file in the host's cache folder, named by the hash of the
+            // component and of this engine's configuration, which only this function writes,
+            // from `Component::serialize`. wasmtime also checks the engine version and settings,
+            // and an artifact it refuses is compiled again below.
             #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize_file(engine(), c) };
+            let loaded = unsafe { Component::deserialize(engine(), &art) };
             match loaded {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::info!("recompiling {}: {e}", c.display()),
+                Err(e) => tracing::info!("recompiling {}: {e}", cached.as_ref().map(|c| c.display().to_string()).unwrap_or_default()),
             }
         }
         let component = Component::new(engine(), bytes).map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
