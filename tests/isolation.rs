@@ -695,19 +695,21 @@ async fn an_upgrade_that_fails_to_enable_is_installed_in_error() {
     let deps = json!({ "com.objectos.objects": "^0.1", "com.objectos.automation": "^0.1" });
     let item = "name: item\nfields:\n  name: { type: text }\n";
     let ping = "name: ping\nwhen: { event: up.ping }\ndo:\n  - emit: up.pong\n";
-    // 1.1.0 adds an automation but not `services.use:automation`: same permissions, so it is
-    // enabled after the upgrade, and its enable fails.
+    // The events grants are optional and not approved. 1.1.0 adds an automation that needs
+    // them: the same permissions, so it is enabled after the upgrade, and its enable fails.
+    let required = ["services.use:data", "services.use:automation"];
     let version = |v: &str, provides: Value, files: &[(&str, &str)]| {
-        let m = json!({ "id": "t.up", "name": "Up", "version": v, "author": "Acme", "dependencies": deps, "provides": provides, "permissions": ["services.use:data"] });
+        let m = json!({ "id": "t.up", "name": "Up", "version": v, "author": "Acme", "dependencies": deps, "provides": provides,
+            "permissions": required, "optionalPermissions": ["events.subscribe:up.*", "events.emit:up.*"] });
         package_dir(root.path(), &format!("up-{v}"), &m.to_string(), files)
     };
-    k.install_package(&version("1.0.0", json!({ "objects": ["item"] }), &[("objects/item.yml", item)]), false).await.unwrap();
-    k.grant("t.up", GrantRequest::All).unwrap();
+    k.install_package(&version("1.0.0", json!({ "objects": ["item"], "events": ["up.*"] }), &[("objects/item.yml", item)]), false).await.unwrap();
+    k.grant("t.up", GrantRequest::Some(required.iter().map(|p| p.to_string()).collect())).unwrap();
     k.enable("t.up", true).await.unwrap();
     let newer = version("1.1.0", json!({ "objects": ["item"], "automations": ["ping"], "events": ["up.*"] }), &[("objects/item.yml", item), ("automations/ping.yml", ping)]);
     let out = k.install_package(&newer, false).await.unwrap();
     assert_eq!((out.version.as_str(), out.state), ("1.1.0", State::Error));
     let info = k.plugin("t.up").unwrap();
-    assert!(info.last_error.as_ref().is_some_and(|e| e.message.contains("services.use:automation")), "{:?}", info.last_error);
+    assert!(info.last_error.as_ref().is_some_and(|e| e.message.contains("events.subscribe")), "{:?}", info.last_error);
     assert_eq!(info.desired, State::Enabled, "retried at the next start, like the version before it");
 }

@@ -21,6 +21,15 @@ use crate::workflow::Workflow;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Runtime;
 
+/// The problems of a package folder's declared files, and what they need from the manifest
+/// (engines as dependencies, the permissions the engines use for it), as install checks them.
+pub fn check_files(manifest: &Manifest, dir: &Path) -> Vec<Problem> {
+    match read_definitions(manifest, dir) {
+        Ok(defs) => crate::needs::missing(manifest, &defs),
+        Err(problems) => problems,
+    }
+}
+
 /// Read and check a package folder's declared files.
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
     check_package(manifest, |path| {
@@ -36,7 +45,7 @@ impl PackageRuntime for Runtime {
 
     fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
         let mut problems: Vec<Problem> = objectos_kernel::plugin::refuse_code(manifest).into_iter().collect();
-        problems.extend(read_definitions(manifest, dir).err().unwrap_or_default());
+        problems.extend(check_files(manifest, dir));
         problems
     }
 }

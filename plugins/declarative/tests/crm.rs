@@ -179,9 +179,20 @@ async fn an_automation_runs_with_its_package_grants_only_and_loops_are_cut() {
     // Wants to notify but may not use the notification service.
     let greedy = "name: tell\nwhen: { record: { object: ticket, on: created } }\ndo:\n  - notify: { title: \"New ticket {{record.title}}\" }\n";
     let perms = ["services.use:data", "services.use:automation", "data.ticket.read", "data.ticket.write", "events.subscribe:data.ticket.*"];
-    let dir = pkg(root.path(), "greedy", &perms, json!({"objects": ["ticket"], "automations": ["tell"]}), &[("objects/ticket.yml", TICKET), ("automations/tell.yml", greedy)]);
+    let files = [("objects/ticket.yml", TICKET), ("automations/tell.yml", greedy)];
+    // Without the grant or the dependency at all, the check says what to add, before enable.
+    let dir = pkg(root.path(), "greedy", &perms, json!({"objects": ["ticket"], "automations": ["tell"]}), &files);
+    let err = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(err.contains("dependencies: notify actions need com.objectos.notification"), "{err}");
+    assert!(err.contains("permissions: automation `tell`'s actions need `services.use:notification`"), "{err}");
+    // Asked for as optional and not granted: it installs, and the engine is refused at run time.
+    let m = json!({ "id": "t.greedy", "name": "greedy", "version": "1.0.0",
+        "dependencies": { "com.objectos.objects": "^0.1", "com.objectos.automation": "^0.1" },
+        "optionalDependencies": { "com.objectos.notification": "^0.1" },
+        "provides": {"objects": ["ticket"], "automations": ["tell"]}, "permissions": perms, "optionalPermissions": ["services.use:notification"] });
+    let dir = package_dir(&root.path().join("optional"), "greedy", &m.to_string(), &files);
     k.install_package(&dir, false).await.unwrap();
-    k.grant("t.greedy", GrantRequest::All).unwrap();
+    k.grant("t.greedy", GrantRequest::Some(perms.iter().map(|p| p.to_string()).collect())).unwrap();
     k.enable("t.greedy", true).await.unwrap();
 
     let automations = k.service::<Automations>("automation").unwrap();

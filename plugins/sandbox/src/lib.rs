@@ -97,7 +97,7 @@ impl PackageRuntime for Runtime {
     /// component of the world that imports nothing else (JavaScript is componentized and
     /// everything compiled here, into the cache, so an enable later starts at once).
     fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
-        let mut problems = objectos_declarative::read_definitions(manifest, dir).err().unwrap_or_default();
+        let mut problems = objectos_declarative::runtime::check_files(manifest, dir);
         let Some(main) = &manifest.main else { return problems };
         if let Err(ps) = self.bounds(manifest) {
             problems.extend(ps);
