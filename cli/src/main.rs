@@ -305,8 +305,34 @@ impl From<KernelError> for Failure {
         if let KernelError::Resolve(r) = &e {
             j["detail"] = serde_json::to_value(r).unwrap_or_default();
         }
+        if let KernelError::NotFound { plugin } = &e {
+            j["plugin"] = json!(plugin);
+        }
         Failure { message: e.to_string(), json: j }
     }
+}
+
+impl Failure {
+    /// For an id no plugin has: the installed id it most likely meant, if one is close.
+    fn suggest(mut self, kernel: &Kernel) -> Failure {
+        let Some(asked) = self.json.get("plugin").and_then(Value::as_str).map(str::to_string) else { return self };
+        let ids: Vec<String> = kernel.plugins().map(|ps| ps.into_iter().map(|p| p.manifest.id).collect()).unwrap_or_default();
+        if let Some(near) = did_you_mean(&asked, &ids) {
+            self.message = format!("{}; did you mean `{near}`?", self.message);
+            self.json["didYouMean"] = json!(near);
+        }
+        self
+    }
+}
+
+/// The candidate closest to `asked`, if it is close enough to be a typo of it.
+fn did_you_mean<'a>(asked: &str, candidates: &'a [String]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(asked, c), c))
+        .filter(|(score, _)| *score > 0.9)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.as_str())
 }
 
 impl From<anyhow::Error> for Failure {
@@ -535,7 +561,7 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
 async fn plugins(cli: &Cli, cmd: &PluginsCmd) -> Out {
     let mutating = !matches!(cmd, PluginsCmd::List | PluginsCmd::Show { .. } | PluginsCmd::Graph { .. });
     let kernel = open(cli, mutating).await?;
-    let result = plugins_in(cli, cmd, &kernel).await;
+    let result = plugins_in(cli, cmd, &kernel).await.map_err(|f| f.suggest(&kernel));
     if mutating {
         kernel.shutdown().await;
     } else {
@@ -661,7 +687,8 @@ async fn permissions(cli: &Cli, cmd: &PermissionsCmd) -> Out {
         }
         Ok(())
     }
-    .await;
+    .await
+    .map_err(|f: Failure| f.suggest(&kernel));
     if start {
         kernel.shutdown().await;
     } else {

@@ -375,6 +375,13 @@ fn a_new_package_installs_is_approved_and_enables_as_generated() {
     let (_, err) = cli.expect(1, &["package", dir.to_str().unwrap(), "--out", cli.data.path().join("bad.zip").to_str().unwrap()]);
     assert!(err.contains("objects/task.yml"), "{err}");
     assert!(!cli.data.path().join("bad.zip").exists());
+    // A mistyped id is answered with the likely one.
+    let (_, err) = cli.expect(1, &["plugins", "enable", "com.example.tod"]);
+    assert!(err.contains("no plugin with id `com.example.tod` is installed") && err.contains("did you mean `com.example.todo`?"), "{err}");
+    let (_, err) = cli.expect(1, &["permissions", "list", "com.exmaple.todo"]);
+    assert!(err.contains("did you mean `com.example.todo`?"), "{err}");
+    let (_, err) = cli.expect(1, &["plugins", "show", "org.other.thing"]);
+    assert!(!err.contains("did you mean"), "nothing close: no guess: {err}");
     // A folder with files in it is not overwritten.
     let (_, err) = cli.expect(1, &["new", "package", dir.to_str().unwrap()]);
     assert!(err.contains("already exists and is not empty"), "{err}");
