@@ -535,11 +535,7 @@ async fn run(cli: Cli) -> Out {
 /// data directory's cache, so installing it next starts at once; JavaScript componentized in a
 /// child process of this program).
 fn host_runtime(cli: &Cli) -> objectos_builtins::sandbox::Runtime {
-    let mut cache = objectos_builtins::sandbox_cache(Some(&data_dir(cli)));
-    if let Ok(program) = std::env::current_exe() {
-        cache = cache.componentize_in(program);
-    }
-    objectos_builtins::sandbox::Runtime::new(cache)
+    objectos_builtins::host_sandbox_runtime(Some(&data_dir(cli)))
 }
 
 fn manifest_check(cli: &Cli, path: &Path) -> Out {

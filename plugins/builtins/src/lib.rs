@@ -49,9 +49,17 @@ pub fn sandbox_cache(data_dir: Option<&std::path::Path>) -> sandbox::Cache {
 /// Like [`with_runtime`], for a host program: componentizing runs in a child process of the
 /// program, killed when it runs too long.
 pub fn with_host_runtime(config: KernelConfig) -> KernelConfig {
-    let mut cache = sandbox_cache(config.data_dir.as_deref());
+    let runtime = host_sandbox_runtime(config.data_dir.as_deref());
+    config.runtime(Arc::new(runtime))
+}
+
+/// The package runtime of a host program on `data_dir`: compiled code cached there, and
+/// JavaScript componentized in a child process of the program (which calls
+/// [`sandbox::componentize_child_main`] first in `main`).
+pub fn host_sandbox_runtime(data_dir: Option<&std::path::Path>) -> sandbox::Runtime {
+    let mut cache = sandbox_cache(data_dir);
     if let Ok(program) = std::env::current_exe() {
         cache = cache.componentize_in(program);
     }
-    config.runtime(Arc::new(sandbox::Runtime::new(cache)))
+    sandbox::Runtime::new(cache)
 }

@@ -143,9 +143,7 @@ impl Cache {
             Some(program) => componentize_in_child(program, dir, main)?,
             None => componentize(dir, main)?,
         };
-        if bytes.len() as u64 > MAX_COMPONENT_BYTES {
-            return Err(format!("{main} makes a component of {} MiB; at most {} MiB are accepted (does its top level fill memory?)", bytes.len() >> 20, MAX_COMPONENT_BYTES >> 20));
-        }
+        within_size(main, bytes.len() as u64)?;
         if let Some(c) = &cached {
             write_atomically(c, &bytes);
         }
@@ -295,6 +293,14 @@ fn componentize(dir: &Path, main: &str) -> Result<Vec<u8>, String> {
 }
 
 
+/// Refuse a component made from `main` that is larger than [`MAX_COMPONENT_BYTES`].
+fn within_size(main: &str, size: u64) -> Result<(), String> {
+    if size > MAX_COMPONENT_BYTES {
+        return Err(format!("{main} makes a component of {} MiB; at most {} MiB are accepted (does its top level fill memory?)", size >> 20, MAX_COMPONENT_BYTES >> 20));
+    }
+    Ok(())
+}
+
 /// Run `program` as `program --objectos-componentize DIR MAIN OUT` and read OUT: the child is
 /// killed past [`COMPONENTIZE_TIMEOUT`]; it gets no environment but a temporary folder.
 fn componentize_in_child(program: &Path, dir: &Path, main: &str) -> Result<Vec<u8>, String> {
@@ -341,10 +347,8 @@ fn componentize_in_child(program: &Path, dir: &Path, main: &str) -> Result<Vec<u
         let why = said.trim();
         return Err(if why.is_empty() { format!("componentizing {main} failed ({status})") } else { why.to_string() });
     }
-    let size = std::fs::metadata(out.path()).map(|m| m.len()).unwrap_or(0);
-    if size > MAX_COMPONENT_BYTES {
-        return Err(format!("{main} makes a component of {} MiB; at most {} MiB are accepted (does its top level fill memory?)", size >> 20, MAX_COMPONENT_BYTES >> 20));
-    }
+    // Checked before reading, so an oversized file is never loaded.
+    within_size(main, std::fs::metadata(out.path()).map(|m| m.len()).unwrap_or(0))?;
     std::fs::read(out.path()).map_err(|e| format!("cannot read the component: {e}"))
 }
 

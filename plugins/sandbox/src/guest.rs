@@ -205,7 +205,7 @@ impl Guest {
     /// Call method `method` of this plugin's service `name`, blocking the calling thread.
     fn call(&self, name: &str, method: &str, args: String, caller: &str) -> Result<String, String> {
         let chain = CHAIN.with(|c| c.borrow().clone());
-        if chain.iter().any(|p| *p == self.id) {
+        if chain.contains(&self.id) {
             let path: Vec<&str> = chain.iter().map(|p| &**p).collect();
             return Err(format!("{} is already in this chain of calls ({} -> {name}): a service cannot be called back into while it is calling out", self.id, path.join(" -> ")));
         }
@@ -425,12 +425,7 @@ impl Failed {
 
 /// A guest's own message, cut to what a person reads.
 fn clip(message: &str) -> String {
-    const MAX: usize = 2_000;
-    if message.len() <= MAX {
-        return message.to_string();
-    }
-    let cut: String = message.chars().take(MAX).collect();
-    format!("{cut} [cut]")
+    objectos_kernel::util::clip(message.to_string(), 2_000)
 }
 
 fn explain_trap(e: &wasmtime::Error) -> String {

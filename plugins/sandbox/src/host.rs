@@ -340,13 +340,7 @@ impl log::Host for HostState {
             t if t.len() > MAX_LINE => Value::String(format!("fields of {} bytes left out: a line's fields are at most {MAX_LINE} bytes", t.len())),
             t => json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message)),
         };
-        let message = if message.len() > MAX_LINE {
-            let cut = (0..=MAX_LINE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
-            format!("{} [cut]", &message[..cut])
-        } else {
-            message
-        };
-        self.ctx.logger().log(level, message, fields);
+        self.ctx.logger().log(level, objectos_kernel::util::clip(message, MAX_LINE), fields);
     }
 }
 
