@@ -102,6 +102,74 @@ export interface Log {
 }
 
 /** What every hook is given. Each call is checked against the permissions an admin approved. */
+/** Options of a web request. */
+export interface RequestOptions {
+  /** Header names and values (`host`, `content-length`, `connection` are the host's). */
+  headers?: { [name: string]: string };
+  /** The body as text (not for GET or HEAD), at most 1 MiB. */
+  body?: string;
+  /** A value sent as JSON (sets `content-type: application/json` unless given). */
+  json?: unknown;
+}
+
+/** A web response; the body is text (at most 4 MiB). */
+export interface HttpResponse {
+  status: number;
+  /** `status` is 2xx. */
+  ok: boolean;
+  /** The URL that answered, after redirects. */
+  url: string;
+  /** Header names in lower case. */
+  headers: { readonly [name: string]: string };
+  body: string;
+  /** The body parsed as JSON. */
+  json(): any;
+}
+
+/**
+ * Web requests to hosts a `network.connect` grant covers (checked at every redirect; a name
+ * resolving to a private address is refused). Each blocks until the whole response is in
+ * (at most 10 s); a refusal throws a {@link HostError}.
+ */
+export interface Http {
+  request(request: RequestOptions & { method?: string; url: string }): HttpResponse;
+  get(url: string, options?: RequestOptions): HttpResponse;
+  post(url: string, options?: RequestOptions): HttpResponse;
+  put(url: string, options?: RequestOptions): HttpResponse;
+  patch(url: string, options?: RequestOptions): HttpResponse;
+  delete(url: string, options?: RequestOptions): HttpResponse;
+}
+
+/** A granted folder. */
+export interface Folder {
+  path: string;
+  /** `fs.write` (else `fs.read` only). */
+  writable: boolean;
+}
+
+/** What a folder holds. */
+export interface Entry {
+  name: string;
+  directory: boolean;
+  /** Bytes (0 for a folder). */
+  size: number;
+}
+
+/**
+ * Text files in the folders `fs.read`/`fs.write` grants name, by absolute path (`..` and
+ * symbolic links cannot lead out of a folder). Files are at most 4 MiB.
+ */
+export interface Files {
+  folders(): Folder[];
+  read(path: string): string;
+  /** Create or replace a file (needs `fs.write` on its folder). */
+  write(path: string, text: string): void;
+  list(path: string): Entry[];
+  createFolder(path: string): void;
+  /** Delete a file or an empty folder; false when there was none. */
+  remove(path: string): boolean;
+}
+
 export interface Context {
   storage: Storage;
   events: Events;
@@ -109,6 +177,8 @@ export interface Context {
   log: Log;
   /** The configuration an admin set for this plugin (`{}` when none). */
   config(): { [key: string]: any };
+  http: Http;
+  files: Files;
 }
 
 /**

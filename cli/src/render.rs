@@ -174,7 +174,7 @@ pub(crate) fn permissions(p: &PluginInfo) -> String {
                     Some(g) => format!("granted by {}", g.granted_by),
                     None => "PENDING".into(),
                 },
-                format!("{}{}{}{}", x.description, reaches(&p.manifest.id, &x.owners), if x.enforced { "" } else { " (not enforced yet)" }, if x.new { " [new in this version]" } else { "" }),
+                format!("{}{}{}{}", x.description, reaches(&p.manifest.id, &x.owners), if x.enforced { "" } else { " (declared, not enforced: built-in code runs in the host process)" }, if x.new { " [new in this version]" } else { "" }),
             ]
         })
         .collect();

@@ -124,7 +124,7 @@ fn install_approve_enable_disable_cascade_as_a_new_user_would() {
     assert!(err.contains("await approval") && err.contains("objectos permissions list"), "{err}");
     let perms = cli.json(&["permissions", "list", "com.acme.invoicing"]);
     let net = perms.as_array().unwrap().iter().find(|p| p["permission"] == "network.connect:api.payments.example.com:443").unwrap();
-    assert_eq!((net["required"].as_bool(), net["risk"].as_str(), net["enforced"].as_bool()), (Some(false), Some("high"), Some(false)));
+    assert_eq!((net["required"].as_bool(), net["risk"].as_str(), net["enforced"].as_bool()), (Some(false), Some("high"), Some(true)));
     for id in ["com.acme.contacts", "com.acme.crm", "com.acme.invoicing"] {
         cli.expect(0, &["permissions", "grant", id, "--all"]);
     }

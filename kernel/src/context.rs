@@ -80,7 +80,7 @@ impl PluginContext {
     }
 
     pub(crate) fn deny(&self, permission: String, call: &str) -> KernelError {
-        self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        self.0.shared.counters.denied();
         // The name comes from the plugin: what is recorded is bounded, whatever it passed.
         let permission = crate::util::clip(permission, MAX_AUDITED_NAME);
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
@@ -100,7 +100,7 @@ impl PluginContext {
     /// Refuse a call over a bound or quota: counted, audited (`limit.exceeded`) and returned
     /// as [`KernelError::OverLimit`].
     pub fn over_limit(&self, what: String, reason: String) -> KernelError {
-        self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        self.0.shared.counters.denied();
         let (what, reason) = (crate::util::clip(what, MAX_AUDITED_NAME), crate::util::clip(reason, MAX_AUDITED_NAME));
         self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
         KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
@@ -124,7 +124,7 @@ impl PluginContext {
         if first {
             return self.over_limit(what, reason);
         }
-        self.0.shared.counters.denials.fetch_add(1, Relaxed);
+        self.0.shared.counters.denied();
         KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
     }
 
@@ -160,6 +160,54 @@ impl PluginContext {
         }
         let named = object.strip_prefix(self.id()).and_then(|r| r.strip_prefix('/')).unwrap_or(object);
         Err(self.deny(format!("data.{named}.{}", if write { "write" } else { "read" }), call))
+    }
+
+    /// Check that this plugin may send a request to `host` on `port` (a `network.connect`
+    /// grant covers them), before anything connects. A refusal is audited, naming the grant
+    /// that would allow it. For a name, the runtime must still refuse addresses that are not
+    /// [`crate::model::reach::is_public`] (see [`PluginContext::refuse_address`]).
+    pub fn require_connect(&self, host: &crate::model::reach::Host, port: u16, call: &str) -> Result<()> {
+        if self.grants().may_connect(host, port) {
+            return Ok(());
+        }
+        Err(self.deny(format!("network.connect:{host}:{port}"), call))
+    }
+
+    /// Refuse a request to `host` that resolved to `address`, which is not public: audited
+    /// like a missing grant, with the address. A private address is reached only by a
+    /// request that names it literally, covered by a grant that names it literally.
+    pub fn refuse_address(&self, host: &crate::model::reach::Host, address: std::net::SocketAddr, call: &str) -> KernelError {
+        let why = format!("{host} resolved to {}, which is not a public address", address.ip());
+        let e = self.deny(format!("network.connect:{host}:{}", address.port()), &format!("{call}: {why}"));
+        match e {
+            KernelError::PermissionDenied { plugin, permission } => KernelError::PermissionDenied {
+                plugin,
+                permission: format!("{permission} ({why}; a private address is reached only by a URL and a grant that name it literally, such as {})", crate::model::reach::Host::Ip(address.ip())),
+            },
+            other => other,
+        }
+    }
+
+    /// Count a web request this plugin's code made to `host` (`name:port`), with its status
+    /// when a response came (for the console's use panel).
+    pub fn record_request(&self, host: &str, status: Option<u16>, sent: u64, received: u64) {
+        self.0.shared.counters.request(host, status, sent, received);
+    }
+
+    /// Count a call into this plugin's code: the CPU time it used, whether it trapped or
+    /// overran a bound, and the memory its instance holds after it.
+    pub fn record_run(&self, cpu: std::time::Duration, trapped: bool, memory_bytes: usize) {
+        self.0.shared.counters.code_run(cpu, trapped, memory_bytes);
+    }
+
+    /// The folders this plugin was granted (`fs.read`, `fs.write`), as absolute paths.
+    pub fn folders(&self) -> Vec<crate::model::permission::Folder> {
+        self.grants().folders().to_vec()
+    }
+
+    /// Refuse a use of a file path no granted folder covers: audited, naming the grant.
+    pub fn refuse_path(&self, path: &str, write: bool, call: &str) -> KernelError {
+        self.deny(format!("fs.{}:{path}", if write { "write" } else { "read" }), call)
     }
 
     /// Append a record to the audit trail, with this plugin as the actor: for what a plugin
@@ -448,7 +496,7 @@ impl Events<'_> {
                 let declared: Vec<&str> = owned.iter().map(Pattern::as_str).collect();
                 let topic = crate::util::clip(topic.to_string(), MAX_AUDITED_NAME);
                 let topic = topic.as_str();
-                ctx.0.shared.counters.denials.fetch_add(1, Relaxed);
+                ctx.0.shared.counters.denied();
                 ctx.0.core.writer.audit(ctx.actor(), Some(ctx.id()), AuditAction::TopicRefused, serde_json::json!({ "topic": topic, "declared": declared }));
                 return Err(KernelError::TopicNotOwned { plugin: ctx.id().to_string(), topic: topic.into(), declared: declared.join(", ") });
             }

@@ -173,6 +173,16 @@ pub enum KernelError {
         /// Which bound, and by how much.
         reason: String,
     },
+    /// A permission cannot be granted as it stands (a folder that is not there).
+    #[error("cannot grant `{permission}` to {plugin}: {reason}")]
+    GrantRefused {
+        /// The plugin.
+        plugin: String,
+        /// The permission.
+        permission: String,
+        /// Why.
+        reason: String,
+    },
     /// A topic, topic pattern or service name is malformed.
     #[error("invalid name `{name}`: {reason}")]
     InvalidName {
@@ -283,6 +293,7 @@ impl KernelError {
             KernelError::ServiceType { .. } => "serviceType",
             KernelError::ReservedTopic { .. } => "reservedTopic",
             KernelError::InvalidName { .. } => "invalidName",
+            KernelError::GrantRefused { .. } => "grantRefused",
             KernelError::OverLimit { .. } => "overLimit",
             KernelError::AuthorChanged { .. } => "authorChanged",
             KernelError::TopicNotOwned { .. } => "topicNotOwned",

@@ -16,7 +16,7 @@ const crm = plugin("com.acme.crm", {
   permissions: [
     { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true, owners: [] },
     { permission: "events.subscribe:crm.opportunity.*", required: true, risk: "low", description: "Receive events matching crm.opportunity.*", enforced: true, grant: null, new: false, owners: [{ id: "com.acme.crm", name: "CRM" }, { id: "com.acme.deals", name: "Deals" }] },
-    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Connect to api.example.com over the network", enforced: false, grant: null, new: false, owners: [] },
+    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Send web requests to api.example.com on ports 443 (https) and 80 (http)", enforced: true, grant: null, new: false, owners: [] },
   ],
 });
 
@@ -58,7 +58,7 @@ describe("permission review", () => {
     });
     render(<PermissionReview info={crm} onError={() => {}} />);
     expect(screen.getByText("new in this version")).toBeTruthy();
-    expect(screen.getByText(/enforced once the sandboxed runtime ships/)).toBeTruthy();
+    expect(screen.getByText(/Enforced by the sandbox/)).toBeTruthy();
     // Whose topics a grant reaches: its own, and the other owner by name.
     expect(document.querySelector("[data-owners='com.acme.crm com.acme.deals']")?.textContent).toBe("Reaches its own and Deals (com.acme.deals)’s.");
     fireEvent.click(screen.getByText("Approve all"));

@@ -36,6 +36,9 @@ impl Kernel {
                 out
             }
         };
+        for p in &wanted {
+            check_folder(id, p)?;
+        }
         let added = self.0.core.store.grant(id, &wanted, &by.to_string())?;
         self.refresh_grants(id)?;
         // Grants live in their own table; the plugin's row changes only when this approves
@@ -110,6 +113,18 @@ impl Kernel {
 
 /// A permission as the kernel writes it (so `a.*` and its stored grant compare equal), or
 /// why it is not one.
+/// Refuse a file grant for a folder that is not there: the plugin could not use it, and the
+/// admin should see which folder was meant before approving.
+fn check_folder(id: &str, permission: &str) -> Result<()> {
+    let Some(raw) = permission.strip_prefix("fs.read:").or_else(|| permission.strip_prefix("fs.write:")) else { return Ok(()) };
+    let path = crate::model::reach::folder(raw).map_err(|reason| KernelError::GrantRefused { plugin: id.into(), permission: permission.into(), reason })?;
+    if !path.is_dir() {
+        let reason = if path.exists() { format!("{} is a file, not a folder", path.display()) } else { format!("the folder {} does not exist; create it first, then approve", path.display()) };
+        return Err(KernelError::GrantRefused { plugin: id.into(), permission: permission.into(), reason });
+    }
+    Ok(())
+}
+
 pub(super) fn canonical_permission(text: &str) -> Result<String> {
     text.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: text.into(), reason })
 }

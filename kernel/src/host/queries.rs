@@ -28,7 +28,7 @@ impl Kernel {
                     required,
                     risk: p.risk(),
                     description: p.describe(),
-                    enforced: p.enforced(),
+                    enforced: p.enforced(slot.kind == PluginKind::Package),
                     owners: crate::model::views::owners(p, &set, id),
                 }
             })

@@ -14,6 +14,7 @@ pub mod permission;
 pub mod problems;
 pub mod quota;
 pub mod range;
+pub mod reach;
 pub mod resolve;
 pub mod text;
 pub mod views;

@@ -54,11 +54,13 @@ pub enum Permission {
     KernelManage,
     /// `kernel.inspect`: read every plugin's activity counters and state.
     KernelInspect,
-    /// `network.connect:<host[:port]>` (enforced only by a sandboxed runtime).
+    /// `network.connect:<host[:port]>`: HTTP(S) requests to that host (see
+    /// [`super::reach::NetTarget`]); enforced for package code by the sandbox.
     NetworkConnect(String),
-    /// `fs.read:<path>` (enforced only by a sandboxed runtime).
+    /// `fs.read:<folder>`: read files in an absolute folder (`~/` is the home folder);
+    /// enforced for package code by the sandbox.
     FsRead(String),
-    /// `fs.write:<path>` (enforced only by a sandboxed runtime).
+    /// `fs.write:<folder>`: create, change and delete files in it.
     FsWrite(String),
     /// `data.<object>.read` / `data.<object>.write`: records of a record type (`*`: all),
     /// enforced by the data service for the calling plugin.
@@ -105,9 +107,12 @@ impl Permission {
             Permission::ServicesUse(p) => format!("Use services {} offered by other plugins", p.describe("called")),
             Permission::KernelManage => "Install, enable, disable and remove other plugins".into(),
             Permission::KernelInspect => "See the state, activity counters and declared files of every plugin".into(),
-            Permission::NetworkConnect(h) => format!("Connect to {h} over the network"),
-            Permission::FsRead(p) => format!("Read files in {p}"),
-            Permission::FsWrite(p) => format!("Create, change and delete files in {p}"),
+            Permission::NetworkConnect(h) => match h.parse::<super::reach::NetTarget>() {
+                Ok(t) => format!("Send web requests to {}", t.describe()),
+                Err(_) => format!("Connect to {h} over the network"),
+            },
+            Permission::FsRead(p) => format!("Read files in {}", shown_folder(p)),
+            Permission::FsWrite(p) => format!("Create, change and delete files in {}", shown_folder(p)),
             Permission::Data { object, write } => {
                 let what = match object.split_once('/') {
                     _ if object == "*" => "records of every type, whoever owns them".to_string(),
@@ -119,10 +124,12 @@ impl Permission {
         }
     }
 
-    /// Whether this build of the kernel can enforce the permission (network and file-system
-    /// permissions need the sandboxed runtime that comes later; they are shown, not enforced).
-    pub fn enforced(&self) -> bool {
-        !matches!(self, Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_))
+    /// Whether the kernel enforces the permission for a plugin of this kind. Network and file
+    /// permissions are enforced for packages (whose code runs in the sandbox, which has no
+    /// other way out); a built-in is trusted Rust code in the host process, so for it they
+    /// are a declaration, not a bound.
+    pub fn enforced(&self, package: bool) -> bool {
+        package || !matches!(self, Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_))
     }
 }
 
@@ -207,32 +214,19 @@ impl FromStr for Permission {
             "services.use" => pattern("metrics").map(Permission::ServicesUse),
             "network.connect" => {
                 let t = free("api.example.com:443")?;
-                validate_host(&t)?;
+                t.parse::<super::reach::NetTarget>()?;
                 Ok(Permission::NetworkConnect(t))
             }
-            "fs.read" => free("/srv/exports").map(Permission::FsRead),
-            "fs.write" => free("/srv/exports").map(Permission::FsWrite),
+            "fs.read" => free("/srv/exports").and_then(|t| super::reach::folder_syntax(&t).map(|_| Permission::FsRead(t))),
+            "fs.write" => free("/srv/exports").and_then(|t| super::reach::folder_syntax(&t).map(|_| Permission::FsWrite(t))),
             _ => Err(format!("unknown permission `{s}`; known: {KNOWN}")),
         }
     }
 }
 
-fn validate_host(t: &str) -> Result<(), String> {
-    let (host, port) = match t.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (t, None),
-    };
-    if host.is_empty()
-        || !host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*'))
-    {
-        return Err(format!("`{t}` is not a host name (letters, digits, `.`, `-`, `*`)"));
-    }
-    if let Some(p) = port {
-        if p.parse::<u16>().map_or(true, |n| n == 0) {
-            return Err(format!("`{p}` is not a port number (1-65535)"));
-        }
-    }
-    Ok(())
+/// A grant's folder as the admin is shown it: absolute, with `~` expanded.
+fn shown_folder(raw: &str) -> String {
+    super::reach::folder(raw).map(|p| p.display().to_string()).unwrap_or_else(|_| raw.to_string())
 }
 
 impl Serialize for Permission {
@@ -448,6 +442,16 @@ pub struct GrantSet {
     use_: Vec<Pattern>,
     data_read: Vec<String>,
     data_write: Vec<String>,
+    connect: Vec<super::reach::NetTarget>,
+    folders: Vec<Folder>,
+}
+
+/// A folder a plugin was granted, expanded to an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folder {
+    pub path: std::path::PathBuf,
+    /// `fs.write` (else `fs.read` only).
+    pub write: bool,
 }
 
 impl GrantSet {
@@ -466,7 +470,16 @@ impl GrantSet {
                 Permission::ServicesUse(p) => g.use_.push(p.clone()),
                 Permission::Data { object, write: false } => g.data_read.push(object.clone()),
                 Permission::Data { object, write: true } => g.data_write.push(object.clone()),
-                Permission::NetworkConnect(_) | Permission::FsRead(_) | Permission::FsWrite(_) => {}
+                Permission::NetworkConnect(t) => g.connect.extend(t.parse().ok()),
+                Permission::FsRead(f) | Permission::FsWrite(f) => {
+                    let write = matches!(p, Permission::FsWrite(_));
+                    if let Ok(path) = super::reach::folder(f) {
+                        match g.folders.iter_mut().find(|x| x.path == path) {
+                            Some(x) => x.write |= write,
+                            None => g.folders.push(Folder { path, write }),
+                        }
+                    }
+                }
             }
         }
         g
@@ -511,6 +524,14 @@ impl GrantSet {
     /// May use the service with this name?
     pub fn may_use(&self, name: &str) -> bool {
         self.use_.iter().any(|p| p.matches(name))
+    }
+    /// May send a request to `host` on `port`?
+    pub fn may_connect(&self, host: &super::reach::Host, port: u16) -> bool {
+        self.connect.iter().any(|t| t.covers(host, port))
+    }
+    /// The folders granted, each once (`fs.write` where either grant is).
+    pub fn folders(&self) -> &[Folder] {
+        &self.folders
     }
 }
 
@@ -587,7 +608,7 @@ mod tests {
 
     #[test]
     fn parse_errors_are_plain() {
-        for bad in ["storage.read:x", "events.emit", "events.emit:a..b", "bogus.perm", "network.connect:h:0", "fs.read:"] {
+        for bad in ["storage.read:x", "events.emit", "events.emit:a..b", "bogus.perm", "network.connect:h:0", "fs.read:", "fs.read:exports", "fs.write:/srv/../etc", "network.connect:*.com"] {
             let e = bad.parse::<Permission>().unwrap_err();
             assert!(!e.is_empty(), "{bad}");
         }

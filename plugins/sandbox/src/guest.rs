@@ -160,7 +160,7 @@ impl Guest {
             .stack_size(THREAD_STACK)
             .spawn(move || {
                 let _entered = runtime.as_ref().map(|r| r.enter());
-                Runner { ctx, weak, prepared, bounds, live: None, loaded: false, enabled: false }.serve(rx)
+                Runner { ctx, weak, prepared, bounds, live: None, loaded: false, enabled: false, rate: Default::default() }.serve(rx)
             })
             .map_err(|e| format!("cannot start a thread for the plugin: {e}"))?;
         Ok(guest)
@@ -267,6 +267,8 @@ struct Runner {
     /// Which hooks have succeeded, to bring a replaced instance back to the same point.
     loaded: bool,
     enabled: bool,
+    /// The plugin's web request rate, kept across instances (a trap does not reset it).
+    rate: Arc<std::sync::Mutex<crate::net::Rate>>,
 }
 
 impl Runner {
@@ -305,7 +307,7 @@ impl Runner {
 
     fn instantiate(&self) -> Result<Live, String> {
         let limiter = Limiter { memory_bytes: self.bounds.memory_bytes, table_elements: self.bounds.table_elements, instances: self.bounds.instances, used: 0, hit: None };
-        let mut store = Store::new(crate::engine::engine(), HostState::new(self.ctx.clone(), self.weak.clone(), limiter));
+        let mut store = Store::new(crate::engine::engine(), HostState::new(self.ctx.clone(), self.weak.clone(), limiter, self.rate.clone()));
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut s| {
             let state = s.data_mut();
@@ -383,6 +385,7 @@ impl Runner {
         };
         let state = live.store.data_mut();
         let (overran, hit, budget) = (state.clock.overran, state.limiter.hit.take(), state.clock.budget);
+        self.ctx.record_run(state.clock.cpu_used(), result.is_err(), state.limiter.used);
         state.clock = Clock::idle();
         match result {
             Ok(Ok(out)) if out.len() > MAX_TEXT_BYTES => Err(Failed::Returned(format!("returned {} bytes; at most {MAX_TEXT_BYTES} are accepted", out.len()))),

@@ -20,7 +20,7 @@ pub(crate) mod bindings {
 }
 
 use bindings::objectos::plugin::types::{ErrorCode, HostError};
-use bindings::objectos::plugin::{config, events, log, services, storage, types};
+use bindings::objectos::plugin::{config, events, files, http, log, services, storage, types};
 
 /// The most subscriptions one plugin holds at a time.
 pub const MAX_SUBSCRIPTIONS: usize = 64;
@@ -51,9 +51,10 @@ pub(crate) struct Clock {
     pub(crate) started: Instant,
     /// The thread's CPU time when the call started.
     pub(crate) cpu_started: Duration,
-    /// Time spent waiting on other plugins' code (their services), which have budgets of
-    /// their own: not counted against the wall-time cap.
-    pub(crate) on_guests: Duration,
+    /// Time spent waiting on other plugins' code (their services, which have budgets of
+    /// their own) and on web requests (which have a timeout of their own): not counted
+    /// against the wall-time cap.
+    pub(crate) waiting: Duration,
     pub(crate) budget: Duration,
     /// Whether the budget ran out (the trap that follows is this).
     pub(crate) overran: bool,
@@ -65,16 +66,21 @@ impl Clock {
     }
 
     pub(crate) fn starting(budget: Duration) -> Clock {
-        Clock { started: Instant::now(), cpu_started: thread_cpu(), on_guests: Duration::ZERO, budget, overran: false }
+        Clock { started: Instant::now(), cpu_started: thread_cpu(), waiting: Duration::ZERO, budget, overran: false }
     }
 
     /// Whether the call is over its budget: the CPU time of its thread (the guest's, and the
     /// host calls it made on it), or four times the budget of wall time (plus a second) spent
     /// other than waiting on other plugins' code (which have budgets of their own).
+    /// The CPU time the call has used so far.
+    pub(crate) fn cpu_used(&self) -> Duration {
+        thread_cpu().saturating_sub(self.cpu_started)
+    }
+
     pub(crate) fn over(&self) -> bool {
         let cpu = thread_cpu().saturating_sub(self.cpu_started);
         let wall = self.started.elapsed();
-        cpu >= self.budget || wall.saturating_sub(self.on_guests) >= self.budget.saturating_mul(4).saturating_add(Duration::from_secs(1))
+        cpu >= self.budget || wall.saturating_sub(self.waiting) >= self.budget.saturating_mul(4).saturating_add(Duration::from_secs(1))
     }
 }
 
@@ -128,16 +134,25 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
-/// WASI as a plugin gets it: clocks and random, and nothing else. No environment variables,
-/// no arguments, no preopened folders (so no files), no network use (so no sockets), stdin
-/// empty, stdout and stderr discarded (a plugin writes to its log).
-fn inert_wasi() -> wasmtime_wasi::WasiCtx {
+/// WASI as a plugin gets it: clocks, random, and the folders it was granted, each at its own
+/// absolute path (read-only for `fs.read`). No environment variables, no arguments, no
+/// network use (no sockets: web requests go through the `http` import, which checks each),
+/// stdin empty, stdout and stderr discarded (a plugin writes to its log). The folders are
+/// those granted when the instance starts; the `files` import reads the grants at each call.
+fn plugin_wasi(ctx: &PluginContext) -> wasmtime_wasi::WasiCtx {
+    use wasmtime_wasi::{DirPerms, FilePerms};
     let mut b = wasmtime_wasi::WasiCtxBuilder::new();
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).socket_addr_check(|_, _| Box::pin(async { false }));
+    for f in ctx.folders() {
+        let (dirs, files) = if f.write { (DirPerms::all(), FilePerms::all()) } else { (DirPerms::READ, FilePerms::READ) };
+        if let Err(e) = b.preopened_dir(&f.path, f.path.to_string_lossy(), dirs, files) {
+            ctx.logger().warn(format!("the granted folder {} is not available to the plugin's WASI file system: {e}", f.path.display()));
+        }
+    }
     b.build()
 }
 
-/// The WASI interfaces a component may import (the host links them with [`inert_wasi`]).
+/// The WASI interfaces a component may import (the host links them with [`plugin_wasi`]).
 pub(crate) const WASI_LINKED: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
 
 /// What a plugin's store holds: its context and what its calls made.
@@ -153,11 +168,13 @@ pub(crate) struct HostState {
     next_subscription: u64,
     /// The services this instance registered.
     pub(crate) services: BTreeSet<String>,
+    rate: Arc<std::sync::Mutex<crate::net::Rate>>,
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter) -> HostState {
-        HostState { ctx, wasi: inert_wasi(), table: wasmtime::component::ResourceTable::new(), guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new() }
+    pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter, rate: Arc<std::sync::Mutex<crate::net::Rate>>) -> HostState {
+        let wasi = plugin_wasi(&ctx);
+        HostState { ctx, wasi, table: wasmtime::component::ResourceTable::new(), guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new(), rate }
     }
 
     /// Withdraw what this instance subscribed and registered (it is being replaced).
@@ -298,7 +315,7 @@ impl services::Host for HostState {
     fn call(&mut self, name: String, method: String, args: String) -> Result<String, HostError> {
         let args = json(&format!("the arguments of `{name}.{method}`"), &args)?;
         let (result, on_guests) = crate::guest::waiting_on_guests(|| self.ctx.services().call(&name, &method, args));
-        self.clock.on_guests += on_guests;
+        self.clock.waiting += on_guests;
         Ok(result.map_err(host_error)?.to_string())
     }
 
@@ -341,6 +358,42 @@ impl log::Host for HostState {
             t => json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message)),
         };
         self.ctx.logger().log(level, objectos_kernel::util::clip(message, MAX_LINE), fields);
+    }
+}
+
+impl http::Host for HostState {
+    fn send(&mut self, request: http::Request) -> Result<http::Response, HostError> {
+        let started = Instant::now();
+        let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
+        let out = crate::net::send(&self.ctx, &mut rate, request);
+        self.clock.waiting += started.elapsed();
+        out
+    }
+}
+
+impl files::Host for HostState {
+    fn folders(&mut self) -> Vec<files::Folder> {
+        crate::files::folders(&self.ctx)
+    }
+
+    fn read(&mut self, path: String) -> Result<String, HostError> {
+        crate::files::read(&self.ctx, &path)
+    }
+
+    fn write(&mut self, path: String, text: String) -> Result<(), HostError> {
+        crate::files::write(&self.ctx, &path, &text)
+    }
+
+    fn entries(&mut self, path: String) -> Result<Vec<files::Entry>, HostError> {
+        crate::files::entries(&self.ctx, &path)
+    }
+
+    fn create_folder(&mut self, path: String) -> Result<(), HostError> {
+        crate::files::create_folder(&self.ctx, &path)
+    }
+
+    fn remove(&mut self, path: String) -> Result<bool, HostError> {
+        crate::files::remove(&self.ctx, &path)
     }
 }
 

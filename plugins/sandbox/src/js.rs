@@ -12,6 +12,8 @@ import events from "objectos:plugin/events@0.1.0";
 import services from "objectos:plugin/services@0.1.0";
 import log from "objectos:plugin/log@0.1.0";
 import config from "objectos:plugin/config@0.1.0";
+import http from "objectos:plugin/http@0.1.0";
+import files from "objectos:plugin/files@0.1.0";
 
 // A misspelt hook would never run: refuse it when the package is built (at install, and by
 // `objectos manifest check`).
@@ -45,6 +47,27 @@ const handlers = new Map();
 const provided = new Map();
 const line = (level) => (message, fields) =>
   log.write(level, String(message), fields === undefined ? "" : JSON.stringify(fields));
+
+// A web request: `body` is text, `json` a value sent as JSON (with its content type).
+const request = (method, url, options) => {
+  const o = options ?? {};
+  const headers = Object.entries(o.headers ?? {}).map(([k, v]) => [String(k), String(v)]);
+  let body = o.body === undefined || o.body === null ? null : String(o.body);
+  if (o.json !== undefined) {
+    body = JSON.stringify(o.json);
+    if (!headers.some(([k]) => k.toLowerCase() === "content-type")) headers.push(["content-type", "application/json"]);
+  }
+  const r = http.send({ method: String(method), url: String(url), headers, body });
+  return Object.freeze({
+    status: r.status,
+    ok: r.status >= 200 && r.status < 300,
+    url: r.url,
+    headers: Object.freeze(Object.fromEntries(r.headers)),
+    body: r.body,
+    json: () => JSON.parse(r.body),
+  });
+};
+const verb = (method) => host((url, options) => request(method, url, options));
 
 const ctx = Object.freeze({
   storage: Object.freeze({
@@ -88,6 +111,22 @@ const ctx = Object.freeze({
     error: line("error"),
   }),
   config: () => JSON.parse(config.get()),
+  http: Object.freeze({
+    request: host((o) => request(o?.method ?? "GET", o?.url, o)),
+    get: verb("GET"),
+    post: verb("POST"),
+    put: verb("PUT"),
+    patch: verb("PATCH"),
+    delete: verb("DELETE"),
+  }),
+  files: Object.freeze({
+    folders: () => files.folders().map((f) => ({ path: f.path, writable: f.writable })),
+    read: host((path) => files.read(String(path))),
+    write: host((path, text) => files.write(String(path), String(text))),
+    list: host((path) => files.entries(String(path)).map((e) => ({ name: e.name, directory: e.directory, size: Number(e.size) }))),
+    createFolder: host((path) => files.createFolder(String(path))),
+    remove: host((path) => files.remove(String(path))),
+  }),
 });
 
 const describe = (e) => (e instanceof Error ? (e.stack ? `${e.name}: ${e.message}\n${e.stack}` : `${e.name}: ${e.message}`) : String(e));

@@ -26,9 +26,11 @@ use objectos_kernel::plugin::PackageRuntime;
 use objectos_kernel::{KernelError, Plugin};
 
 mod engine;
+mod files;
 mod guest;
 mod host;
 mod js;
+mod net;
 pub mod limits;
 mod plugin;
 

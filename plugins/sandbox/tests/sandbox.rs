@@ -450,3 +450,163 @@ async fn a_restart_deserializes_the_compiled_code_and_a_bad_artifact_is_compiled
     assert_eq!(k.plugin(&id).unwrap().state, State::Enabled, "{}", last_error(&k, &id));
     assert!(std::fs::metadata(&first[0].0).unwrap().len() > 1_000_000, "the artifact was written again");
 }
+
+const REACH: &str = include_str!("guests/reach.js");
+
+/// Install the `reach` guest with `perms` (each approved) and a driver that calls it.
+async fn reach(k: &Kernel, root: &Path, perms: &[&str]) -> (String, objectos_kernel::PluginContext) {
+    let mut all = vec!["services.provide:reach"];
+    all.extend_from_slice(perms);
+    let id = install(k, root, "reach", REACH, &all, json!({ "services": ["reach"] }), json!({})).await;
+    k.enable(&id, true).await.unwrap();
+    (id, driver(k, "t.driver", &["services.use:reach"]).await)
+}
+
+fn ask(ctx: &objectos_kernel::PluginContext, method: &str, args: Value) -> Value {
+    ctx.services().call("reach", method, args).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_requests_reach_granted_hosts_only_at_every_hop_and_every_address() {
+    use objectos_tests::LoopbackServer;
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let other = LoopbackServer::start(|_| (200, vec![], b"the local network".to_vec()));
+    let other_port = other.port;
+    let server = LoopbackServer::start(move |r| match r.path.as_str() {
+        "/ok" => (200, vec![("content-type".into(), "text/plain".into())], format!("hello {}", r.body).into_bytes()),
+        "/hop" => (302, vec![("location".into(), "/ok".into())], vec![]),
+        "/away" => (307, vec![("location".into(), format!("http://127.0.0.1:{other_port}/secret"))], vec![]),
+        "/big" => (200, vec![], vec![b'x'; 5 << 20]),
+        _ => (404, vec![], b"no such page".to_vec()),
+    });
+    let granted = format!("network.connect:127.0.0.1:{}", server.port);
+    let by_name = format!("network.connect:localhost:{}", server.port);
+    let (id, ctx) = reach(&k, root.path(), &[&granted, &by_name]).await;
+
+    // A granted literal address: the request goes out, and the body comes back.
+    let r = ask(&ctx, "request", json!({ "method": "POST", "url": server.url("/ok"), "body": "there", "headers": { "authorization": "Bearer t" } }));
+    assert_eq!(r["ok"]["status"], 200, "{r}");
+    assert_eq!(r["ok"]["body"], "hello there");
+    assert_eq!(r["ok"]["type"], "text/plain");
+    let seen = server.received();
+    assert!(seen[0].header("user-agent").unwrap().starts_with("ObjectOS/"), "{seen:?}");
+    assert_eq!(seen[0].header("authorization"), Some("Bearer t"));
+
+    // A redirect on the same origin is followed; the final URL is reported.
+    let r = ask(&ctx, "request", json!({ "url": server.url("/hop") }));
+    assert_eq!(r["ok"]["status"], 200, "{r}");
+    assert_eq!(r["ok"]["url"], server.url("/ok"));
+
+    // An ungranted port: refused before anything connects, and audited.
+    let r = ask(&ctx, "request", json!({ "url": other.url("/direct") }));
+    assert_eq!(r["code"], "permission-denied", "{r}");
+    assert!(r["message"].as_str().unwrap().contains(&format!("network.connect:127.0.0.1:{other_port}")), "{r}");
+
+    // A granted host redirecting to an ungranted one: the hop is refused.
+    let r = ask(&ctx, "request", json!({ "method": "POST", "url": server.url("/away"), "body": "x" }));
+    assert_eq!(r["code"], "permission-denied", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("redirected to"), "{r}");
+    assert!(other.received().is_empty(), "the ungranted server was reached: {:?}", other.received());
+
+    // A name granted as a name, resolving to loopback: refused, naming the literal grant.
+    let r = ask(&ctx, "request", json!({ "url": format!("http://localhost:{}/ok", server.port) }));
+    assert_eq!(r["code"], "permission-denied", "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(message.contains("not a public address") && (message.contains("127.0.0.1") || message.contains("::1")), "{r}");
+    let before = server.received().len();
+
+    // A response over the bound: refused, audited as a limit.
+    let r = ask(&ctx, "request", json!({ "url": server.url("/big") }));
+    assert_eq!(r["code"], "over-limit", "{r}");
+
+    // What the URL itself gets wrong is said.
+    for (url, says) in [("ftp://127.0.0.1/x", "only https:// and http://"), ("/relative", "not an absolute URL"), (&format!("http://u:p@127.0.0.1:{}/ok", server.port) as &str, "user name or password")] {
+        let r = ask(&ctx, "request", json!({ "url": url }));
+        assert_eq!(r["code"], "invalid", "{url}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(says), "{url}: {r}");
+    }
+    let r = ask(&ctx, "request", json!({ "url": server.url("/ok"), "headers": { "host": "evil.example.com" } }));
+    assert!(r["message"].as_str().unwrap().contains("host's to set"), "{r}");
+    assert_eq!(server.received().len(), before + 1, "only the big response's request reached the server after the refusals");
+
+    let denied: Vec<String> = audit(&k, &id, "permission.denied").iter().map(|d| d["permission"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(denied.iter().any(|p| p == &format!("network.connect:127.0.0.1:{other_port}")), "{denied:?}");
+    assert!(denied.iter().filter(|p| p.starts_with(&format!("network.connect:127.0.0.1:{other_port}"))).count() >= 2, "the redirect's refusal is audited too: {denied:?}");
+    let calls: Vec<String> = audit(&k, &id, "permission.denied").iter().map(|d| d["call"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(calls.iter().any(|c| c.contains("localhost resolved to")), "{calls:?}");
+    assert!(!audit(&k, &id, "limit.exceeded").is_empty());
+
+    // Requests are counted per host with their statuses.
+    let stats = k.activity().into_iter().find(|a| a.id == id).unwrap().stats;
+    let code = stats.code.expect("code stats");
+    let host = &code.requests[&format!("127.0.0.1:{}", server.port)];
+    assert_eq!(host.statuses.get(&200), Some(&3), "{code:?}");
+    assert_eq!(host.statuses.get(&302), Some(&1), "{code:?}");
+    assert_eq!(host.statuses.get(&307), Some(&1), "{code:?}");
+    assert!(host.bytes_received >= 4 << 20, "{code:?}");
+    assert!(!code.requests.contains_key(&format!("localhost:{}", server.port)), "a refused request is a denial, not a request: {code:?}");
+    assert!(stats.recent.iter().map(|b| b.requests).sum::<u32>() >= 5);
+    assert!(stats.permission_denials >= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_stay_inside_granted_folders_whatever_the_path_or_link() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let base = root.path().canonicalize().unwrap();
+    let (work, shelf) = (base.join("work"), base.join("shelf"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::create_dir_all(&shelf).unwrap();
+    std::fs::write(base.join("secret.txt"), "the admin's").unwrap();
+    std::fs::write(shelf.join("price-list.txt"), "apples 3").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(base.join("secret.txt"), work.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(&base, work.join("up")).unwrap();
+    }
+    let write = format!("fs.write:{}", work.display());
+    let read = format!("fs.read:{}", shelf.display());
+    let (id, ctx) = reach(&k, root.path(), &[&write, &read]).await;
+    let p = |dir: &Path, name: &str| format!("{}/{name}", dir.display());
+
+    let folders = ask(&ctx, "folders", json!({}));
+    assert_eq!(folders, json!([{ "path": shelf.display().to_string(), "writable": false }, { "path": work.display().to_string(), "writable": true }]));
+    assert_eq!(ask(&ctx, "write", json!({ "path": p(&work, "notes.txt"), "text": "ok" })), json!({ "ok": null }));
+    assert_eq!(ask(&ctx, "read", json!({ "path": p(&work, "notes.txt") }))["ok"], "ok");
+    assert_eq!(ask(&ctx, "createFolder", json!({ "path": p(&work, "a/b") })), json!({ "ok": null }));
+    let listed = ask(&ctx, "list", json!({ "path": work.display().to_string() }));
+    let names: Vec<&str> = listed["ok"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "link.txt", "notes.txt", "up"], "{listed}");
+    assert_eq!(ask(&ctx, "read", json!({ "path": p(&shelf, "price-list.txt") }))["ok"], "apples 3");
+    assert_eq!(ask(&ctx, "remove", json!({ "path": p(&work, "notes.txt") })), json!({ "ok": true }));
+
+    // Out of the folder by `..`, by a link to a file, by a link to a folder; into a
+    // read-only folder; anywhere else: each refused and audited.
+    for (method, path, says) in [
+        ("read", p(&work, "../secret.txt"), ".."),
+        ("read", p(&work, "link.txt"), "link out of"),
+        ("read", p(&work, "up/secret.txt"), "link out of"),
+        ("write", p(&work, "up/secret.txt"), "link out of"),
+        ("write", p(&shelf, "price-list.txt"), "fs.write"),
+        ("remove", p(&shelf, "price-list.txt"), "fs.write"),
+        ("read", base.join("secret.txt").display().to_string(), "fs.read"),
+        ("list", "/etc".to_string(), "fs.read:/etc"),
+    ] {
+        let r = ask(&ctx, method, json!({ "path": path, "text": "overwritten" }));
+        assert_eq!(r["code"], "permission-denied", "{method} {path}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(says), "{method} {path}: {r}");
+    }
+    assert_eq!(std::fs::read_to_string(base.join("secret.txt")).unwrap(), "the admin's");
+    assert_eq!(std::fs::read_to_string(shelf.join("price-list.txt")).unwrap(), "apples 3");
+    assert_eq!(ask(&ctx, "read", json!({ "path": "relative.txt" }))["code"], "invalid");
+    assert!(audit(&k, &id, "permission.denied").len() >= 8);
+
+    // A grant for a folder that is not there is refused when the admin approves it.
+    let missing = format!("fs.read:{}", base.join("nowhere").display());
+    let m = json!({ "id": "t.missing", "name": "missing", "version": "1.0.0", "main": "index.js", "permissions": [missing] });
+    let dir = objectos_tests::package_dir(root.path(), "missing", &m.to_string(), &[("index.js", "export function onEnable(ctx) {}")]);
+    k.install_package(&dir, false).await.unwrap();
+    let e = k.grant("t.missing", GrantRequest::All).unwrap_err().to_string();
+    assert!(e.contains("does not exist") && e.contains("nowhere"), "{e}");
+}

@@ -112,7 +112,8 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
                   <td>
                     {p.description}
                     {p.owners.length > 0 && <Owners of={p.owners} self={id} />}
-                    {!p.enforced && <div className="muted small">Shown now; enforced once the sandboxed runtime ships.</div>}
+                    {!p.enforced && <div className="muted small">Declared, not enforced: built-in code runs in the host process.</div>}
+                    {p.enforced && reachesOut(p.permission) && <div className="enforced small">Enforced by the sandbox: nothing else is reachable.</div>}
                   </td>
                   <td>
                     <RiskBadge risk={p.risk} />
@@ -197,4 +198,9 @@ function Owners({ of, self }: { of: Owner[]; self: string }) {
       )}
     </div>
   );
+}
+
+/** Network and file permissions: the ones whose exact reach the review spells out. */
+function reachesOut(permission: string): boolean {
+  return permission.startsWith("network.connect:") || permission.startsWith("fs.read:") || permission.startsWith("fs.write:");
 }
