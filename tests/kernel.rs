@@ -629,6 +629,16 @@ fn malformed_manifest_corpus_gives_paths_never_panics() {
         (r#"{"id":"ok","name":"x","version":"1.0.0","engines":{"objectos":"banana"}}"#, "engines.objectos"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","engines":{"node":">=1"}}"#, "engines.node"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","colour":"red"}"#, "colour"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","permissions":["fs.read:exports"]}"#, "permissions[0]"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","permissions":["network.connect:*.com"]}"#, "permissions[0]"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":[]}"#, "settings"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"api token":{"type":"string"}}}"#, "settings[\"api token\"]"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{}}}"#, "settings.t.type"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{"type":"text"}}}"#, "settings.t.type"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{"type":"number","secret":true}}}"#, "settings.t.secret"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{"type":"string","secret":true,"default":"x"}}}"#, "settings.t.default"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{"type":"integer","default":1.5}}}"#, "settings.t.default"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"t":{"type":"string","hidden":true}}}"#, "settings.t.hidden"),
     ];
     for (text, path) in corpus {
         let e = Manifest::parse(text.as_bytes(), "plugin.json").expect_err(text);

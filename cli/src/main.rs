@@ -159,6 +159,18 @@ enum PluginsCmd {
         #[arg(long)]
         delete_records: bool,
     },
+    /// The settings a plugin declares, with what is set (a secret only as set or not).
+    Settings { id: String },
+    /// Set a setting. Without VALUE, the value is read from standard input (one line), so a
+    /// secret stays out of the shell's history: `printf %s "$TOKEN" | objectos plugins set ID token`.
+    Set {
+        id: String,
+        key: String,
+        value: Option<String>,
+        /// Remove the value (the default applies again).
+        #[arg(long, conflicts_with = "value")]
+        unset: bool,
+    },
     /// The dependency graph.
     Graph {
         #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
@@ -555,7 +567,7 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
 }
 
 async fn plugins(cli: &Cli, cmd: &PluginsCmd) -> Out {
-    let mutating = !matches!(cmd, PluginsCmd::List | PluginsCmd::Show { .. } | PluginsCmd::Graph { .. });
+    let mutating = !matches!(cmd, PluginsCmd::List | PluginsCmd::Show { .. } | PluginsCmd::Graph { .. } | PluginsCmd::Settings { .. });
     let kernel = open(cli, mutating).await?;
     let result = plugins_in(cli, cmd, &kernel).await.map_err(|f| f.suggest(&kernel));
     if mutating {
@@ -593,6 +605,42 @@ async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
                 print_json(&info);
             } else {
                 print!("{}", render::plugin_detail(&info));
+            }
+        }
+        PluginsCmd::Settings { id } => {
+            let settings = kernel.settings(id)?;
+            if cli.json {
+                print_json(&settings);
+            } else {
+                print!("{}", render::settings(id, &settings));
+            }
+        }
+        PluginsCmd::Set { id, key, value, unset } => {
+            let declared = kernel.settings(id)?;
+            let kind = declared.iter().find(|s| &s.key == key).map(|s| s.setting.kind);
+            let value = if *unset {
+                serde_json::Value::Null
+            } else {
+                let text = match value {
+                    Some(v) => v.clone(),
+                    None => {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line).map_err(|e| anyhow::anyhow!("reading the value of `{key}` from standard input: {e}"))?;
+                        line.trim_end_matches(['\n', '\r']).to_string()
+                    }
+                };
+                match kind {
+                    Some(objectos_kernel::model::manifest::SettingKind::String) | None => serde_json::Value::String(text),
+                    // Typed values are JSON (`5`, `true`); what does not parse is refused by type.
+                    Some(_) => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+                }
+            };
+            let mut change = serde_json::Map::new();
+            change.insert(key.clone(), value);
+            kernel.set_settings(id, change)?;
+            let secret = declared.iter().any(|s| &s.key == key && s.setting.secret);
+            if !cli.json {
+                println!("{} {key} of {id}{}", if *unset { "unset" } else { "set" }, if secret && !*unset { " (secret: it will not be shown again)" } else { "" });
             }
         }
         PluginsCmd::Install { path, force, reinstall } => {

@@ -256,3 +256,29 @@ mod tests {
         assert_eq!(t.lines().count(), 2, "{t}");
     }
 }
+
+/// A plugin's settings: key, type, what is set (a secret as set or not), what it is for.
+pub(crate) fn settings(id: &str, settings: &[objectos_kernel::model::views::SettingStatus]) -> String {
+    if settings.is_empty() {
+        return format!("{id} declares no settings\n");
+    }
+    let mut out = String::new();
+    for s in settings {
+        let kind = serde_json::to_value(s.setting.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let value = match (&s.value, s.setting.secret, s.set) {
+            (_, true, true) => "(secret, set)".to_string(),
+            (_, true, false) => "(secret, not set)".to_string(),
+            (Some(v), _, _) => v.to_string(),
+            (None, _, _) => match &s.setting.default {
+                Some(d) => format!("{d} (default)"),
+                None => "(not set)".to_string(),
+            },
+        };
+        let required = if s.setting.required && !s.set { "  [required]" } else { "" };
+        out.push_str(&format!("{} ({kind}): {value}{required}\n", s.key));
+        if let Some(t) = s.setting.title.as_deref().or(s.setting.description.as_deref()) {
+            out.push_str(&format!("    {t}\n"));
+        }
+    }
+    out
+}

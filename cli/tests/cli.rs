@@ -386,3 +386,40 @@ fn a_new_package_installs_is_approved_and_enables_as_generated() {
     let (_, err) = cli.expect(1, &["new", "package", dir.to_str().unwrap()]);
     assert!(err.contains("already exists and is not empty"), "{err}");
 }
+
+#[test]
+fn settings_are_listed_set_typed_and_secrets_read_from_stdin_are_never_shown() {
+    use std::io::Write;
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = serde_json::json!({ "id": "com.acme.hook", "name": "Hook", "version": "1.0.0", "settings": {
+        "token": { "type": "string", "secret": true, "required": true, "title": "Webhook token" },
+        "retries": { "type": "integer", "default": 3 },
+    } });
+    std::fs::write(dir.path().join("plugin.json"), manifest.to_string()).unwrap();
+    cli.expect(0, &["plugins", "install", dir.path().to_str().unwrap()]);
+    let (out, _) = cli.expect(0, &["plugins", "settings", "com.acme.hook"]);
+    assert!(out.contains("retries (integer): 3 (default)") && out.contains("token (string): (secret, not set)  [required]"), "{out}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_objectos"))
+        .arg("--data-dir")
+        .arg(cli.data.path())
+        .args(["plugins", "set", "com.acme.hook", "token"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"tok-123456\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("will not be shown again"));
+    cli.expect(0, &["plugins", "set", "com.acme.hook", "retries", "5"]);
+    let (_, err) = cli.expect(1, &["plugins", "set", "com.acme.hook", "retries", "many"]);
+    assert!(err.contains("setting `retries`") && err.contains("whole number"), "{err}");
+    let (_, err) = cli.expect(1, &["plugins", "set", "com.acme.hook", "tokn", "x"]);
+    assert!(err.contains("no such setting") && err.contains("token"), "{err}");
+
+    let shown = cli.json(&["plugins", "settings", "com.acme.hook"]).to_string();
+    assert!(shown.contains(r#""set":true"#) && shown.contains(r#""value":5"#) && !shown.contains("tok-123456"), "{shown}");
+    let (audit, _) = cli.expect(0, &["--json", "audit"]);
+    assert!(!audit.contains("tok-123456") && audit.contains("plugin.configured"), "{audit}");
+}

@@ -38,6 +38,8 @@ pub(crate) struct PluginShared {
     pub(crate) metered: bool,
     /// Its emits in the current second.
     pub(crate) emits: crate::model::quota::Window,
+    /// The settings its manifest declares.
+    pub(crate) settings: ArcSwap<std::collections::BTreeMap<String, crate::model::manifest::Setting>>,
 }
 
 /// The topic patterns `manifest` claims, for a package (`None`: a built-in, not restricted).
@@ -241,9 +243,40 @@ impl PluginContext {
         &self.0.logger
     }
 
-    /// This plugin's configuration (an object; empty unless an admin set one).
+    /// This plugin's configuration: an object of what an admin set, the defaults of the
+    /// settings its manifest declares that are not set, and its secret settings (read now,
+    /// from where they are kept apart). Hold secrets no longer than a call needs them.
     pub fn config(&self) -> Value {
-        self.0.core.store.config(self.id()).unwrap_or_else(|_| Value::Object(Default::default()))
+        let mut config = self.0.core.store.config(self.id()).unwrap_or_else(|_| Value::Object(Default::default()));
+        let settings = self.0.shared.settings.load();
+        if let Value::Object(map) = &mut config {
+            for (key, s) in settings.iter() {
+                if let (false, Some(d)) = (map.contains_key(key), &s.default) {
+                    map.insert(key.clone(), d.clone());
+                }
+            }
+            if settings.values().any(|s| s.secret) {
+                for (key, value) in self.0.core.store.secrets(self.id()).unwrap_or_default() {
+                    map.insert(key, Value::String(value));
+                }
+            }
+        }
+        config
+    }
+
+    /// `text` with each of this plugin's secret values (of 4 bytes or more) replaced by
+    /// `[secret <key>]`: for what a plugin's code writes to its log, which the console shows.
+    pub fn redact(&self, text: String) -> String {
+        if !self.0.shared.settings.load().values().any(|s| s.secret) {
+            return text;
+        }
+        let mut out = text;
+        for (key, value) in self.0.core.store.secrets(self.id()).unwrap_or_default() {
+            if value.len() >= 4 && out.contains(&value) {
+                out = out.replace(&value, &format!("[secret {key}]"));
+            }
+        }
+        out
     }
 
     /// The whole number `key` of this plugin's configuration: `default` when unset, and an error

@@ -183,6 +183,16 @@ pub enum KernelError {
         /// Why.
         reason: String,
     },
+    /// A setting's value is refused.
+    #[error("setting `{key}` of {plugin}: {reason}")]
+    Setting {
+        /// The plugin.
+        plugin: String,
+        /// The setting's key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
     /// A topic, topic pattern or service name is malformed.
     #[error("invalid name `{name}`: {reason}")]
     InvalidName {
@@ -294,6 +304,7 @@ impl KernelError {
             KernelError::ReservedTopic { .. } => "reservedTopic",
             KernelError::InvalidName { .. } => "invalidName",
             KernelError::GrantRefused { .. } => "grantRefused",
+            KernelError::Setting { .. } => "setting",
             KernelError::OverLimit { .. } => "overLimit",
             KernelError::AuthorChanged { .. } => "authorChanged",
             KernelError::TopicNotOwned { .. } => "topicNotOwned",

@@ -518,6 +518,11 @@ export type Manifest = {
 	 *  fills in its defaults for what is not given). Only with `main`.
 	 */
 	sandbox?: SandboxLimits,
+	/**
+	 *  Settings an admin fills in (an API token, a repository), by key: the plugin reads
+	 *  them with its configuration. A secret one is kept apart, never shown again.
+	 */
+	settings?: { [key in string]: Setting },
 };
 
 /**  A record type. */
@@ -795,6 +800,27 @@ export type SandboxLimits = {
 	/**  Core instances the component may create. */
 	instances?: number | null,
 };
+
+/**  One setting a plugin declares (`"settings": {"token": {"type": "string", "secret": true}}`). */
+export type Setting = {
+	/**  What values it takes. */
+	type: SettingKind,
+	/**  Its label in the console (the key when absent). */
+	title?: string | null,
+	description?: string | null,
+	/**  The value when none is set (not for a secret). */
+	default?: Value | null,
+	/**
+	 *  Kept outside the configuration, the audit trail and the logs, never shown again once
+	 *  set (a token, a password). Only for strings.
+	 */
+	secret?: boolean,
+	/**  The plugin needs a value; the console says when it has none. */
+	required?: boolean,
+};
+
+/**  The type of a [`Setting`]. */
+export type SettingKind = "string" | "number" | "integer" | "boolean";
 
 /**  Settings and versions. */
 export type Settings = {

@@ -70,6 +70,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_plugin ON audit(plugin, id);",
     // 2: an upgrade by another author, waiting for the admin to approve it again.
     "ALTER TABLE plugins ADD COLUMN author_change TEXT;",
+    // 3: secret settings (API tokens), apart from the configuration, which is shown.
+    "CREATE TABLE plugin_secrets(plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(plugin, key));",
 ];
 
 /// The schema version this build writes.

@@ -108,6 +108,7 @@ impl Store {
             "DELETE FROM storage WHERE plugin=?1",
             "DELETE FROM grants WHERE plugin=?1",
             "DELETE FROM plugin_config WHERE plugin=?1",
+            "DELETE FROM plugin_secrets WHERE plugin=?1",
         ] {
             tx.execute(sql, [id]).map_err(|e| self.map_err(e))?;
         }
@@ -161,6 +162,28 @@ impl Store {
             "INSERT INTO plugin_config(plugin, value) VALUES (?1, ?2) ON CONFLICT(plugin) DO UPDATE SET value=excluded.value",
             params![plugin, value.to_string()],
         )
+        .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// A plugin's secret settings, by key.
+    pub(crate) fn secrets(&self, plugin: &str) -> Result<Vec<(String, String)>> {
+        let c = self.lock();
+        let mut q = c.prepare_cached("SELECT key, value FROM plugin_secrets WHERE plugin=?1 ORDER BY key").map_err(|e| self.map_err(e))?;
+        let rows = q.query_map([plugin], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.map_err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.map_err(e))
+    }
+
+    /// Set (or, with `None`, delete) a plugin's secret setting `key`.
+    pub(crate) fn set_secret(&self, plugin: &str, key: &str, value: Option<&str>) -> Result<()> {
+        let c = self.lock();
+        match value {
+            Some(v) => c.execute(
+                "INSERT INTO plugin_secrets(plugin, key, value) VALUES (?1, ?2, ?3) ON CONFLICT(plugin, key) DO UPDATE SET value=excluded.value",
+                params![plugin, key, v],
+            ),
+            None => c.execute("DELETE FROM plugin_secrets WHERE plugin=?1 AND key=?2", params![plugin, key]),
+        }
         .map_err(|e| self.map_err(e))?;
         Ok(())
     }

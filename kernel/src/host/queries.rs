@@ -230,15 +230,87 @@ impl Kernel {
         self.0.core.writer.confirm()
     }
 
-    /// Set a plugin's configuration object (read by the plugin through its context).
+    /// Set a plugin's configuration object (read by the plugin through its context). The
+    /// settings its manifest declares are checked against their types; a secret one is set
+    /// with [`Kernel::set_settings`], never here.
     pub fn set_config(&self, id: &str, config: Value) -> Result<()> {
         self.require(id)?;
-        if !config.is_object() {
+        let Value::Object(map) = &config else {
             return Err(KernelError::InvalidName { name: "config".into(), reason: "plugin configuration must be a JSON object".into() });
+        };
+        let declared = self.declared_settings(id)?;
+        for (key, value) in map {
+            let Some(s) = declared.get(key) else { continue };
+            let refuse = |reason: String| KernelError::Setting { plugin: id.into(), key: key.clone(), reason };
+            if s.secret {
+                return Err(refuse("is a secret: set it as a setting (the console's Settings, or `objectos plugins set --secret`), never in the configuration, which is shown".into()));
+            }
+            s.kind.check(value).map_err(refuse)?;
         }
         self.0.core.store.set_config(id, &config)?;
         self.0.core.writer.audit(&self.1, Some(id), AuditAction::PluginConfigured, json!({ "keys": config.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()) }));
         self.0.core.writer.confirm()
+    }
+
+    fn declared_settings(&self, id: &str) -> Result<BTreeMap<String, crate::model::manifest::Setting>> {
+        let plugins = lock(&self.0.plugins);
+        let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
+        Ok(slot.manifest().settings.clone())
+    }
+
+    /// The settings `id` declares, with what is set; for a secret only whether it is set.
+    pub fn settings(&self, id: &str) -> Result<Vec<crate::model::views::SettingStatus>> {
+        let declared = self.declared_settings(id)?;
+        let config = self.0.core.store.config(id)?;
+        let secrets: BTreeSet<String> = if declared.values().any(|s| s.secret) { self.0.core.store.secrets(id)?.into_iter().map(|(k, _)| k).collect() } else { BTreeSet::new() };
+        Ok(declared
+            .into_iter()
+            .map(|(key, setting)| {
+                let (value, set) = if setting.secret { (None, secrets.contains(&key)) } else { (config.get(&key).cloned(), config.get(&key).is_some()) };
+                crate::model::views::SettingStatus { key, setting, value, set }
+            })
+            .collect())
+    }
+
+    /// Set settings `id` declares: each value is checked against its type, and `null`
+    /// unsets one (its default applies). A secret is stored apart from the configuration and
+    /// is never returned, logged or audited: the audit record names the keys changed. All or
+    /// nothing: one bad value changes none. Returns the keys changed.
+    pub fn set_settings(&self, id: &str, values: serde_json::Map<String, Value>) -> Result<Vec<String>> {
+        let declared = self.declared_settings(id)?;
+        for (key, value) in &values {
+            let refuse = |reason: String| KernelError::Setting { plugin: id.into(), key: key.clone(), reason };
+            let Some(s) = declared.get(key) else {
+                let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+                return Err(refuse(if known.is_empty() { format!("{id} declares no settings") } else { format!("{id} declares no such setting; it has: {}", known.join(", ")) }));
+            };
+            if !value.is_null() {
+                s.kind.check(value).map_err(refuse)?;
+                if s.secret && value.as_str().is_some_and(str::is_empty) {
+                    return Err(refuse("an empty secret: to remove it, unset it".into()));
+                }
+            }
+        }
+        let mut config = match self.0.core.store.config(id)? {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        let (mut changed, mut secrets) = (Vec::new(), Vec::new());
+        for (key, value) in values {
+            if declared.get(&key).is_some_and(|s| s.secret) {
+                self.0.core.store.set_secret(id, &key, value.as_str())?;
+                secrets.push(key.clone());
+            } else if value.is_null() {
+                config.remove(&key);
+            } else {
+                config.insert(key.clone(), value);
+            }
+            changed.push(key);
+        }
+        self.0.core.store.set_config(id, &Value::Object(config))?;
+        self.0.core.writer.audit(&self.1, Some(id), AuditAction::PluginConfigured, json!({ "keys": changed, "secrets": secrets }));
+        self.0.core.writer.confirm()?;
+        Ok(changed)
     }
 
 }

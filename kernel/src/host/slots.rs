@@ -92,6 +92,7 @@ impl Slots {
     pub(super) fn set_manifest(&mut self, id: &str, manifest: Arc<Manifest>) -> Option<Arc<Manifest>> {
         let slot = self.map.get_mut(id)?;
         slot.shared.topics.store(Arc::new(crate::context::owned_topics(&manifest, slot.kind == PluginKind::Package)));
+        slot.shared.settings.store(Arc::new(manifest.settings.clone()));
         let old = std::mem::replace(&mut slot.manifest, manifest);
         self.changed();
         Some(old)
@@ -159,6 +160,7 @@ impl Kernel {
             topics: ArcSwap::from_pointee(crate::context::owned_topics(&manifest, kind == PluginKind::Package)),
             metered: kind == PluginKind::Package,
             emits: Default::default(),
+            settings: ArcSwap::from_pointee(manifest.settings.clone()),
         });
         let ctx = PluginContext(Arc::new(CtxInner {
             shared: shared.clone(),

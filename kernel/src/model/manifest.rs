@@ -64,6 +64,81 @@ pub struct Manifest {
     /// fills in its defaults for what is not given). Only with `main`.
     #[serde(skip_serializing_if = "SandboxLimits::is_empty")]
     pub sandbox: SandboxLimits,
+    /// Settings an admin fills in (an API token, a repository), by key: the plugin reads
+    /// them with its configuration. A secret one is kept apart, never shown again.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Setting>,
+}
+
+/// The most settings a manifest declares.
+pub const MAX_SETTINGS: usize = 32;
+
+/// One setting a plugin declares (`"settings": {"token": {"type": "string", "secret": true}}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct Setting {
+    /// What values it takes.
+    #[serde(rename = "type")]
+    pub kind: SettingKind,
+    /// Its label in the console (the key when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The value when none is set (not for a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    /// Kept outside the configuration, the audit trail and the logs, never shown again once
+    /// set (a token, a password). Only for strings.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// The plugin needs a value; the console says when it has none.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+}
+
+/// The type of a [`Setting`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum SettingKind {
+    String,
+    Number,
+    Integer,
+    Boolean,
+}
+
+impl SettingKind {
+    fn parse(s: &str) -> Option<SettingKind> {
+        Some(match s {
+            "string" => SettingKind::String,
+            "number" => SettingKind::Number,
+            "integer" => SettingKind::Integer,
+            "boolean" => SettingKind::Boolean,
+            _ => return None,
+        })
+    }
+
+    /// Why `v` is not a value of this type, if it is not.
+    pub fn check(self, v: &serde_json::Value) -> Result<(), String> {
+        let ok = match self {
+            SettingKind::String => v.as_str().is_some_and(|s| s.len() <= 4096),
+            SettingKind::Number => v.is_number(),
+            SettingKind::Integer => v.is_i64() || v.is_u64(),
+            SettingKind::Boolean => v.is_boolean(),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(match self {
+            SettingKind::String if v.is_string() => "must be at most 4096 bytes of text".into(),
+            SettingKind::String => format!("must be text, not {}", type_name(v)),
+            SettingKind::Number => format!("must be a number, not {}", type_name(v)),
+            SettingKind::Integer => format!("must be a whole number, not {v}"),
+            SettingKind::Boolean => format!("must be true or false, not {v}"),
+        })
+    }
 }
 
 /// The bounds a package's code asks for (`"sandbox"` in `plugin.json`). Every field is
@@ -349,7 +424,7 @@ impl Validator {
         const KNOWN: &[&str] = &[
             "$schema", "id", "name", "version", "description", "author", "license", "dependencies",
             "optionalDependencies", "provides", "permissions", "optionalPermissions", "engines",
-            "main", "sandbox",
+            "main", "sandbox", "settings",
         ];
         let map = self.object("", root, KNOWN)?;
         let id = self.string(map, "", "id", true);
@@ -417,9 +492,11 @@ impl Validator {
         };
         let main = self.string(map, "", "main", false).filter(|m| self.main_path(m));
         let sandbox = self.sandbox(map.get("sandbox"), main.is_some());
+        let settings = self.settings(map.get("settings"));
         Some(Manifest {
             main,
             sandbox,
+            settings,
             id: id?,
             name: name?,
             version: version?,
@@ -472,6 +549,64 @@ impl Validator {
                 Some(n) if (1..=max).contains(&n) => out.set(key, n),
                 _ => self.err(&key_path("sandbox", key), format!("must be a whole number from 1 to {max}, not {value}")),
             }
+        }
+        out
+    }
+
+    fn settings(&mut self, v: Option<&Value>) -> BTreeMap<String, Setting> {
+        let mut out = BTreeMap::new();
+        let Some(v) = v else { return out };
+        let Value::Object(map) = v else {
+            self.err("settings", format!("must be an object of settings by key, not {}", type_name(v)));
+            return out;
+        };
+        if map.len() > MAX_SETTINGS {
+            self.err("settings", format!("declares {} settings; at most {MAX_SETTINGS} are accepted", map.len()));
+            return out;
+        }
+        for (key, spec) in map {
+            let path = key_path("settings", key);
+            let key_ok = !key.is_empty() && key.len() <= 64 && key.starts_with(|c: char| c.is_ascii_alphabetic()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !key_ok {
+                self.err(&path, "a setting's key is a name of letters, digits and `_`, starting with a letter (like `apiToken`), at most 64 bytes");
+                continue;
+            }
+            let Some(spec) = self.object(&path, spec, &["type", "title", "description", "default", "secret", "required"]) else { continue };
+            let kind = match spec.get("type").and_then(Value::as_str).map(|t| (t, SettingKind::parse(t))) {
+                Some((_, Some(k))) => k,
+                Some((t, None)) => {
+                    self.err(&key_path(&path, "type"), format!("{} is not a setting type: string, number, integer or boolean", show(t)));
+                    continue;
+                }
+                None => {
+                    self.err(&key_path(&path, "type"), "is required: string, number, integer or boolean");
+                    continue;
+                }
+            };
+            let title = self.string(spec, &path, "title", false);
+            let description = self.string(spec, &path, "description", false);
+            let flag = |v: &mut Self, name: &str| match spec.get(name) {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    v.err(&key_path(&path, name), format!("must be true or false, not {other}"));
+                    false
+                }
+            };
+            let (secret, required) = (flag(self, "secret"), flag(self, "required"));
+            let default = spec.get("default").cloned();
+            if secret && kind != SettingKind::String {
+                self.err(&key_path(&path, "secret"), "a secret setting is text (`\"type\": \"string\"`)");
+            }
+            if secret && default.is_some() {
+                self.err(&key_path(&path, "default"), "a secret has no default: it would ship in the package for everyone to read");
+            }
+            if let Some(d) = &default {
+                if let Err(e) = kind.check(d) {
+                    self.err(&key_path(&path, "default"), e);
+                }
+            }
+            out.insert(key.clone(), Setting { kind, title, description, default, secret, required });
         }
         out
     }

@@ -57,6 +57,21 @@ pub struct LastError {
     pub at: i64,
 }
 
+/// One setting a plugin declares, with what is set. A secret's value is never here: only
+/// whether one is set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct SettingStatus {
+    pub key: String,
+    #[serde(flatten)]
+    pub setting: crate::model::manifest::Setting,
+    /// The value set (not for a secret); `None` when unset (the default applies).
+    pub value: Option<serde_json::Value>,
+    /// Whether a value is set.
+    pub set: bool,
+}
+
 /// One requested permission and its approval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -352,12 +352,13 @@ impl log::Host for HostState {
         // A line and its fields are at most 16 KiB each, so a guest cannot store its memory
         // through the log (its lines a minute are also counted against its quota).
         const MAX_LINE: usize = 16 << 10;
+        // A secret the plugin was given does not reach the log (which the console shows).
         let fields = match fields.trim() {
             "" => Value::Null,
             t if t.len() > MAX_LINE => Value::String(format!("fields of {} bytes left out: a line's fields are at most {MAX_LINE} bytes", t.len())),
-            t => json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message)),
+            t => json("the log line's fields", &self.ctx.redact(t.to_string())).unwrap_or_else(|e| Value::String(e.message)),
         };
-        self.ctx.logger().log(level, objectos_kernel::util::clip(message, MAX_LINE), fields);
+        self.ctx.logger().log(level, self.ctx.redact(objectos_kernel::util::clip(message, MAX_LINE)), fields);
     }
 }
 

@@ -151,6 +151,11 @@ impl Target {
         Ok(Target { uri, host, port })
     }
 
+    /// The URL without its query (which may carry a token), for the audit trail.
+    fn shown(&self) -> String {
+        format!("{}://{}:{}{}", self.uri.scheme_str().unwrap_or("https"), self.host, self.port, self.uri.path())
+    }
+
     fn same_origin(&self, other: &Target) -> bool {
         self.host == other.host && self.port == other.port && self.uri.scheme() == other.uri.scheme()
     }
@@ -201,7 +206,7 @@ pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request) -> Re
             Ok(b) => b,
             Err(ureq::Error::BodyExceedsLimit(_)) => {
                 count(Some(status), MAX_RESPONSE_BODY);
-                let e = ctx.over_limit(format!("the response of {}", target.uri), format!("a response body is at most {} MiB", MAX_RESPONSE_BODY >> 20));
+                let e = ctx.over_limit(format!("the response of {}", target.shown()), format!("a response body is at most {} MiB", MAX_RESPONSE_BODY >> 20));
                 return Err(crate::host::host_error(e));
             }
             Err(e) => {

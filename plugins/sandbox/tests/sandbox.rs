@@ -455,9 +455,13 @@ const REACH: &str = include_str!("guests/reach.js");
 
 /// Install the `reach` guest with `perms` (each approved) and a driver that calls it.
 async fn reach(k: &Kernel, root: &Path, perms: &[&str]) -> (String, objectos_kernel::PluginContext) {
+    reach_with(k, root, perms, json!({})).await
+}
+
+async fn reach_with(k: &Kernel, root: &Path, perms: &[&str], extra: Value) -> (String, objectos_kernel::PluginContext) {
     let mut all = vec!["services.provide:reach"];
     all.extend_from_slice(perms);
-    let id = install(k, root, "reach", REACH, &all, json!({ "services": ["reach"] }), json!({})).await;
+    let id = install(k, root, "reach", REACH, &all, json!({ "services": ["reach"] }), extra).await;
     k.enable(&id, true).await.unwrap();
     (id, driver(k, "t.driver", &["services.use:reach"]).await)
 }
@@ -609,4 +613,51 @@ async fn files_stay_inside_granted_folders_whatever_the_path_or_link() {
     k.install_package(&dir, false).await.unwrap();
     let e = k.grant("t.missing", GrantRequest::All).unwrap_err().to_string();
     assert!(e.contains("does not exist") && e.contains("nowhere"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_setting_reaches_the_code_and_never_the_log_the_audit_or_the_console() {
+    use objectos_tests::LoopbackServer;
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let server = LoopbackServer::start(|_| (204, vec![], vec![]));
+    let settings = json!({ "settings": {
+        "token": { "type": "string", "secret": true, "required": true, "title": "API token" },
+        "repo": { "type": "string", "default": "acme/shop" },
+        "url": { "type": "string" },
+    } });
+    let (id, ctx) = reach_with(&k, root.path(), &[&format!("network.connect:127.0.0.1:{}", server.port)], settings).await;
+    const TOKEN: &str = "ghp_s3cr3t-t0ken-value";
+    k.set_settings(&id, json!({ "token": TOKEN, "url": server.url("/hook") }).as_object().unwrap().clone()).unwrap();
+
+    // The code gets it, with the defaults, at the time of the call.
+    let config = ask(&ctx, "config", json!({}));
+    assert_eq!(config, json!({ "token": TOKEN, "repo": "acme/shop", "url": server.url("/hook") }));
+    assert_eq!(ask(&ctx, "tell", json!({})), json!({ "ok": 204 }));
+    assert_eq!(server.received()[0].header("authorization"), Some(&*format!("Bearer {TOKEN}")));
+
+    // The console sees whether it is set, never the value; the log and the audit never hold it.
+    let shown = serde_json::to_string(&k.settings(&id).unwrap()).unwrap();
+    assert!(!shown.contains(TOKEN) && shown.contains(r#""key":"token""#) && shown.contains(r#""set":true"#), "{shown}");
+    let lines = logs(&k, &id);
+    assert!(lines.iter().any(|l| l.contains("using token [secret token]")), "{lines:?}");
+    k.flush();
+    let everything = serde_json::to_string(&k.audit(&AuditQuery { limit: Some(10_000), ..Default::default() }).unwrap()).unwrap();
+    let logged = serde_json::to_string(&k.logs(&LogQuery { limit: Some(10_000), ..Default::default() }).unwrap()).unwrap();
+    assert!(!everything.contains(TOKEN) && !logged.contains(TOKEN), "a secret leaked");
+    assert!(everything.contains(r#""secrets":["token"]"#), "the change is audited by key");
+    assert!(!serde_json::to_string(&k.plugin(&id).unwrap()).unwrap().contains(TOKEN));
+
+    // A secret is never set through the configuration (which is shown), and values are typed.
+    let e = k.set_config(&id, json!({ "token": "x" })).unwrap_err().to_string();
+    assert!(e.contains("setting `token`") && e.contains("secret"), "{e}");
+    let e = k.set_settings(&id, json!({ "repo": 5 }).as_object().unwrap().clone()).unwrap_err().to_string();
+    assert!(e.contains("setting `repo`") && e.contains("must be text"), "{e}");
+    let e = k.set_settings(&id, json!({ "tokn": "x" }).as_object().unwrap().clone()).unwrap_err().to_string();
+    assert!(e.contains("no such setting") && e.contains("token"), "{e}");
+
+    // Unset, it is gone from the code's configuration too.
+    k.set_settings(&id, json!({ "token": null }).as_object().unwrap().clone()).unwrap();
+    assert!(ask(&ctx, "config", json!({})).get("token").is_none());
+    assert!(k.settings(&id).unwrap().iter().any(|s| s.key == "token" && !s.set));
 }

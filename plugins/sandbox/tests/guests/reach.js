@@ -22,5 +22,10 @@ export function onEnable(ctx) {
     createFolder: (a) => attempt(() => ctx.files.createFolder(a.path)),
     remove: (a) => attempt(() => ctx.files.remove(a.path)),
     config: () => ctx.config(),
+    tell: () => {
+      const c = ctx.config();
+      ctx.log.info(`using token ${c.token}`, { token: c.token, repo: c.repo });
+      return attempt(() => ctx.http.get(c.url, { headers: { authorization: `Bearer ${c.token}` } }).status);
+    },
   });
 }
