@@ -356,6 +356,24 @@ impl Services<'_> {
         face.call(ctx, method, args)
     }
 
+    /// Call `method` of service `name`, which this plugin itself provides, with JSON `args`:
+    /// no `services.use` grant is needed for one's own service. For an engine that calls a
+    /// plugin back on its behalf (a notification channel the plugin's code provides). Refused
+    /// with [`KernelError::ServiceExists`] when another plugin provides it.
+    pub fn call_own(&self, name: &str, method: &str, args: Value) -> Result<Value> {
+        let ctx = self.0;
+        match ctx.0.core.registry.owner(name) {
+            None => Err(KernelError::ServiceNotFound { name: crate::util::clip(name.to_string(), MAX_AUDITED_NAME) }),
+            Some(owner) if owner != ctx.id() => Err(KernelError::ServiceExists { name: name.to_string(), owner }),
+            Some(_) => ctx.0.core.registry.json(name)?.call(ctx, method, args),
+        }
+    }
+
+    /// Whether this plugin itself provides service `name` now.
+    pub fn provides(&self, name: &str) -> bool {
+        self.0 .0.core.registry.owner(name).as_deref() == Some(self.0.id())
+    }
+
     /// Is a service registered under `name`? Needs `services.use:<name>`.
     pub fn has(&self, name: &str) -> Result<bool> {
         let ctx = self.0;

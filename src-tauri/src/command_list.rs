@@ -41,6 +41,9 @@ macro_rules! console_commands {
             commit_import,
             cancel_import,
             export_records,
+            plugin_usage,
+            plugin_settings,
+            set_plugin_settings,
         }
     };
 }

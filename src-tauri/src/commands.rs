@@ -514,3 +514,27 @@ pub async fn package_definitions(state: State<'_, AppState>, id: String) -> CmdR
         .map_err(|problems| CommandError::from(KernelError::from(ManifestErrors { file: format!("{dir}/plugin.json"), problems })))?;
     Ok(views::definitions(defs))
 }
+
+/// What a plugin did: its counters, its code's use (calls, CPU time, memory, traps, web
+/// requests by host) and the last ten minutes in 20-second buckets.
+#[tauri::command]
+#[specta::specta]
+pub async fn plugin_usage(state: State<'_, AppState>, id: String) -> CmdResult<objectos_kernel::runtime::telemetry::PluginStats> {
+    Ok(state.kernel.stats(&id)?)
+}
+
+/// The settings a plugin declares, with what is set (a secret only as set or not).
+#[tauri::command]
+#[specta::specta]
+pub async fn plugin_settings(state: State<'_, AppState>, id: String) -> CmdResult<Vec<objectos_kernel::model::views::SettingStatus>> {
+    Ok(state.kernel.settings(&id)?)
+}
+
+/// Set settings (`null` unsets one); returns them afterwards. A secret's value goes in and
+/// never comes back out.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_plugin_settings(state: State<'_, AppState>, id: String, values: serde_json::Map<String, serde_json::Value>) -> CmdResult<Vec<objectos_kernel::model::views::SettingStatus>> {
+    state.kernel.set_settings(&id, values)?;
+    Ok(state.kernel.settings(&id)?)
+}

@@ -21,6 +21,11 @@ const FILES: &[(&str, &str)] = sample_files![
     "lead-scoring/plugin.json",
     "lead-scoring/index.js",
     "lead-scoring/objects/lead.yml",
+    "github-issues/plugin.json",
+    "github-issues/index.js",
+    "github-issues/objects/issue.yml",
+    "webhook-channel/plugin.json",
+    "webhook-channel/index.js",
 ];
 
 /// Write the samples (refreshing them) and return their folders.

@@ -403,3 +403,55 @@ describe("a package's declarations", () => {
     expect(edges[0].label).toBe("win ⚑");
   });
 });
+
+describe("plugin settings and use", () => {
+  const settings = [
+    { key: "repo", type: "string", title: "Repository", default: "acme/shop", value: null, set: false },
+    { key: "token", type: "string", title: "API token", secret: true, required: true, value: null, set: true },
+  ];
+
+  it("sends only what changed, keeps a secret write-only, and removes it on request", async () => {
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === "plugin_settings") return settings;
+      if (cmd === "set_plugin_settings") {
+        sent.push((args as { values: unknown }).values);
+        return settings;
+      }
+      return null;
+    });
+    const { PluginSettings } = await import("./views/PluginSettings");
+    render(<PluginSettings id="com.acme.github" onError={() => {}} />);
+    const token = (await screen.findByLabelText(/API token/)) as HTMLInputElement;
+    expect(token.type).toBe("password");
+    expect(token.value).toBe("");
+    expect(screen.getByText(/Secret set; it is never shown again/)).toBeTruthy();
+    expect((screen.getByLabelText("Repository") as HTMLInputElement).placeholder).toBe("Default: acme/shop");
+    fireEvent.change(token, { target: { value: "ghp_new" } });
+    fireEvent.click(screen.getByText("Save settings"));
+    await waitFor(() => expect(sent).toEqual([{ token: "ghp_new" }]));
+    fireEvent.click(screen.getByText("Remove"));
+    await waitFor(() => expect(sent[1]).toEqual({ token: null }));
+  });
+
+  it("shows the code's calls, memory, requests by host and a chart of recent minutes", async () => {
+    const now = Math.floor(Date.now() / 20000) * 20;
+    const recent = Array.from({ length: 30 }, (_, i) => ({ start: now - (29 - i) * 20, calls: i === 29 ? 4 : 0, cpuMicros: 0, requests: i === 29 ? 2 : 0, denials: i === 29 ? 1 : 0, traps: 0 }));
+    mockIPC((cmd) => {
+      if (cmd === "plugin_usage")
+        return {
+          eventsEmitted: 0, eventsReceived: 0, handlerErrors: 0, storageReads: 0, storageWrites: 0, serviceLookups: 0, permissionDenials: 1, hooks: {},
+          code: { calls: 4, cpuMillis: 12, traps: 0, memoryBytes: 3 << 20, memoryPeakBytes: 4 << 20, requests: { "api.github.com:443": { requests: 2, failed: 0, statuses: { 200: 2 }, bytesSent: 0, bytesReceived: 2048 } } },
+          recent,
+        };
+      return null;
+    });
+    const { PluginUse } = await import("./views/PluginUse");
+    render(<PluginUse id="com.acme.github" code={{ main: "index.js", language: "JavaScript", bounds: { memoryMiB: 32 }, stackKib: 1024 }} />);
+    expect(await screen.findByText("api.github.com:443")).toBeTruthy();
+    expect(screen.getByText("200 ×2")).toBeTruthy();
+    expect(screen.getByText("3.0 MiB")).toBeTruthy();
+    expect(screen.getByText("of 32.0 MiB")).toBeTruthy();
+    expect(screen.getByRole("img").getAttribute("aria-label")).toContain("4 calls, 2 requests");
+  });
+});

@@ -93,6 +93,18 @@ export const commands = {
 	 *  opens; `null` when the dialog was closed.
 	 */
 	exportRecords: (recordType: string) => typedError<Exported | null, CommandError>(__TAURI_INVOKE("export_records", { recordType })),
+	/**
+	 *  What a plugin did: its counters, its code's use (calls, CPU time, memory, traps, web
+	 *  requests by host) and the last ten minutes in 20-second buckets.
+	 */
+	pluginUsage: (id: string) => typedError<PluginStats, CommandError>(__TAURI_INVOKE("plugin_usage", { id })),
+	/**  The settings a plugin declares, with what is set (a secret only as set or not). */
+	pluginSettings: (id: string) => typedError<SettingStatus[], CommandError>(__TAURI_INVOKE("plugin_settings", { id })),
+	/**
+	 *  Set settings (`null` unsets one); returns them afterwards. A secret's value goes in and
+	 *  never comes back out.
+	 */
+	setPluginSettings: (id: string, values: { [key in string]: Value }) => typedError<SettingStatus[], CommandError>(__TAURI_INVOKE("set_plugin_settings", { id, values })),
 };
 
 /** Events */
@@ -185,6 +197,22 @@ export type CodeInfo = {
 	bounds: SandboxLimits,
 	/**  The wasm stack every plugin gets, in KiB. */
 	stackKib: number | null,
+};
+
+/**  What a plugin's code used, as its runtime reports it (sandboxed packages only). */
+export type CodeStats = {
+	/**  Calls into its code. */
+	calls: number,
+	/**  CPU time its code used, milliseconds. */
+	cpuMillis: number,
+	/**  Traps and overruns (a bound hit, a crash). */
+	traps: number,
+	/**  Linear memory its instance holds now, bytes. */
+	memoryBytes: number,
+	/**  The most it held, bytes. */
+	memoryPeakBytes: number,
+	/**  Web requests by host (`name:port`). */
+	requests: { [key in string]: HostUse },
 };
 
 /**  A command's failure. */
@@ -310,6 +338,29 @@ export type HistoryStep = {
 	event: string,
 	by: string,
 	at: number | null,
+};
+
+/**  Timing of one hook of one plugin. */
+export type HookStats = {
+	/**  Times it ran. */
+	count: number | null,
+	/**  Times it failed, panicked or timed out. */
+	failures: number | null,
+	/**  Total run time, microseconds. */
+	totalMicros: number | null,
+	/**  Longest run, microseconds. */
+	maxMicros: number | null,
+};
+
+/**  Requests to one host (`name:port`). */
+export type HostUse = {
+	requests: number,
+	/**  Requests that got no response (refused, unreachable, timed out). */
+	failed: number,
+	/**  Responses by status code. */
+	statuses: { [key in number]: number },
+	bytesSent: number,
+	bytesReceived: number,
 };
 
 /**  What a CSV file holds for a record type, checked; nothing is written until `commit_import`. */
@@ -620,6 +671,30 @@ export type PluginKind =
 /**  Installed from a folder or `.zip`. */
 "package";
 
+/**  A snapshot of one plugin's counters. */
+export type PluginStats = {
+	/**  Events it emitted. */
+	eventsEmitted: number | null,
+	/**  Events delivered to its handlers. */
+	eventsReceived: number | null,
+	/**  Handler errors and panics. */
+	handlerErrors: number | null,
+	/**  Storage reads (get, has, keys). */
+	storageReads: number | null,
+	/**  Storage writes (set, delete, clear). */
+	storageWrites: number | null,
+	/**  Service lookups. */
+	serviceLookups: number | null,
+	/**  Calls refused for a missing grant. */
+	permissionDenials: number | null,
+	/**  Hook timings by hook name. */
+	hooks: { [key in string]: HookStats },
+	/**  What its code used (a sandboxed package's), if it has code. */
+	code: CodeStats | null,
+	/**  The last ten minutes, oldest first, one bucket per [`RECENT_SECONDS`]. */
+	recent: Recent[],
+};
+
 /**  A plugin's name and description in a locale, where a translation exists. */
 export type PluginText = {
 	name: string | null,
@@ -683,6 +758,22 @@ export type Quotas = {
 	 *  dropped).
 	 */
 	logLinesPerMinute?: number | null,
+};
+
+/**  What a plugin did in one [`RECENT_SECONDS`] window, for the console's chart. */
+export type Recent = {
+	/**  When the window starts, Unix seconds. */
+	start: number,
+	/**  Calls into the plugin's code (hooks, events, service calls). */
+	calls: number,
+	/**  CPU time its code used, microseconds. */
+	cpuMicros: number,
+	/**  Web requests it made. */
+	requests: number,
+	/**  Calls refused (a missing grant, a bound). */
+	denials: number,
+	/**  Traps and overruns of its code. */
+	traps: number,
 };
 
 /**  A field as a form needs it. */
@@ -821,6 +912,18 @@ export type Setting = {
 
 /**  The type of a [`Setting`]. */
 export type SettingKind = "string" | "number" | "integer" | "boolean";
+
+/**
+ *  One setting a plugin declares, with what is set. A secret's value is never here: only
+ *  whether one is set.
+ */
+export type SettingStatus = {
+	key: string,
+	/**  The value set (not for a secret); `None` when unset (the default applies). */
+	value: Value | null,
+	/**  Whether a value is set. */
+	set: boolean,
+} & Setting;
 
 /**  Settings and versions. */
 export type Settings = {

@@ -151,6 +151,11 @@ impl Kernel {
             .collect()
     }
 
+    /// The activity counters of one plugin, with its code's use and the last ten minutes.
+    pub fn stats(&self, id: &str) -> Result<crate::runtime::telemetry::PluginStats> {
+        lock(&self.0.plugins).get(id).map(|s| s.shared.counters.snapshot()).ok_or_else(|| KernelError::NotFound { plugin: id.into() })
+    }
+
     /// Stored log lines.
     pub fn logs(&self, q: &LogQuery) -> Result<Vec<LogRecord>> {
         self.0.core.writer.flush();

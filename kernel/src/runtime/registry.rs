@@ -86,6 +86,11 @@ impl Registry {
         e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))
     }
 
+    /// Who provides service `name`, if anyone.
+    pub(crate) fn owner(&self, name: &str) -> Option<String> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|e| e.owner.to_string())
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.map.read().unwrap_or_else(|p| p.into_inner()).contains_key(name)
     }

@@ -86,34 +86,47 @@ pub struct CodeStats {
 /// Timing of one hook of one plugin.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct HookStats {
     /// Times it ran.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub count: u64,
     /// Times it failed, panicked or timed out.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub failures: u64,
     /// Total run time, microseconds.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub total_micros: u64,
     /// Longest run, microseconds.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub max_micros: u64,
 }
 
 /// A snapshot of one plugin's counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PluginStats {
     /// Events it emitted.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub events_emitted: u64,
     /// Events delivered to its handlers.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub events_received: u64,
     /// Handler errors and panics.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub handler_errors: u64,
     /// Storage reads (get, has, keys).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub storage_reads: u64,
     /// Storage writes (set, delete, clear).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub storage_writes: u64,
     /// Service lookups.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub service_lookups: u64,
     /// Calls refused for a missing grant.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
     pub permission_denials: u64,
     /// Hook timings by hook name.
     pub hooks: BTreeMap<String, HookStats>,

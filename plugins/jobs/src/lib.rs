@@ -383,8 +383,9 @@ impl Plugin for JobsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
         let config = Config::read(ctx)?;
         let inner = Arc::new(Inner::new(ctx.clone(), config));
-        let jobs = Jobs { inner: inner.clone() };
-        ctx.services().register(SERVICE, jobs)?;
+        let jobs = Arc::new(Jobs { inner: inner.clone() });
+        ctx.services().register_arc(SERVICE, jobs.clone())?;
+        ctx.services().expose(SERVICE, jobs)?;
         let source = inner.clone();
         ctx.services().register("metrics.jobs", MetricSource::new(move || source.render_metrics()))?;
         // A plugin leaving the enabled state takes its handlers with it: its jobs wait.
@@ -417,6 +418,55 @@ impl Plugin for JobsPlugin {
 }
 
 // ---- the service -----------------------------------------------------------------------------
+
+/// `jobs` for code in the sandbox. `handle {name, service}`: the caller's jobs for handler
+/// `name` run by calling method `run` of `service`, one of the caller's own services, with
+/// `{id, attempt, payload}` (an error it returns fails the attempt, retried by the job's
+/// policy). `enqueue {handler, payload?, delayMs?, retry?, timeoutMs?}` answers the job's id;
+/// `schedule {name, cron, handler, payload?, ...}` the first occurrence (ms); `unschedule
+/// {name}`, `schedules`, `get {id}`, `cancel {id}`, `list`.
+impl objectos_kernel::plugin::JsonService for Jobs {
+    fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
+        use objectos_kernel::plugin::str_arg;
+        let spec = |args: &Value| -> Result<JobSpec> { serde_json::from_value(args.clone()).map_err(|e| err(format!("{method}: not a job ({e}); send {{\"handler\": ..., \"payload\": ...}}"))) };
+        let out = |v: std::result::Result<Value, serde_json::Error>| v.map_err(|e| err(e.to_string()));
+        match method {
+            "handle" => {
+                let name = str_arg(SERVICE, method, &args, "name")?;
+                let service = str_arg(SERVICE, method, &args, "service")?.to_string();
+                if !caller.services().provides(&service) {
+                    return Err(err(format!("handle: `{service}` is not a service {} provides; register it first (its `run` method runs each job)", caller.id())));
+                }
+                let owner = caller.clone();
+                self.handle(caller, name, move |run: JobRun| {
+                    let (owner, service) = (owner.clone(), service.clone());
+                    async move {
+                        let args = json!({ "id": run.id, "attempt": run.attempt, "payload": run.payload });
+                        // The service is the plugin's code, which blocks the thread calling it.
+                        tokio::task::spawn_blocking(move || owner.services().call_own(&service, "run", args)).await??;
+                        Ok(())
+                    }
+                })?;
+                Ok(Value::Null)
+            }
+            "enqueue" => Ok(json!(self.enqueue(caller, spec(&args)?)?)),
+            "schedule" => {
+                let name = str_arg(SERVICE, method, &args, "name")?;
+                let cron = str_arg(SERVICE, method, &args, "cron")?;
+                Ok(json!(self.schedule(caller, name, cron, spec(&args)?)?))
+            }
+            "unschedule" => Ok(json!(self.unschedule(caller, str_arg(SERVICE, method, &args, "name")?)?)),
+            "schedules" => out(serde_json::to_value(self.schedules(caller)?)),
+            "get" => out(serde_json::to_value(self.get(caller, str_arg(SERVICE, method, &args, "id")?)?)),
+            "cancel" => {
+                self.cancel(caller, str_arg(SERVICE, method, &args, "id")?)?;
+                Ok(Value::Null)
+            }
+            "list" => out(serde_json::to_value(self.list(caller)?)),
+            _ => Err(objectos_kernel::plugin::no_method(SERVICE, method, &["handle", "enqueue", "schedule", "unschedule", "schedules", "get", "cancel", "list"])),
+        }
+    }
+}
 
 /// What a handler receives.
 #[derive(Debug, Clone)]

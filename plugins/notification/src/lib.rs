@@ -428,12 +428,41 @@ impl Channel for LogChannel {
 
 // ---- the services ----------------------------------------------------------------------------
 
+/// A channel a plugin's code provides as one of its own services: each message is handed to
+/// that service's `deliver` method (as JSON); an error it returns is a failed delivery,
+/// retried like any other.
+struct ServiceChannel {
+    owner: PluginContext,
+    service: String,
+}
+
+#[async_trait]
+impl Channel for ServiceChannel {
+    async fn deliver(&self, message: &Message) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let (owner, service, message) = (self.owner.clone(), self.service.clone(), serde_json::to_value(message)?);
+        // The service is the plugin's code, which blocks the thread calling it.
+        tokio::task::spawn_blocking(move || owner.services().call_own(&service, "deliver", message)).await??;
+        Ok(())
+    }
+}
+
 /// `notification` for code in the sandbox: `send` with a [`Notice`] (`{title, body,
-/// channels?, level?, vars?}` or `{template, vars}`), answering `{id, deliveries}`; and `get
-/// {id}`, one of the caller's sent notifications.
+/// channels?, level?, vars?}` or `{template, vars}`), answering `{id, deliveries}`; `get
+/// {id}`, one of the caller's sent notifications; `registerChannel {name, service}`, a
+/// channel delivered by `deliver(message)` of a service the caller provides; `channels`.
 impl objectos_kernel::plugin::JsonService for Notifications {
     fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
         match method {
+            "registerChannel" => {
+                let name = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "name")?;
+                let service = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "service")?;
+                if !caller.services().provides(service) {
+                    return Err(err(format!("registerChannel: `{service}` is not a service {} provides; register it first (its `deliver` method receives each message)", caller.id())));
+                }
+                self.register_channel(caller, name, Arc::new(ServiceChannel { owner: caller.clone(), service: service.to_string() }))?;
+                Ok(Value::Null)
+            }
+            "channels" => Ok(json!(self.channels())),
             "send" => {
                 let notice: Notice = serde_json::from_value(args).map_err(|e| err(format!("send: not a notice ({e}); send {{\"title\": ..., \"body\": ...}}")))?;
                 let report = objectos_kernel::util::block_on(SERVICE, self.send(caller, notice))??;
@@ -443,7 +472,7 @@ impl objectos_kernel::plugin::JsonService for Notifications {
                 let id = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "id")?;
                 Ok(serde_json::to_value(self.get(caller, id)?).unwrap_or(Value::Null))
             }
-            _ => Err(objectos_kernel::plugin::no_method(SERVICE, method, &["send", "get"])),
+            _ => Err(objectos_kernel::plugin::no_method(SERVICE, method, &["send", "get", "registerChannel", "channels"])),
         }
     }
 }

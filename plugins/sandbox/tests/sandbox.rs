@@ -260,7 +260,7 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
     wait_until(20, "the admin's notice", || inbox.list(10, false).unwrap().iter().any(|i| i.message.title == title && i.message.body.contains("failed 5 times"))).await;
     // Kept across a restart: it is not started again until the admin enables it.
     assert_eq!(k.plugin(&id).unwrap().desired, State::Installed);
-    assert!(matches!(k.services().iter().find(|s| s.name == "hostile"), None), "its service is gone");
+    assert!(k.services().iter().all(|s| s.name != "hostile"), "its service is gone");
     echo_answers(&k).await;
     assert_eq!(state(&k, &echo), State::Enabled);
 }
@@ -660,4 +660,130 @@ async fn a_secret_setting_reaches_the_code_and_never_the_log_the_audit_or_the_co
     k.set_settings(&id, json!({ "token": null }).as_object().unwrap().clone()).unwrap();
     assert!(ask(&ctx, "config", json!({})).get("token").is_none());
     assert!(k.settings(&id).unwrap().iter().any(|s| s.key == "token" && !s.set));
+}
+
+/// A copy of sample package `name`, with `extra` optional permissions (a loopback server's
+/// literal address, which the sample cannot know).
+fn sample_with(root: &Path, name: &str, extra: &[String]) -> std::path::PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages").join(name);
+    let to = root.join(format!("sample-{name}"));
+    for entry in walk(&from) {
+        let target = to.join(entry.strip_prefix(&from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+    let manifest = to.join("plugin.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let optional = m["optionalPermissions"].as_array().cloned().unwrap_or_default();
+    m["optionalPermissions"] = Value::Array(optional.into_iter().chain(extra.iter().map(|p| json!(p))).collect());
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    to
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+fn settings(values: Value) -> serde_json::Map<String, Value> {
+    values.as_object().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_github_connector_brings_issues_in_from_a_granted_api_on_its_schedule() {
+    use objectos_tests::LoopbackServer;
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let title = Arc::new(std::sync::Mutex::new("Checkout fails on Safari".to_string()));
+    let t = title.clone();
+    let api = LoopbackServer::start(move |r| {
+        if r.path != "/repos/acme/shop/issues?state=all&per_page=100&page=1" {
+            return (404, vec![], br#"{"message":"Not Found"}"#.to_vec());
+        }
+        if r.header("authorization") != Some("Bearer ghp_test_token") {
+            return (401, vec![], br#"{"message":"Bad credentials"}"#.to_vec());
+        }
+        let issues = json!([
+            { "number": 7, "title": *t.lock().unwrap(), "state": "open", "html_url": "https://github.com/acme/shop/issues/7", "updated_at": "2026-12-01T10:00:00Z", "user": { "login": "ada" }, "labels": [{ "name": "bug" }] },
+            { "number": 8, "title": "Add invoices export", "state": "closed", "html_url": "https://github.com/acme/shop/issues/8", "updated_at": "2026-11-30T09:00:00Z", "user": { "login": "bob" }, "labels": [] },
+            { "number": 9, "title": "A pull request", "state": "open", "html_url": "https://github.com/acme/shop/pull/9", "updated_at": "2026-11-30T09:00:00Z", "pull_request": {} },
+        ]);
+        (200, vec![("content-type".into(), "application/json".into())], issues.to_string().into_bytes())
+    });
+    let grant = format!("network.connect:127.0.0.1:{}", api.port);
+    let id = k.install_package(&sample_with(root.path(), "github-issues", std::slice::from_ref(&grant)), false).await.unwrap().id;
+    assert_eq!(id, "com.acme.github");
+    k.grant(&id, GrantRequest::All).unwrap();
+    k.set_settings(&id, settings(json!({ "repository": "acme/shop", "token": "ghp_test_token", "apiUrl": api.url(""), "schedule": "* * * * * *" }))).unwrap();
+    k.enable(&id, true).await.unwrap();
+
+    // The schedule runs the job (every second here), which creates one record per issue.
+    let caller = driver(&k, "t.caller", &["services.use:github.issues"]).await;
+    let status = |c: &objectos_kernel::PluginContext| c.services().call("github.issues", "status", json!({})).unwrap();
+    let c = caller.clone();
+    wait_until(30, "a scheduled sync", move || status(&c).get("created") == Some(&json!(2))).await;
+    let data = k.service::<objectos_declarative::data::Data>("data").unwrap();
+    let admin = objectos_declarative::caller::Admin(k.clone());
+    let records = data.list(&admin, "com.acme.github/issue", None, 10).unwrap();
+    let mut titles: Vec<String> = records.iter().map(|r| format!("#{} {} ({}, {})", r["number"], r["title"].as_str().unwrap(), r["state"].as_str().unwrap(), r["labels"].as_str().unwrap())).collect();
+    titles.sort();
+    assert_eq!(titles, ["#7 Checkout fails on Safari (open, bug)", "#8 Add invoices export (closed, )"]);
+
+    // A change on GitHub updates the record, not a new one.
+    *title.lock().unwrap() = "Checkout fails on Safari 17".to_string();
+    let c = caller.clone();
+    let synced = tokio::task::spawn_blocking(move || c.services().call("github.issues", "sync", json!({}))).await.unwrap().unwrap();
+    assert_eq!(synced, json!({ "created": 0, "updated": 2, "repository": "acme/shop" }));
+    assert!(data.list(&admin, "com.acme.github/issue", None, 10).unwrap().iter().any(|r| r["title"] == "Checkout fails on Safari 17"));
+    assert_eq!(data.list(&admin, "com.acme.github/issue", None, 10).unwrap().len(), 2);
+    assert!(api.received().iter().all(|r| r.header("authorization") == Some("Bearer ghp_test_token")));
+
+    // Without the loopback grant, the same sync is refused before any request.
+    let before = api.received().len();
+    k.revoke(&id, &[grant], false).await.unwrap();
+    let c = caller.clone();
+    let e = tokio::task::spawn_blocking(move || c.services().call("github.issues", "sync", json!({}))).await.unwrap().unwrap_err().to_string();
+    assert!(e.contains("network.connect:127.0.0.1"), "{e}");
+    k.set_settings(&id, settings(json!({ "schedule": "0 0 1 1 *" }))).unwrap();
+    assert!(api.received().len() <= before + 1, "at most a scheduled run that was already under way reached the API");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_channel_posts_notices_to_the_granted_chat_and_nowhere_else() {
+    use objectos_notification::{DeliveryStatus, Notice, Notifications};
+    use objectos_tests::LoopbackServer;
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    let chat = LoopbackServer::start(|_| (200, vec![], b"ok".to_vec()));
+    let elsewhere = LoopbackServer::start(|_| (200, vec![], b"ok".to_vec()));
+    let grant = format!("network.connect:127.0.0.1:{}", chat.port);
+    let id = k.install_package(&sample_with(root.path(), "webhook-channel", &[grant]), false).await.unwrap().id;
+    k.grant(&id, GrantRequest::All).unwrap();
+    k.set_settings(&id, settings(json!({ "url": chat.url("/hooks/team"), "token": "whk-secret-42" }))).unwrap();
+    k.enable(&id, true).await.unwrap();
+
+    let sender = driver(&k, "t.sender", &["services.use:notification"]).await;
+    let notifications = k.service::<Notifications>("notification").unwrap();
+    let report = notifications.send(&sender, Notice::new("Invoice paid", "Acme Ltd paid invoice 2026-0042").via(&["webhook"])).await.unwrap();
+    assert_eq!(report.deliveries["webhook"].status, DeliveryStatus::Delivered, "{report:?}");
+    let posted = chat.received();
+    assert_eq!(posted.len(), 1);
+    assert_eq!((posted[0].method.as_str(), posted[0].path.as_str()), ("POST", "/hooks/team"));
+    assert_eq!(posted[0].header("authorization"), Some("Bearer whk-secret-42"));
+    assert_eq!(posted[0].header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&posted[0].body).unwrap();
+    assert_eq!(body, json!({ "text": "ℹ️ *Invoice paid*\nAcme Ltd paid invoice 2026-0042" }));
+
+    // A URL on a host (here: a port) the admin did not approve: refused, and said.
+    k.set_settings(&id, settings(json!({ "url": elsewhere.url("/steal") }))).unwrap();
+    let report = notifications.send(&sender, Notice::new("Second", "x").via(&["webhook"])).await.unwrap();
+    let d = &report.deliveries["webhook"];
+    assert_ne!(d.status, DeliveryStatus::Delivered);
+    assert!(d.error.as_deref().unwrap_or_default().contains("network.connect:127.0.0.1"), "{d:?}");
+    assert!(elsewhere.received().is_empty());
+    assert!(!audit(&k, &id, "permission.denied").is_empty());
 }

@@ -5,6 +5,8 @@ import type { Route } from "../route";
 import { Confirm, StateBadge } from "./common";
 import { Declares } from "./Declares";
 import { PermissionReview } from "./PermissionReview";
+import { PluginSettings } from "./PluginSettings";
+import { PluginUse } from "./PluginUse";
 
 const ACTIONS: { action: Action; label: string }[] = [
   { action: "load", label: "Load" },
@@ -236,6 +238,10 @@ export function PluginDetail({
       </div>
 
       <Declares info={info} />
+
+      <PluginSettings key={`settings-${m.id}`} id={m.id} onError={onError} />
+
+      {info.code && <PluginUse key={`use-${m.id}`} id={m.id} code={info.code} />}
 
       <div ref={permsRef} className={focus === "permissions" && info.pending.length > 0 ? "focus-ring" : ""}>
         <PermissionReview info={info} onError={onError} />
