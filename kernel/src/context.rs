@@ -39,7 +39,7 @@ pub(crate) struct PluginShared {
     /// Its emits in the current second.
     pub(crate) emits: crate::model::quota::Window,
     /// The settings its manifest declares.
-    pub(crate) settings: ArcSwap<std::collections::BTreeMap<String, crate::model::manifest::Setting>>,
+    pub(crate) settings: ArcSwap<crate::model::manifest::Settings>,
 }
 
 /// The topic patterns `manifest` claims, for a package (`None`: a built-in, not restricted).
@@ -255,7 +255,7 @@ impl PluginContext {
                     map.insert(key.clone(), d.clone());
                 }
             }
-            if settings.values().any(|s| s.secret) {
+            if settings.any_secret() {
                 for (key, value) in self.0.core.store.secrets(self.id()).unwrap_or_default() {
                     map.insert(key, Value::String(value));
                 }
@@ -267,7 +267,7 @@ impl PluginContext {
     /// `text` with each of this plugin's secret values (of 4 bytes or more) replaced by
     /// `[secret <key>]`: for what a plugin's code writes to its log, which the console shows.
     pub fn redact(&self, text: String) -> String {
-        if !self.0.shared.settings.load().values().any(|s| s.secret) {
+        if !self.0.shared.settings.load().any_secret() {
             return text;
         }
         let mut out = text;

@@ -252,6 +252,31 @@ def run_once():
         s.click('[data-nav="logs"]')
         wait_for("the guest's own log line", lambda: "scored Ada Lovelace: 90 (hot)" in s.body())
         shot("03g-guest-log")
+        # Its detail shows what its code used: calls, CPU, memory, and the recent minutes.
+        s.click('[data-nav="plugins"]')
+        s.click('[data-id="com.acme.leads"]')
+        try:
+            wait_for("its use counted", lambda: s.js("const d=document.querySelector('[data-use] .figures dd'); return d ? Number(d.innerText) : 0") > 0)
+        except AssertionError:
+            s.js("const u=document.querySelector('[data-use]'); if (u) u.scrollIntoView(); return true")
+            raise AssertionError("the use panel: " + repr(s.js("const u=document.querySelector('[data-use]'); return u ? u.innerText : 'no panel'")))
+        assert "of 32 MiB" in s.text("[data-use]"), s.text("[data-use]")
+        s.js("document.querySelector('[data-use]').scrollIntoView(); return true")
+        shot("03h-code-use")
+        # A connector's settings: the secret token goes in and never comes back.
+        s.click('[data-sample="com.acme.webhook"]')
+        wait_for("the webhook channel installed", lambda: row_state(s, "com.acme.webhook") == "installed", seconds=60)
+        wait_for("its settings form", lambda: "Webhook URL" in s.text("[data-settings]"))
+        assert "Secret not set" in s.text("[data-settings]")
+        fill(s, "#setting-url", "https://hooks.slack.com/services/T000/B000/XXXX")
+        fill(s, "#setting-token", "xoxb-e2e-secret-4242")
+        s.click("[data-settings] button[type=submit]")
+        wait_for("the secret set", lambda: "Secret set; it is never shown again" in s.text("[data-settings]"))
+        assert s.js("return document.querySelector('#setting-token').value") == "", "the secret is not shown again"
+        assert "xoxb-e2e-secret-4242" not in s.body()
+        assert "Enforced by the sandbox" in s.text(".permissions"), s.text(".permissions")
+        s.js("document.querySelector('[data-settings]').scrollIntoView(); return true")
+        shot("03i-connector-settings")
 
         s.click('[data-nav="notifications"]')
         wait_for("the deal-won notification", lambda: "Deal won: Shop fit-out" in s.body())

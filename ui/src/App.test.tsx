@@ -451,7 +451,7 @@ describe("plugin settings and use", () => {
     expect(await screen.findByText("api.github.com:443")).toBeTruthy();
     expect(screen.getByText("200 ×2")).toBeTruthy();
     expect(screen.getByText("3.0 MiB")).toBeTruthy();
-    expect(screen.getByText("of 32.0 MiB")).toBeTruthy();
+    expect(screen.getByText("of 32 MiB")).toBeTruthy();
     expect(screen.getByRole("img").getAttribute("aria-label")).toContain("4 calls, 2 requests");
   });
 });

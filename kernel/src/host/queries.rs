@@ -257,7 +257,7 @@ impl Kernel {
         self.0.core.writer.confirm()
     }
 
-    fn declared_settings(&self, id: &str) -> Result<BTreeMap<String, crate::model::manifest::Setting>> {
+    fn declared_settings(&self, id: &str) -> Result<crate::model::manifest::Settings> {
         let plugins = lock(&self.0.plugins);
         let slot = plugins.get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?;
         Ok(slot.manifest().settings.clone())
@@ -267,12 +267,12 @@ impl Kernel {
     pub fn settings(&self, id: &str) -> Result<Vec<crate::model::views::SettingStatus>> {
         let declared = self.declared_settings(id)?;
         let config = self.0.core.store.config(id)?;
-        let secrets: BTreeSet<String> = if declared.values().any(|s| s.secret) { self.0.core.store.secrets(id)?.into_iter().map(|(k, _)| k).collect() } else { BTreeSet::new() };
+        let secrets: BTreeSet<String> = if declared.any_secret() { self.0.core.store.secrets(id)?.into_iter().map(|(k, _)| k).collect() } else { BTreeSet::new() };
         Ok(declared
-            .into_iter()
+            .iter()
             .map(|(key, setting)| {
-                let (value, set) = if setting.secret { (None, secrets.contains(&key)) } else { (config.get(&key).cloned(), config.get(&key).is_some()) };
-                crate::model::views::SettingStatus { key, setting, value, set }
+                let (value, set) = if setting.secret { (None, secrets.contains(key)) } else { (config.get(key).cloned(), config.get(key).is_some()) };
+                crate::model::views::SettingStatus { key: key.clone(), setting: setting.clone(), value, set }
             })
             .collect())
     }
@@ -286,7 +286,7 @@ impl Kernel {
         for (key, value) in &values {
             let refuse = |reason: String| KernelError::Setting { plugin: id.into(), key: key.clone(), reason };
             let Some(s) = declared.get(key) else {
-                let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+                let known: Vec<&str> = declared.iter().map(|(k, _)| k.as_str()).collect();
                 return Err(refuse(if known.is_empty() { format!("{id} declares no settings") } else { format!("{id} declares no such setting; it has: {}", known.join(", ")) }));
             };
             if !value.is_null() {

@@ -66,8 +66,46 @@ pub struct Manifest {
     pub sandbox: SandboxLimits,
     /// Settings an admin fills in (an API token, a repository), by key: the plugin reads
     /// them with its configuration. A secret one is kept apart, never shown again.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub settings: BTreeMap<String, Setting>,
+    #[serde(skip_serializing_if = "Settings::is_empty")]
+    #[cfg_attr(feature = "specta", specta(type = std::collections::HashMap<String, Setting>))]
+    pub settings: Settings,
+}
+
+/// The settings a manifest declares, in the order it declares them (the console's form
+/// follows it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings(Vec<(String, Setting)>);
+
+impl Settings {
+    /// The setting `key`.
+    pub fn get(&self, key: &str) -> Option<&Setting> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, s)| s)
+    }
+
+    /// Every setting with its key, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Setting)> {
+        self.0.iter().map(|(k, s)| (k, s))
+    }
+
+    /// Whether any setting is secret.
+    pub fn any_secret(&self) -> bool {
+        self.0.iter().any(|(_, s)| s.secret)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Settings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// The most settings a manifest declares.
@@ -553,16 +591,16 @@ impl Validator {
         out
     }
 
-    fn settings(&mut self, v: Option<&Value>) -> BTreeMap<String, Setting> {
-        let mut out = BTreeMap::new();
-        let Some(v) = v else { return out };
+    fn settings(&mut self, v: Option<&Value>) -> Settings {
+        let mut out = Vec::new();
+        let Some(v) = v else { return Settings(out) };
         let Value::Object(map) = v else {
             self.err("settings", format!("must be an object of settings by key, not {}", type_name(v)));
-            return out;
+            return Settings(out);
         };
         if map.len() > MAX_SETTINGS {
             self.err("settings", format!("declares {} settings; at most {MAX_SETTINGS} are accepted", map.len()));
-            return out;
+            return Settings(out);
         }
         for (key, spec) in map {
             let path = key_path("settings", key);
@@ -606,9 +644,9 @@ impl Validator {
                     self.err(&key_path(&path, "default"), e);
                 }
             }
-            out.insert(key.clone(), Setting { kind, title, description, default, secret, required });
+            out.push((key.clone(), Setting { kind, title, description, default, secret, required }));
         }
-        out
+        Settings(out)
     }
 
     fn range(&mut self, path: &str, s: &str) -> Option<VersionRange> {

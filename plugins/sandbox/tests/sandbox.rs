@@ -637,6 +637,8 @@ async fn a_secret_setting_reaches_the_code_and_never_the_log_the_audit_or_the_co
     assert_eq!(server.received()[0].header("authorization"), Some(&*format!("Bearer {TOKEN}")));
 
     // The console sees whether it is set, never the value; the log and the audit never hold it.
+    let order: Vec<String> = k.settings(&id).unwrap().into_iter().map(|s| s.key).collect();
+    assert_eq!(order, ["token", "repo", "url"], "the console's form follows the manifest");
     let shown = serde_json::to_string(&k.settings(&id).unwrap()).unwrap();
     assert!(!shown.contains(TOKEN) && shown.contains(r#""key":"token""#) && shown.contains(r#""set":true"#), "{shown}");
     let lines = logs(&k, &id);

@@ -13,8 +13,8 @@ function CodeBounds({ code }: { code: CodeInfo }) {
         <strong>Runs code in the sandbox:</strong> <code>{code.main}</code> <span className="muted">({code.language})</span>
       </div>
       <p className="muted small">
-        It can reach only what the permissions below allow. No files, network, environment or other programs: every call it makes is
-        checked, and each refusal is audited.
+        It can reach only what the permissions below allow: no other hosts or folders, no environment, no other programs. Every call it
+        makes is checked, and each refusal is audited.
       </p>
       <ul className="bound-list">
         <li>

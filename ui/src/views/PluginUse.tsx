@@ -6,6 +6,7 @@ import { call, commands } from "../api";
 const REFRESH_MS = 2000;
 
 const bytes = (n: number) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
+const mib = (n: number) => `${Math.round(n / (1 << 20))} MiB`;
 const millis = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(1)} s` : `${n} ms`);
 
 /** A package's code at work: calls, CPU time, memory, web requests by host, denials and traps,
@@ -47,7 +48,8 @@ export function PluginUse({ id, code }: { id: string; code: CodeInfo }) {
         <div>
           <dt>Memory</dt>
           <dd title={`peak ${bytes(c?.memoryPeakBytes ?? 0)}`}>
-            {bytes(c?.memoryBytes ?? 0)} <span className="muted">of {bytes(memoryBound)}</span>
+            {bytes(c?.memoryBytes ?? 0)}
+            <div className="muted small">of {mib(memoryBound)}</div>
           </dd>
         </div>
         <div>
