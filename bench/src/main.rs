@@ -470,6 +470,39 @@ async fn sandbox(t: &mut Table, scale: usize) -> anyhow::Result<()> {
         t.add("sandbox", format!("event round trip (handler stores and answers), {label}"), m as u64, start.elapsed(), baseline);
         ctx.events().off(sub);
     }
+
+    // A granted web request to a loopback server (a new connection each, as the server closes
+    // it): from the guest (grant check, resolver check, ureq, JSON both ways) against the
+    // same request made natively with ureq.
+    let server = objectos_tests::LoopbackServer::start(|_| (200, vec![], b"{\"ok\":true}".to_vec()));
+    let fetch = dir.path().join("fetch");
+    std::fs::create_dir_all(&fetch)?;
+    std::fs::write(fetch.join("index.js"), "export function onEnable(ctx) { ctx.services.register(\"fetch\", { get: (a) => ctx.http.get(a.url).status }); }")?;
+    let manifest = json!({ "id": "t.fetch", "name": "Fetch", "version": "1.0.0", "main": "index.js", "provides": { "services": ["fetch"] }, "permissions": ["services.provide:fetch", format!("network.connect:127.0.0.1:{}", server.port)] });
+    std::fs::write(fetch.join("plugin.json"), manifest.to_string())?;
+    k.install_package(&fetch, false).await?;
+    k.grant("t.fetch", objectos_kernel::model::views::GrantRequest::All)?;
+    k.enable("t.fetch", false).await?;
+    let ctx = k.context("b.caller")?;
+    let url = server.url("/ping");
+    // Under the plugin's rate limit (120 requests a minute), which would refuse the rest.
+    let r = (100 / scale).max(1);
+    let (native, guest) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Duration, Duration)> {
+        let agent = ureq::Agent::new_with_defaults();
+        let (native, out) = time(|| -> anyhow::Result<()> {
+            for _ in 0..r {
+                black_box(agent.get(&url).call()?.body_mut().read_to_string()?);
+            }
+            Ok(())
+        });
+        out?;
+        let (guest, out) = time(|| (0..r).map(|_| ctx.services().call("fetch", "get", json!({ "url": url }))).collect::<Result<Vec<_>, _>>());
+        anyhow::ensure!(out?.iter().all(|s| s == &json!(200)), "the guest's requests did not all succeed");
+        Ok((native, guest))
+    })
+    .await??;
+    t.add("sandbox", "web request to a loopback server, native (ureq)", r as u64, native, None);
+    t.add("sandbox", "web request to a loopback server, from the JS guest", r as u64, guest, Some("web request to a loopback server, native (ureq)"));
     k.shutdown().await;
     Ok(())
 }

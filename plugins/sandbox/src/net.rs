@@ -60,12 +60,18 @@ struct CheckedResolver(DefaultResolver);
 
 impl Resolver for CheckedResolver {
     fn resolve(&self, uri: &http::Uri, config: &ureq::config::Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let addrs = self.0.resolve(uri, config, timeout)?;
-        let literal = uri.host().and_then(|h| Host::parse(h).ok()).is_some_and(|h| matches!(h, Host::Ip(_)));
-        if !literal {
-            if let Some(bad) = addrs.iter().find(|a| !reach::is_public(a.ip())) {
-                return Err(ureq::Error::Io(io::Error::other(NotPublic(*bad))));
+        // A literal address is what the grant named: no lookup (and no lookup thread).
+        if let Some(Host::Ip(ip)) = uri.host().and_then(|h| Host::parse(h).ok()) {
+            let port = uri.port_u16().or_else(|| uri.scheme().and_then(|s| (s.as_str() == "https").then_some(443).or((s.as_str() == "http").then_some(80))));
+            if let Some(port) = port {
+                let mut out = self.empty();
+                out.push(SocketAddr::new(ip, port));
+                return Ok(out);
             }
+        }
+        let addrs = self.0.resolve(uri, config, timeout)?;
+        if let Some(bad) = addrs.iter().find(|a| !reach::is_public(a.ip())) {
+            return Err(ureq::Error::Io(io::Error::other(NotPublic(*bad))));
         }
         Ok(addrs)
     }
