@@ -713,3 +713,22 @@ async fn an_upgrade_that_fails_to_enable_is_installed_in_error() {
     assert!(info.last_error.as_ref().is_some_and(|e| e.message.contains("events.subscribe")), "{:?}", info.last_error);
     assert_eq!(info.desired, State::Enabled, "retried at the next start, like the version before it");
 }
+
+#[tokio::test]
+async fn a_plugin_refused_in_a_loop_cannot_flood_the_audit_trail() {
+    let k = kernel(KernelConfig::in_memory()).await;
+    builtin(&k, "t.loop", &[], &[]).await;
+    let ctx = k.context("t.loop").unwrap();
+    for i in 0..500 {
+        assert!(ctx.storage().get(&format!("k{i}")).is_err());
+    }
+    k.flush();
+    let records = k.audit(&AuditQuery { plugin: Some("t.loop".into()), limit: Some(10_000), ..Default::default() }).unwrap();
+    let denied = records.iter().filter(|r| r.action == "permission.denied").count();
+    let said: Vec<&Value> = records.iter().filter(|r| r.action == "limit.exceeded").map(|r| &r.details).collect();
+    assert_eq!(denied, objectos_kernel::context::MAX_AUDITED_DENIALS as usize, "the first refusals of the minute are recorded");
+    assert_eq!(said.len(), 1, "one record says the rest are only counted: {said:?}");
+    assert!(said[0]["reason"].as_str().unwrap().contains("counted, not recorded"));
+    let stats = k.stats("t.loop").unwrap();
+    assert_eq!(stats.permission_denials, 500, "every refusal is counted");
+}

@@ -38,6 +38,8 @@ pub(crate) struct PluginShared {
     pub(crate) metered: bool,
     /// Its emits in the current second.
     pub(crate) emits: crate::model::quota::Window,
+    /// Its refusals audited in the current minute (see [`MAX_AUDITED_DENIALS`]).
+    pub(crate) denial_audits: crate::model::quota::Window,
     /// The settings its manifest declares.
     pub(crate) settings: ArcSwap<crate::model::manifest::Settings>,
 }
@@ -68,6 +70,11 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// The most of a name a plugin passed (a permission, a topic, what was over a limit) that
 /// goes into an audit record; the rest is cut.
 pub const MAX_AUDITED_NAME: usize = 256;
+/// Refusals of one plugin recorded in the audit trail per minute; past it they are counted
+/// (the activity counters), and the first one past it is recorded as `limit.exceeded`, so a
+/// plugin refused in a loop cannot flood the trail.
+pub const MAX_AUDITED_DENIALS: u64 = 60;
+
 /// The largest event payload, as JSON text.
 pub const MAX_PAYLOAD_BYTES: usize = 256 << 10;
 
@@ -83,10 +90,31 @@ impl PluginContext {
 
     pub(crate) fn deny(&self, permission: String, call: &str) -> KernelError {
         self.0.shared.counters.denied();
-        // The name comes from the plugin: what is recorded is bounded, whatever it passed.
-        let permission = crate::util::clip(permission, MAX_AUDITED_NAME);
-        self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
+        // The name comes from the plugin: what is recorded is bounded, whatever it passed, and
+        // holds none of its secrets.
+        let permission = crate::util::clip(self.redact(permission), MAX_AUDITED_NAME);
+        self.audit_refusal(AuditAction::PermissionDenied, serde_json::json!({ "permission": permission, "call": call }));
         KernelError::PermissionDenied { plugin: self.id().to_string(), permission }
+    }
+
+    /// Record a refusal, up to [`MAX_AUDITED_DENIALS`] a minute; the first past it is recorded
+    /// as a `limit.exceeded` saying the rest of the minute's are only counted, and when the
+    /// minute ends, how many were.
+    fn audit_refusal(&self, action: AuditAction, details: Value) {
+        let (used, closed) = self.0.shared.denial_audits.hit(crate::util::now_ms(), 60_000, MAX_AUDITED_DENIALS);
+        if let Some(n) = closed {
+            self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": "refusals", "reason": format!("{n} more refusals in the last minute were counted, not recorded") }));
+        }
+        match used {
+            crate::model::quota::Use::Allowed => self.0.core.writer.audit(self.actor(), Some(self.id()), action, details),
+            crate::model::quota::Use::Refused { first: true } => self.0.core.writer.audit(
+                self.actor(),
+                Some(self.id()),
+                AuditAction::LimitExceeded,
+                serde_json::json!({ "what": "refusals", "reason": format!("more than {MAX_AUDITED_DENIALS} refusals in a minute: the rest of this minute's are counted, not recorded") }),
+            ),
+            crate::model::quota::Use::Refused { first: false } => {}
+        }
     }
 
     /// Refuse `value` when it nests deeper than [`crate::util::MAX_JSON_DEPTH`] or is larger
@@ -103,8 +131,8 @@ impl PluginContext {
     /// as [`KernelError::OverLimit`].
     pub fn over_limit(&self, what: String, reason: String) -> KernelError {
         self.0.shared.counters.denied();
-        let (what, reason) = (crate::util::clip(what, MAX_AUDITED_NAME), crate::util::clip(reason, MAX_AUDITED_NAME));
-        self.0.core.writer.audit(self.actor(), Some(self.id()), AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
+        let (what, reason) = (crate::util::clip(self.redact(what), MAX_AUDITED_NAME), crate::util::clip(reason, MAX_AUDITED_NAME));
+        self.audit_refusal(AuditAction::LimitExceeded, serde_json::json!({ "what": what, "reason": reason }));
         KernelError::OverLimit { plugin: self.id().to_string(), what, reason }
     }
 
@@ -270,13 +298,24 @@ impl PluginContext {
         if !self.0.shared.settings.load().any_secret() {
             return text;
         }
-        let mut out = text;
-        for (key, value) in self.0.core.store.secrets(self.id()).unwrap_or_default() {
-            if value.len() >= 4 && out.contains(&value) {
-                out = out.replace(&value, &format!("[secret {key}]"));
+        redact_with(text, &self.0.core.store.secrets(self.id()).unwrap_or_default())
+    }
+
+    /// `value` with [`PluginContext::redact`] applied to every string in it (keys too).
+    pub fn redact_value(&self, value: Value) -> Value {
+        if !self.0.shared.settings.load().any_secret() {
+            return value;
+        }
+        let secrets = self.0.core.store.secrets(self.id()).unwrap_or_default();
+        fn walk(v: Value, secrets: &[(String, String)]) -> Value {
+            match v {
+                Value::String(s) => Value::String(redact_with(s, secrets)),
+                Value::Array(a) => Value::Array(a.into_iter().map(|x| walk(x, secrets)).collect()),
+                Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| (redact_with(k, secrets), walk(x, secrets))).collect()),
+                other => other,
             }
         }
-        out
+        walk(value, &secrets)
     }
 
     /// The whole number `key` of this plugin's configuration: `default` when unset, and an error
@@ -290,6 +329,17 @@ impl PluginContext {
             }),
         }
     }
+}
+
+/// `text` with each secret value (of 4 bytes or more) replaced by `[secret <key>]`.
+fn redact_with(text: String, secrets: &[(String, String)]) -> String {
+    let mut out = text;
+    for (key, value) in secrets {
+        if value.len() >= 4 && out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), &format!("[secret {key}]"));
+        }
+    }
+    out
 }
 
 /// Service registry facade (see [`PluginContext::services`]).
@@ -362,11 +412,11 @@ impl Services<'_> {
     /// with [`KernelError::ServiceExists`] when another plugin provides it.
     pub fn call_own(&self, name: &str, method: &str, args: Value) -> Result<Value> {
         let ctx = self.0;
-        match ctx.0.core.registry.owner(name) {
-            None => Err(KernelError::ServiceNotFound { name: crate::util::clip(name.to_string(), MAX_AUDITED_NAME) }),
-            Some(owner) if owner != ctx.id() => Err(KernelError::ServiceExists { name: name.to_string(), owner }),
-            Some(_) => ctx.0.core.registry.json(name)?.call(ctx, method, args),
+        let (owner, face) = ctx.0.core.registry.json_with_owner(name)?;
+        if owner != ctx.id() {
+            return Err(KernelError::ServiceExists { name: name.to_string(), owner });
         }
+        face.call(ctx, method, args)
     }
 
     /// Whether this plugin itself provides service `name` now.

@@ -287,6 +287,16 @@ impl Kernel {
                 self.0.core.writer.audit(&Actor::System, Some(&id), AuditAction::PermissionRevoked, json!({ "permissions": stale, "reason": "the author changed" }));
             }
         }
+        // Nor do the secrets an admin gave the former author's code.
+        if author_change.is_some() {
+            let secrets: Vec<String> = self.0.core.store.secrets(&id)?.into_iter().map(|(k, _)| k).collect();
+            for key in &secrets {
+                self.0.core.store.set_secret(&id, key, None)?;
+            }
+            if !secrets.is_empty() {
+                self.0.core.writer.audit(&Actor::System, Some(&id), AuditAction::PluginConfigured, json!({ "secrets": secrets, "reason": "removed: the author changed" }));
+            }
+        }
         self.refresh_grants(&id)?;
         let from = old_manifest.version.clone();
         let to = m.version.clone();
@@ -353,6 +363,12 @@ impl Kernel {
         }
         let hook_error = self.run_hook(id, &code, &ctx, Hook::Uninstall, None).await.err();
         self.drop_runtime(id);
+        // Whatever the plugin's context is still held by (a call under way in its code) holds
+        // no grant from here on.
+        if let Some(s) = lock(&self.0.plugins).get(id) {
+            s.shared.grants.store(Arc::new(crate::model::permission::GrantSet::default()));
+            s.shared.grants_generation.fetch_add(1, Ordering::Release);
+        }
         self.0.core.storage.clear(id)?;
         self.0.core.store.delete_plugin(id)?;
         // Who published it, so that a later install of this id by someone else is approved

@@ -161,6 +161,7 @@ impl Kernel {
             metered: kind == PluginKind::Package,
             emits: Default::default(),
             settings: ArcSwap::from_pointee(manifest.settings.clone()),
+            denial_audits: Default::default(),
         });
         let ctx = PluginContext(Arc::new(CtxInner {
             shared: shared.clone(),

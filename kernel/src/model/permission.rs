@@ -446,6 +446,15 @@ pub struct GrantSet {
     folders: Vec<Folder>,
 }
 
+/// The granted folders without those another covers: a folder inside a writable one, or a
+/// read-only folder inside any. What is left cannot be replaced by the plugin itself (its
+/// entry lies in a folder the plugin may not change), so opening it by path cannot be turned
+/// into a symbolic link leading elsewhere.
+fn outermost(folders: Vec<Folder>) -> Vec<Folder> {
+    let covered = |f: &Folder| folders.iter().any(|o| o.path != f.path && f.path.starts_with(&o.path) && (o.write || !f.write));
+    folders.iter().filter(|f| !covered(f)).cloned().collect()
+}
+
 /// A folder a plugin was granted, expanded to an absolute path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Folder {
@@ -482,6 +491,7 @@ impl GrantSet {
                 }
             }
         }
+        g.folders = outermost(std::mem::take(&mut g.folders));
         g
     }
 
@@ -539,6 +549,16 @@ impl GrantSet {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_inside_a_writable_one_is_not_opened_on_its_own() {
+        let perms: Vec<Permission> = ["fs.write:/srv/exports", "fs.read:/srv/exports/in", "fs.write:/srv/exports/out", "fs.read:/srv/docs", "fs.write:/srv/docs/drafts", "fs.read:/srv/docs/old"].iter().map(|p| p.parse().unwrap()).collect();
+        let g = GrantSet::new(&perms);
+        let shown: Vec<(String, bool)> = g.folders().iter().map(|f| (f.path.display().to_string(), f.write)).collect();
+        // `in` and `out` could be replaced through `exports` by a link out; `old` is read by `docs`.
+        // `drafts` stays: its entry lies in `docs`, which the plugin may only read.
+        assert_eq!(shown, [("/srv/exports".to_string(), true), ("/srv/docs".to_string(), false), ("/srv/docs/drafts".to_string(), true)]);
+    }
 
     fn p(s: &str) -> Pattern {
         s.parse().unwrap()

@@ -159,6 +159,9 @@ fn valid_name(name: &str, suffix: bool) -> Result<(), String> {
 /// environment): absolute or under `~`, without `..`.
 pub fn folder_syntax(raw: &str) -> Result<(), String> {
     let rest = if raw == "~" { "" } else { raw.strip_prefix("~/").unwrap_or(raw) };
+    if raw.starts_with("~/") && rest.starts_with('/') {
+        return Err(format!("`{raw}` would leave the home folder (`~//x` is `/x`); write `/x` if that is meant"));
+    }
     if !raw.starts_with('~') && !std::path::Path::new(raw).is_absolute() || raw.starts_with('~') && raw != "~" && !raw.starts_with("~/") {
         return Err(format!("`{raw}` is not an absolute folder; write it from the root (`/srv/exports`) or the home folder (`~/invoices`)"));
     }
@@ -188,6 +191,11 @@ pub fn is_public(ip: IpAddr) -> bool {
             if s[0] == 0x2002 {
                 return public_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
             }
+            // Local-use NAT64 (64:ff9b:1::/48), SIIT (::ffff:0:x:x/96), Teredo (2001::/32,
+            // whose embedded address is obscured) and discard-only (100::/64): not public.
+            if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) || (s[0..4] == [0, 0, 0, 0] && s[4] == 0xffff && s[5] == 0) || (s[0] == 0x2001 && s[1] == 0) || (s[0] == 0x100 && s[1..4] == [0, 0, 0]) {
+                return false;
+            }
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
@@ -213,6 +221,7 @@ fn public_v4(ip: Ipv4Addr) -> bool {
         || (o[0] == 100 && (o[1] & 0xc0) == 64) // shared address space (CGNAT)
         || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
         || (o[0] == 198 && (o[1] & 0xfe) == 18) // benchmarking
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99) // 6to4 relay anycast (deprecated)
         || o[0] >= 240) // reserved
 }
 
@@ -283,7 +292,7 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_public() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "2002:7f00:1::", "255.255.255.255", "224.0.0.1"] {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "2002:7f00:1::", "64:ff9b:1::1", "::ffff:0:a00:1", "2001::1", "100::1", "192.88.99.1", "255.255.255.255", "224.0.0.1"] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["93.184.216.34", "140.82.112.5", "2606:4700::1111", "::ffff:8.8.8.8"] {
@@ -297,6 +306,7 @@ mod tests {
         assert_eq!(folder("/srv/./exports").unwrap(), PathBuf::from("/srv/exports"));
         assert!(folder("exports").unwrap_err().contains("absolute"));
         assert!(folder("/srv/../etc").unwrap_err().contains(".."));
+        assert!(folder("~//etc").unwrap_err().contains("home folder"));
         if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
             assert_eq!(folder("~/invoices").unwrap(), PathBuf::from(home).join("invoices"));
         }

@@ -86,6 +86,14 @@ impl Registry {
         e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))
     }
 
+    /// The JSON face of service `name` with who provides it, read together.
+    pub(crate) fn json_with_owner(&self, name: &str) -> Result<(String, Arc<dyn JsonService>)> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: crate::util::clip(name.to_string(), crate::context::MAX_AUDITED_NAME) })?;
+        let face = e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))?;
+        Ok((e.owner.to_string(), face))
+    }
+
     /// Who provides service `name`, if anyone.
     pub(crate) fn owner(&self, name: &str) -> Option<String> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|e| e.owner.to_string())

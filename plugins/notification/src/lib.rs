@@ -449,13 +449,21 @@ impl Channel for ServiceChannel {
 /// `notification` for code in the sandbox: `send` with a [`Notice`] (`{title, body,
 /// channels?, level?, vars?}` or `{template, vars}`), answering `{id, deliveries}`; `get
 /// {id}`, one of the caller's sent notifications; `registerChannel {name, service}`, a
-/// channel delivered by `deliver(message)` of a service the caller provides; `channels`.
+/// channel named `<caller id>` or `<caller id>.<name>` delivered by `deliver(message)` of a
+/// service the caller provides; `channels`.
 impl objectos_kernel::plugin::JsonService for Notifications {
     fn call(&self, caller: &PluginContext, method: &str, args: Value) -> Result<Value> {
         match method {
             "registerChannel" => {
                 let name = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "name")?;
                 let service = objectos_kernel::plugin::str_arg(SERVICE, method, &args, "service")?;
+                // A channel named by code is named after its plugin, like its topics: no
+                // package can take `email` or another package's channel and read the notices
+                // sent to it.
+                let id = caller.id();
+                if name != id && !name.strip_prefix(id).is_some_and(|rest| rest.starts_with('.')) {
+                    return Err(err(format!("registerChannel: a channel of {id} is named `{id}` or `{id}.<name>`, not `{name}`")));
+                }
                 if !caller.services().provides(service) {
                     return Err(err(format!("registerChannel: `{service}` is not a service {} provides; register it first (its `deliver` method receives each message)", caller.id())));
                 }

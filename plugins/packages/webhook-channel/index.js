@@ -1,6 +1,6 @@
 // @ts-check
 // A notification channel in the ObjectOS sandbox: the notification service hands each notice
-// sent to the `webhook` channel to this plugin's service, which posts it to the webhook URL
+// sent to the `com.acme.webhook` channel to this plugin's service, which posts it to the webhook URL
 // in the settings. The URL's host must be one the admin approved; anything else is refused
 // before a connection is made, and the delivery fails (and is retried) with that reason.
 
@@ -8,7 +8,7 @@
 /** @typedef {{ id: string, plugin: string, title: string, body: string, level: string, createdAt: number, data?: unknown }} Message */
 
 const SERVICE = "webhook.channel";
-const CHANNEL = "webhook";
+const CHANNEL = "com.acme.webhook"; // a channel is named after its plugin
 const ICON = { info: "ℹ️", success: "✅", warning: "⚠️", error: "⛔" };
 
 /**

@@ -84,6 +84,11 @@ pub(crate) fn folders(ctx: &PluginContext) -> Vec<GuestFolder> {
 pub(crate) fn read(ctx: &PluginContext, path: &str) -> Result<String, HostError> {
     const CALL: &str = "files.read";
     let at = locate(ctx, path, false, CALL)?;
+    // Only a regular file: a pipe or a device in the folder would block the host call.
+    let meta = at.dir.metadata(at.at()).map_err(|e| io_error(ctx, path, false, CALL, e))?;
+    if !meta.is_file() {
+        return Err(fail(ErrorCode::Invalid, format!("{path} is not a regular file")));
+    }
     let file = at.dir.open(at.at()).map_err(|e| io_error(ctx, path, false, CALL, e))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| io_error(ctx, path, false, CALL, e))?;

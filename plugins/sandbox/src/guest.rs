@@ -149,6 +149,11 @@ pub(crate) struct Guest {
 }
 
 impl Guest {
+    /// Whether the plugin is being stopped (unloaded or uninstalled).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Start the thread for the plugin of `ctx`.
     pub(crate) fn start(ctx: PluginContext, prepared: Arc<Prepared>, bounds: Bounds, on_failure: Box<dyn Fn(&str) + Send + Sync>) -> Result<Arc<Guest>, String> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -254,6 +259,8 @@ impl JsonService for Provided {
 struct Live {
     store: Store<HostState>,
     world: World,
+    /// The granted folders its WASI file system was opened with.
+    folders: Vec<objectos_kernel::model::permission::Folder>,
 }
 
 /// The plugin's thread: instantiates on first use and after a trap, runs each call under its
@@ -286,6 +293,12 @@ impl Runner {
                 None => self.run(&work),
             };
             CHAIN.with(|c| c.borrow_mut().clear());
+            // What the code says about a failure goes to logs, the console and callers: none
+            // of its secrets with it.
+            let out = out.map_err(|f| match f {
+                Failed::Trap(m) => Failed::Trap(self.ctx.redact(m)),
+                Failed::Returned(m) => Failed::Returned(self.ctx.redact(m)),
+            });
             let id = self.ctx.id();
             let out = out.map_err(|f| match f {
                 Failed::Trap(why) => {
@@ -311,6 +324,10 @@ impl Runner {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut s| {
             let state = s.data_mut();
+            // Stopped (unloaded, uninstalled): what it is running now ends too.
+            if state.stopping() {
+                return Err(wasmtime::Error::msg("the plugin was stopped"));
+            }
             if state.clock.over() {
                 state.clock.overran = true;
                 return Err(wasmtime::Error::msg("the call's time budget ran out"));
@@ -318,8 +335,9 @@ impl Runner {
             Ok(UpdateDeadline::Continue(1))
         });
         store.set_epoch_deadline(1);
+        let folders = self.ctx.folders();
         match self.prepared.pre.instantiate(&mut store) {
-            Ok(world) => Ok(Live { store, world }),
+            Ok(world) => Ok(Live { store, world, folders }),
             Err(e) => Err(match store.data().limiter.hit.clone() {
                 Some(hit) => format!("could not start: it {hit}"),
                 None => format!("could not start: {e:#}"),
@@ -328,6 +346,16 @@ impl Runner {
     }
 
     fn run(&mut self, work: &Work) -> Result<String, Failed> {
+        // Folders granted or revoked since the instance started: its WASI file system holds
+        // the old ones, so it is replaced (brought back to where it was) before it runs again.
+        if self.live.as_ref().is_some_and(|l| l.folders != self.ctx.folders()) {
+            if let Some(mut old) = self.live.take() {
+                old.store.data_mut().withdraw();
+            }
+            if self.loaded {
+                self.restart("because its granted folders changed").map_err(Failed::Trap)?;
+            }
+        }
         if self.live.is_none() {
             self.live = Some(self.instantiate().map_err(Failed::Trap)?);
         }
@@ -339,7 +367,7 @@ impl Runner {
                 old.store.data_mut().withdraw();
             }
             if !matches!(work, Work::Hook(_)) && self.loaded {
-                if let Err(e) = self.restart() {
+                if let Err(e) = self.restart("after a failed call") {
                     self.ctx.logger().error(format!("restarting after a failed call did not work: {e}"));
                 }
             }
@@ -349,14 +377,14 @@ impl Runner {
     }
 
     /// A fresh instance, loaded and (if the plugin was) enabled again.
-    fn restart(&mut self) -> Result<(), String> {
+    fn restart(&mut self, why: &str) -> Result<(), String> {
         self.live = Some(self.instantiate()?);
         let enabled = self.enabled;
         self.call(&Work::Hook(Hook::Load)).map_err(Failed::message)?;
         if enabled {
             self.call(&Work::Hook(Hook::Enable)).map_err(Failed::message)?;
         }
-        self.ctx.logger().warn("the plugin's instance was replaced after a failed call; its load and enable hooks ran again");
+        self.ctx.logger().warn(format!("the plugin's instance was replaced {why}; its load and enable hooks ran again"));
         Ok(())
     }
 

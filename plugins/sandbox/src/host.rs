@@ -55,6 +55,8 @@ pub(crate) struct Clock {
     /// their own) and on web requests (which have a timeout of their own): not counted
     /// against the wall-time cap.
     pub(crate) waiting: Duration,
+    /// Of that, time spent on web requests (bounded per call).
+    pub(crate) on_network: Duration,
     pub(crate) budget: Duration,
     /// Whether the budget ran out (the trap that follows is this).
     pub(crate) overran: bool,
@@ -66,7 +68,7 @@ impl Clock {
     }
 
     pub(crate) fn starting(budget: Duration) -> Clock {
-        Clock { started: Instant::now(), cpu_started: thread_cpu(), waiting: Duration::ZERO, budget, overran: false }
+        Clock { started: Instant::now(), cpu_started: thread_cpu(), waiting: Duration::ZERO, on_network: Duration::ZERO, budget, overran: false }
     }
 
     /// Whether the call is over its budget: the CPU time of its thread (the guest's, and the
@@ -175,6 +177,12 @@ impl HostState {
     pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter, rate: Arc<std::sync::Mutex<crate::net::Rate>>) -> HostState {
         let wasi = plugin_wasi(&ctx);
         HostState { ctx, wasi, table: wasmtime::component::ResourceTable::new(), guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new(), rate }
+    }
+
+    /// Whether the plugin is being stopped: the running call ends, and no more host calls
+    /// that reach out (web requests) are made.
+    pub(crate) fn stopping(&self) -> bool {
+        self.guest.upgrade().is_none_or(|g| g.is_stopping())
     }
 
     /// Withdraw what this instance subscribed and registered (it is being replaced).
@@ -356,18 +364,31 @@ impl log::Host for HostState {
         let fields = match fields.trim() {
             "" => Value::Null,
             t if t.len() > MAX_LINE => Value::String(format!("fields of {} bytes left out: a line's fields are at most {MAX_LINE} bytes", t.len())),
-            t => json("the log line's fields", &self.ctx.redact(t.to_string())).unwrap_or_else(|e| Value::String(e.message)),
+            t => self.ctx.redact_value(json("the log line's fields", t).unwrap_or_else(|e| Value::String(e.message))),
         };
-        self.ctx.logger().log(level, self.ctx.redact(objectos_kernel::util::clip(message, MAX_LINE)), fields);
+        self.ctx.logger().log(level, objectos_kernel::util::clip(self.ctx.redact(message), MAX_LINE), fields);
     }
 }
 
 impl http::Host for HostState {
     fn send(&mut self, request: http::Request) -> Result<http::Response, HostError> {
+        if self.stopping() {
+            return Err(HostError { code: ErrorCode::Failed, message: "the plugin is stopping".into() });
+        }
+        // Waiting on the network is not the guest's CPU, but it is bounded too: a call may
+        // spend at most this long in web requests, so a guest cannot idle on slow servers
+        // past every budget.
+        let left = crate::net::MAX_WAIT_PER_CALL.saturating_sub(self.clock.on_network);
+        if left.is_zero() {
+            let e = self.ctx.over_limit("web requests".into(), format!("one call may wait at most {} s on web requests", crate::net::MAX_WAIT_PER_CALL.as_secs()));
+            return Err(host_error(e));
+        }
         let started = Instant::now();
         let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-        let out = crate::net::send(&self.ctx, &mut rate, request);
-        self.clock.waiting += started.elapsed();
+        let out = crate::net::send(&self.ctx, &mut rate, request, left.min(crate::net::TIMEOUT));
+        let waited = started.elapsed();
+        self.clock.waiting += waited;
+        self.clock.on_network += waited;
         out
     }
 }

@@ -32,13 +32,16 @@ pub(crate) const MAX_REDIRECTS: usize = 5;
 pub(crate) const REQUESTS_PER_MINUTE: u32 = 120;
 /// How long one request (every hop, the whole body) may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one call into the plugin may wait on web requests in all.
+pub(crate) const MAX_WAIT_PER_CALL: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEADERS: usize = 64;
 const MAX_HEADER_BYTES: usize = 32 << 10;
 /// Headers the host sets itself.
 const HOST_HEADERS: [&str; 6] = ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te"];
-/// Headers not carried to another origin on a redirect.
-const CREDENTIALS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+/// The only headers carried to another origin on a redirect: none that could hold a
+/// credential (`authorization`, `cookie`, `x-api-key`, `private-token`...).
+const CROSS_ORIGIN: [&str; 8] = ["accept", "accept-language", "content-language", "content-type", "user-agent", "cache-control", "if-none-match", "if-modified-since"];
 const CALL: &str = "http.send";
 
 /// A name resolved to an address that is not public.
@@ -167,16 +170,25 @@ impl Target {
     }
 }
 
-/// Send `request` for the plugin of `ctx`, counting each hop that reached for a host.
-pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request) -> Result<Response, HostError> {
+/// Send `request` for the plugin of `ctx` within `limit` (every hop and the body), counting
+/// each hop that reached for a host (each also against the rate).
+pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request, limit: Duration) -> Result<Response, HostError> {
+    let deadline = Instant::now() + limit;
     let mut target = prepare(ctx, rate, &request)?;
     let mut method = request.method.to_ascii_uppercase();
     let mut body = request.body.unwrap_or_default().into_bytes();
     let mut headers = request.headers;
-    for _ in 0..=MAX_REDIRECTS {
+    for hop in 0..=MAX_REDIRECTS {
+        if hop > 0 {
+            take(ctx, rate)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fail(ErrorCode::Failed, format!("{}: timed out after {} s (a request, with its redirects, may take {} s)", request.url, limit.as_secs(), TIMEOUT.as_secs())));
+        }
         let host = format!("{}:{}", target.host, target.port);
         let count = |status: Option<u16>, received: usize| ctx.record_request(&host, status, body.len() as u64, received as u64);
-        let mut response = match exchange(&target, &method, &headers, &body) {
+        let mut response = match exchange(&target, &method, &headers, &body, left) {
             Ok(r) => r,
             Err(e) => {
                 let refused = not_public(&e).is_some();
@@ -195,6 +207,9 @@ pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request) -> Re
                 e.message = format!("{} redirected to {next}: {}", target.uri, e.message);
                 e
             })?;
+            if target.uri.scheme_str() == Some("https") && next.uri.scheme_str() != Some("https") {
+                return Err(fail(ErrorCode::Failed, format!("{} redirected to {}, from https to plain http; not followed", target.uri, next.uri)));
+            }
             if status == 303 || (matches!(status, 301 | 302) && method == "POST") {
                 if method != "HEAD" {
                     method = "GET".into();
@@ -203,7 +218,7 @@ pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request) -> Re
                 headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
             }
             if !target.same_origin(&next) {
-                headers.retain(|(n, _)| !CREDENTIALS.iter().any(|c| n.eq_ignore_ascii_case(c)));
+                headers.retain(|(n, _)| CROSS_ORIGIN.iter().any(|c| n.eq_ignore_ascii_case(c)));
             }
             target = next;
             continue;
@@ -227,12 +242,14 @@ pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request) -> Re
     Err(fail(ErrorCode::Failed, format!("{} redirected more than {MAX_REDIRECTS} times", request.url)))
 }
 
+/// Count one connection against the plugin's rate.
+fn take(ctx: &PluginContext, rate: &mut Rate) -> Result<(), HostError> {
+    rate.take().map_err(|first| crate::host::host_error(ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute (each redirect counts)"), first)))
+}
+
 /// Check what the request asks before anything leaves: rate, method, headers, body, target.
 fn prepare(ctx: &PluginContext, rate: &mut Rate, request: &Request) -> Result<Target, HostError> {
-    if let Err(first) = rate.take() {
-        let e = ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute"), first);
-        return Err(crate::host::host_error(e));
-    }
+    take(ctx, rate)?;
     let method = request.method.to_ascii_uppercase();
     if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(&method.as_str()) {
         return Err(fail(ErrorCode::Invalid, format!("`{}` is not a method: use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS", objectos_kernel::util::clip(request.method.clone(), 32))));
@@ -261,15 +278,16 @@ fn prepare(ctx: &PluginContext, rate: &mut Rate, request: &Request) -> Result<Ta
     Target::parse(ctx, &request.url)
 }
 
-fn exchange(target: &Target, method: &str, headers: &[(String, String)], body: &[u8]) -> Result<http::Response<ureq::Body>, ureq::Error> {
+fn exchange(target: &Target, method: &str, headers: &[(String, String)], body: &[u8], left: Duration) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    use ureq::RequestExt;
     let mut builder = http::Request::builder().method(method).uri(target.uri.clone());
     for (n, v) in headers {
         builder = builder.header(n.as_str(), v.as_str());
     }
     if body.is_empty() && matches!(method, "GET" | "HEAD" | "OPTIONS" | "DELETE") {
-        agent().run(builder.body(()).map_err(ureq::Error::Http)?)
+        builder.body(()).map_err(ureq::Error::Http)?.with_agent(agent()).configure().timeout_global(Some(left)).run()
     } else {
-        agent().run(builder.body(body.to_vec()).map_err(ureq::Error::Http)?)
+        builder.body(body.to_vec()).map_err(ureq::Error::Http)?.with_agent(agent()).configure().timeout_global(Some(left)).run()
     }
 }
 

@@ -477,16 +477,20 @@ async fn web_requests_reach_granted_hosts_only_at_every_hop_and_every_address() 
     let k = kernel(root.path()).await;
     let other = LoopbackServer::start(|_| (200, vec![], b"the local network".to_vec()));
     let other_port = other.port;
+    let third = LoopbackServer::start(|_| (200, vec![], b"third".to_vec()));
+    let third_port = third.port;
     let server = LoopbackServer::start(move |r| match r.path.as_str() {
         "/ok" => (200, vec![("content-type".into(), "text/plain".into())], format!("hello {}", r.body).into_bytes()),
         "/hop" => (302, vec![("location".into(), "/ok".into())], vec![]),
         "/away" => (307, vec![("location".into(), format!("http://127.0.0.1:{other_port}/secret"))], vec![]),
+        "/cross" => (307, vec![("location".into(), format!("http://127.0.0.1:{third_port}/landed"))], vec![]),
         "/big" => (200, vec![], vec![b'x'; 5 << 20]),
         _ => (404, vec![], b"no such page".to_vec()),
     });
     let granted = format!("network.connect:127.0.0.1:{}", server.port);
     let by_name = format!("network.connect:localhost:{}", server.port);
-    let (id, ctx) = reach(&k, root.path(), &[&granted, &by_name]).await;
+    let third_grant = format!("network.connect:127.0.0.1:{third_port}");
+    let (id, ctx) = reach(&k, root.path(), &[&granted, &by_name, &third_grant]).await;
 
     // A granted literal address: the request goes out, and the body comes back.
     let r = ask(&ctx, "request", json!({ "method": "POST", "url": server.url("/ok"), "body": "there", "headers": { "authorization": "Bearer t" } }));
@@ -501,6 +505,15 @@ async fn web_requests_reach_granted_hosts_only_at_every_hop_and_every_address() 
     let r = ask(&ctx, "request", json!({ "url": server.url("/hop") }));
     assert_eq!(r["ok"]["status"], 200, "{r}");
     assert_eq!(r["ok"]["url"], server.url("/ok"));
+
+    // A redirect to another granted origin: followed, without anything that could be a
+    // credential (only a short list of headers goes along).
+    let r = ask(&ctx, "request", json!({ "method": "PUT", "url": server.url("/cross"), "body": "b", "headers": { "x-api-key": "k1", "authorization": "Bearer t", "content-type": "text/plain", "accept": "text/plain" } }));
+    assert_eq!(r["ok"]["body"], "third", "{r}");
+    let landed = third.received();
+    assert_eq!((landed[0].method.as_str(), landed[0].body.as_str()), ("PUT", "b"), "a 307 keeps the method and body");
+    assert_eq!((landed[0].header("x-api-key"), landed[0].header("authorization")), (None, None), "{landed:?}");
+    assert_eq!((landed[0].header("content-type"), landed[0].header("accept")), (Some("text/plain"), Some("text/plain")));
 
     // An ungranted port: refused before anything connects, and audited.
     let r = ask(&ctx, "request", json!({ "url": other.url("/direct") }));
@@ -547,7 +560,7 @@ async fn web_requests_reach_granted_hosts_only_at_every_hop_and_every_address() 
     let host = &code.requests[&format!("127.0.0.1:{}", server.port)];
     assert_eq!(host.statuses.get(&200), Some(&3), "{code:?}");
     assert_eq!(host.statuses.get(&302), Some(&1), "{code:?}");
-    assert_eq!(host.statuses.get(&307), Some(&1), "{code:?}");
+    assert_eq!(host.statuses.get(&307), Some(&2), "{code:?}");
     assert!(host.bytes_received >= 4 << 20, "{code:?}");
     assert!(!code.requests.contains_key(&format!("localhost:{}", server.port)), "a refused request is a denial, not a request: {code:?}");
     assert!(stats.recent.iter().map(|b| b.requests).sum::<u32>() >= 5);
@@ -571,7 +584,7 @@ async fn files_stay_inside_granted_folders_whatever_the_path_or_link() {
     }
     let write = format!("fs.write:{}", work.display());
     let read = format!("fs.read:{}", shelf.display());
-    let (id, ctx) = reach(&k, root.path(), &[&write, &read]).await;
+    let (id, ctx) = reach_with(&k, root.path(), &[&write], json!({ "optionalPermissions": [read] })).await;
     let p = |dir: &Path, name: &str| format!("{}/{name}", dir.display());
 
     let folders = ask(&ctx, "folders", json!({}));
@@ -605,6 +618,12 @@ async fn files_stay_inside_granted_folders_whatever_the_path_or_link() {
     assert_eq!(std::fs::read_to_string(shelf.join("price-list.txt")).unwrap(), "apples 3");
     assert_eq!(ask(&ctx, "read", json!({ "path": "relative.txt" }))["code"], "invalid");
     assert!(audit(&k, &id, "permission.denied").len() >= 8);
+
+    // Revoked, a folder is closed at once (the plugin stays enabled: the grant was optional).
+    k.revoke(&id, std::slice::from_ref(&read), false).await.unwrap();
+    let r = ask(&ctx, "read", json!({ "path": p(&shelf, "price-list.txt") }));
+    assert_eq!(r["code"], "permission-denied", "{r}");
+    assert_eq!(ask(&ctx, "folders", json!({})), json!([{ "path": work.display().to_string(), "writable": true }]));
 
     // A grant for a folder that is not there is refused when the admin approves it.
     let missing = format!("fs.read:{}", base.join("nowhere").display());
@@ -643,6 +662,9 @@ async fn a_secret_setting_reaches_the_code_and_never_the_log_the_audit_or_the_co
     assert!(!shown.contains(TOKEN) && shown.contains(r#""key":"token""#) && shown.contains(r#""set":true"#), "{shown}");
     let lines = logs(&k, &id);
     assert!(lines.iter().any(|l| l.contains("using token [secret token]")), "{lines:?}");
+    let c = ctx.clone();
+    let e = tokio::task::spawn_blocking(move || c.services().call("reach", "fail", json!({}))).await.unwrap().unwrap_err().to_string();
+    assert!(e.contains("refused token [secret token]") && !e.contains(TOKEN), "{e}");
     k.flush();
     let everything = serde_json::to_string(&k.audit(&AuditQuery { limit: Some(10_000), ..Default::default() }).unwrap()).unwrap();
     let logged = serde_json::to_string(&k.logs(&LogQuery { limit: Some(10_000), ..Default::default() }).unwrap()).unwrap();
@@ -770,8 +792,8 @@ async fn the_webhook_channel_posts_notices_to_the_granted_chat_and_nowhere_else(
 
     let sender = driver(&k, "t.sender", &["services.use:notification"]).await;
     let notifications = k.service::<Notifications>("notification").unwrap();
-    let report = notifications.send(&sender, Notice::new("Invoice paid", "Acme Ltd paid invoice 2026-0042").via(&["webhook"])).await.unwrap();
-    assert_eq!(report.deliveries["webhook"].status, DeliveryStatus::Delivered, "{report:?}");
+    let report = notifications.send(&sender, Notice::new("Invoice paid", "Acme Ltd paid invoice 2026-0042").via(&["com.acme.webhook"])).await.unwrap();
+    assert_eq!(report.deliveries["com.acme.webhook"].status, DeliveryStatus::Delivered, "{report:?}");
     let posted = chat.received();
     assert_eq!(posted.len(), 1);
     assert_eq!((posted[0].method.as_str(), posted[0].path.as_str()), ("POST", "/hooks/team"));
@@ -782,10 +804,17 @@ async fn the_webhook_channel_posts_notices_to_the_granted_chat_and_nowhere_else(
 
     // A URL on a host (here: a port) the admin did not approve: refused, and said.
     k.set_settings(&id, settings(json!({ "url": elsewhere.url("/steal") }))).unwrap();
-    let report = notifications.send(&sender, Notice::new("Second", "x").via(&["webhook"])).await.unwrap();
-    let d = &report.deliveries["webhook"];
+    let report = notifications.send(&sender, Notice::new("Second", "x").via(&["com.acme.webhook"])).await.unwrap();
+    let d = &report.deliveries["com.acme.webhook"];
     assert_ne!(d.status, DeliveryStatus::Delivered);
     assert!(d.error.as_deref().unwrap_or_default().contains("network.connect:127.0.0.1"), "{d:?}");
     assert!(elsewhere.received().is_empty());
     assert!(!audit(&k, &id, "permission.denied").is_empty());
+
+    // A channel is named after its plugin: no package takes `email`, or another's channel.
+    for name in ["email", "com.acme.webhook", "t.senderx"] {
+        let s = sender.clone();
+        let e = tokio::task::spawn_blocking(move || s.services().call("notification", "registerChannel", json!({ "name": name, "service": "x" }))).await.unwrap().unwrap_err().to_string();
+        assert!(e.contains("is named `t.sender` or `t.sender.<name>`"), "{name}: {e}");
+    }
 }

@@ -22,6 +22,9 @@ export function onEnable(ctx) {
     createFolder: (a) => attempt(() => ctx.files.createFolder(a.path)),
     remove: (a) => attempt(() => ctx.files.remove(a.path)),
     config: () => ctx.config(),
+    fail: () => {
+      throw new Error(`the API refused token ${ctx.config().token}`);
+    },
     tell: () => {
       const c = ctx.config();
       ctx.log.info(`using token ${c.token}`, { token: c.token, repo: c.repo });
