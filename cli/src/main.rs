@@ -13,7 +13,7 @@ use objectos_builtins::host;
 use objectos_kernel::{Kernel, KernelError};
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery, Verification, to_csv as audit_to_csv};
 use objectos_kernel::model::log::{Level, LogQuery};
-use objectos_kernel::model::manifest::Manifest;
+use objectos_kernel::model::manifest::{Manifest, Problem};
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
 use serde_json::{json, Value};
 
@@ -113,6 +113,10 @@ enum ManifestCmd {
     Check {
         /// Path to plugin.json, a package folder, or a .zip.
         path: PathBuf,
+        /// Write into plugin.json the engine dependencies, permissions and provided events the
+        /// package's files need and it lacks, then check (a folder or its plugin.json).
+        #[arg(long)]
+        fix: bool,
     },
 }
 
@@ -419,7 +423,10 @@ fn print_json(v: &impl serde::Serialize) {
 
 async fn run(cli: Cli) -> Out {
     match &cli.command {
-        Command::Manifest(ManifestCmd::Check { path }) => manifest_check(&cli, path),
+        Command::Manifest(ManifestCmd::Check { path, fix }) => {
+            let fixed = if *fix { fix_manifest(&cli, path)? } else { Vec::new() };
+            manifest_check(&cli, path, &fixed)
+        }
         Command::Plugins(cmd) => plugins(&cli, cmd).await,
         Command::Records(cmd) => records::records(&cli, cmd).await,
         Command::Package { dir, out } => {
@@ -550,7 +557,42 @@ fn host_runtime(cli: &Cli) -> objectos_builtins::sandbox::Runtime {
     objectos_builtins::host_sandbox_runtime(Some(&data_dir(cli)))
 }
 
-fn manifest_check(cli: &Cli, path: &Path) -> Out {
+/// Write what the package's files need into its `plugin.json` (`manifest check --fix`), and
+/// say what was added.
+fn fix_manifest(cli: &Cli, path: &Path) -> Result<Vec<Problem>, Failure> {
+    let (dir, file) = if path.is_dir() {
+        (path.to_path_buf(), path.join("plugin.json"))
+    } else if path.file_name().is_some_and(|n| n == "plugin.json") {
+        (path.parent().map(Path::to_path_buf).unwrap_or_default(), path.to_path_buf())
+    } else {
+        return Err(anyhow::anyhow!("--fix writes a package's plugin.json: give its folder or its plugin.json, not {}", path.display()).into());
+    };
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(&file).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
+    let manifest = Manifest::parse(text.as_bytes(), &shown).map_err(KernelError::from)?;
+    let defs = objectos_builtins::declarative::read_definitions(&manifest, &dir).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
+    let needs = objectos_builtins::declarative::needs::needed(&manifest, &defs);
+    if needs.is_empty() {
+        if !cli.json {
+            println!("{shown}: nothing to add");
+        }
+        return Ok(Vec::new());
+    }
+    let mut value: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let added = objectos_builtins::declarative::needs::apply(&mut value, &needs);
+    let mut out = serde_json::to_string_pretty(&value).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    out.push('\n');
+    std::fs::write(&file, out).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
+    if !cli.json {
+        println!("{shown}: added");
+        for p in &added {
+            println!("  {}: {}", p.path, p.message);
+        }
+    }
+    Ok(added)
+}
+
+fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem]) -> Out {
     let is_manifest_file = path.is_file() && path.extension().is_some_and(|e| e == "json");
     let manifest = if is_manifest_file {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
@@ -559,7 +601,7 @@ fn manifest_check(cli: &Cli, path: &Path) -> Out {
         objectos_kernel::package::check_package_with(path, &host_runtime(cli))?
     };
     if cli.json {
-        print_json(&json!({ "valid": true, "manifest": manifest }));
+        print_json(&json!({ "valid": true, "manifest": manifest, "fixed": fixed }));
     } else {
         println!("{}: valid ({} {})", path.display(), manifest.id, manifest.version);
     }

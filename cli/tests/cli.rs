@@ -423,3 +423,34 @@ fn settings_are_listed_set_typed_and_secrets_read_from_stdin_are_never_shown() {
     let (audit, _) = cli.expect(0, &["--json", "audit"]);
     assert!(!audit.contains("tok-123456") && audit.contains("plugin.configured"), "{audit}");
 }
+
+#[test]
+fn manifest_check_fix_writes_what_the_files_need_and_nothing_else() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("tasks");
+    cli.expect(0, &["new", "package", pkg.to_str().unwrap(), "--id", "com.acme.tasks", "--with", "records,workflow,automation"]);
+    // An author who wrote the files but not the manifest's side of them.
+    let file = pkg.join("plugin.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let kept_first_key = m.as_object().unwrap().keys().next().unwrap().clone();
+    m["dependencies"] = serde_json::json!({});
+    m["permissions"] = serde_json::json!(["storage.read"]);
+    m["provides"]["events"] = serde_json::json!([]);
+    std::fs::write(&file, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let (_, err) = cli.expect(1, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(err.contains("need com.objectos.objects") && err.contains("services.use:data"), "{err}");
+
+    let (out, _) = cli.expect(0, &["manifest", "check", pkg.to_str().unwrap(), "--fix"]);
+    assert!(out.contains("added") && out.contains("dependencies: record types need com.objectos.objects") && out.contains("valid (com.acme.tasks"), "{out}");
+    let fixed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(fixed.as_object().unwrap().keys().next().unwrap(), &kept_first_key, "the file's key order is kept");
+    assert_eq!(fixed["permissions"][0], "storage.read", "what was there stays");
+    assert!(fixed["dependencies"]["com.objectos.objects"] == "^0.1" && fixed["permissions"].as_array().unwrap().iter().any(|p| p == "services.use:data"), "{fixed}");
+    let (out, _) = cli.expect(0, &["manifest", "check", pkg.to_str().unwrap(), "--fix"]);
+    assert!(out.contains("nothing to add"), "{out}");
+    let zip = dir.path().join("tasks.zip");
+    cli.expect(0, &["package", pkg.to_str().unwrap(), "--out", zip.to_str().unwrap()]);
+    let (_, err) = cli.expect(1, &["manifest", "check", zip.to_str().unwrap(), "--fix"]);
+    assert!(err.contains("give its folder or its plugin.json"), "{err}");
+}
