@@ -630,6 +630,8 @@ fn malformed_manifest_corpus_gives_paths_never_panics() {
         (r#"{"id":"ok","name":"x","version":"1.0.0","engines":{"node":">=1"}}"#, "engines.node"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","colour":"red"}"#, "colour"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","permissions":["fs.read:exports"]}"#, "permissions[0]"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","provides":{"objects":["ticket"]},"permissions":["data.ticket.read","data.tiket.write"]}"#, "permissions[1]"),
+        (r#"{"id":"ok","name":"x","version":"1.0.0","optionalPermissions":["data.account.read"]}"#, "optionalPermissions[0]"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","permissions":["network.connect:*.com"]}"#, "permissions[0]"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","settings":[]}"#, "settings"),
         (r#"{"id":"ok","name":"x","version":"1.0.0","settings":{"api token":{"type":"string"}}}"#, "settings[\"api token\"]"),
@@ -645,6 +647,9 @@ fn malformed_manifest_corpus_gives_paths_never_panics() {
         assert!(e.problems.iter().any(|p| p.path == *path), "{text}: expected a problem at {path}, got {e}");
         assert!(e.problems.iter().all(|p| !p.message.is_empty()));
     }
+    // A grant for a type the package does not declare reaches nothing: it says which was meant.
+    let e = Manifest::parse(br#"{"id":"ok","name":"x","version":"1.0.0","provides":{"objects":["ticket"]},"permissions":["data.tiket.read"]}"#, "p").unwrap_err();
+    assert!(e.problems[0].message.contains("did you mean `ticket`?"), "{e}");
     let long = format!(r#"{{"id":"{}","name":"x","version":"1.0.0"}}"#, "a".repeat(129));
     assert!(Manifest::parse(long.as_bytes(), "p").is_err());
     // arbitrary bytes never panic

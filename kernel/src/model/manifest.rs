@@ -513,7 +513,20 @@ impl Validator {
         for (key, list) in [("permissions", &permissions), ("optionalPermissions", &optional_permissions)] {
             for (i, p) in list.iter().enumerate() {
                 let Permission::Data { object, .. } = p else { continue };
-                let Some((owner, _)) = object.split_once('/') else { continue };
+                let Some((owner, _)) = object.split_once('/') else {
+                    // One of its own types: one it declares, or the grant reaches nothing.
+                    if object != "*" && !provides.objects.iter().any(|o| o == object) {
+                        let declared = &provides.objects;
+                        let near = declared.iter().map(|o| (strsim::jaro_winkler(object, o), o)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, o)| o);
+                        let hint = match (near, declared.is_empty()) {
+                            (Some(o), _) => format!("; did you mean `{o}`?"),
+                            (None, true) => "; declare it in `provides.objects` (objects/<name>.yml), or name another package's type as `<owner>/<type>`".to_string(),
+                            (None, false) => format!(" (it declares: {})", declared.join(", ")),
+                        };
+                        self.err(&format!("{key}[{i}]"), format!("`{p}` names record type `{object}`, which `provides.objects` does not declare{hint}"));
+                    }
+                    continue;
+                };
                 if Some(owner) != id.as_deref() && !dependencies.contains_key(owner) && !optional_dependencies.contains_key(owner) {
                     self.err(&format!("{key}[{i}]"), format!("`{p}` names records of {owner}, which is not among the dependencies; add it to `dependencies`"));
                 }
