@@ -62,6 +62,12 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Print the JSON Schema of an author's file, for an editor (`plugin`: plugin.json; the
+    /// same as docs/schema/plugin.schema.json).
+    Schema {
+        #[arg(value_parser = objectos_kernel::model::schema::NAMES)]
+        name: String,
+    },
     /// Query, verify and export the audit trail.
     Audit {
         #[command(subcommand)]
@@ -423,6 +429,11 @@ fn print_json(v: &impl serde::Serialize) {
 
 async fn run(cli: Cli) -> Out {
     match &cli.command {
+        Command::Schema { name } => {
+            let schema = objectos_kernel::model::schema::schema(name).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", objectos_kernel::model::schema::NAMES.join(", ")))?;
+            println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+            Ok(())
+        }
         Command::Manifest(ManifestCmd::Check { path, fix }) => {
             let fixed = if *fix { fix_manifest(&cli, path)? } else { Vec::new() };
             manifest_check(&cli, path, &fixed)

@@ -454,3 +454,13 @@ fn manifest_check_fix_writes_what_the_files_need_and_nothing_else() {
     let (_, err) = cli.expect(1, &["manifest", "check", zip.to_str().unwrap(), "--fix"]);
     assert!(err.contains("give its folder or its plugin.json"), "{err}");
 }
+
+#[test]
+fn the_plugin_schema_is_printed_as_committed() {
+    let cli = Cli::new();
+    let (out, _) = cli.expect(0, &["schema", "plugin"]);
+    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/plugin.schema.json")).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::from_str::<Value>(&committed).unwrap());
+    let (_, err) = cli.expect(2, &["schema", "plugn"]);
+    assert!(err.contains("plugin"), "{err}");
+}

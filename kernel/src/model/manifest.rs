@@ -22,9 +22,10 @@ use crate::model::permission::{validate_name, Permission};
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 
 /// A validated plugin manifest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
+#[schemars(title = "plugin.json", description = "An ObjectOS plugin manifest (docs/packages.md).", extend("additionalProperties" = false))]
 pub struct Manifest {
     /// Unique id, lowercase `[a-z0-9][a-z0-9._-]*`.
     pub id: String,
@@ -33,6 +34,7 @@ pub struct Manifest {
     /// Semantic version.
     pub version: Version,
     /// One or two sentences.
+    #[schemars(default)]
     pub description: String,
     /// Author, if given.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,19 +44,25 @@ pub struct Manifest {
     pub license: Option<String>,
     /// Required dependencies: id -> range (npm's grammar, see [`VersionRange`]).
     #[cfg_attr(feature = "specta", specta(type = BTreeMap<String, String>))]
+    #[schemars(default)]
     pub dependencies: BTreeMap<String, VersionRange>,
     /// Optional dependencies: ordered before this plugin when installed.
     #[cfg_attr(feature = "specta", specta(type = BTreeMap<String, String>))]
+    #[schemars(default)]
     pub optional_dependencies: BTreeMap<String, VersionRange>,
     /// What the plugin provides.
+    #[schemars(default)]
     pub provides: Provides,
     /// Required permissions.
     #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
+    #[schemars(default)]
     pub permissions: Vec<Permission>,
     /// Optional permissions (grantable and revocable at any time).
     #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
+    #[schemars(default)]
     pub optional_permissions: Vec<Permission>,
     /// Engine requirements.
+    #[schemars(default)]
     pub engines: Engines,
     /// The package's code, relative to its folder: a WebAssembly component (`*.wasm`) or a
     /// JavaScript ES module (`*.js`, `*.mjs`) the host turns into one. `None`: no code.
@@ -63,11 +71,13 @@ pub struct Manifest {
     /// Bounds the package's code asks to run under, up to the host's ceilings (a runtime
     /// fills in its defaults for what is not given). Only with `main`.
     #[serde(skip_serializing_if = "SandboxLimits::is_empty")]
+    #[schemars(default)]
     pub sandbox: SandboxLimits,
     /// Settings an admin fills in (an API token, a repository), by key: the plugin reads
     /// them with its configuration. A secret one is kept apart, never shown again.
     #[serde(skip_serializing_if = "Settings::is_empty")]
     #[cfg_attr(feature = "specta", specta(type = std::collections::HashMap<String, Setting>))]
+    #[schemars(default)]
     pub settings: Settings,
 }
 
@@ -97,6 +107,23 @@ impl Settings {
     }
 }
 
+impl schemars::JsonSchema for Settings {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Settings".into()
+    }
+
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let setting = g.subschema_for::<Setting>();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Settings by key (letters, digits and `_`, starting with a letter; at most 32).",
+            "propertyNames": { "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$" },
+            "maxProperties": MAX_SETTINGS,
+            "additionalProperties": setting,
+        })
+    }
+}
+
 impl Serialize for Settings {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -112,9 +139,10 @@ impl Serialize for Settings {
 pub const MAX_SETTINGS: usize = 32;
 
 /// One setting a plugin declares (`"settings": {"token": {"type": "string", "secret": true}}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Setting {
     /// What values it takes.
     #[serde(rename = "type")]
@@ -130,14 +158,16 @@ pub struct Setting {
     /// Kept outside the configuration, the audit trail and the logs, never shown again once
     /// set (a token, a password). Only for strings.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(default)]
     pub secret: bool,
     /// The plugin needs a value; the console says when it has none.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(default)]
     pub required: bool,
 }
 
 /// The type of a [`Setting`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum SettingKind {
@@ -182,9 +212,10 @@ impl SettingKind {
 /// The bounds a package's code asks for (`"sandbox"` in `plugin.json`). Every field is
 /// optional; the runtime uses its default where one is missing and refuses a value over
 /// its ceiling.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
+#[schemars(extend("additionalProperties" = false))]
 pub struct SandboxLimits {
     /// Linear memory, in MiB.
     #[serde(rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
@@ -233,8 +264,9 @@ impl SandboxLimits {
 pub const CODE_EXTENSIONS: [&str; 3] = ["wasm", "js", "mjs"];
 
 /// What a plugin declares it provides.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
+#[schemars(default, extend("additionalProperties" = false))]
 pub struct Provides {
     /// Service names.
     pub services: Vec<String>,
@@ -341,8 +373,9 @@ impl Provides {
 }
 
 /// Engine requirements.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
+#[schemars(extend("additionalProperties" = false))]
 pub struct Engines {
     /// Range of kernel versions the plugin works with.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,5 +16,6 @@ pub mod quota;
 pub mod range;
 pub mod reach;
 pub mod resolve;
+pub mod schema;
 pub mod text;
 pub mod views;

@@ -229,6 +229,21 @@ fn shown_folder(raw: &str) -> String {
     super::reach::folder(raw).map(|p| p.display().to_string()).unwrap_or_else(|_| raw.to_string())
 }
 
+impl schemars::JsonSchema for Permission {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Permission".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": format!("A permission: {KNOWN}"),
+            "pattern": "^(storage\\.(read|write)|kernel\\.(manage|inspect)|events\\.(emit|subscribe):.+|services\\.(provide|use):.+|network\\.connect:.+|fs\\.(read|write):.+|data\\..+\\.(read|write))$",
+            "examples": ["storage.read", "services.use:data", "data.ticket.write", "events.emit:tickets.*", "network.connect:api.github.com"],
+        })
+    }
+}
+
 impl Serialize for Permission {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -12,6 +12,21 @@ use std::fmt;
 
 use serde::Serialize;
 
+impl schemars::JsonSchema for VersionRange {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "VersionRange".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A version range in npm's grammar: ^1.2, ~1.2.3, >=1.0.0 <2.0.0, 1.2.x || 2.x, 1.0.0 - 2.0.0, *. A bare version means exactly that version.",
+            "minLength": 1,
+            "examples": ["^0.1", ">=1.0.0 <2.0.0"],
+        })
+    }
+}
+
 /// A parsed range, shown as written.
 #[derive(Debug, Clone)]
 pub struct VersionRange {
