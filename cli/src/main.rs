@@ -17,6 +17,7 @@ use objectos_kernel::model::manifest::{Manifest, Problem};
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
 use serde_json::{json, Value};
 
+mod locate;
 mod records;
 mod render;
 mod scaffold;
@@ -321,7 +322,7 @@ impl From<KernelError> for Failure {
     fn from(e: KernelError) -> Self {
         let mut j = json!({ "error": e.kind(), "message": e.to_string() });
         if let KernelError::Manifest(m) = &e {
-            j["problems"] = serde_json::to_value(&m.problems).unwrap_or_default();
+            j["problems"] = m.problems.iter().map(|p| locate::problem(&m.file, &p.path, &p.message)).collect();
             j["file"] = json!(m.file);
         }
         if let KernelError::Resolve(r) = &e {

@@ -464,3 +464,21 @@ fn the_plugin_schema_is_printed_as_committed() {
     let (_, err) = cli.expect(2, &["schema", "plugn"]);
     assert!(err.contains("plugin"), "{err}");
 }
+
+#[test]
+fn json_problems_carry_file_path_line_and_column() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("tp");
+    cli.expect(0, &["new", "package", pkg.to_str().unwrap(), "--with", "records"]);
+    let yml = pkg.join("objects/task.yml");
+    std::fs::write(&yml, std::fs::read_to_string(&yml).unwrap().replacen("type: text", "type: txet", 1)).unwrap();
+    let out = cli.run(&["--json", "manifest", "check", pkg.to_str().unwrap()]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &j["problems"][0];
+    assert_eq!((p["file"].as_str(), p["path"].as_str()), (Some("objects/task.yml"), Some("$.fields.title.type")), "{j}");
+    let line = p["line"].as_u64().unwrap() as usize;
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let at = &text.lines().nth(line - 1).unwrap()[p["column"].as_u64().unwrap() as usize - 1..];
+    assert!(at.starts_with("type: txet"), "line {line}: {at}");
+}
