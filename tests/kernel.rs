@@ -1014,3 +1014,13 @@ async fn a_failed_disable_is_not_undone_by_a_restart() {
     k.start().await.unwrap();
     assert_ne!(state(&k, "t.sticky"), State::Enabled);
 }
+
+#[test]
+fn typos_in_permissions_states_fields_and_values_are_answered_with_the_likely_name() {
+    let e = "storage.raed".parse::<objectos_kernel::model::permission::Permission>().unwrap_err();
+    assert!(e.contains("did you mean `storage.read`?"), "{e}");
+    let e = "servces.use:data".parse::<objectos_kernel::model::permission::Permission>().unwrap_err();
+    assert!(e.contains("did you mean `services.use`?"), "{e}");
+    let e = "bogus.perm".parse::<objectos_kernel::model::permission::Permission>().unwrap_err();
+    assert!(!e.contains("did you mean"), "nothing is close: {e}");
+}

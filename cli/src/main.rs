@@ -340,7 +340,7 @@ impl Failure {
     fn suggest(mut self, kernel: &Kernel) -> Failure {
         let Some(asked) = self.json.get("plugin").and_then(Value::as_str).map(str::to_string) else { return self };
         let ids: Vec<String> = kernel.plugins().map(|ps| ps.into_iter().map(|p| p.manifest.id).collect()).unwrap_or_default();
-        if let Some(near) = did_you_mean(&asked, &ids) {
+        if let Some(near) = objectos_kernel::util::nearest(&asked, ids.iter().map(String::as_str)) {
             self.message = format!("{}; did you mean `{near}`?", self.message);
             self.json["didYouMean"] = json!(near);
         }
@@ -348,15 +348,6 @@ impl Failure {
     }
 }
 
-/// The candidate closest to `asked`, if it is close enough to be a typo of it.
-fn did_you_mean<'a>(asked: &str, candidates: &'a [String]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(asked, c), c))
-        .filter(|(score, _)| *score > 0.9)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.as_str())
-}
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {

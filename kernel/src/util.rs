@@ -152,6 +152,23 @@ pub fn block_on<F: std::future::Future>(what: &str, fut: F) -> crate::Result<F::
     Ok(tokio::task::block_in_place(|| handle.block_on(fut)))
 }
 
+/// The candidate most likely meant by `asked` (a typo of it: Jaro-Winkler similarity above
+/// 0.8), for "did you mean" in a message; `None` when none is close or `asked` is one.
+pub fn nearest<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .filter(|c| *c != asked)
+        .map(|c| (strsim::jaro_winkler(asked, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// "; did you mean `x`?" for [`nearest`], or nothing.
+pub fn did_you_mean<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(asked, candidates).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default()
+}
+
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut: for names a
 /// plugin passed that end up in an audit record or a message.
 pub fn clip(text: String, max: usize) -> String {

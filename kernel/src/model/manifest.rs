@@ -550,7 +550,7 @@ impl Validator {
                     // One of its own types: one it declares, or the grant reaches nothing.
                     if object != "*" && !provides.objects.iter().any(|o| o == object) {
                         let declared = &provides.objects;
-                        let near = declared.iter().map(|o| (strsim::jaro_winkler(object, o), o)).filter(|(score, _)| *score > 0.8).max_by(|a, b| a.0.total_cmp(&b.0)).map(|(_, o)| o);
+                        let near = crate::util::nearest(object, declared.iter().map(String::as_str));
                         let hint = match (near, declared.is_empty()) {
                             (Some(o), _) => format!("; did you mean `{o}`?"),
                             (None, true) => "; declare it in `provides.objects` (objects/<name>.yml), or name another package's type as `<owner>/<type>`".to_string(),

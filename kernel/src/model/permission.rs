@@ -219,7 +219,10 @@ impl FromStr for Permission {
             }
             "fs.read" => free("/srv/exports").and_then(|t| super::reach::folder_syntax(&t).map(|_| Permission::FsRead(t))),
             "fs.write" => free("/srv/exports").and_then(|t| super::reach::folder_syntax(&t).map(|_| Permission::FsWrite(t))),
-            _ => Err(format!("unknown permission `{s}`; known: {KNOWN}")),
+            _ => {
+                const HEADS: [&str; 11] = ["storage.read", "storage.write", "kernel.manage", "kernel.inspect", "events.emit", "events.subscribe", "services.provide", "services.use", "network.connect", "fs.read", "fs.write"];
+                Err(format!("unknown permission `{s}`{}; known: {KNOWN}", crate::util::did_you_mean(head, HEADS)))
+            }
         }
     }
 }

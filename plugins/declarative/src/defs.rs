@@ -216,7 +216,7 @@ impl ObjectDef {
         let mut out = Map::new();
         for (k, v) in map {
             match self.field(k) {
-                None => r.err(&format!("$.{k}"), format!("{} has no field `{k}`; fields: {}", self.name, self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))),
+                None => r.err(&format!("$.{k}"), format!("{} has no field `{k}`{}; fields: {}", self.name, objectos_kernel::util::did_you_mean(k, self.fields.iter().map(|f| f.name.as_str())), self.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "))),
                 Some(f) => match check_value(f, v) {
                     Ok(()) => {
                         out.insert(k.clone(), v.clone());
@@ -272,7 +272,7 @@ fn check_value(f: &FieldDef, v: &Value) -> Result<(), String> {
         }
         (FieldKind::Enum { values }, Value::String(s)) => {
             if !values.contains(s) {
-                return Err(format!("`{s}` is not one of {}", values.join(", ")));
+                return Err(format!("`{s}` is not one of {}{}", values.join(", "), objectos_kernel::util::did_you_mean(s, values.iter().map(String::as_str))));
             }
         }
         (FieldKind::Reference { .. }, Value::String(s)) if !s.is_empty() => {}
@@ -665,13 +665,13 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
     let names: BTreeSet<&str> = states.iter().map(|s| s.name.as_str()).collect();
     if let Some(i) = &initial {
         if !names.contains(i.as_str()) {
-            r.err("$.initial", format!("`{i}` is not one of the states ({})", names.iter().copied().collect::<Vec<_>>().join(", ")));
+            r.err("$.initial", format!("`{i}` is not one of the states ({}){}", names.iter().copied().collect::<Vec<_>>().join(", "), objectos_kernel::util::did_you_mean(i, names.iter().copied())));
         }
     }
     for s in &states {
         for (i, t) in s.transitions.iter().enumerate() {
             if !names.contains(t.to.as_str()) {
-                r.err(&format!("$.states.{}.transitions[{i}].to", s.name), format!("`{}` is not a state of this workflow", t.to));
+                r.err(&format!("$.states.{}.transitions[{i}].to", s.name), format!("`{}` is not a state of this workflow{}", t.to, objectos_kernel::util::did_you_mean(&t.to, names.iter().copied())));
             }
         }
     }
@@ -878,11 +878,11 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
 
 fn check_workflow_object(r: &mut Report, w: &WorkflowDef, objects: &[ObjectDef]) {
     let Some(o) = objects.iter().find(|o| o.name == w.object) else {
-        r.err("$.object", format!("`{}` is not a record type of this package ({})", w.object, objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")));
+        r.err("$.object", format!("`{}` is not a record type of this package ({}){}", w.object, objects.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "), objectos_kernel::util::did_you_mean(&w.object, objects.iter().map(|o| o.name.as_str()))));
         return;
     };
     match o.field(&w.field).map(|f| &f.kind) {
-        None => r.err("$.field", format!("{} has no field `{}`", o.name, w.field)),
+        None => r.err("$.field", format!("{} has no field `{}`{}", o.name, w.field, objectos_kernel::util::did_you_mean(&w.field, o.fields.iter().map(|f| f.name.as_str())))),
         Some(FieldKind::Text { .. }) => {}
         Some(FieldKind::Enum { values }) => {
             for s in &w.states {
@@ -897,7 +897,7 @@ fn check_workflow_object(r: &mut Report, w: &WorkflowDef, objects: &[ObjectDef])
         for (i, t) in s.transitions.iter().enumerate() {
             for path in t.guard_expr.iter().flat_map(|e| e.paths()) {
                 if o.field(&path[0]).is_none() {
-                    r.err(&format!("$.states.{}.transitions[{i}].guard", s.name), format!("reads `{}`, which is not a field of {}", path.join("."), o.name));
+                    r.err(&format!("$.states.{}.transitions[{i}].guard", s.name), format!("reads `{}`, which is not a field of {}{}", path.join("."), o.name, objectos_kernel::util::did_you_mean(&path[0], o.fields.iter().map(|f| f.name.as_str()))));
                 }
             }
         }

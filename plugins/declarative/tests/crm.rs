@@ -267,3 +267,19 @@ async fn malformed_files_are_refused_with_file_and_path() {
         assert!(k.plugin(&format!("t.{name}")).is_err(), "{name}: nothing installed");
     }
 }
+
+#[test]
+fn typos_in_declared_files_are_answered_with_the_likely_name() {
+    use objectos_declarative::defs::{ObjectDef, WorkflowDef};
+    let object: objectos_kernel::serde_json::Value = serde_yaml_ng::from_str("name: ticket\nfields:\n  title: { type: text }\n  status: { type: enum, values: [open, approved, closed] }\n").unwrap();
+    let def = ObjectDef::parse(&object, "objects/ticket.yml", "ticket").unwrap();
+    let e = def.validate(&objectos_kernel::serde_json::json!({ "titel": "x", "status": "aproved" }), true).unwrap_err();
+    let said: Vec<String> = e.iter().map(|p| p.message.clone()).collect();
+    assert!(said.iter().any(|m| m.contains("did you mean `title`?")), "{said:?}");
+    assert!(said.iter().any(|m| m.contains("did you mean `approved`?")), "{said:?}");
+    let flow: objectos_kernel::serde_json::Value = serde_yaml_ng::from_str("name: ticket\nobject: ticket\nfield: status\ninitial: opne\nstates:\n  open: { transitions: [{ event: approve, to: aproved }] }\n  approved: {}\n  closed: {}\n").unwrap();
+    let e = WorkflowDef::parse(&flow, "workflows/ticket.yml", "ticket").unwrap_err();
+    let said: Vec<String> = e.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+    assert!(said.iter().any(|m| m.contains("$.initial") && m.contains("did you mean `open`?")), "{said:?}");
+    assert!(said.iter().any(|m| m.contains(".to") && m.contains("did you mean `approved`?")), "{said:?}");
+}
