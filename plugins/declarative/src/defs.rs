@@ -854,8 +854,15 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
             Ok(a) => {
                 let mut r = Report::new(&file);
                 if let Trigger::Record { object, .. } = &a.when {
-                    if !defs.objects.iter().any(|o| &o.name == object) {
-                        r.err("$.when.record.object", format!("`{object}` is not a record type of this package"));
+                    match defs.objects.iter().find(|o| &o.name == object) {
+                        None => r.err("$.when.record.object", format!("`{object}` is not a record type of this package{}", objectos_kernel::util::did_you_mean(object, defs.objects.iter().map(|o| o.name.as_str())))),
+                        // The condition reads the record that triggered it.
+                        Some(o) => {
+                            if let Some(e) = &a.condition_expr {
+                                check_literals(&mut r, "$.if", e, o, Some("record"));
+                            }
+                            check_templates(&mut r, "$.do", &a.actions, o);
+                        }
                     }
                 }
                 if let Trigger::Schedule(s) = &a.when {
@@ -873,6 +880,46 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
         Ok(defs)
     } else {
         Err(problems)
+    }
+}
+
+/// A literal an expression compares an enum field with that is not one of its values: the
+/// comparison could never hold (`priority == 'urgent'` where priority is low, normal, high).
+/// `record`, in automations, where a record's fields are `record.<field>`; `None` in guards,
+/// where they are bare.
+fn check_literals(r: &mut Report, at: &str, e: &Expr, o: &ObjectDef, prefix: Option<&str>) {
+    for (path, lit) in e.compared_literals() {
+        let field = match prefix {
+            Some(p) if path.len() == 2 && path[0] == p => &path[1],
+            None if path.len() == 1 => &path[0],
+            _ => continue,
+        };
+        let (Some(FieldKind::Enum { values }), Some(text)) = (o.field(field).map(|f| &f.kind), lit.as_str()) else { continue };
+        if !values.iter().any(|v| v == text) {
+            r.err(at, format!("compares `{}` with '{text}', which is not one of its values ({}){}", path.join("."), values.join(", "), objectos_kernel::util::did_you_mean(text, values.iter().map(String::as_str))));
+        }
+    }
+}
+
+/// A `{{record.<field>}}` in a notification's text naming no field of `o`: it would fail
+/// each time the action runs.
+fn check_templates(r: &mut Report, at: &str, actions: &[Action], o: &ObjectDef) {
+    for (i, a) in actions.iter().enumerate() {
+        let Action::Notify { title, body, .. } = a else { continue };
+        for (key, text) in [("title", title), ("body", body)] {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("{{") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find("}}") else { break };
+                let var = after[..end].trim();
+                if let Some(field) = var.strip_prefix("record.").map(|f| f.split('.').next().unwrap_or(f)) {
+                    if o.field(field).is_none() && !["id", "created_at", "updated_at"].contains(&field) {
+                        r.err(&format!("{at}[{i}].notify.{key}"), format!("`{{{{{var}}}}}` names no field of {}{}", o.name, objectos_kernel::util::did_you_mean(field, o.fields.iter().map(|f| f.name.as_str()))));
+                    }
+                }
+                rest = &after[end + 2..];
+            }
+        }
     }
 }
 
@@ -900,8 +947,12 @@ fn check_workflow_object(r: &mut Report, w: &WorkflowDef, objects: &[ObjectDef])
                     r.err(&format!("$.states.{}.transitions[{i}].guard", s.name), format!("reads `{}`, which is not a field of {}{}", path.join("."), o.name, objectos_kernel::util::did_you_mean(&path[0], o.fields.iter().map(|f| f.name.as_str()))));
                 }
             }
+            if let Some(e) = &t.guard_expr {
+                check_literals(r, &format!("$.states.{}.transitions[{i}].guard", s.name), e, o, None);
+            }
         }
         for (when, acts) in [("entry", &s.entry), ("exit", &s.exit)] {
+            check_templates(r, &format!("$.states.{}.{when}", s.name), acts, o);
             for (i, a) in acts.iter().enumerate() {
                 if let Action::Set(fields) = a {
                     let input = Value::Object(fields.clone());

@@ -384,6 +384,39 @@ impl Expr {
         out
     }
 
+    /// Every literal compared with a field path by `==`, `!=` or `in` (`priority == 'urgent'`,
+    /// `stage in ['won', 'lost']`), with the path: for checking against the field's values.
+    pub fn compared_literals(&self) -> Vec<(&[String], &Value)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match e {
+                Expr::Cmp(a, op, b) => {
+                    if matches!(op, Op::Eq | Op::Ne | Op::In) {
+                        for (path, other) in [(&**a, &**b), (&**b, &**a)] {
+                            let Expr::Path(p) = path else { continue };
+                            match other {
+                                Expr::Lit(v) => out.push((p.as_slice(), v)),
+                                Expr::List(items) => out.extend(items.iter().filter_map(|i| if let Expr::Lit(v) = i { Some((p.as_slice(), v)) } else { None })),
+                                _ => {}
+                            }
+                        }
+                    }
+                    stack.push(a);
+                    stack.push(b);
+                }
+                Expr::Lit(_) | Expr::Path(_) => {}
+                Expr::List(items) => stack.extend(items),
+                Expr::Not(a) => stack.push(a),
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    stack.push(a);
+                    stack.push(b);
+                }
+            }
+        }
+        out
+    }
+
     /// Evaluate to a value over `ctx` (a missing path is `null`).
     pub fn eval(&self, ctx: &Value) -> Result<Value, ExprError> {
         Ok(match self {

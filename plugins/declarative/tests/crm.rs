@@ -283,3 +283,22 @@ fn typos_in_declared_files_are_answered_with_the_likely_name() {
     assert!(said.iter().any(|m| m.contains("$.initial") && m.contains("did you mean `open`?")), "{said:?}");
     assert!(said.iter().any(|m| m.contains(".to") && m.contains("did you mean `approved`?")), "{said:?}");
 }
+
+#[test]
+fn an_enum_literal_or_a_template_variable_that_cannot_match_is_refused() {
+    use objectos_kernel::model::manifest::Manifest;
+    let manifest = Manifest::parse(br#"{"id":"com.acme.t","name":"T","version":"1.0.0","dependencies":{"com.objectos.objects":"^0.1","com.objectos.workflow":"^0.1","com.objectos.automation":"^0.1","com.objectos.notification":"^0.1"},
+        "provides":{"objects":["ticket"],"workflows":["ticket"],"automations":["urgent"]},
+        "permissions":["services.use:data","services.use:workflow","services.use:automation","services.use:notification","data.ticket.read","data.ticket.write"]}"#, "plugin.json").unwrap();
+    let files = [
+        ("objects/ticket.yml", "name: ticket\nfields:\n  title: { type: text }\n  priority: { type: enum, values: [low, normal, high] }\n  status: { type: enum, values: [open, closed] }\n"),
+        ("workflows/ticket.yml", "name: ticket\nobject: ticket\nfield: status\ninitial: open\nstates:\n  open: { transitions: [{ event: close, to: closed, guard: \"priority != 'hgih'\" }] }\n  closed: { entry: [{ notify: { title: \"Closed: {{record.titel}}\" } }] }\n"),
+        ("automations/urgent.yml", "name: urgent\nwhen:\n  record: { object: ticket, on: [created] }\nif: \"record.priority in ['high', 'urgent']\"\ndo:\n  - notify: { title: \"Urgent: {{record.title}} ({{record.id}})\" }\n"),
+    ];
+    let problems = objectos_declarative::check_package(&manifest, |path| files.iter().find(|(p, _)| *p == path).map(|(_, t)| t.to_string())).unwrap_err();
+    let said: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+    assert!(said.iter().any(|m| m.contains("guard") && m.contains("'hgih'") && m.contains("did you mean `high`?")), "{said:?}");
+    assert!(said.iter().any(|m| m.contains("$.if") && m.contains("'urgent'")), "{said:?}");
+    assert!(said.iter().any(|m| m.contains("notify.title") && m.contains("{{record.titel}}") && m.contains("did you mean `title`?")), "{said:?}");
+    assert_eq!(said.len(), 3, "{{record.title}} and {{record.id}} are fine: {said:?}");
+}
