@@ -482,3 +482,22 @@ fn json_problems_carry_file_path_line_and_column() {
     let at = &text.lines().nth(line - 1).unwrap()[p["column"].as_u64().unwrap() as usize - 1..];
     assert!(at.starts_with("type: txet"), "line {line}: {at}");
 }
+
+#[test]
+fn manifest_check_warns_of_keys_one_locale_lacks() {
+    let cli = Cli::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("tr");
+    cli.expect(0, &["new", "package", pkg.to_str().unwrap(), "--with", "translations"]);
+    let (out, _) = cli.expect(0, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(!out.contains("warning"), "as generated, both locales have every key: {out}");
+    let zh = pkg.join("translations/zh-CN.json");
+    let mut texts: serde_json::Map<String, Value> = serde_json::from_str(&std::fs::read_to_string(&zh).unwrap()).unwrap();
+    let dropped = texts.keys().next().unwrap().clone();
+    texts.remove(&dropped);
+    std::fs::write(&zh, Value::Object(texts).to_string()).unwrap();
+    let (out, _) = cli.expect(0, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(out.contains("warning: translations/zh-CN.json lacks 1 key(s)") && out.contains(&dropped), "{out}");
+    let j = cli.json(&["manifest", "check", pkg.to_str().unwrap()]);
+    assert_eq!(j["warnings"].as_array().unwrap().len(), 1, "{j}");
+}
