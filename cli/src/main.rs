@@ -321,8 +321,19 @@ struct Failure {
 impl From<KernelError> for Failure {
     fn from(e: KernelError) -> Self {
         let mut j = json!({ "error": e.kind(), "message": e.to_string() });
+        let mut message = e.to_string();
         if let KernelError::Manifest(m) = &e {
-            j["problems"] = m.problems.iter().map(|p| locate::problem(&m.file, &p.path, &p.message)).collect();
+            let located: Vec<Value> = m.problems.iter().map(|p| locate::problem(&m.file, &p.path, &p.message)).collect();
+            // For people too: `file:line:column: path: message`, as compilers write it.
+            message = format!("{}: {} problem(s)", m.file, m.problems.len());
+            for p in &located {
+                let at = match (p["line"].as_u64(), p["column"].as_u64()) {
+                    (Some(l), Some(c)) => format!("{}:{l}:{c}", p["file"].as_str().unwrap_or_default()),
+                    _ => p["file"].as_str().unwrap_or_default().to_string(),
+                };
+                message.push_str(&format!("\n  {at}: {}: {}", p["path"].as_str().unwrap_or_default(), p["message"].as_str().unwrap_or_default()));
+            }
+            j["problems"] = Value::Array(located);
             j["file"] = json!(m.file);
         }
         if let KernelError::Resolve(r) = &e {
@@ -331,7 +342,8 @@ impl From<KernelError> for Failure {
         if let KernelError::NotFound { plugin } = &e {
             j["plugin"] = json!(plugin);
         }
-        Failure { message: e.to_string(), json: j }
+        j["message"] = json!(message);
+        Failure { message, json: j }
     }
 }
 

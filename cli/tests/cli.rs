@@ -481,6 +481,8 @@ fn json_problems_carry_file_path_line_and_column() {
     let text = std::fs::read_to_string(&yml).unwrap();
     let at = &text.lines().nth(line - 1).unwrap()[p["column"].as_u64().unwrap() as usize - 1..];
     assert!(at.starts_with("type: txet"), "line {line}: {at}");
+    let (_, err) = cli.expect(1, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(err.contains(&format!("objects/task.yml:{line}:{}: $.fields.title.type: `txet`", p["column"])), "people get the place too: {err}");
 }
 
 #[test]
