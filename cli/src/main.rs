@@ -352,7 +352,7 @@ impl Failure {
     fn suggest(mut self, kernel: &Kernel) -> Failure {
         let Some(asked) = self.json.get("plugin").and_then(Value::as_str).map(str::to_string) else { return self };
         let ids: Vec<String> = kernel.plugins().map(|ps| ps.into_iter().map(|p| p.manifest.id).collect()).unwrap_or_default();
-        if let Some(near) = objectos_kernel::util::nearest(&asked, ids.iter().map(String::as_str)) {
+        if let Some(near) = objectos_kernel::util::nearest_above(&asked, ids.iter().map(String::as_str), 0.9) {
             self.message = format!("{}; did you mean `{near}`?", self.message);
             self.json["didYouMean"] = json!(near);
         }
@@ -611,7 +611,12 @@ fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem]) -> Out {
     let is_manifest_file = path.is_file() && path.extension().is_some_and(|e| e == "json");
     let manifest = if is_manifest_file {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
-        Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?
+        let m = Manifest::parse(&bytes, &path.display().to_string()).map_err(KernelError::from)?;
+        let problems = m.package_problems();
+        if !problems.is_empty() {
+            return Err(KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: path.display().to_string(), problems }).into());
+        }
+        m
     } else {
         objectos_kernel::package::check_package_with(path, &host_runtime(cli))?
     };
@@ -642,7 +647,7 @@ fn translation_gaps(dir: &Path, manifest: &Manifest) -> Vec<String> {
             let lacks: Vec<&str> = all.iter().filter(|k| !have.contains(k.as_str())).map(|k| k.as_str()).collect();
             (!lacks.is_empty()).then(|| {
                 let shown = if lacks.len() > 8 { format!("{}, and {} more", lacks[..8].join(", "), lacks.len() - 8) } else { lacks.join(", ") };
-                format!("translations/{locale}.json lacks {} key(s) other locales have: {shown} (lookups of them fall back to the default locale)", lacks.len())
+                format!("translations/{locale}.json lacks {} key(s) other locales have: {shown} (lookups of them fall back to another locale, or show the key)", lacks.len())
             })
         })
         .collect()

@@ -483,6 +483,11 @@ fn json_problems_carry_file_path_line_and_column() {
     assert!(at.starts_with("type: txet"), "line {line}: {at}");
     let (_, err) = cli.expect(1, &["manifest", "check", pkg.to_str().unwrap()]);
     assert!(err.contains(&format!("objects/task.yml:{line}:{}: $.fields.title.type: `txet`", p["column"])), "people get the place too: {err}");
+    // A file that does not parse is that file's problem, not plugin.json's.
+    std::fs::write(&yml, "name: task\nfields: [unclosed\n").unwrap();
+    let out = cli.run(&["--json", "manifest", "check", pkg.to_str().unwrap()]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["problems"][0]["file"], "objects/task.yml", "{j}");
 }
 
 #[test]

@@ -225,7 +225,7 @@ fn validate(src: &Path, root: &Path) -> Result<Manifest> {
         return Err(ManifestErrors { file: source, problems: vec![Problem { path: "$".into(), message: "the manifest is larger than 1 MiB".into() }] }.into());
     }
     let manifest = Manifest::parse(&bytes, &source)?;
-    let mut problems = Vec::new();
+    let mut problems = manifest.package_problems();
     for d in manifest.provides.declared() {
         let path = d.json_path();
         let Some(shown) = d.candidates().find(|c| root.join(c).is_file()) else {

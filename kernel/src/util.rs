@@ -155,11 +155,17 @@ pub fn block_on<F: std::future::Future>(what: &str, fut: F) -> crate::Result<F::
 /// The candidate most likely meant by `asked` (a typo of it: Jaro-Winkler similarity above
 /// 0.8), for "did you mean" in a message; `None` when none is close or `asked` is one.
 pub fn nearest<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    nearest_above(asked, candidates, 0.8)
+}
+
+/// [`nearest`] with another bar: plugin ids share long prefixes (`com.acme.`), so for them
+/// only a closer match (0.9) is a typo.
+pub fn nearest_above<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a str>, bar: f64) -> Option<&'a str> {
     candidates
         .into_iter()
         .filter(|c| *c != asked)
         .map(|c| (strsim::jaro_winkler(asked, c), c))
-        .filter(|(score, _)| *score > 0.8)
+        .filter(|(score, _)| *score > bar)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }

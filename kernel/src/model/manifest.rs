@@ -423,6 +423,35 @@ impl Manifest {
         }
     }
 
+    /// Problems a package's manifest must not have when it is installed or checked, beyond
+    /// what [`Manifest::parse`] refuses (which also reads manifests stored by older versions,
+    /// so it cannot tighten): a `data.<type>` grant for one of its own types that
+    /// `provides.objects` does not declare reaches nothing.
+    pub fn package_problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (key, list) in [("permissions", &self.permissions), ("optionalPermissions", &self.optional_permissions)] {
+            for (i, p) in list.iter().enumerate() {
+                let Permission::Data { object, .. } = p else { continue };
+                let own = match object.split_once('/') {
+                    None => object.as_str(),
+                    Some((owner, short)) if owner == self.id => short,
+                    Some(_) => continue,
+                };
+                if own == "*" || self.provides.objects.iter().any(|o| o == own) {
+                    continue;
+                }
+                let declared = &self.provides.objects;
+                let hint = match crate::util::nearest(own, declared.iter().map(String::as_str)) {
+                    Some(o) => format!("; did you mean `{o}`?"),
+                    None if declared.is_empty() => "; declare it in `provides.objects` (objects/<name>.yml), or name another package's type as `<owner>/<type>`".to_string(),
+                    None => format!(" (it declares: {})", declared.join(", ")),
+                };
+                out.push(Problem { path: format!("{key}[{i}]"), message: format!("`{p}` names record type `{own}`, which `provides.objects` does not declare{hint}") });
+            }
+        }
+        out
+    }
+
     /// Every permission the plugin declares, required first.
     pub fn all_permissions(&self) -> impl Iterator<Item = (&Permission, bool)> {
         self.permissions.iter().map(|p| (p, true)).chain(self.optional_permissions.iter().map(|p| (p, false)))
@@ -546,20 +575,7 @@ impl Validator {
         for (key, list) in [("permissions", &permissions), ("optionalPermissions", &optional_permissions)] {
             for (i, p) in list.iter().enumerate() {
                 let Permission::Data { object, .. } = p else { continue };
-                let Some((owner, _)) = object.split_once('/') else {
-                    // One of its own types: one it declares, or the grant reaches nothing.
-                    if object != "*" && !provides.objects.iter().any(|o| o == object) {
-                        let declared = &provides.objects;
-                        let near = crate::util::nearest(object, declared.iter().map(String::as_str));
-                        let hint = match (near, declared.is_empty()) {
-                            (Some(o), _) => format!("; did you mean `{o}`?"),
-                            (None, true) => "; declare it in `provides.objects` (objects/<name>.yml), or name another package's type as `<owner>/<type>`".to_string(),
-                            (None, false) => format!(" (it declares: {})", declared.join(", ")),
-                        };
-                        self.err(&format!("{key}[{i}]"), format!("`{p}` names record type `{object}`, which `provides.objects` does not declare{hint}"));
-                    }
-                    continue;
-                };
+                let Some((owner, _)) = object.split_once('/') else { continue };
                 if Some(owner) != id.as_deref() && !dependencies.contains_key(owner) && !optional_dependencies.contains_key(owner) {
                     self.err(&format!("{key}[{i}]"), format!("`{p}` names records of {owner}, which is not among the dependencies; add it to `dependencies`"));
                 }

@@ -24,6 +24,15 @@ fn plugin() -> Value {
         props.insert("$schema".into(), json!({ "type": "string", "description": "Where this schema is, for editors." }));
     }
     not_null(&mut v);
+    // The sandbox's bounds are whole numbers from 1 to what the manifest format accepts.
+    if let Some(props) = v.pointer_mut("/definitions/SandboxLimits/properties").and_then(Value::as_object_mut) {
+        for (key, max) in super::manifest::SandboxLimits::KEYS {
+            if let Some(p) = props.get_mut(key).and_then(Value::as_object_mut) {
+                p.insert("minimum".into(), json!(1));
+                p.insert("maximum".into(), json!(max));
+            }
+        }
+    }
     v
 }
 
@@ -32,6 +41,16 @@ fn plugin() -> Value {
 fn not_null(v: &mut Value) {
     match v {
         Value::Object(map) => {
+            if let Some(Value::Array(alternatives)) = map.get_mut("anyOf") {
+                alternatives.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
+                if alternatives.len() == 1 {
+                    let only = alternatives.remove(0);
+                    map.remove("anyOf");
+                    if let Value::Object(o) = only {
+                        map.extend(o);
+                    }
+                }
+            }
             if let Some(Value::Array(types)) = map.get("type") {
                 let kept: Vec<Value> = types.iter().filter(|t| t.as_str() != Some("null")).cloned().collect();
                 if kept.len() == 1 {

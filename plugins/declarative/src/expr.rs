@@ -392,15 +392,12 @@ impl Expr {
         while let Some(e) = stack.pop() {
             match e {
                 Expr::Cmp(a, op, b) => {
-                    if matches!(op, Op::Eq | Op::Ne | Op::In) {
-                        for (path, other) in [(&**a, &**b), (&**b, &**a)] {
-                            let Expr::Path(p) = path else { continue };
-                            match other {
-                                Expr::Lit(v) => out.push((p.as_slice(), v)),
-                                Expr::List(items) => out.extend(items.iter().filter_map(|i| if let Expr::Lit(v) = i { Some((p.as_slice(), v)) } else { None })),
-                                _ => {}
-                            }
-                        }
+                    match (op, &**a, &**b) {
+                        // `field in [...]`: each item is a value the field is compared with
+                        // (`in` with text on the right is a substring test: not a value).
+                        (Op::In, Expr::Path(p), Expr::List(items)) => out.extend(items.iter().filter_map(|i| if let Expr::Lit(v) = i { Some((p.as_slice(), v)) } else { None })),
+                        (Op::Eq | Op::Ne, Expr::Path(p), Expr::Lit(v)) | (Op::Eq | Op::Ne, Expr::Lit(v), Expr::Path(p)) => out.push((p.as_slice(), v)),
+                        _ => {}
                     }
                     stack.push(a);
                     stack.push(b);

@@ -293,7 +293,7 @@ fn an_enum_literal_or_a_template_variable_that_cannot_match_is_refused() {
     let files = [
         ("objects/ticket.yml", "name: ticket\nfields:\n  title: { type: text }\n  priority: { type: enum, values: [low, normal, high] }\n  status: { type: enum, values: [open, closed] }\n"),
         ("workflows/ticket.yml", "name: ticket\nobject: ticket\nfield: status\ninitial: open\nstates:\n  open: { transitions: [{ event: close, to: closed, guard: \"priority != 'hgih'\" }] }\n  closed: { entry: [{ notify: { title: \"Closed: {{record.titel}}\" } }] }\n"),
-        ("automations/urgent.yml", "name: urgent\nwhen:\n  record: { object: ticket, on: [created] }\nif: \"record.priority in ['high', 'urgent']\"\ndo:\n  - notify: { title: \"Urgent: {{record.title}} ({{record.id}})\" }\n"),
+        ("automations/urgent.yml", "name: urgent\nwhen:\n  record: { object: ticket, on: [created] }\nif: \"record.priority in ['high', 'urgent'] or 'hi' in record.title or record.priority in 'low,high'\"\ndo:\n  - notify: { title: \"Urgent: {{record.title}} ({{record.id}})\" }\n"),
     ];
     let problems = objectos_declarative::check_package(&manifest, |path| files.iter().find(|(p, _)| *p == path).map(|(_, t)| t.to_string())).unwrap_err();
     let said: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
