@@ -635,19 +635,25 @@ fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem]) -> Out {
 /// Keys some of a package's locales translate and others lack: not an error (a lookup falls
 /// back to the default locale, then to the key), but what a translator should see.
 fn translation_gaps(dir: &Path, manifest: &Manifest) -> Vec<String> {
-    let keys = |locale: &str| -> Option<std::collections::BTreeSet<String>> {
-        let text = std::fs::read_to_string(dir.join("translations").join(format!("{locale}.json"))).ok()?;
-        Some(serde_json::from_str::<serde_json::Map<String, Value>>(&text).ok()?.keys().cloned().collect())
-    };
-    let found: Vec<(&String, std::collections::BTreeSet<String>)> = manifest.provides.translations.iter().filter_map(|l| Some((l, keys(l)?))).collect();
+    // Each declared locale's file, where the declaration rule says it is.
+    let found: Vec<(String, std::collections::BTreeSet<String>)> = manifest
+        .provides
+        .declared()
+        .filter(|d| d.kind == objectos_kernel::model::manifest::DeclaredKind::Translation)
+        .filter_map(|d| {
+            let file = d.candidates().find(|c| dir.join(c).is_file())?;
+            let text = std::fs::read_to_string(dir.join(&file)).ok()?;
+            Some((file, serde_json::from_str::<serde_json::Map<String, Value>>(&text).ok()?.keys().cloned().collect()))
+        })
+        .collect();
     let all: std::collections::BTreeSet<&String> = found.iter().flat_map(|(_, k)| k.iter()).collect();
     found
         .iter()
-        .filter_map(|(locale, have)| {
+        .filter_map(|(file, have)| {
             let lacks: Vec<&str> = all.iter().filter(|k| !have.contains(k.as_str())).map(|k| k.as_str()).collect();
             (!lacks.is_empty()).then(|| {
                 let shown = if lacks.len() > 8 { format!("{}, and {} more", lacks[..8].join(", "), lacks.len() - 8) } else { lacks.join(", ") };
-                format!("translations/{locale}.json lacks {} key(s) other locales have: {shown} (lookups of them fall back to another locale, or show the key)", lacks.len())
+                format!("{file} lacks {} key(s) other locales have: {shown} (lookups of them fall back to another locale, or show the key)", lacks.len())
             })
         })
         .collect()

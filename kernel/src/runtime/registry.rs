@@ -81,9 +81,7 @@ impl Registry {
 
     /// The JSON face of service `name`.
     pub(crate) fn json(&self, name: &str) -> Result<Arc<dyn JsonService>> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: name.to_string() })?;
-        e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))
+        self.json_with_owner(name).map(|(_, face)| face)
     }
 
     /// The JSON face of service `name` with who provides it, read together.

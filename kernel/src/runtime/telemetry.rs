@@ -31,6 +31,11 @@ pub const RECENT_BUCKETS: usize = 30;
 /// Hosts counted one by one; requests to more are counted under `other hosts`.
 pub const MAX_COUNTED_HOSTS: usize = 64;
 
+/// The start (Unix seconds) of the [`RECENT_SECONDS`] window now is in.
+fn bucket_now() -> i64 {
+    crate::util::now_ms().div_euclid(1000).div_euclid(RECENT_SECONDS) * RECENT_SECONDS
+}
+
 /// What a plugin did in one [`RECENT_SECONDS`] window, for the console's chart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -153,7 +158,7 @@ impl Counters {
     }
 
     fn bump(&self, f: impl FnOnce(&mut Recent)) {
-        let start = crate::util::now_ms().div_euclid(1000).div_euclid(RECENT_SECONDS) * RECENT_SECONDS;
+        let start = bucket_now();
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if recent.back().is_none_or(|b| b.start != start) {
             recent.push_back(Recent { start, ..Recent::default() });
@@ -209,7 +214,7 @@ impl Counters {
 
     /// The recent buckets up to now, with the windows nothing happened in filled in.
     fn recent(&self) -> Vec<Recent> {
-        let now = crate::util::now_ms().div_euclid(1000).div_euclid(RECENT_SECONDS) * RECENT_SECONDS;
+        let now = bucket_now();
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         (0..RECENT_BUCKETS as i64)
             .rev()

@@ -15,15 +15,12 @@ use objectos_kernel::PluginContext;
 
 use crate::host::bindings::objectos::plugin::files::{Entry, Folder as GuestFolder};
 use crate::host::bindings::objectos::plugin::types::{ErrorCode, HostError};
+use crate::host::fail;
 
 /// The largest file read or written.
 pub(crate) const MAX_FILE_BYTES: usize = 4 << 20;
 /// The most entries a listing returns.
 pub(crate) const MAX_ENTRIES: usize = 10_000;
-
-fn fail(code: ErrorCode, message: String) -> HostError {
-    HostError { code, message }
-}
 
 /// A path inside a granted folder: the folder, opened, and the path relative to it.
 struct Located {

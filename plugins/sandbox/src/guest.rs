@@ -275,7 +275,7 @@ struct Runner {
     loaded: bool,
     enabled: bool,
     /// The plugin's web request rate, kept across instances (a trap does not reset it).
-    rate: Arc<std::sync::Mutex<crate::net::Rate>>,
+    rate: Arc<objectos_kernel::model::quota::Window>,
 }
 
 impl Runner {

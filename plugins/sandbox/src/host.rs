@@ -170,11 +170,11 @@ pub(crate) struct HostState {
     next_subscription: u64,
     /// The services this instance registered.
     pub(crate) services: BTreeSet<String>,
-    rate: Arc<std::sync::Mutex<crate::net::Rate>>,
+    rate: Arc<objectos_kernel::model::quota::Window>,
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter, rate: Arc<std::sync::Mutex<crate::net::Rate>>) -> HostState {
+    pub(crate) fn new(ctx: PluginContext, guest: Weak<Guest>, limiter: Limiter, rate: Arc<objectos_kernel::model::quota::Window>) -> HostState {
         let wasi = plugin_wasi(&ctx);
         HostState { ctx, wasi, table: wasmtime::component::ResourceTable::new(), guest, limiter, clock: Clock::idle(), subscriptions: HashMap::new(), next_subscription: 1, services: BTreeSet::new(), rate }
     }
@@ -217,8 +217,13 @@ pub(crate) fn host_error(e: KernelError) -> HostError {
     HostError { code: code(&e), message: e.to_string() }
 }
 
+/// A host call's failure with `code`.
+pub(crate) fn fail(code: ErrorCode, message: String) -> HostError {
+    HostError { code, message }
+}
+
 fn invalid(message: String) -> HostError {
-    HostError { code: ErrorCode::Invalid, message }
+    fail(ErrorCode::Invalid, message)
 }
 
 /// Refuse a name longer than any the kernel accepts before it reaches a check that records it.
@@ -384,8 +389,7 @@ impl http::Host for HostState {
             return Err(host_error(e));
         }
         let started = Instant::now();
-        let mut rate = self.rate.lock().unwrap_or_else(|p| p.into_inner());
-        let out = crate::net::send(&self.ctx, &mut rate, request, left.min(crate::net::TIMEOUT));
+        let out = crate::net::send(&self.ctx, &self.rate, request, left.min(crate::net::TIMEOUT));
         let waited = started.elapsed();
         self.clock.waiting += waited;
         self.clock.on_network += waited;

@@ -21,6 +21,8 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::host::bindings::objectos::plugin::http::{Request, Response};
 use crate::host::bindings::objectos::plugin::types::{ErrorCode, HostError};
+use crate::host::fail;
+use objectos_kernel::model::quota::{Use, Window};
 
 /// The largest request body.
 pub(crate) const MAX_REQUEST_BODY: usize = 1 << 20;
@@ -97,38 +99,6 @@ fn agent() -> &'static ureq::Agent {
     })
 }
 
-/// A plugin's request rate: a fixed one-minute window.
-#[derive(Debug)]
-pub(crate) struct Rate {
-    window: Instant,
-    used: u32,
-}
-
-impl Default for Rate {
-    fn default() -> Self {
-        Rate { window: Instant::now(), used: 0 }
-    }
-}
-
-impl Rate {
-    /// Count one request; `Err(first)` when over the limit (`first`: the first refusal of
-    /// the window, which is audited).
-    fn take(&mut self) -> Result<(), bool> {
-        if self.window.elapsed() >= Duration::from_secs(60) {
-            *self = Rate::default();
-        }
-        self.used = self.used.saturating_add(1);
-        if self.used > REQUESTS_PER_MINUTE {
-            return Err(self.used == REQUESTS_PER_MINUTE + 1);
-        }
-        Ok(())
-    }
-}
-
-fn fail(code: ErrorCode, message: String) -> HostError {
-    HostError { code, message }
-}
-
 fn denied(e: KernelError) -> HostError {
     crate::host::host_error(e)
 }
@@ -172,7 +142,7 @@ impl Target {
 
 /// Send `request` for the plugin of `ctx` within `limit` (every hop and the body), counting
 /// each hop that reached for a host (each also against the rate).
-pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request, limit: Duration) -> Result<Response, HostError> {
+pub(crate) fn send(ctx: &PluginContext, rate: &Window, request: Request, limit: Duration) -> Result<Response, HostError> {
     let deadline = Instant::now() + limit;
     let mut target = prepare(ctx, rate, &request)?;
     let mut method = request.method.to_ascii_uppercase();
@@ -243,12 +213,15 @@ pub(crate) fn send(ctx: &PluginContext, rate: &mut Rate, request: Request, limit
 }
 
 /// Count one connection against the plugin's rate.
-fn take(ctx: &PluginContext, rate: &mut Rate) -> Result<(), HostError> {
-    rate.take().map_err(|first| crate::host::host_error(ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute (each redirect counts)"), first)))
+fn take(ctx: &PluginContext, rate: &Window) -> Result<(), HostError> {
+    match rate.hit(objectos_kernel::util::now_ms(), 60_000, u64::from(REQUESTS_PER_MINUTE)).0 {
+        Use::Allowed => Ok(()),
+        Use::Refused { first } => Err(crate::host::host_error(ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute (each redirect counts)"), first))),
+    }
 }
 
 /// Check what the request asks before anything leaves: rate, method, headers, body, target.
-fn prepare(ctx: &PluginContext, rate: &mut Rate, request: &Request) -> Result<Target, HostError> {
+fn prepare(ctx: &PluginContext, rate: &Window, request: &Request) -> Result<Target, HostError> {
     take(ctx, rate)?;
     let method = request.method.to_ascii_uppercase();
     if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(&method.as_str()) {
@@ -352,11 +325,12 @@ mod tests {
 
     #[test]
     fn the_rate_refuses_past_its_limit_and_audits_once() {
-        let mut rate = Rate::default();
+        let rate = Window::default();
+        let take = || rate.hit(1_000, 60_000, u64::from(REQUESTS_PER_MINUTE)).0;
         for _ in 0..REQUESTS_PER_MINUTE {
-            assert!(rate.take().is_ok());
+            assert_eq!(take(), Use::Allowed);
         }
-        assert_eq!(rate.take(), Err(true));
-        assert_eq!(rate.take(), Err(false));
+        assert_eq!(take(), Use::Refused { first: true });
+        assert_eq!(take(), Use::Refused { first: false });
     }
 }
