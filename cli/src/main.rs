@@ -439,8 +439,9 @@ async fn run(cli: Cli) -> Out {
             Ok(())
         }
         Command::Manifest(ManifestCmd::Check { path, fix }) => {
-            let fixed = if *fix { fix_manifest(&cli, path)? } else { Vec::new() };
-            manifest_check(&cli, path, &fixed)
+            let installed = installed_manifests(&cli).await;
+            let fixed = if *fix { fix_manifest(&cli, path, installed.as_deref())? } else { Vec::new() };
+            manifest_check(&cli, path, &fixed, installed.as_deref())
         }
         Command::Plugins(cmd) => plugins(&cli, cmd).await,
         Command::Records(cmd) => records::records(&cli, cmd).await,
@@ -574,7 +575,7 @@ fn host_runtime(cli: &Cli) -> objectos_builtins::sandbox::Runtime {
 
 /// Write what the package's files need into its `plugin.json` (`manifest check --fix`), and
 /// say what was added.
-fn fix_manifest(cli: &Cli, path: &Path) -> Result<Vec<Problem>, Failure> {
+fn fix_manifest(cli: &Cli, path: &Path, installed: Option<&[Manifest]>) -> Result<Vec<Problem>, Failure> {
     let (dir, file) = if path.is_dir() {
         (path.to_path_buf(), path.join("plugin.json"))
     } else if path.file_name().is_some_and(|n| n == "plugin.json") {
@@ -585,7 +586,8 @@ fn fix_manifest(cli: &Cli, path: &Path) -> Result<Vec<Problem>, Failure> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(&file).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
     let manifest = Manifest::parse(text.as_bytes(), &shown).map_err(KernelError::from)?;
-    let defs = objectos_builtins::declarative::read_definitions(&manifest, &dir).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
+    // A mistyped reference is refused here, not "fixed" with a grant for a type nobody declares.
+    let defs = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, &dir, &declared_by(&manifest, installed)).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
     let needs = objectos_builtins::declarative::needs::needed(&manifest, &defs);
     if needs.is_empty() {
         if !cli.json {
@@ -607,7 +609,55 @@ fn fix_manifest(cli: &Cli, path: &Path) -> Result<Vec<Problem>, Failure> {
     Ok(added)
 }
 
-fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem]) -> Out {
+/// The manifests of what is installed in the data folder (built-ins included), for a check
+/// that says what a package's dependencies are here; `None` when nothing was ever installed
+/// there (the check then does not create a data folder).
+async fn installed_manifests(cli: &Cli) -> Option<Vec<Manifest>> {
+    if !data_dir(cli).join("objectos.db").is_file() {
+        return None;
+    }
+    let kernel = open(cli, false).await.ok()?;
+    let list = kernel.plugins().ok().map(|ps| ps.into_iter().map(|p| p.manifest).collect());
+    kernel.flush();
+    list
+}
+
+/// The record types each of `manifest`'s dependencies declares, where it is installed at a
+/// version the dependency's range accepts (otherwise not known).
+fn declared_by<'a>(manifest: &'a Manifest, installed: Option<&'a [Manifest]>) -> impl Fn(&str) -> Option<Vec<String>> + 'a {
+    move |id: &str| {
+        let range = manifest.dependencies.get(id)?;
+        installed?.iter().find(|m| m.id == id && range.matches(&m.version)).map(|m| m.provides.objects.clone())
+    }
+}
+
+/// A package folder's references to its dependencies' record types, checked against those
+/// installed here (enable would refuse a type the dependency does not declare).
+fn reference_problems(dir: &Path, installed: &[Manifest]) -> Result<(), KernelError> {
+    let Ok(manifest) = objectos_kernel::package::read_manifest(dir) else { return Ok(()) };
+    let read = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, dir, &declared_by(&manifest, Some(installed)));
+    read.map(|_| ()).map_err(|problems| objectos_kernel::model::manifest::ManifestErrors { file: dir.join("plugin.json").display().to_string(), problems }.into())
+}
+
+/// What a package's dependencies are in this data folder: one that is missing, or installed at
+/// a version its range refuses, is a warning (the package may be meant for another machine).
+fn dependency_warnings(manifest: &Manifest, installed: &[Manifest]) -> Vec<String> {
+    let find = |id: &str| installed.iter().find(|m| m.id == id);
+    let mut warnings = Vec::new();
+    for (id, range) in &manifest.dependencies {
+        match find(id) {
+            None => {
+                let near = objectos_kernel::util::nearest_above(id, installed.iter().map(|m| m.id.as_str()), 0.9).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
+                warnings.push(format!("dependency `{id}` is not installed here: install it before this package{near}"));
+            }
+            Some(m) if !range.matches(&m.version) => warnings.push(format!("dependency `{id}` is installed here at {}, which `{range}` does not accept", m.version)),
+            Some(_) => {}
+        }
+    }
+    warnings
+}
+
+fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem], installed: Option<&[Manifest]>) -> Out {
     let is_manifest_file = path.is_file() && path.extension().is_some_and(|e| e == "json");
     let manifest = if is_manifest_file {
         let bytes = std::fs::read(path).map_err(|e| KernelError::Io { path: path.to_path_buf(), source: e })?;
@@ -618,9 +668,17 @@ fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem]) -> Out {
         }
         m
     } else {
+        // First what only this data folder knows, so a mistyped type is not reported as a grant
+        // to add.
+        if let (true, Some(installed)) = (path.is_dir(), installed) {
+            reference_problems(path, installed)?;
+        }
         objectos_kernel::package::check_package_with(path, &host_runtime(cli))?
     };
-    let warnings = if path.is_dir() { translation_gaps(path, &manifest) } else { Vec::new() };
+    let mut warnings = if path.is_dir() { translation_gaps(path, &manifest) } else { Vec::new() };
+    if let (true, Some(installed)) = (path.is_dir(), installed) {
+        warnings.extend(dependency_warnings(&manifest, installed));
+    }
     if cli.json {
         print_json(&json!({ "valid": true, "manifest": manifest, "fixed": fixed, "warnings": warnings }));
     } else {

@@ -508,3 +508,23 @@ fn manifest_check_warns_of_keys_one_locale_lacks() {
     let j = cli.json(&["manifest", "check", pkg.to_str().unwrap()]);
     assert_eq!(j["warnings"].as_array().unwrap().len(), 1, "{j}");
 }
+
+#[test]
+fn manifest_check_knows_the_installed_dependencies_record_types() {
+    let cli = Cli::new();
+    cli.enable_crm();
+    let (out, _) = cli.expect(0, &["manifest", "check", packages().join("invoicing").to_str().unwrap()]);
+    assert!(!out.contains("warning"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("invoicing");
+    std::fs::create_dir_all(pkg.join("objects")).unwrap();
+    let manifest = std::fs::read_to_string(packages().join("invoicing/plugin.json")).unwrap();
+    std::fs::write(pkg.join("plugin.json"), manifest.replace("\"com.acme.crm\": \"~0.4\"", "\"com.acme.crm\": \"~0.4\", \"com.acme.billing\": \"^1.0\"")).unwrap();
+    let invoice = std::fs::read_to_string(packages().join("invoicing/objects/invoice.yml")).unwrap();
+    std::fs::write(pkg.join("objects/invoice.yml"), &invoice).unwrap();
+    let (out, _) = cli.expect(0, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(out.contains("warning: dependency `com.acme.billing` is not installed here"), "{out}");
+    std::fs::write(pkg.join("objects/invoice.yml"), invoice.replace("com.acme.crm/opportunity", "com.acme.crm/opportunty")).unwrap();
+    let (_, err) = cli.expect(1, &["manifest", "check", pkg.to_str().unwrap()]);
+    assert!(err.contains("objects/invoice.yml:5:") && err.contains("com.acme.crm declares no record type `opportunty`") && err.contains("did you mean `opportunity`?"), "{err}");
+}

@@ -118,6 +118,12 @@ pub fn owner_of(full: &str) -> &str {
     full.split_once('/').map_or(full, |(o, _)| o)
 }
 
+/// The full name of the type `object` names in a package owned by `owner`: a short name is one
+/// of the package's own (`account`), a full one (`com.acme.contacts/contact`) is itself.
+pub fn full_type(owner: &str, object: &str) -> String {
+    if object.contains('/') { object.to_string() } else { format!("{owner}/{object}") }
+}
+
 /// The topic a change of a record of `full` (`<owner>/<type>`) is announced on:
 /// `data.<owner>.<type>.<what>`, e.g. `data.com.acme.crm.account.created`.
 pub fn topic(full: &str, what: &str) -> String {
@@ -133,6 +139,19 @@ impl Data {
             return Err(err(format!("`{}` is not a record type name", def.name)));
         }
         let full = caller.record_type(&def.name);
+        // A reference to a dependency's type needs it declared now (a dependency is enabled
+        // first); one to the package's own types is checked at install.
+        for f in &def.fields {
+            let crate::defs::FieldKind::Reference { object } = &f.kind else { continue };
+            let target = full_type(caller.id(), object);
+            let owner = owner_of(&target);
+            if owner != caller.id() && !self.inner.read().contains_key(&target) {
+                let theirs: Vec<String> = self.types().into_iter().filter(|(_, o, _)| o == owner).map(|(_, _, d)| d.name.clone()).collect();
+                let short = target.rsplit('/').next().unwrap_or_default();
+                let declared = if theirs.is_empty() { format!("{owner} declares no record type now (is it enabled?)") } else { format!("{owner} declares {}{}", theirs.join(", "), objectos_kernel::util::did_you_mean(short, theirs.iter().map(String::as_str))) };
+                return Err(err(format!("{}.{} refers to `{target}`, which is not declared: {declared}", def.name, f.name)));
+            }
+        }
         crate::util::adopt_unowned(&self.inner.ctx, "r", &def.name, &full)?;
         self.inner.write().insert(full, (caller.id().to_string(), Arc::new(def)));
         Ok(())
@@ -229,10 +248,11 @@ impl Data {
 
     /// Why the reference fields of `fields` (for `object`, a full type name) name no record of
     /// their type, if they do not.
+    /// Imports are the admin's, so no grant is asked for.
     fn reference_problem(&self, object: &str, fields: &Value) -> Option<String> {
         let def = self.definition(object).ok()?;
         let map = fields.as_object()?;
-        match self.check_references(object, &def, map) {
+        match self.check_references(object, &def, map, &|_| Ok(())) {
             Err(KernelError::Manifest(m)) => m.problems.first().map(|p| format!("{} {}", p.path, p.message)),
             Err(e) => Some(e.to_string()),
             Ok(()) => None,
@@ -240,14 +260,18 @@ impl Data {
     }
 
     /// Refuse values of reference fields that name no record of the referenced type (one of
-    /// the same package's types).
-    fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>) -> Result<()> {
+    /// the same package's types, or a dependency's). Looking into another package's type is
+    /// reading it: `may_read` asks for the caller's read grant on it.
+    fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>, may_read: &dyn Fn(&str) -> Result<()>) -> Result<()> {
         let owner = owner_of(object);
         let storage = self.inner.ctx.storage();
         for f in &def.fields {
             let crate::defs::FieldKind::Reference { object: target } = &f.kind else { continue };
             let Some(Value::String(id)) = fields.get(&f.name) else { continue };
-            let full = format!("{owner}/{target}");
+            let full = full_type(owner, target);
+            if owner_of(&full) != owner {
+                may_read(&full)?;
+            }
             if !storage.has(&key(&full, id))? {
                 return Err(Self::problems(object, vec![objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} `{id}` names no {target} record", f.label) }]));
             }
@@ -284,7 +308,7 @@ impl Data {
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
         let record = Self::with_state_problem(caller, &def, &fields, def.validate(&fields, false)).map_err(|ps| Self::problems(object, ps))?;
-        self.check_references(object, &def, &record)?;
+        self.check_references(object, &def, &record, &|t| caller.require_data(t, false, "data.create"))?;
         let now = now_ms();
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
@@ -340,7 +364,7 @@ impl Data {
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;
         let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
-        self.check_references(object, &def, &fields)?;
+        self.check_references(object, &def, &fields, &|t| caller.require_data(t, false, "data.update"))?;
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
             let old = storage.get(&key(object, id))?.ok_or_else(|| err(format!("no {object} record `{id}`")))?;

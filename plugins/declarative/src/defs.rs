@@ -119,6 +119,15 @@ pub fn is_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
+/// Does `s` name a record type as a reference field may: one of the package's own (`account`)
+/// or a package's full name for one (`com.acme.contacts/contact`)?
+pub fn is_type_ref(s: &str) -> bool {
+    match s.split_once('/') {
+        None => is_name(s),
+        Some((owner, name)) => objectos_kernel::model::id::validate_id(owner).is_ok() && is_name(name),
+    }
+}
+
 pub(crate) fn type_name(v: &Value) -> &'static str {
     Vocabulary::Plain.kind(v)
 }
@@ -365,9 +374,9 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
                 }
             },
             Some("reference") => match f.get("object").and_then(Value::as_str) {
-                Some(o) if is_name(o) => Some(FieldKind::Reference { object: o.into() }),
+                Some(o) if is_type_ref(o) => Some(FieldKind::Reference { object: o.into() }),
                 _ => {
-                    r.err(&format!("{path}.object"), "a reference needs the name of the record type it refers to");
+                    r.err(&format!("{path}.object"), "a reference needs the record type it refers to: one of this package's (`account`) or a dependency's (`com.acme.contacts/contact`)");
                     None
                 }
             },
@@ -813,6 +822,13 @@ pub struct Definitions {
 /// `path` (relative to the package), if there is one; each declaration's candidates are tried
 /// in the kernel's order ([`objectos_kernel::model::manifest::Declared::candidates`]).
 pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>) -> Result<Definitions, Vec<Problem>> {
+    check_package_in(manifest, read, &|_| None)
+}
+
+/// Like [`check_package`], where the record types of other packages are known: `declared(id)`
+/// lists those package `id` declares (`None`: not known here), so a reference to a
+/// dependency's type that it does not declare is refused too.
+pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>, declared: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Definitions, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut defs = Definitions::default();
     let mut load_all = |kind: DeclaredKind| -> Vec<(String, String, Value)> {
@@ -832,11 +848,20 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
     let objects = load_all(DeclaredKind::Object);
     let workflows = load_all(DeclaredKind::Workflow);
     let automations = load_all(DeclaredKind::Automation);
+    let mut object_files = Vec::new();
     for (file, name, v) in objects {
         match ObjectDef::parse(&v, &file, &name) {
-            Ok(d) => defs.objects.push(d),
+            Ok(d) => {
+                defs.objects.push(d);
+                object_files.push(file);
+            }
             Err(e) => problems.extend(e),
         }
+    }
+    for (o, file) in defs.objects.iter().zip(&object_files) {
+        let mut r = Report::new(file);
+        check_reference_targets(&mut r, o, manifest, &defs.objects, declared);
+        problems.extend(r.problems.into_vec());
     }
     for (file, name, v) in workflows {
         match WorkflowDef::parse(&v, &file, &name) {
@@ -880,6 +905,33 @@ pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read
         Ok(defs)
     } else {
         Err(problems)
+    }
+}
+
+/// Each reference field of `o` names a type there is: one of the package's own, or one of a
+/// required dependency's (which `declared` lists, where it is known).
+fn check_reference_targets(r: &mut Report, o: &ObjectDef, manifest: &objectos_kernel::model::manifest::Manifest, own: &[ObjectDef], declared: &dyn Fn(&str) -> Option<Vec<String>>) {
+    let own_names = || own.iter().map(|d| d.name.as_str());
+    for f in &o.fields {
+        let FieldKind::Reference { object } = &f.kind else { continue };
+        let at = format!("$.fields.{}.object", f.name);
+        let (owner, name) = object.split_once('/').unwrap_or((manifest.id.as_str(), object));
+        if owner == manifest.id {
+            if !own_names().any(|n| n == name) {
+                r.err(&at, format!("`{name}` is not a record type of this package ({}){}; a dependency's type is named `<package id>/<type>`", own_names().collect::<Vec<_>>().join(", "), objectos_kernel::util::did_you_mean(name, own_names())));
+            }
+            continue;
+        }
+        if !manifest.dependencies.contains_key(owner) {
+            let why = if manifest.optional_dependencies.contains_key(owner) { format!("`{owner}` is an optional dependency; a reference needs its type there, so move it to `dependencies`") } else { format!("`{owner}` is not a dependency of this package: add it to `dependencies` in plugin.json{}", objectos_kernel::util::did_you_mean(owner, manifest.dependencies.keys().map(|k| k.as_str()))) };
+            r.err(&at, why);
+            continue;
+        }
+        if let Some(theirs) = declared(owner) {
+            if !theirs.iter().any(|t| t == name) {
+                r.err(&at, format!("{owner} declares no record type `{name}` ({}){}", if theirs.is_empty() { "it declares none".to_string() } else { theirs.join(", ") }, objectos_kernel::util::did_you_mean(name, theirs.iter().map(String::as_str))));
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub mod workflow;
 
 use std::sync::Arc;
 
-pub use defs::{check_package, load, Action, AutomationDef, Definitions, FieldDef, FieldKind, ObjectDef, StateDef, Transition, Trigger, WorkflowDef};
+pub use defs::{check_package, check_package_in, load, Action, AutomationDef, Definitions, FieldDef, FieldKind, ObjectDef, StateDef, Transition, Trigger, WorkflowDef};
 pub use expr::{Expr, ExprError};
 pub use runtime::{read_definitions, Runtime};
 

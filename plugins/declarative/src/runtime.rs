@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::automation::Automations;
 use crate::data::Data;
-use crate::defs::{check_package, Definitions};
+use crate::defs::{check_package_in, Definitions};
 use crate::workflow::Workflow;
 
 /// The runtime hosts give the kernel (`KernelConfig::runtime`).
@@ -32,10 +32,20 @@ pub fn check_files(manifest: &Manifest, dir: &Path) -> Vec<Problem> {
 
 /// Read and check a package folder's declared files.
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
-    check_package(manifest, |path| {
-        let file = dir.join(path);
-        file.is_file().then(|| std::fs::read_to_string(&file).ok()).flatten()
-    })
+    read_definitions_in(manifest, dir, &|_| None)
+}
+
+/// Like [`read_definitions`], where other packages' record types are known (see
+/// [`crate::defs::check_package_in`]).
+pub fn read_definitions_in(manifest: &Manifest, dir: &Path, declared: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Definitions, Vec<Problem>> {
+    check_package_in(
+        manifest,
+        |path| {
+            let file = dir.join(path);
+            file.is_file().then(|| std::fs::read_to_string(&file).ok()).flatten()
+        },
+        declared,
+    )
 }
 
 impl PackageRuntime for Runtime {
