@@ -63,10 +63,11 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Print the JSON Schema of an author's file, for an editor (`plugin`: plugin.json; the
-    /// same as docs/schema/plugin.schema.json).
+    /// Print the JSON Schema of an author's file, for an editor: `plugin` (plugin.json),
+    /// `object`, `workflow` or `automation` (the files in objects/, workflows/ and
+    /// automations/); the same as docs/schema/NAME.schema.json.
     Schema {
-        #[arg(value_parser = objectos_kernel::model::schema::NAMES)]
+        #[arg(value_parser = schema_names())]
         name: String,
     },
     /// Query, verify and export the audit trail.
@@ -409,6 +410,12 @@ fn init_tracing() {
     let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer::filtered()).with(fmt).try_init();
 }
 
+/// The schemas `objectos schema` prints: the manifest's (the kernel's) and the declarative
+/// files' (their engines').
+fn schema_names() -> Vec<&'static str> {
+    objectos_kernel::model::schema::NAMES.into_iter().chain(objectos_builtins::declarative::grammar::NAMES).collect()
+}
+
 fn data_dir(cli: &Cli) -> PathBuf {
     host::resolve_data_dir(cli.data_dir.clone())
 }
@@ -434,7 +441,7 @@ fn print_json(v: &impl serde::Serialize) {
 async fn run(cli: Cli) -> Out {
     match &cli.command {
         Command::Schema { name } => {
-            let schema = objectos_kernel::model::schema::schema(name).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", objectos_kernel::model::schema::NAMES.join(", ")))?;
+            let schema = objectos_kernel::model::schema::schema(name).or_else(|| objectos_builtins::declarative::grammar::schema(name)).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", schema_names().join(", ")))?;
             println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
             Ok(())
         }

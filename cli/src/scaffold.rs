@@ -96,7 +96,8 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
         files.push((
             "objects/task.yml".into(),
             format!(
-                "# A record type. Fields are text, number, boolean, date, enum or reference; see docs in the README.\nname: task\nlabel: Task\nfields:\n  title: {{ type: text, required: true, maxLength: 200 }}\n  due: {{ type: date, label: Due }}\n  estimate: {{ type: number, min: 0, default: 1, label: Estimate (hours) }}{status}\n"
+                "{}# A record type. Fields are text, number, boolean, date, enum or reference (docs/packages.md).\nname: task\nlabel: Task\nfields:\n  title: {{ type: text, required: true, maxLength: 200 }}\n  due: {{ type: date, label: Due }}\n  estimate: {{ type: number, min: 0, default: 1, label: Estimate (hours) }}{status}\n",
+                editor("object")
             ),
         ));
         sentence.push("keeps tasks");
@@ -109,7 +110,8 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
         files.push((
             "workflows/task.yml".into(),
             format!(
-                "# A state machine over the task's status: only these transitions move it.\nname: task\nobject: task\nfield: status\ninitial: open\nstates:\n  open:\n    transitions:\n      - {{ event: start, to: doing }}\n  doing:\n    transitions:\n      - {{ event: finish, to: done, guard: \"estimate > 0\" }}\n      - {{ event: stop, to: open }}{done}"
+                "{}# A state machine over the task's status: only these transitions move it.\nname: task\nobject: task\nfield: status\ninitial: open\nstates:\n  open:\n    transitions:\n      - {{ event: start, to: doing }}\n  doing:\n    transitions:\n      - {{ event: finish, to: done, guard: \"estimate > 0\" }}\n      - {{ event: stop, to: open }}{done}",
+                editor("workflow")
             ),
         ));
         sentence.push("moves them from open to done");
@@ -122,7 +124,7 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
         provides.insert("automations".into(), json!(["notify-done"]));
         files.push((
             "automations/notify-done.yml".into(),
-            format!("# When a task is done, tell the console's notification centre.\nname: notify-done\nwhen:\n  event: {topic}.done\ndo:\n  - notify:\n      title: \"Done: {{{{record.title}}}}\"\n      level: success\n"),
+            format!("{}# When a task is done, tell the console's notification centre.\nname: notify-done\nwhen:\n  event: {topic}.done\ndo:\n  - notify:\n      title: \"Done: {{{{record.title}}}}\"\n      level: success\n", editor("automation")),
         ));
         sentence.push("and says when one is done");
     }
@@ -132,6 +134,7 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
         files.push(("translations/zh-CN.json".into(), serde_json::to_string_pretty(&json!({ "plugin.name": name, "plugin.description": format!("{name}：用 objectos new package 生成的软件包。") })).unwrap_or_default() + "\n"));
     }
     let mut manifest = json!({
+        "$schema": ".schema/plugin.schema.json",
         "id": id,
         "name": name,
         "version": "0.1.0",
@@ -150,7 +153,20 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
     manifest["permissions"] = json!(perms);
     manifest["engines"] = json!({ "objectos": "^0.1" });
     files.insert(0, ("plugin.json".into(), serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n"));
+    // The schemas the files point at, beside them for an editor; install and `objectos package`
+    // leave dot-folders out.
+    let kinds = [("plugin", true), ("object", has(Part::Records)), ("workflow", has(Part::Workflow)), ("automation", has(Part::Automation))];
+    for (kind, _) in kinds.iter().filter(|(_, wanted)| *wanted) {
+        let schema = objectos_kernel::model::schema::schema(kind).or_else(|| objectos_builtins::declarative::grammar::schema(kind)).unwrap_or_default();
+        files.push((format!(".schema/{kind}.schema.json"), serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"));
+    }
     Ok(Scaffold { id, files })
+}
+
+/// The first line of a YAML file of `kind`, pointing an editor (through the YAML language
+/// server) at its schema.
+fn editor(kind: &str) -> String {
+    format!("# yaml-language-server: $schema=../.schema/{kind}.schema.json\n")
 }
 
 fn code(id: &str, records: bool) -> String {
@@ -191,7 +207,8 @@ mod tests {
         let s = scaffold(Path::new("/tmp/My Todo!"), None, &[Part::Automation]).unwrap();
         assert_eq!(s.id, "com.example.my-todo");
         let paths: Vec<&str> = s.files.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["plugin.json", "objects/task.yml", "workflows/task.yml", "automations/notify-done.yml"]);
+        assert_eq!(paths, ["plugin.json", "objects/task.yml", "workflows/task.yml", "automations/notify-done.yml", ".schema/plugin.schema.json", ".schema/object.schema.json", ".schema/workflow.schema.json", ".schema/automation.schema.json"]);
+        assert!(s.files[1].1.starts_with("# yaml-language-server: $schema=../.schema/object.schema.json\n"));
         let m: Value = serde_json::from_str(&s.files[0].1).unwrap();
         assert_eq!(m["name"], "My Todo");
         assert!(m["dependencies"].get("com.objectos.notification").is_some());

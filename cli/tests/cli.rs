@@ -352,7 +352,7 @@ fn a_new_package_installs_is_approved_and_enables_as_generated() {
     let dir = cli.data.path().join("todo");
     let (out, _) = cli.expect(0, &["new", "package", dir.to_str().unwrap(), "--with", "records,workflow,automation,translations,code"]);
     assert!(out.contains("Wrote") && out.contains("com.example.todo"), "{out}");
-    for f in ["plugin.json", "objects/task.yml", "workflows/task.yml", "automations/notify-done.yml", "translations/en.json", "translations/zh-CN.json", "index.js"] {
+    for f in ["plugin.json", "objects/task.yml", "workflows/task.yml", "automations/notify-done.yml", "translations/en.json", "translations/zh-CN.json", "index.js", ".schema/plugin.schema.json", ".schema/automation.schema.json"] {
         assert!(dir.join(f).is_file(), "{f}");
     }
     cli.expect(0, &["manifest", "check", dir.to_str().unwrap()]);
@@ -368,7 +368,7 @@ fn a_new_package_installs_is_approved_and_enables_as_generated() {
     // Packed as a .zip, it is what install reads: the same package.
     let zip = cli.data.path().join("todo.zip");
     let (out, _) = cli.expect(0, &["package", dir.to_str().unwrap(), "--out", zip.to_str().unwrap()]);
-    assert!(out.contains("com.example.todo 0.1.0") && out.contains("7 files"), "{out}");
+    assert!(out.contains("com.example.todo 0.1.0") && out.contains("7 files"), "the editor's .schema folder is not packed: {out}");
     cli.expect(0, &["manifest", "check", zip.to_str().unwrap()]);
     // What install would refuse is not packed.
     std::fs::write(dir.join("objects/task.yml"), "name: task\nfields:\n  title: { type: colour }\n").unwrap();
@@ -456,11 +456,13 @@ fn manifest_check_fix_writes_what_the_files_need_and_nothing_else() {
 }
 
 #[test]
-fn the_plugin_schema_is_printed_as_committed() {
+fn every_schema_is_printed_as_committed() {
     let cli = Cli::new();
-    let (out, _) = cli.expect(0, &["schema", "plugin"]);
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/plugin.schema.json")).unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::from_str::<Value>(&committed).unwrap());
+    for name in ["plugin", "object", "workflow", "automation"] {
+        let (out, _) = cli.expect(0, &["schema", name]);
+        let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../docs/schema/{name}.schema.json"))).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::from_str::<Value>(&committed).unwrap(), "{name}");
+    }
     let (_, err) = cli.expect(2, &["schema", "plugn"]);
     assert!(err.contains("plugin"), "{err}");
 }
@@ -526,5 +528,5 @@ fn manifest_check_knows_the_installed_dependencies_record_types() {
     assert!(out.contains("warning: dependency `com.acme.billing` is not installed here"), "{out}");
     std::fs::write(pkg.join("objects/invoice.yml"), invoice.replace("com.acme.crm/opportunity", "com.acme.crm/opportunty")).unwrap();
     let (_, err) = cli.expect(1, &["manifest", "check", pkg.to_str().unwrap()]);
-    assert!(err.contains("objects/invoice.yml:5:") && err.contains("com.acme.crm declares no record type `opportunty`") && err.contains("did you mean `opportunity`?"), "{err}");
+    assert!(err.contains("objects/invoice.yml:6:") && err.contains("com.acme.crm declares no record type `opportunty`") && err.contains("did you mean `opportunity`?"), "{err}");
 }

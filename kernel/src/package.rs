@@ -161,6 +161,10 @@ fn copy_dir(root: &Path, rel: &Path, dest: &Path, budget: &mut Budget) -> Result
     let mut entries: Vec<_> = fs::read_dir(&here).map_err(|e| KernelError::io(&here, e))?.collect::<std::io::Result<_>>().map_err(|e| KernelError::io(&here, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        // Dot-entries are an author's tooling (`.git`, `.schema`, `.vscode`), not the package.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let name = rel.join(entry.file_name());
         budget.entry(&name)?;
         let meta = fs::symlink_metadata(entry.path()).map_err(|e| KernelError::io(entry.path(), e))?;

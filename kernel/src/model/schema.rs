@@ -15,15 +15,22 @@ pub fn schema(name: &str) -> Option<Value> {
     }
 }
 
+/// The draft-07 schema of `T`, as the files an author writes are checked: an optional key is
+/// left out, never `null`. Packages' file kinds (the declarative engines') use it too.
+pub fn generate<T: schemars::JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut v = generator.into_root_schema_for::<T>().to_value();
+    not_null(&mut v);
+    v
+}
+
 /// `plugin.json`.
 fn plugin() -> Value {
-    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
-    let mut v = generator.into_root_schema_for::<super::manifest::Manifest>().to_value();
+    let mut v = generate::<super::manifest::Manifest>();
     // An editor's pointer to this schema is the one key beyond the manifest's own.
     if let Some(props) = v.get_mut("properties").and_then(Value::as_object_mut) {
         props.insert("$schema".into(), json!({ "type": "string", "description": "Where this schema is, for editors." }));
     }
-    not_null(&mut v);
     // The sandbox's bounds are whole numbers from 1 to what the manifest format accepts.
     if let Some(props) = v.pointer_mut("/definitions/SandboxLimits/properties").and_then(Value::as_object_mut) {
         for (key, max) in super::manifest::SandboxLimits::KEYS {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::expr::Expr;
+use crate::grammar::keys;
 
 /// Largest declarative file.
 pub const MAX_FILE_BYTES: usize = 1 << 20;
@@ -315,7 +316,7 @@ fn is_date(s: &str) -> bool {
 }
 
 fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDef> {
-    let m = r.object("$", Some(v), &["name", "label", "fields"], true)?;
+    let m = r.object("$", Some(v), keys::OBJECT, true)?;
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
         if n != expected_name {
@@ -345,14 +346,32 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             r.err(&path, format!("`{fname}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
             continue;
         }
-        if ["id", "created_at", "updated_at"].contains(&fname.as_str()) {
+        if keys::RESERVED_FIELDS.contains(&fname.as_str()) {
             r.err(&path, format!("`{fname}` is kept by the data service; choose another name"));
             continue;
         }
-        let Some(f) = r.object(&path, Some(fv), &["type", "label", "required", "default", "maxLength", "min", "max", "values", "object"], true) else { continue };
+        let all: Vec<&str> = keys::FIELD.iter().chain(keys::FIELD_TYPES.iter().flat_map(|(_, k)| k.iter())).copied().collect();
+        let Some(f) = r.object(&path, Some(fv), &all, true) else { continue };
+        // A key of another type (`maxLength` on a number) would be silently ignored.
+        if let Some((t, own)) = f.get("type").and_then(Value::as_str).and_then(|t| keys::FIELD_TYPES.iter().find(|(name, _)| *name == t)) {
+            for key in f.keys().filter(|k| !keys::FIELD.contains(&k.as_str()) && !own.contains(&k.as_str())) {
+                let of = keys::FIELD_TYPES.iter().filter(|(_, ks)| ks.contains(&key.as_str())).map(|(n, _)| *n).collect::<Vec<_>>().join(" or ");
+                r.err(&format!("{path}.{key}"), format!("`{key}` is a key of {of} fields, not of {t} ones"));
+            }
+        }
+        // A bound that is not a number would be ignored, so it is refused.
+        let mut number = |key: &str, whole: bool| match f.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) if !whole => n.as_f64(),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => n.as_f64(),
+            Some(other) => {
+                r.err(&format!("{path}.{key}"), if whole { format!("must be a whole number of at least 1, not {other}") } else { format!("must be a number, not {}", type_name(other)) });
+                None
+            }
+        };
         let kind = match f.get("type").and_then(Value::as_str) {
-            Some("text") => Some(FieldKind::Text { max_length: f.get("maxLength").and_then(Value::as_u64).map_or(10_000, |n| n as usize) }),
-            Some("number") => Some(FieldKind::Number { min: f.get("min").and_then(Value::as_f64), max: f.get("max").and_then(Value::as_f64) }),
+            Some("text") => Some(FieldKind::Text { max_length: number("maxLength", true).map_or(10_000, |n| n as usize) }),
+            Some("number") => Some(FieldKind::Number { min: number("min", false), max: number("max", false) }),
             Some("boolean") => Some(FieldKind::Boolean),
             Some("date") => Some(FieldKind::Date),
             Some("enum") => match f.get("values") {
@@ -381,7 +400,8 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
                 }
             },
             Some(t) => {
-                r.err(&format!("{path}.type"), format!("`{t}` is not a field type; types: text, number, boolean, date, enum, reference"));
+                let types: Vec<&str> = keys::FIELD_TYPES.iter().map(|(n, _)| *n).collect();
+                r.err(&format!("{path}.type"), format!("`{t}` is not a field type; types: {}{}", types.join(", "), objectos_kernel::util::did_you_mean(t, types.iter().copied())));
                 None
             }
             None => {
@@ -480,7 +500,7 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
     for (i, item) in items.iter().enumerate() {
         let p = format!("{path}[{i}]");
         let Some(m) = item.as_object().filter(|m| m.len() == 1) else {
-            r.err(&p, "an action is a mapping with one key: set, emit, notify or enqueue");
+            r.err(&p, format!("an action is a mapping with one key: {}", keys::ACTIONS.join(", ")));
             continue;
         };
         let Some((kind, body)) = m.iter().next() else { continue };
@@ -493,7 +513,18 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
             "emit" => {
                 let (topic, data) = match body {
                     Value::String(t) => (Some(t.clone()), Map::new()),
-                    Value::Object(o) => (o.get("topic").and_then(Value::as_str).map(String::from), o.get("data").and_then(Value::as_object).cloned().unwrap_or_default()),
+                    Value::Object(_) => {
+                        let Some(o) = r.object(&p, Some(body), keys::EMIT, true) else { continue };
+                        let data = match o.get("data") {
+                            None | Some(Value::Null) => Map::new(),
+                            Some(Value::Object(d)) => d.clone(),
+                            Some(other) => {
+                                r.err(&format!("{p}.data"), format!("must be a mapping of payload fields, not {}", type_name(other)));
+                                Map::new()
+                            }
+                        };
+                        (r.string(&format!("{p}.topic"), o.get("topic"), true), data)
+                    }
                     _ => (None, Map::new()),
                 };
                 for key in data.keys().filter(|k| RESERVED_EMIT_KEYS.contains(&k.as_str())) {
@@ -502,18 +533,26 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 match topic {
                     Some(t) if topic_ok(&t) && !t.starts_with("kernel.") && !t.starts_with("plugin.") => out.push(Action::Emit { topic: t, data }),
                     Some(t) => r.err(&p, format!("`{t}` is not a topic an action may emit (dot-separated names; not kernel.* or plugin.*)")),
-                    None => r.err(&p, "needs a topic: `emit: crm.deal.won` or `emit: { topic: ..., data: {...} }`"),
+                    None if !body.is_object() => r.err(&p, "needs a topic: `emit: crm.deal.won` or `emit: { topic: ..., data: {...} }`"),
+                    None => {}
                 }
             }
             "notify" => {
-                let Some(o) = r.object(&p, Some(body), &["title", "body", "level", "channels"], true) else { continue };
+                let Some(o) = r.object(&p, Some(body), keys::NOTIFY, true) else { continue };
                 let title = r.string(&format!("{p}.title"), o.get("title"), true);
                 let text = r.string(&format!("{p}.body"), o.get("body"), false).unwrap_or_default();
                 let level = r.string(&format!("{p}.level"), o.get("level"), false).unwrap_or_else(|| "info".into());
-                if !["info", "success", "warning", "error"].contains(&level.as_str()) {
-                    r.err(&format!("{p}.level"), format!("`{level}` is not a level; levels: info, success, warning, error"));
+                if !keys::LEVELS.contains(&level.as_str()) {
+                    r.err(&format!("{p}.level"), format!("`{level}` is not a level; levels: {}{}", keys::LEVELS.join(", "), objectos_kernel::util::did_you_mean(&level, keys::LEVELS.iter().copied())));
                 }
-                let channels: Vec<String> = o.get("channels").and_then(Value::as_array).map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect()).unwrap_or_default();
+                let channels: Vec<String> = match o.get("channels") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
+                    Some(_) => {
+                        r.err(&format!("{p}.channels"), "must be a list of channel names");
+                        Vec::new()
+                    }
+                };
                 for (field, t) in [("title", title.as_deref().unwrap_or_default()), ("body", text.as_str())] {
                     if let Err(e) = objectos_kernel::model::text::render_placeholders(t, |_| Ok(String::new())) {
                         r.err(&format!("{p}.{field}"), e);
@@ -524,7 +563,7 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 }
             }
             "enqueue" => {
-                let Some(o) = r.object(&p, Some(body), &["emit", "delay"], true) else { continue };
+                let Some(o) = r.object(&p, Some(body), keys::ENQUEUE, true) else { continue };
                 let topic = r.string(&format!("{p}.emit"), o.get("emit"), true);
                 let delay = match o.get("delay") {
                     None => Some(0),
@@ -541,7 +580,7 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                     None => {}
                 }
             }
-            other => r.err(&p, format!("`{other}` is not an action; actions: set, emit, notify, enqueue")),
+            other => r.err(&p, format!("`{other}` is not an action; actions: {}{}", keys::ACTIONS.join(", "), objectos_kernel::util::did_you_mean(other, keys::ACTIONS.iter().copied()))),
         }
     }
     out
@@ -606,7 +645,8 @@ impl WorkflowDef {
 }
 
 fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<WorkflowDef> {
-    let m = r.object("$", Some(v), &["name", "label", "object", "field", "initial", "states"], true)?;
+    let m = r.object("$", Some(v), keys::WORKFLOW, true)?;
+    r.string("$.label", m.get("label"), false);
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
         if n != expected_name {
@@ -640,7 +680,19 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
         }
         let empty = Value::Object(Map::new());
         let sv = if sv.is_null() { &empty } else { sv };
-        let Some(s) = r.object(&path, Some(sv), &["label", "entry", "exit", "transitions", "final"], true) else { continue };
+        let Some(s) = r.object(&path, Some(sv), keys::STATE, true) else { continue };
+        r.string(&format!("{path}.label"), s.get("label"), false);
+        let is_final = match s.get("final") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                r.err(&format!("{path}.final"), format!("must be true or false, not {}", type_name(other)));
+                false
+            }
+        };
+        if is_final && s.get("transitions").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
+            r.err(&format!("{path}.final"), format!("{sname} is final but has transitions out"));
+        }
         let entry = actions(r, &format!("{path}.entry"), s.get("entry"));
         let exit = actions(r, &format!("{path}.exit"), s.get("exit"));
         let mut transitions = Vec::new();
@@ -653,7 +705,7 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
             Some(Value::Array(items)) => {
                 for (i, t) in items.iter().enumerate() {
                     let tp = format!("{path}.transitions[{i}]");
-                    let Some(t) = r.object(&tp, Some(t), &["event", "to", "guard"], true) else { continue };
+                    let Some(t) = r.object(&tp, Some(t), keys::TRANSITION, true) else { continue };
                     let event = r.name(&format!("{tp}.event"), t.get("event"));
                     let to = r.name(&format!("{tp}.to"), t.get("to"));
                     let guard_expr = r.expr(&format!("{tp}.guard"), t.get("guard"));
@@ -758,14 +810,15 @@ impl AutomationDef {
 }
 
 fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<AutomationDef> {
-    let m = r.object("$", Some(v), &["name", "label", "when", "if", "do"], true)?;
+    let m = r.object("$", Some(v), keys::AUTOMATION, true)?;
+    r.string("$.label", m.get("label"), false);
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
         if n != expected_name {
             r.err("$.name", format!("is `{n}` but the file declares `{expected_name}`"));
         }
     }
-    let when = r.object("$.when", m.get("when"), &["event", "record", "schedule"], true);
+    let when = r.object("$.when", m.get("when"), keys::TRIGGERS, true);
     let trigger = when.and_then(|w| {
         if w.len() != 1 {
             r.err("$.when", "needs exactly one of event, record or schedule");
@@ -780,7 +833,7 @@ fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Auto
             return Some(Trigger::Event(t));
         }
         if let Some(rec) = w.get("record") {
-            let o = r.object("$.when.record", Some(rec), &["object", "on"], true)?;
+            let o = r.object("$.when.record", Some(rec), keys::RECORD_TRIGGER, true)?;
             let object = r.name("$.when.record.object", o.get("object"))?;
             let on: Vec<String> = match o.get("on") {
                 None => vec!["created".into(), "updated".into()],
@@ -788,7 +841,7 @@ fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Auto
                 Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
                 Some(_) => Vec::new(),
             };
-            if on.is_empty() || on.iter().any(|x| x != "created" && x != "updated") {
+            if on.is_empty() || on.iter().any(|x| !keys::RECORD_CHANGES.contains(&x.as_str())) {
                 r.err("$.when.record.on", "must be created, updated or both");
                 return None;
             }
@@ -799,7 +852,7 @@ fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Auto
     });
     let condition_expr = r.expr("$.if", m.get("if"));
     let acts = actions(r, "$.do", m.get("do"));
-    if m.get("do").is_none() {
+    if m.get("do").is_none_or(|d| d.as_array().is_some_and(Vec::is_empty)) {
         r.err("$.do", "needs at least one action");
     }
     Some(AutomationDef { name: name?, when: trigger?, condition: m.get("if").and_then(Value::as_str).map(String::from), condition_expr, actions: acts })

@@ -13,6 +13,7 @@ pub mod caller;
 pub mod data;
 pub mod defs;
 pub mod expr;
+pub mod grammar;
 pub mod needs;
 pub mod runtime;
 pub mod table;
