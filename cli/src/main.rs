@@ -455,7 +455,8 @@ async fn run(cli: Cli) -> Out {
         Command::Package { dir, out } => {
             let manifest = objectos_kernel::package::read_manifest(dir)?;
             let out = out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-{}.zip", manifest.id, manifest.version)));
-            let packed = objectos_kernel::package::pack_package(dir, &host_runtime(&cli), &out)?;
+            let installed = installed_manifests(&cli).await;
+            let packed = objectos_kernel::package::pack_package(dir, &host_runtime(&cli), installed.as_deref().unwrap_or_default(), &out)?;
             if cli.json {
                 print_json(&json!({ "id": packed.manifest.id, "version": packed.manifest.version.to_string(), "path": out, "files": packed.files, "bytes": packed.bytes }));
             } else {
@@ -594,7 +595,7 @@ fn fix_manifest(cli: &Cli, path: &Path, installed: Option<&[Manifest]>) -> Resul
     let text = std::fs::read_to_string(&file).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
     let manifest = Manifest::parse(text.as_bytes(), &shown).map_err(KernelError::from)?;
     // A mistyped reference is refused here, not "fixed" with a grant for a type nobody declares.
-    let defs = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, &dir, &declared_by(&manifest, installed)).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
+    let defs = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, &dir, &objectos_builtins::declarative::runtime::declared_by(&manifest, installed.unwrap_or_default())).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
     let needs = objectos_builtins::declarative::needs::needed(&manifest, &defs);
     if needs.is_empty() {
         if !cli.json {
@@ -629,23 +630,6 @@ async fn installed_manifests(cli: &Cli) -> Option<Vec<Manifest>> {
     list
 }
 
-/// The record types each of `manifest`'s dependencies declares, where it is installed at a
-/// version the dependency's range accepts (otherwise not known).
-fn declared_by<'a>(manifest: &'a Manifest, installed: Option<&'a [Manifest]>) -> impl Fn(&str) -> Option<Vec<String>> + 'a {
-    move |id: &str| {
-        let range = manifest.dependencies.get(id)?;
-        installed?.iter().find(|m| m.id == id && range.matches(&m.version)).map(|m| m.provides.objects.clone())
-    }
-}
-
-/// A package folder's references to its dependencies' record types, checked against those
-/// installed here (enable would refuse a type the dependency does not declare).
-fn reference_problems(dir: &Path, installed: &[Manifest]) -> Result<(), KernelError> {
-    let Ok(manifest) = objectos_kernel::package::read_manifest(dir) else { return Ok(()) };
-    let read = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, dir, &declared_by(&manifest, Some(installed)));
-    read.map(|_| ()).map_err(|problems| objectos_kernel::model::manifest::ManifestErrors { file: dir.join("plugin.json").display().to_string(), problems }.into())
-}
-
 /// What a package's dependencies are in this data folder: one that is missing, or installed at
 /// a version its range refuses, is a warning (the package may be meant for another machine).
 fn dependency_warnings(manifest: &Manifest, installed: &[Manifest]) -> Vec<String> {
@@ -675,12 +659,7 @@ fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem], installed: Option<&
         }
         m
     } else {
-        // First what only this data folder knows, so a mistyped type is not reported as a grant
-        // to add.
-        if let (true, Some(installed)) = (path.is_dir(), installed) {
-            reference_problems(path, installed)?;
-        }
-        objectos_kernel::package::check_package_with(path, &host_runtime(cli))?
+        objectos_kernel::package::check_package_with(path, &host_runtime(cli), installed.unwrap_or_default())?
     };
     let mut warnings = if path.is_dir() { translation_gaps(path, &manifest) } else { Vec::new() };
     if let (true, Some(installed)) = (path.is_dir(), installed) {

@@ -301,20 +301,20 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
 
 /// Validate a package folder or `.zip` (its manifest and declared files) without installing it.
 pub fn check_package(path: &Path) -> Result<Manifest> {
-    check_package_with(path, &crate::plugin::DeclarativeRuntime)
+    check_package_with(path, &crate::plugin::DeclarativeRuntime, &[])
 }
 
 /// Like [`check_package`], also running `runtime`'s check of the declared files, as an
-/// install through a kernel with that runtime would.
-pub fn check_package_with(path: &Path, runtime: &dyn crate::plugin::PackageRuntime) -> Result<Manifest> {
-    checked(path, runtime, |s| Ok(s.manifest.clone()))
+/// install through a kernel with that runtime, and `installed` installed, would.
+pub fn check_package_with(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, installed: &[Manifest]) -> Result<Manifest> {
+    checked(path, runtime, installed, |s| Ok(s.manifest.clone()))
 }
 
 /// Stage and check `path` as an install would, then run `then` on the staged copy.
-fn checked<T>(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, then: impl FnOnce(&Staged) -> Result<T>) -> Result<T> {
+fn checked<T>(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, installed: &[Manifest], then: impl FnOnce(&Staged) -> Result<T>) -> Result<T> {
     let tmp = std::env::temp_dir().join(format!("objectos-check-{}-{}", std::process::id(), crate::util::now_ms()));
     let result = stage(path, &tmp).and_then(|s| {
-        let problems = runtime.check(&s.manifest, &s.dir);
+        let problems = runtime.check(&s.manifest, &s.dir, installed);
         if problems.is_empty() {
             then(&s)
         } else {
@@ -339,11 +339,11 @@ pub struct Packed {
 /// Write the package folder `path` as a `.zip` at `out`, refusing (with every problem) what an
 /// install through `runtime` would refuse. The archive holds what install reads: the files the
 /// staging copy holds, at its root, so installing the `.zip` is installing the folder.
-pub fn pack_package(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, out: &Path) -> Result<Packed> {
+pub fn pack_package(path: &Path, runtime: &dyn crate::plugin::PackageRuntime, installed: &[Manifest], out: &Path) -> Result<Packed> {
     if !path.is_dir() {
         return Err(KernelError::Package { path: path.to_path_buf(), message: "is not a package folder".into() });
     }
-    checked(path, runtime, |s| {
+    checked(path, runtime, installed, |s| {
         let mut files = Vec::new();
         let mut stack = vec![s.dir.clone()];
         while let Some(d) = stack.pop() {

@@ -62,8 +62,10 @@ pub trait PackageRuntime: Send + Sync + 'static {
 
     /// Check the package's declared files before it is installed (the kernel has already
     /// checked the manifest, that declared files exist, and translations). Each problem's
-    /// path names the file and the place in it. Any problem refuses the install.
-    fn check(&self, _manifest: &Manifest, _dir: &Path) -> Vec<crate::model::manifest::Problem> {
+    /// path names the file and the place in it. Any problem refuses the install. `installed`
+    /// are the manifests of what is installed now, for what the package refers to in its
+    /// dependencies (empty where nothing is known, as in a check without a data folder).
+    fn check(&self, _manifest: &Manifest, _dir: &Path, _installed: &[Manifest]) -> Vec<crate::model::manifest::Problem> {
         Vec::new()
     }
 
@@ -88,7 +90,7 @@ impl PackageRuntime for DeclarativeRuntime {
         Ok(Arc::new(Declarative))
     }
 
-    fn check(&self, manifest: &Manifest, _dir: &Path) -> Vec<crate::model::manifest::Problem> {
+    fn check(&self, manifest: &Manifest, _dir: &Path, _installed: &[Manifest]) -> Vec<crate::model::manifest::Problem> {
         refuse_code(manifest).into_iter().collect()
     }
 }

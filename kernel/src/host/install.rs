@@ -63,9 +63,10 @@ impl Kernel {
         // Copying, unpacking and checking untrusted input is blocking work: it runs off the
         // async runtime, so a large package does not stall the kernel's other tasks.
         let (src, root, runtime) = (path.to_path_buf(), package::staging_root(&self.0.packages_dir), self.0.config.runtime.clone());
+        let installed: Vec<crate::model::manifest::Manifest> = lock(&self.0.plugins).values().map(|s| s.manifest().as_ref().clone()).collect();
         let (staged, problems) = tokio::task::spawn_blocking(move || {
             let staged = package::stage(&src, &root)?;
-            let problems = runtime.check(&staged.manifest, &staged.dir);
+            let problems = runtime.check(&staged.manifest, &staged.dir, &installed);
             Ok::<_, KernelError>((staged, problems))
         })
         .await

@@ -22,9 +22,11 @@ use crate::workflow::Workflow;
 pub struct Runtime;
 
 /// The problems of a package folder's declared files, and what they need from the manifest
-/// (engines as dependencies, the permissions the engines use for it), as install checks them.
-pub fn check_files(manifest: &Manifest, dir: &Path) -> Vec<Problem> {
-    match read_definitions(manifest, dir) {
+/// (engines as dependencies, the permissions the engines use for it), as install checks them,
+/// with `installed` installed (a reference to a dependency's record type is checked against
+/// the dependency's manifest).
+pub fn check_files(manifest: &Manifest, dir: &Path, installed: &[Manifest]) -> Vec<Problem> {
+    match read_definitions_in(manifest, dir, &declared_by(manifest, installed)) {
         Ok(defs) => crate::needs::missing(manifest, &defs),
         Err(problems) => problems,
     }
@@ -33,6 +35,15 @@ pub fn check_files(manifest: &Manifest, dir: &Path) -> Vec<Problem> {
 /// Read and check a package folder's declared files.
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
     read_definitions_in(manifest, dir, &|_| None)
+}
+
+/// The record types each of `manifest`'s dependencies declares, where it is installed at a
+/// version the dependency's range accepts (otherwise not known).
+pub fn declared_by<'a>(manifest: &'a Manifest, installed: &'a [Manifest]) -> impl Fn(&str) -> Option<Vec<String>> + 'a {
+    move |id: &str| {
+        let range = manifest.dependencies.get(id)?;
+        installed.iter().find(|m| m.id == id && range.matches(&m.version)).map(|m| m.provides.objects.clone())
+    }
 }
 
 /// Like [`read_definitions`], where other packages' record types are known (see
@@ -53,9 +64,9 @@ impl PackageRuntime for Runtime {
         Ok(Arc::new(PackagePlugin { manifest: manifest.clone(), dir: dir.to_path_buf() }))
     }
 
-    fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
+    fn check(&self, manifest: &Manifest, dir: &Path, installed: &[Manifest]) -> Vec<Problem> {
         let mut problems: Vec<Problem> = objectos_kernel::plugin::refuse_code(manifest).into_iter().collect();
-        problems.extend(check_files(manifest, dir));
+        problems.extend(check_files(manifest, dir, installed));
         problems
     }
 }

@@ -49,16 +49,25 @@ fn a_reference_to_a_dependencys_type_needs_its_read_grant() {
     assert!(missing.iter().any(|s| s.starts_with("permissions:") && s.contains("`data.com.acme.crm/account.read`")), "{missing:?}");
 }
 
-async fn kernel_with_crm() -> Kernel {
+async fn kernel() -> Kernel {
     let k = Kernel::open(KernelConfig::in_memory().runtime(Arc::new(objectos_declarative::Runtime))).unwrap();
     objectos_jobs::register(&k).unwrap();
     objectos_notification::register(&k).unwrap();
     objectos_declarative::register(&k).unwrap();
     k.start().await.unwrap();
+    k
+}
+
+async fn install_crm(k: &Kernel) {
     for p in ["contacts", "crm"] {
         let out = k.install_package(&samples().join(p), false).await.unwrap();
         k.grant(&out.id, GrantRequest::All).unwrap();
     }
+}
+
+async fn kernel_with_crm() -> Kernel {
+    let k = kernel().await;
+    install_crm(&k).await;
     k.enable("com.acme.crm", true).await.unwrap();
     k
 }
@@ -83,15 +92,21 @@ async fn an_invoice_refers_to_an_opportunity_of_the_crm() {
 }
 
 #[tokio::test]
-async fn enable_refuses_a_reference_to_a_type_the_dependency_does_not_declare() {
-    let k = kernel_with_crm().await;
+async fn a_reference_to_a_type_the_dependency_does_not_declare_is_refused_at_install_or_enable() {
     let root = tempfile::tempdir().unwrap();
     let m = json!({ "id": "t.tickets", "name": "Tickets", "version": "1.0.0", "dependencies": { "com.objectos.objects": "^0.1", "com.acme.crm": "^0.4" },
         "provides": { "objects": ["ticket"] }, "permissions": ["services.use:data", "data.ticket.read", "data.ticket.write", "data.com.acme.crm/acount.read"] });
     let dir = package_dir(root.path(), "tickets", &m.to_string(), &[("objects/ticket.yml", "name: ticket\nfields:\n  account: { type: reference, object: com.acme.crm/acount }\n")]);
+    // With the CRM installed, install knows its types.
+    let k = kernel_with_crm().await;
+    let e = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(e.contains("$.fields.account.object") && e.contains("com.acme.crm declares no record type `acount`") && e.contains("did you mean `account`?"), "{e}");
+    // Installed before the CRM, it is refused when enabled, when the CRM's types are declared.
+    let k = kernel().await;
     k.install_package(&dir, false).await.unwrap();
     k.grant("t.tickets", GrantRequest::All).unwrap();
-    let e = k.enable("t.tickets", false).await.unwrap_err().to_string();
+    install_crm(&k).await;
+    let e = k.enable("t.tickets", true).await.unwrap_err().to_string();
     assert!(e.contains("ticket.account refers to `com.acme.crm/acount`, which is not declared") && e.contains("did you mean `account`?"), "{e}");
 }
 

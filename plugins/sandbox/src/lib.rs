@@ -98,8 +98,8 @@ impl PackageRuntime for Runtime {
     /// The declarative files' checks, and for code: the bounds, and that the code becomes a
     /// component of the world that imports nothing else (JavaScript is componentized and
     /// everything compiled here, into the cache, so an enable later starts at once).
-    fn check(&self, manifest: &Manifest, dir: &Path) -> Vec<Problem> {
-        let mut problems = objectos_declarative::runtime::check_files(manifest, dir);
+    fn check(&self, manifest: &Manifest, dir: &Path, installed: &[Manifest]) -> Vec<Problem> {
+        let mut problems = objectos_declarative::runtime::check_files(manifest, dir, installed);
         let Some(main) = &manifest.main else { return problems };
         if let Err(ps) = self.bounds(manifest) {
             problems.extend(ps);

@@ -393,7 +393,7 @@ async fn javascript_that_does_not_load_or_misspells_a_hook_is_refused_with_the_p
         assert!(e.contains("main: index.js does not load as a plugin") && e.contains(want), "{name}: {e}");
         // The check (what `objectos manifest check` runs) says the same.
         let runtime = Runtime::new(cache());
-        let e = objectos_kernel::package::check_package_with(&dir, &runtime).unwrap_err().to_string();
+        let e = objectos_kernel::package::check_package_with(&dir, &runtime, &[]).unwrap_err().to_string();
         assert!(e.contains(want), "{name}: {e}");
     }
 }
