@@ -707,6 +707,38 @@ async fn packages_install_from_zip_and_hostile_archives_leave_nothing() {
 }
 
 #[tokio::test]
+async fn dot_entries_are_left_out_of_folders_and_archives_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let k = Kernel::open(KernelConfig::new(&data)).unwrap();
+    k.start().await.unwrap();
+    let folder = package_dir(dir.path(), "dotted", &manifest("com.acme.dotted", "1.0.0", &[], &[]), &[(".git/config", "[core]"), (".schema/plugin.schema.json", "{}"), ("notes/.draft.md", "x")]);
+    k.install_package(&folder, false).await.unwrap();
+    let zipped = dir.path().join("dotted.zip");
+    let m = manifest("com.acme.zdotted", "1.0.0", &[], &[]);
+    zip_of(&zipped, &[("plugin.json", m.as_bytes()), (".hidden/run.js", b"export function onEnable() {}"), ("docs/.x", b"x"), ("docs/readme.md", b"hi")]);
+    k.install_package(&zipped, false).await.unwrap();
+    fn dotted(root: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(root).unwrap().map(|e| e.unwrap()) {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                out.push(e.path());
+            } else if e.path().is_dir() {
+                dotted(&e.path(), out);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(data.join("packages")).unwrap().map(|e| e.unwrap()).filter(|e| e.file_name() != ".staging") {
+        dotted(&e.path(), &mut found);
+    }
+    assert!(found.is_empty(), "installed: {found:?}");
+    assert_eq!(k.plugins().unwrap().len(), 2);
+    // Nothing runs from one either.
+    let e = Manifest::parse(br#"{"id":"com.acme.d","name":"D","version":"1.0.0","main":".dist/index.js"}"#, "plugin.json").unwrap_err().to_string();
+    assert!(e.contains("dot-entry"), "{e}");
+}
+
+#[tokio::test]
 async fn upgrade_keeps_storage_and_refuses_downgrade() {
     let dir = tempfile::tempdir().unwrap();
     let k = Kernel::open(KernelConfig::new(dir.path().join("data"))).unwrap();

@@ -416,6 +416,11 @@ fn schema_names() -> Vec<&'static str> {
     objectos_kernel::model::schema::NAMES.into_iter().chain(objectos_builtins::declarative::grammar::NAMES).collect()
 }
 
+/// The schema called `name` (one of [`schema_names`]).
+fn schema_for(name: &str) -> Option<Value> {
+    objectos_kernel::model::schema::schema(name).or_else(|| objectos_builtins::declarative::grammar::schema(name))
+}
+
 fn data_dir(cli: &Cli) -> PathBuf {
     host::resolve_data_dir(cli.data_dir.clone())
 }
@@ -441,7 +446,7 @@ fn print_json(v: &impl serde::Serialize) {
 async fn run(cli: Cli) -> Out {
     match &cli.command {
         Command::Schema { name } => {
-            let schema = objectos_kernel::model::schema::schema(name).or_else(|| objectos_builtins::declarative::grammar::schema(name)).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", schema_names().join(", ")))?;
+            let schema = schema_for(name).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", schema_names().join(", ")))?;
             println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
             Ok(())
         }
@@ -619,15 +624,20 @@ fn fix_manifest(cli: &Cli, path: &Path, installed: Option<&[Manifest]>) -> Resul
 
 /// The manifests of what is installed in the data folder (built-ins included), for a check
 /// that says what a package's dependencies are here; `None` when nothing was ever installed
-/// there (the check then does not create a data folder).
+/// there (the check then does not create a data folder) or it cannot be read (said on
+/// stderr: the check goes on without it). Nothing is written.
 async fn installed_manifests(cli: &Cli) -> Option<Vec<Manifest>> {
-    if !data_dir(cli).join("objectos.db").is_file() {
+    let dir = data_dir(cli);
+    if !dir.join("objectos.db").is_file() {
         return None;
     }
-    let kernel = open(cli, false).await.ok()?;
-    let list = kernel.plugins().ok().map(|ps| ps.into_iter().map(|p| p.manifest).collect());
-    kernel.flush();
-    list
+    match host::open(&dir).and_then(|k| Ok(k.plugins()?)) {
+        Ok(list) => Some(list.into_iter().map(|p| p.manifest).collect()),
+        Err(e) => {
+            eprintln!("objectos: warning: the plugins installed in {} could not be read ({e}); dependencies are not checked against them", dir.display());
+            None
+        }
+    }
 }
 
 /// What a package's dependencies are in this data folder: one that is missing, or installed at

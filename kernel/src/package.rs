@@ -156,13 +156,18 @@ fn stage_into(src: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
+/// Is `name` in or at a dot-entry (`.git`, `.schema`, `.vscode`)? Those are an author's
+/// tooling, not the package: staging leaves them out of folders and archives alike.
+fn is_dot_entry(name: &Path) -> bool {
+    name.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+}
+
 fn copy_dir(root: &Path, rel: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
     let here = root.join(rel);
     let mut entries: Vec<_> = fs::read_dir(&here).map_err(|e| KernelError::io(&here, e))?.collect::<std::io::Result<_>>().map_err(|e| KernelError::io(&here, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        // Dot-entries are an author's tooling (`.git`, `.schema`, `.vscode`), not the package.
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        if is_dot_entry(Path::new(&entry.file_name())) {
             continue;
         }
         let name = rel.join(entry.file_name());
@@ -203,6 +208,10 @@ fn unzip(src: &Path, dest: &Path, budget: &mut Budget) -> Result<()> {
         };
         if name.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(budget.fail(format!("entry `{raw}` points outside the package; refusing it")));
+        }
+        // As from a folder: dot-entries are tooling, not the package (and nothing runs from one).
+        if is_dot_entry(&name) {
+            continue;
         }
         budget.entry(&name)?;
         if entry.is_symlink() {

@@ -312,7 +312,7 @@ pub fn record_types(types: Vec<(String, String, std::sync::Arc<objectos_builtins
                         FieldKind::Enum { values } => (values.clone(), None, None, None, None),
                         FieldKind::Number { min, max } => (Vec::new(), *min, *max, None, None),
                         FieldKind::Text { max_length } => (Vec::new(), None, None, Some(*max_length as u32), None),
-                        FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(objectos_builtins::declarative::data::full_type(owner, object))),
+                        FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(objectos_builtins::declarative::data::full_type(&owner, object))),
                         _ => (Vec::new(), None, None, None, None),
                     };
                     RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, default: f.default.clone(), detail: view.detail }

@@ -619,6 +619,8 @@ impl Validator {
             Some("must be a path of 1 to 200 characters".to_string())
         } else if main.starts_with('/') || main.contains('\\') || main.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
             Some(format!("{} must be a relative path inside the package, without `.`, `..` or `\\` (like \"index.js\" or \"dist/plugin.wasm\")", show(main)))
+        } else if main.split('/').any(|part| part.starts_with('.')) {
+            Some(format!("{} is in or is a dot-entry, which a package leaves out (like `.git`); move it (like \"dist/plugin.wasm\")", show(main)))
         } else if main.chars().any(char::is_control) {
             Some("cannot hold control characters".to_string())
         } else if !CODE_EXTENSIONS.contains(&ext) {

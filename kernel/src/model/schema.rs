@@ -15,9 +15,9 @@ pub fn schema(name: &str) -> Option<Value> {
     }
 }
 
-/// The draft-07 schema of `T`, as the files an author writes are checked: an optional key is
-/// left out, never `null`. Packages' file kinds (the declarative engines') use it too.
-pub fn generate<T: schemars::JsonSchema>() -> Value {
+/// The draft-07 schema of `T`, as `plugin.json` is checked: an optional key is left out,
+/// never `null`.
+fn generate<T: schemars::JsonSchema>() -> Value {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
     let mut v = generator.into_root_schema_for::<T>().to_value();
     not_null(&mut v);

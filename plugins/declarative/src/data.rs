@@ -260,8 +260,9 @@ impl Data {
     }
 
     /// Refuse values of reference fields that name no record of the referenced type (one of
-    /// the same package's types, or a dependency's). Looking into another package's type is
-    /// reading it: `may_read` asks for the caller's read grant on it.
+    /// the same package's types, or a dependency's). Whether a record exists is something
+    /// read: `may_read` asks for the caller's read grant on every referenced type, so a
+    /// caller cannot probe ids of a type it may not read.
     fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>, may_read: &dyn Fn(&str) -> Result<()>) -> Result<()> {
         let owner = owner_of(object);
         let storage = self.inner.ctx.storage();
@@ -269,9 +270,7 @@ impl Data {
             let crate::defs::FieldKind::Reference { object: target } = &f.kind else { continue };
             let Some(Value::String(id)) = fields.get(&f.name) else { continue };
             let full = full_type(owner, target);
-            if owner_of(&full) != owner {
-                may_read(&full)?;
-            }
+            may_read(&full)?;
             if !storage.has(&key(&full, id))? {
                 return Err(Self::problems(object, vec![objectos_kernel::model::manifest::Problem { path: format!("$.{}", f.name), message: format!("{} `{id}` names no {target} record", f.label) }]));
             }

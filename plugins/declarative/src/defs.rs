@@ -40,15 +40,58 @@ pub fn load(text: &str, file: &str) -> Result<Value, String> {
 /// ("a text", "a mapping") these files' authors know.
 pub(crate) struct Report {
     pub(crate) problems: Problems,
+    mode: Mode,
+}
+
+/// How strictly files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// What install and `objectos manifest check` do: everything is checked.
+    Check,
+    /// Reading an installed package's files (at enable, for the console): what a stricter
+    /// check of a later version refuses but that changes nothing the engines do (a key that
+    /// is ignored, a label that is not a text) is let through, so an upgrade does not stop a
+    /// package that worked.
+    Load,
 }
 
 impl Report {
     pub(crate) fn new(file: &str) -> Report {
-        Report { problems: Problems::in_file(file, Vocabulary::Plain) }
+        Report::with(file, Mode::Check)
+    }
+
+    fn with(file: &str, mode: Mode) -> Report {
+        Report { problems: Problems::in_file(file, Vocabulary::Plain), mode }
     }
 
     pub(crate) fn err(&mut self, path: &str, message: impl Into<String>) {
         self.problems.err(path, message);
+    }
+
+    /// A problem that changes nothing the engines do: refused when checking, let through when
+    /// loading an installed package (see [`Mode::Load`]).
+    fn lint(&mut self, path: &str, message: impl Into<String>) {
+        if self.mode == Mode::Check {
+            self.problems.err(path, message);
+        }
+    }
+
+    /// Keys of a mapping: `allowed` ones, and when loading, any (they are ignored).
+    fn keys<'v>(&mut self, path: &str, v: &'v Value, allowed: &[&str]) -> Option<&'v Map<String, Value>> {
+        match self.mode {
+            Mode::Check => self.problems.object(path, v, allowed),
+            Mode::Load => v.as_object(),
+        }
+    }
+
+    /// An optional text that is only shown (a label): when set, not empty.
+    fn label(&mut self, path: &str, v: Option<&Value>) {
+        match v {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            Some(Value::String(_)) => self.lint(path, "must not be empty"),
+            Some(other) => self.lint(path, format!("must be a text, not {}", type_name(other))),
+        }
     }
 
     /// The problems found, or `ok` when there are none.
@@ -94,7 +137,7 @@ impl Report {
         if is_name(&s) {
             Some(s)
         } else {
-            self.err(path, format!("`{s}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            self.err(path, format!("`{s}` {NAME_RULE}"));
             None
         }
     }
@@ -114,6 +157,9 @@ impl Report {
 
 /// Keys of an emitted payload the engine fills in; an `emit` action's `data` may not set them.
 pub const RESERVED_EMIT_KEYS: &[&str] = &["record", "object", "payload"];
+
+/// What a name must be, as problems say it.
+const NAME_RULE: &str = "must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter";
 
 /// Is `s` a valid object, field, state, event or automation name?
 pub fn is_name(s: &str) -> bool {
@@ -203,7 +249,12 @@ pub struct ObjectDef {
 impl ObjectDef {
     /// Parse and check `objects/<name>.*`.
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<ObjectDef, Vec<Problem>> {
-        let mut r = Report::new(file);
+        Self::parse_as(v, file, expected_name, Mode::Check)
+    }
+
+    /// Like [`Self::parse`], as strictly as `mode` says.
+    pub fn parse_as(v: &Value, file: &str, expected_name: &str, mode: Mode) -> Result<ObjectDef, Vec<Problem>> {
+        let mut r = Report::with(file, mode);
         let def = object_def(&mut r, v, expected_name);
         r.finish(def)
     }
@@ -343,7 +394,7 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
     for (fname, fv) in fields_m {
         let path = format!("$.fields.{fname}");
         if !is_name(fname) {
-            r.err(&path, format!("`{fname}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            r.err(&path, format!("`{fname}` {NAME_RULE}"));
             continue;
         }
         if keys::RESERVED_FIELDS.contains(&fname.as_str()) {
@@ -356,22 +407,30 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
         if let Some((t, own)) = f.get("type").and_then(Value::as_str).and_then(|t| keys::FIELD_TYPES.iter().find(|(name, _)| *name == t)) {
             for key in f.keys().filter(|k| !keys::FIELD.contains(&k.as_str()) && !own.contains(&k.as_str())) {
                 let of = keys::FIELD_TYPES.iter().filter(|(_, ks)| ks.contains(&key.as_str())).map(|(n, _)| *n).collect::<Vec<_>>().join(" or ");
-                r.err(&format!("{path}.{key}"), format!("`{key}` is a key of {of} fields, not of {t} ones"));
+                r.lint(&format!("{path}.{key}"), format!("`{key}` is a key of {of} fields, not of {t} ones"));
             }
         }
         // A bound that is not a number would be ignored, so it is refused.
         let mut number = |key: &str, whole: bool| match f.get(key) {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if !whole => n.as_f64(),
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => n.as_f64(),
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x >= 1.0 && x.fract() == 0.0) => n.as_f64(),
             Some(other) => {
-                r.err(&format!("{path}.{key}"), if whole { format!("must be a whole number of at least 1, not {other}") } else { format!("must be a number, not {}", type_name(other)) });
+                r.lint(&format!("{path}.{key}"), if whole { format!("must be a whole number of at least 1, not {other}") } else { format!("must be a number, not {}", type_name(other)) });
                 None
             }
         };
         let kind = match f.get("type").and_then(Value::as_str) {
             Some("text") => Some(FieldKind::Text { max_length: number("maxLength", true).map_or(10_000, |n| n as usize) }),
-            Some("number") => Some(FieldKind::Number { min: number("min", false), max: number("max", false) }),
+            Some("number") => {
+                let (min, max) = (number("min", false), number("max", false));
+                if let (Some(lo), Some(hi)) = (min, max) {
+                    if lo > hi {
+                        r.lint(&format!("{path}.min"), format!("{lo} is above max {hi}: no value would fit"));
+                    }
+                }
+                Some(FieldKind::Number { min, max })
+            }
             Some("boolean") => Some(FieldKind::Boolean),
             Some("date") => Some(FieldKind::Date),
             Some("enum") => match f.get("values") {
@@ -394,8 +453,9 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             },
             Some("reference") => match f.get("object").and_then(Value::as_str) {
                 Some(o) if is_type_ref(o) => Some(FieldKind::Reference { object: o.into() }),
-                _ => {
-                    r.err(&format!("{path}.object"), "a reference needs the record type it refers to: one of this package's (`account`) or a dependency's (`com.acme.contacts/contact`)");
+                other => {
+                    let shown = other.map(|o| format!("`{o}` is not a record type's name: ")).unwrap_or_default();
+                    r.err(&format!("{path}.object"), format!("{shown}a reference needs the record type it refers to: one of this package's (`account`) or a dependency's (`com.acme.contacts/contact`)"));
                     None
                 }
             },
@@ -411,7 +471,7 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
         };
         let Some(kind) = kind else { continue };
         let required = match f.get("required") {
-            None => false,
+            None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
                 r.err(&format!("{path}.required"), format!("must be true or false, not {}", type_name(other)));
@@ -514,12 +574,12 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 let (topic, data) = match body {
                     Value::String(t) => (Some(t.clone()), Map::new()),
                     Value::Object(_) => {
-                        let Some(o) = r.object(&p, Some(body), keys::EMIT, true) else { continue };
+                        let Some(o) = r.keys(&p, body, keys::EMIT) else { continue };
                         let data = match o.get("data") {
                             None | Some(Value::Null) => Map::new(),
                             Some(Value::Object(d)) => d.clone(),
                             Some(other) => {
-                                r.err(&format!("{p}.data"), format!("must be a mapping of payload fields, not {}", type_name(other)));
+                                r.lint(&format!("{p}.data"), format!("must be a mapping of payload fields, not {}", type_name(other)));
                                 Map::new()
                             }
                         };
@@ -547,9 +607,9 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 }
                 let channels: Vec<String> = match o.get("channels") {
                     None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(a)) if a.iter().all(Value::is_string) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
+                    Some(Value::Array(a)) if a.iter().all(|c| c.as_str().is_some_and(objectos_notification::is_channel_name)) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
                     Some(_) => {
-                        r.err(&format!("{p}.channels"), "must be a list of channel names");
+                        r.lint(&format!("{p}.channels"), "must be a list of channel names (1-64 characters of a-z, 0-9, `.`, `_` or `-`)");
                         Vec::new()
                     }
                 };
@@ -566,9 +626,9 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 let Some(o) = r.object(&p, Some(body), keys::ENQUEUE, true) else { continue };
                 let topic = r.string(&format!("{p}.emit"), o.get("emit"), true);
                 let delay = match o.get("delay") {
-                    None => Some(0),
+                    None | Some(Value::Null) => Some(0),
                     Some(Value::String(s)) => duration_ms(s),
-                    Some(Value::Number(n)) => n.as_u64().map(|s| s * 1000),
+                    Some(Value::Number(n)) => n.as_u64().and_then(|s| s.checked_mul(1000)),
                     Some(_) => None,
                 };
                 if delay.is_none() {
@@ -633,7 +693,12 @@ pub struct WorkflowDef {
 impl WorkflowDef {
     /// Parse and check `workflows/<name>.*` (the object is checked by [`check_package`]).
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<WorkflowDef, Vec<Problem>> {
-        let mut r = Report::new(file);
+        Self::parse_as(v, file, expected_name, Mode::Check)
+    }
+
+    /// Like [`Self::parse`], as strictly as `mode` says.
+    pub fn parse_as(v: &Value, file: &str, expected_name: &str, mode: Mode) -> Result<WorkflowDef, Vec<Problem>> {
+        let mut r = Report::with(file, mode);
         let def = workflow_def(&mut r, v, expected_name);
         r.finish(def)
     }
@@ -646,7 +711,7 @@ impl WorkflowDef {
 
 fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<WorkflowDef> {
     let m = r.object("$", Some(v), keys::WORKFLOW, true)?;
-    r.string("$.label", m.get("label"), false);
+    r.label("$.label", m.get("label"));
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
         if n != expected_name {
@@ -675,23 +740,23 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
     for (sname, sv) in states_v {
         let path = format!("$.states.{sname}");
         if !is_name(sname) {
-            r.err(&path, format!("`{sname}` must be 1-64 characters of a-z, 0-9, `_` or `-`, starting with a letter"));
+            r.err(&path, format!("`{sname}` {NAME_RULE}"));
             continue;
         }
         let empty = Value::Object(Map::new());
         let sv = if sv.is_null() { &empty } else { sv };
         let Some(s) = r.object(&path, Some(sv), keys::STATE, true) else { continue };
-        r.string(&format!("{path}.label"), s.get("label"), false);
+        r.label(&format!("{path}.label"), s.get("label"));
         let is_final = match s.get("final") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
-                r.err(&format!("{path}.final"), format!("must be true or false, not {}", type_name(other)));
+                r.lint(&format!("{path}.final"), format!("must be true or false, not {}", type_name(other)));
                 false
             }
         };
         if is_final && s.get("transitions").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
-            r.err(&format!("{path}.final"), format!("{sname} is final but has transitions out"));
+            r.lint(&format!("{path}.final"), format!("{sname} is final but has transitions out"));
         }
         let entry = actions(r, &format!("{path}.entry"), s.get("entry"));
         let exit = actions(r, &format!("{path}.exit"), s.get("exit"));
@@ -798,7 +863,12 @@ pub struct AutomationDef {
 impl AutomationDef {
     /// Parse and check `automations/<name>.*`.
     pub fn parse(v: &Value, file: &str, expected_name: &str) -> Result<AutomationDef, Vec<Problem>> {
-        let mut r = Report::new(file);
+        Self::parse_as(v, file, expected_name, Mode::Check)
+    }
+
+    /// Like [`Self::parse`], as strictly as `mode` says.
+    pub fn parse_as(v: &Value, file: &str, expected_name: &str, mode: Mode) -> Result<AutomationDef, Vec<Problem>> {
+        let mut r = Report::with(file, mode);
         let def = automation_def(&mut r, v, expected_name);
         r.finish(def)
     }
@@ -811,7 +881,7 @@ impl AutomationDef {
 
 fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<AutomationDef> {
     let m = r.object("$", Some(v), keys::AUTOMATION, true)?;
-    r.string("$.label", m.get("label"), false);
+    r.label("$.label", m.get("label"));
     let name = r.name("$.name", m.get("name"));
     if let Some(n) = &name {
         if n != expected_name {
@@ -836,9 +906,14 @@ fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Auto
             let o = r.object("$.when.record", Some(rec), keys::RECORD_TRIGGER, true)?;
             let object = r.name("$.when.record.object", o.get("object"))?;
             let on: Vec<String> = match o.get("on") {
-                None => vec!["created".into(), "updated".into()],
+                None | Some(Value::Null) => vec!["created".into(), "updated".into()],
                 Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                Some(Value::Array(a)) => {
+                    if !a.iter().all(Value::is_string) {
+                        r.lint("$.when.record.on", "lists something that is not created or updated");
+                    }
+                    a.iter().filter_map(|x| x.as_str().map(String::from)).collect()
+                }
                 Some(_) => Vec::new(),
             };
             if on.is_empty() || on.iter().any(|x| !keys::RECORD_CHANGES.contains(&x.as_str())) {
@@ -852,8 +927,11 @@ fn automation_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Auto
     });
     let condition_expr = r.expr("$.if", m.get("if"));
     let acts = actions(r, "$.do", m.get("do"));
-    if m.get("do").is_none_or(|d| d.as_array().is_some_and(Vec::is_empty)) {
-        r.err("$.do", "needs at least one action");
+    match m.get("do") {
+        None => r.err("$.do", "needs at least one action"),
+        Some(Value::Null) => r.lint("$.do", "needs at least one action"),
+        Some(Value::Array(a)) if a.is_empty() => r.lint("$.do", "needs at least one action"),
+        Some(_) => {}
     }
     Some(AutomationDef { name: name?, when: trigger?, condition: m.get("if").and_then(Value::as_str).map(String::from), condition_expr, actions: acts })
 }
@@ -875,13 +953,13 @@ pub struct Definitions {
 /// `path` (relative to the package), if there is one; each declaration's candidates are tried
 /// in the kernel's order ([`objectos_kernel::model::manifest::Declared::candidates`]).
 pub fn check_package(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>) -> Result<Definitions, Vec<Problem>> {
-    check_package_in(manifest, read, &|_| None)
+    check_package_in(manifest, read, &|_| None, Mode::Check)
 }
 
 /// Like [`check_package`], where the record types of other packages are known: `declared(id)`
 /// lists those package `id` declares (`None`: not known here), so a reference to a
 /// dependency's type that it does not declare is refused too.
-pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>, declared: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Definitions, Vec<Problem>> {
+pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, read: impl Fn(&str) -> Option<String>, declared: &dyn Fn(&str) -> Option<Vec<String>>, mode: Mode) -> Result<Definitions, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut defs = Definitions::default();
     let mut load_all = |kind: DeclaredKind| -> Vec<(String, String, Value)> {
@@ -903,7 +981,7 @@ pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, r
     let automations = load_all(DeclaredKind::Automation);
     let mut object_files = Vec::new();
     for (file, name, v) in objects {
-        match ObjectDef::parse(&v, &file, &name) {
+        match ObjectDef::parse_as(&v, &file, &name, mode) {
             Ok(d) => {
                 defs.objects.push(d);
                 object_files.push(file);
@@ -917,7 +995,7 @@ pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, r
         problems.extend(r.problems.into_vec());
     }
     for (file, name, v) in workflows {
-        match WorkflowDef::parse(&v, &file, &name) {
+        match WorkflowDef::parse_as(&v, &file, &name, mode) {
             Ok(w) => {
                 let mut r = Report::new(&file);
                 check_workflow_object(&mut r, &w, &defs.objects);
@@ -928,7 +1006,7 @@ pub fn check_package_in(manifest: &objectos_kernel::model::manifest::Manifest, r
         }
     }
     for (file, name, v) in automations {
-        match AutomationDef::parse(&v, &file, &name) {
+        match AutomationDef::parse_as(&v, &file, &name, mode) {
             Ok(a) => {
                 let mut r = Report::new(&file);
                 if let Trigger::Record { object, .. } = &a.when {
@@ -968,10 +1046,17 @@ fn check_reference_targets(r: &mut Report, o: &ObjectDef, manifest: &objectos_ke
     for f in &o.fields {
         let FieldKind::Reference { object } = &f.kind else { continue };
         let at = format!("$.fields.{}.object", f.name);
-        let (owner, name) = object.split_once('/').unwrap_or((manifest.id.as_str(), object));
+        let full = crate::data::full_type(&manifest.id, object);
+        let (owner, name) = (crate::data::owner_of(&full), full.rsplit('/').next().unwrap_or_default());
         if owner == manifest.id {
             if !own_names().any(|n| n == name) {
-                r.err(&at, format!("`{name}` is not a record type of this package ({}){}; a dependency's type is named `<package id>/<type>`", own_names().collect::<Vec<_>>().join(", "), objectos_kernel::util::did_you_mean(name, own_names())));
+                // The likely one: an own type, or a dependency's of that name.
+                let theirs = manifest.dependencies.keys().find(|dep| declared(dep).is_some_and(|ts| ts.iter().any(|t| t == name)));
+                let hint = match theirs {
+                    Some(dep) if !object.contains('/') => format!("; did you mean `{dep}/{name}`?"),
+                    _ => objectos_kernel::util::did_you_mean(name, own_names()),
+                };
+                r.err(&at, format!("`{name}` is not a record type of this package ({}){hint} (a dependency's type is named `<package id>/<type>`)", own_names().collect::<Vec<_>>().join(", ")));
             }
             continue;
         }

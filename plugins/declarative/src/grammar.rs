@@ -1,8 +1,10 @@
 //! The grammar of the declarative files, as types: the JSON Schemas editors use
 //! (`objectos schema object|workflow|automation`, `docs/schema/`) are generated from these.
 //! [`crate::defs`] reads the same grammar by hand, to report every problem with its place and
-//! the likely name; it takes its keys and values from [`keys`], and a test holds the generated
-//! schemas to the same ones, so the two cannot drift apart.
+//! the likely name. It takes its keys and values from [`keys`], and tests hold the generated
+//! schemas to the same ones and give both the same inputs (each sample, and files that both
+//! must refuse or both accept); the parser checks more than a schema can say (names that
+//! exist, states that can be reached, `min` not above `max`).
 //!
 //! These types are never deserialized into: they exist to be described.
 
@@ -52,19 +54,16 @@ pub mod keys {
 /// The schema of each file kind, by the name `objectos schema` knows it by.
 pub const NAMES: [&str; 3] = ["object", "workflow", "automation"];
 
-/// The JSON Schema of the file kind `name` (see [`NAMES`]).
+/// The JSON Schema (draft 07) of the file kind `name` (see [`NAMES`]). An optional key may be
+/// `null`, as YAML reads `label:` with nothing after it, and the parser reads it as absent.
 pub fn schema(name: &str) -> Option<Value> {
+    fn of<T: JsonSchema>() -> Value {
+        schemars::generate::SchemaSettings::draft07().into_generator().into_root_schema_for::<T>().to_value()
+    }
     match name {
-        "object" => Some(objectos_kernel::model::schema::generate::<ObjectFile>()),
-        "workflow" => {
-            let mut v = objectos_kernel::model::schema::generate::<WorkflowFile>();
-            // A state with nothing to say is written `done:`, which YAML reads as null.
-            if let Some(state) = v.pointer_mut("/properties/states/additionalProperties") {
-                *state = serde_json::json!({ "anyOf": [state.take(), { "type": "null" }] });
-            }
-            Some(v)
-        }
-        "automation" => Some(objectos_kernel::model::schema::generate::<AutomationFile>()),
+        "object" => Some(of::<ObjectFile>()),
+        "workflow" => Some(of::<WorkflowFile>()),
+        "automation" => Some(of::<AutomationFile>()),
         _ => None,
     }
 }
@@ -92,7 +91,18 @@ struct Expression(String);
 
 /// A text with `{{name}}` placeholders, filled from the context (`{{record.title}}`).
 #[derive(JsonSchema)]
+#[schemars(extend("minLength" = 1))]
 struct Template(String);
+
+/// A text shown to people (not empty).
+#[derive(JsonSchema)]
+#[schemars(extend("minLength" = 1))]
+struct Text(String);
+
+/// A notification channel's name: 1-64 characters of a-z, 0-9, `.`, `_` or `-`.
+#[derive(JsonSchema)]
+#[schemars(extend("pattern" = "^[a-z0-9._-]{1,64}$"))]
+struct Channel(String);
 
 // ---- objects ---------------------------------------------------------------------------------
 
@@ -108,7 +118,7 @@ struct ObjectFile {
     /// `<package id>/<name>`.
     name: Name,
     /// Shown to people (default: the name).
-    label: Option<String>,
+    label: Option<Text>,
     /// The fields, by name, in the order forms show them: at most 200, none named `id`,
     /// `created_at` or `updated_at` (the data service keeps those).
     #[schemars(extend("minProperties" = 1, "maxProperties" = 200, "propertyNames" = { "pattern": NAME, "not": { "enum": ["id", "created_at", "updated_at"] } }))]
@@ -122,7 +132,7 @@ enum Field {
     /// Text.
     Text {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given.
@@ -135,7 +145,7 @@ enum Field {
     /// A number.
     Number {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given.
@@ -148,7 +158,7 @@ enum Field {
     /// `true` or `false`.
     Boolean {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given.
@@ -157,7 +167,7 @@ enum Field {
     /// A calendar date, `YYYY-MM-DD`.
     Date {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given (`YYYY-MM-DD`).
@@ -167,7 +177,7 @@ enum Field {
     /// One of a list of values (a workflow's state field is one).
     Enum {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given: one of the values.
@@ -179,7 +189,7 @@ enum Field {
     /// The id of a record of another type.
     Reference {
         /// Shown to people (default: the name, capitalized).
-        label: Option<String>,
+        label: Option<Text>,
         /// Must be set on create.
         required: Option<bool>,
         /// Set on create when not given: a record id.
@@ -240,7 +250,7 @@ struct Notify {
     /// How it is shown (default info).
     level: Option<Level>,
     /// Channels to deliver it on besides the in-app inbox (e.g. `com.acme.webhook`).
-    channels: Option<Vec<String>>,
+    channels: Option<Vec<Channel>>,
 }
 
 #[derive(JsonSchema)]
@@ -283,7 +293,7 @@ struct WorkflowFile {
     /// The workflow's name, as listed in the manifest's `provides.workflows`.
     name: Name,
     /// Shown to people.
-    label: Option<String>,
+    label: Option<Text>,
     /// The record type: one of this package's.
     object: Name,
     /// The field holding the state: a text field, or an enum field whose values are the
@@ -300,7 +310,7 @@ struct WorkflowFile {
 #[serde(deny_unknown_fields)]
 struct State {
     /// Shown to people.
-    label: Option<String>,
+    label: Option<Text>,
     /// Actions run on entering it.
     entry: Option<Vec<Action>>,
     /// Actions run on leaving it.
@@ -337,7 +347,7 @@ struct AutomationFile {
     /// The automation's name, as listed in the manifest's `provides.automations`.
     name: Name,
     /// Shown to people.
-    label: Option<String>,
+    label: Option<Text>,
     /// What starts it: exactly one of `event`, `record` or `schedule`.
     when: When,
     /// A condition that must hold for it to act.

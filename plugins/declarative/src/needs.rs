@@ -110,15 +110,15 @@ pub fn needed(m: &Manifest, defs: &Definitions) -> Vec<Need> {
         dep(&mut out, crate::data::ID, "record types");
         perm(&mut out, uses(crate::data::SERVICE), format!("services.use:{}", crate::data::SERVICE), "record types");
     }
-    // A reference to a dependency's type looks its records up: reading them.
+    // A reference is checked by looking the referenced record up: reading its type, always
+    // (so a required grant).
     for o in &defs.objects {
         for f in &o.fields {
             let crate::defs::FieldKind::Reference { object } = &f.kind else { continue };
             let full = crate::data::full_type(&m.id, object);
-            if crate::data::owner_of(&full) != m.id {
-                let ok = has(&|p| matches!(p, Permission::Data { object, write: false } if *object == full || object == "*"));
-                perm(&mut out, ok, format!("data.{full}.read"), &format!("{}.{}, a reference to another package's records,", o.name, f.name));
-            }
+            let ours = full.strip_prefix(&format!("{}/", m.id));
+            let ok = m.permissions.iter().any(|p| matches!(p, Permission::Data { object, write: false } if *object == full || Some(object.as_str()) == ours || object == "*"));
+            perm(&mut out, ok, format!("data.{}.read", ours.unwrap_or(&full)), &format!("references to {full} records ({}.{})", o.name, f.name));
         }
     }
     if !defs.workflows.is_empty() {

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::automation::Automations;
 use crate::data::Data;
-use crate::defs::{check_package_in, Definitions};
+use crate::defs::{check_package_in, Definitions, Mode};
 use crate::workflow::Workflow;
 
 /// The runtime hosts give the kernel (`KernelConfig::runtime`).
@@ -33,8 +33,10 @@ pub fn check_files(manifest: &Manifest, dir: &Path, installed: &[Manifest]) -> V
 }
 
 /// Read and check a package folder's declared files.
+/// This reads an installed package (at enable, and for the console), so what a later, stricter
+/// check refuses but the engines ignore is let through ([`Mode::Load`]).
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
-    read_definitions_in(manifest, dir, &|_| None)
+    read(manifest, dir, &|_| None, Mode::Load)
 }
 
 /// The record types each of `manifest`'s dependencies declares, where it is installed at a
@@ -46,9 +48,13 @@ pub fn declared_by<'a>(manifest: &'a Manifest, installed: &'a [Manifest]) -> imp
     }
 }
 
-/// Like [`read_definitions`], where other packages' record types are known (see
-/// [`crate::defs::check_package_in`]).
+/// Check a package folder's declared files as install does, where other packages' record
+/// types are known (see [`crate::defs::check_package_in`]).
 pub fn read_definitions_in(manifest: &Manifest, dir: &Path, declared: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Definitions, Vec<Problem>> {
+    read(manifest, dir, declared, Mode::Check)
+}
+
+fn read(manifest: &Manifest, dir: &Path, declared: &dyn Fn(&str) -> Option<Vec<String>>, mode: Mode) -> Result<Definitions, Vec<Problem>> {
     check_package_in(
         manifest,
         |path| {
@@ -56,6 +62,7 @@ pub fn read_definitions_in(manifest: &Manifest, dir: &Path, declared: &dyn Fn(&s
             file.is_file().then(|| std::fs::read_to_string(&file).ok()).flatten()
         },
         declared,
+        mode,
     )
 }
 

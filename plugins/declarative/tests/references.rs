@@ -30,7 +30,7 @@ fn a_reference_names_an_own_type_or_one_a_dependency_declares() {
     let m = ticket_manifest();
     let read = |path: &str| (path == "objects/ticket.yml").then(|| TICKET.to_string());
     let crm = |id: &str| (id == "com.acme.crm").then(|| vec!["account".to_string(), "contact".into(), "opportunity".into()]);
-    let said: Vec<String> = objectos_declarative::check_package_in(&m, read, &crm).unwrap_err().iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+    let said: Vec<String> = objectos_declarative::check_package_in(&m, read, &crm, objectos_declarative::defs::Mode::Check).unwrap_err().iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
     assert!(said.iter().any(|s| s.contains("$.fields.parent.object") && s.contains("`tiket` is not a record type of this package") && s.contains("did you mean `ticket`?")), "{said:?}");
     assert!(said.iter().any(|s| s.contains("$.fields.deal.object") && s.contains("com.acme.crm declares no record type `opportunty`") && s.contains("did you mean `opportunity`?")), "{said:?}");
     assert!(said.iter().any(|s| s.contains("$.fields.person.object") && s.contains("`com.acme.contacts` is not a dependency of this package")), "{said:?}");
@@ -50,10 +50,19 @@ fn a_reference_to_a_dependencys_type_needs_its_read_grant() {
 }
 
 async fn kernel() -> Kernel {
+    kernel_with(&[]).await
+}
+
+/// A kernel with the engines and the built-in test plugins `builtins` (registered before it
+/// starts, as built-ins are).
+async fn kernel_with(builtins: &[String]) -> Kernel {
     let k = Kernel::open(KernelConfig::in_memory().runtime(Arc::new(objectos_declarative::Runtime))).unwrap();
     objectos_jobs::register(&k).unwrap();
     objectos_notification::register(&k).unwrap();
     objectos_declarative::register(&k).unwrap();
+    for m in builtins {
+        k.register_builtin(m, Arc::new(objectos_tests::Probe::default())).unwrap();
+    }
     k.start().await.unwrap();
     k
 }
@@ -119,4 +128,24 @@ async fn install_refuses_a_reference_without_the_read_grant_it_needs() {
     let dir = package_dir(root.path(), "tickets", &m.to_string(), &[("objects/ticket.yml", "name: ticket\nfields:\n  account: { type: reference, object: com.acme.crm/account }\n")]);
     let e = k.install_package(&dir, false).await.unwrap_err().to_string();
     assert!(e.contains("data.com.acme.crm/account.read"), "{e}");
+}
+
+#[tokio::test]
+async fn a_reference_cannot_probe_ids_of_a_type_the_caller_may_not_read() {
+    // May write opportunities, may not read accounts: whether an account id exists is not
+    // something it may learn through an opportunity's account field.
+    let writer = objectos_tests::manifest("t.writer", "1.0.0", &[("com.acme.crm", "^0.4")], &["services.use:data", "data.com.acme.crm/opportunity.write"]);
+    let k = kernel_with(&[writer]).await;
+    install_crm(&k).await;
+    k.enable("com.acme.crm", true).await.unwrap();
+    k.enable("t.writer", true).await.unwrap();
+    let admin = Admin(k.clone());
+    let data = k.context("t.writer").unwrap().services().get::<Data>("data").unwrap();
+    let account = data.create(&admin, "com.acme.crm/account", json!({ "name": "Acme GmbH" })).unwrap();
+    let ctx = k.context("t.writer").unwrap();
+    for id in [account["id"].as_str().unwrap(), "guess"] {
+        let e = data.create(&ctx, "com.acme.crm/opportunity", json!({ "title": "Probe", "account": id })).unwrap_err().to_string();
+        assert!(e.contains("data.com.acme.crm/account.read"), "the same refusal whether or not {id} exists: {e}");
+    }
+    data.create(&ctx, "com.acme.crm/opportunity", json!({ "title": "No account" })).unwrap();
 }

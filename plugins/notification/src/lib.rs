@@ -39,6 +39,11 @@ pub const MANIFEST: &str = include_str!("../plugin.json");
 pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/en.json")), ("translations/zh-CN.json", include_str!("../translations/zh-CN.json"))];
 /// The built-in in-app channel.
 pub const IN_APP: &str = "in-app";
+
+/// Is `name` a channel's name: 1 to 64 characters of a-z, 0-9, '.', '_' or '-'?
+pub fn is_channel_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
 /// The built-in log channel.
 pub const LOG: &str = "log";
 /// How long one delivery may take.
@@ -503,8 +508,7 @@ impl Notifications {
     /// Offer a channel named `name` (1 to 64 characters of a-z, 0-9, '.', '_', '-'). It goes
     /// when the caller stops being enabled.
     pub fn register_channel(&self, caller: &PluginContext, name: &str, channel: Arc<dyn Channel>) -> Result<()> {
-        let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-        if !ok {
+        if !is_channel_name(name) {
             return Err(err(format!("channel name {name:?} must be 1 to 64 characters of a-z, 0-9, '.', '_' or '-'")));
         }
         let mut channels = self.inner.channels();

@@ -167,6 +167,11 @@ fn what_the_schema_refuses_the_parser_refuses() {
         ("automation", "name: t\nwhen: { event: x.y }\ndo: [{ notify: { title: hi, channels: mail } }]\n"),
         ("automation", "name: t\nwhen: { event: x.y }\ndo: [{ enqueue: { emit: x.z, delay: soon } }]\n"),
         ("automation", "name: t\nwhen: { event: x.y }\ndo: [{ launch: rockets }]\n"),
+        ("automation", "name: t\nwhen: { event: x.y }\ndo:\n"),
+        ("automation", "name: t\nwhen: { record: { object: t, on: [created, 5] } }\ndo: [{ emit: x.z }]\n"),
+        ("automation", "name: t\nlabel: \"\"\nwhen: { event: x.y }\ndo: [{ emit: x.z }]\n"),
+        ("automation", "name: t\nwhen: { event: x.y }\ndo: [{ notify: { title: hi, channels: [Mail Room] } }]\n"),
+        ("automation", "name: t\nwhen: { event: x.y }\ndo: [{ notify: { title: \"\" } }]\n"),
     ];
     for (kind, text) in cases {
         let doc = yaml(text);
@@ -178,10 +183,28 @@ fn what_the_schema_refuses_the_parser_refuses() {
         ("object", "$schema: ../x.json\nname: t\nfields:\n  r: { type: reference, object: com.acme.crm/account }\n  d: { type: date, default: 2026-12-01 }\n"),
         ("workflow", "name: t\nobject: t\nfield: s\ninitial: a\nstates:\n  a: { transitions: [{ event: go, to: b, guard: \"n > 1\" }] }\n  b:\n"),
         ("automation", "name: t\nwhen: { record: { object: t, on: [created, updated] } }\ndo: [{ emit: { topic: x.z, data: { n: 1 } } }, { enqueue: { emit: x.z, delay: 90 } }, { enqueue: { emit: x.z, delay: 2h } }]\n"),
+        // Nothing after a key is YAML's null, which both read as the key left out.
+        ("object", "name: t\nlabel:\nfields:\n  n: { type: text, required: null, maxLength: 200.0 }\n"),
+        ("automation", "name: t\nwhen: { record: { object: t, on: } }\nif:\ndo: [{ notify: { title: hi, body: null, channels: [com.acme.webhook] } }, { enqueue: { emit: x.z, delay: } }]\n"),
     ];
     for (kind, text) in fine {
         let doc = yaml(text);
         v.valid(kind, &doc).unwrap_or_else(|e| panic!("the {kind} schema refuses\n{text}\n{e}"));
         parsed(kind, &doc, "t").unwrap_or_else(|e| panic!("the parser refuses the {kind}\n{text}\n{e}"));
     }
+}
+
+#[test]
+fn an_installed_package_loads_what_a_later_check_refuses_but_nothing_reads() {
+    // Each of these was ignored before the check refused it: a package installed then still
+    // enables (loading is lenient), while a new install is told.
+    let object = yaml("name: t\nfields:\n  n: { type: number, maxLength: 3, min: 5, max: 1 }\n");
+    assert!(crate::defs::ObjectDef::parse(&object, "objects/t.yml", "t").is_err());
+    assert!(crate::defs::ObjectDef::parse_as(&object, "objects/t.yml", "t", crate::defs::Mode::Load).is_ok());
+    let flow = yaml("name: t\nlabel: 5\nobject: t\nfield: s\ninitial: a\nstates:\n  a: { final: true, transitions: [{ event: go, to: a }], entry: [{ emit: { topic: x.y, extra: 1 } }] }\n");
+    assert!(crate::defs::WorkflowDef::parse(&flow, "workflows/t.yml", "t").is_err());
+    assert!(crate::defs::WorkflowDef::parse_as(&flow, "workflows/t.yml", "t", crate::defs::Mode::Load).is_ok());
+    // What never worked is refused either way.
+    let broken = yaml("name: t\nfields:\n  n: { type: integer }\n");
+    assert!(crate::defs::ObjectDef::parse_as(&broken, "objects/t.yml", "t", crate::defs::Mode::Load).is_err());
 }
