@@ -84,6 +84,20 @@ impl Report {
         }
     }
 
+    /// An optional `true` or `false` (absent: false). `lenient`: [`Mode::Load`] when it changed
+    /// nothing before the check refused other values, else [`Mode::Check`].
+    fn flag(&mut self, path: &str, v: Option<&Value>, lenient: Mode) -> bool {
+        match v {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                let message = format!("must be true or false, not {}", type_name(other));
+                if lenient == Mode::Load { self.lint(path, message) } else { self.err(path, message) }
+                false
+            }
+        }
+    }
+
     /// An optional text that is only shown (a label): when set, not empty.
     fn label(&mut self, path: &str, v: Option<&Value>) {
         match v {
@@ -465,19 +479,12 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
                 None
             }
             None => {
-                r.err(&format!("{path}.type"), "is required (text, number, boolean, date, enum or reference)");
+                r.err(&format!("{path}.type"), format!("is required ({})", keys::FIELD_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")));
                 None
             }
         };
         let Some(kind) = kind else { continue };
-        let required = match f.get("required") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                r.err(&format!("{path}.required"), format!("must be true or false, not {}", type_name(other)));
-                false
-            }
-        };
+        let required = r.flag(&format!("{path}.required"), f.get("required"), Mode::Check);
         let label = r.string(&format!("{path}.label"), f.get("label"), false).unwrap_or_else(|| {
             let words = fname.replace(['_', '-'], " ");
             let mut c = words.chars();
@@ -747,14 +754,7 @@ fn workflow_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<Workfl
         let sv = if sv.is_null() { &empty } else { sv };
         let Some(s) = r.object(&path, Some(sv), keys::STATE, true) else { continue };
         r.label(&format!("{path}.label"), s.get("label"));
-        let is_final = match s.get("final") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                r.lint(&format!("{path}.final"), format!("must be true or false, not {}", type_name(other)));
-                false
-            }
-        };
+        let is_final = r.flag(&format!("{path}.final"), s.get("final"), Mode::Load);
         if is_final && s.get("transitions").and_then(Value::as_array).is_some_and(|t| !t.is_empty()) {
             r.lint(&format!("{path}.final"), format!("{sname} is final but has transitions out"));
         }
