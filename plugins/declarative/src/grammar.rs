@@ -84,7 +84,7 @@ struct Topic(String);
 
 /// An expression over the record's fields (in guards) or the context (`record`, `payload`,
 /// `event`, `changed` in automations): comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`),
-/// `in`, `and`, `or`, `not`, parentheses; texts in single quotes.
+/// `in`, `and`, `or`, `not`, parentheses; texts in single or double quotes.
 #[derive(JsonSchema)]
 #[schemars(extend("minLength" = 1))]
 struct Expression(String);
@@ -249,7 +249,8 @@ struct Notify {
     body: Option<Template>,
     /// How it is shown (default info).
     level: Option<Level>,
-    /// Channels to deliver it on besides the in-app inbox (e.g. `com.acme.webhook`).
+    /// The channels to deliver it on, instead of the console's inbox (`in-app`, the default),
+    /// e.g. `[in-app, com.acme.webhook]`.
     channels: Option<Vec<Channel>>,
 }
 

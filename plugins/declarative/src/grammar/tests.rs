@@ -208,3 +208,31 @@ fn an_installed_package_loads_what_a_later_check_refuses_but_nothing_reads() {
     let broken = yaml("name: t\nfields:\n  n: { type: integer }\n");
     assert!(crate::defs::ObjectDef::parse_as(&broken, "objects/t.yml", "t", crate::defs::Mode::Load).is_err());
 }
+
+/// The first fenced block of `lang` after the heading that starts with `heading`.
+fn example<'d>(doc: &'d str, heading: &str, lang: &str) -> &'d str {
+    let at = doc.find(&format!("\n## {heading}")).unwrap_or_else(|| panic!("no heading {heading}"));
+    let fence = format!("```{lang}\n");
+    let start = at + doc[at..].find(&fence).unwrap() + fence.len();
+    &doc[start..start + doc[start..].find("```").unwrap()]
+}
+
+#[test]
+fn the_format_references_examples_are_a_valid_package() {
+    let doc = std::fs::read_to_string(repo().join("docs/packages.md")).unwrap();
+    let manifest = objectos_kernel::model::manifest::Manifest::parse(example(&doc, "`plugin.json`", "json").as_bytes(), "docs/packages.md").unwrap();
+    let files = [
+        ("objects/opportunity.yml", example(&doc, "Record types", "yaml").to_string()),
+        ("objects/account.yml", "name: account\nfields:\n  name: { type: text }\n".to_string()),
+        ("workflows/opportunity.yml", example(&doc, "Workflows", "yaml").to_string()),
+        ("automations/notify-won.yml", example(&doc, "Automations", "yaml").to_string()),
+    ];
+    let v = Validators::new();
+    for (file, text) in &files[..] {
+        let kind = file.split('s').next().unwrap();
+        v.valid(kind, &yaml(text)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let defs = crate::check_package(&manifest, |p| files.iter().find(|(f, _)| *f == p).map(|(_, t)| t.clone())).unwrap_or_else(|e| panic!("{e:?}"));
+    let missing = crate::needs::missing(&manifest, &defs);
+    assert!(missing.is_empty(), "the example plugin.json lacks what its files need: {missing:?}");
+}
