@@ -222,6 +222,27 @@ def run_once():
         s.click("[data-commit-import]")
         wait_for("the imported deals", lambda: "Warehouse scanners" in s.text(".record-list") and "Lathe maintenance" in s.text(".record-list"))
         assert "Bad amount" not in s.text(".record-list"), "the bad row was not created"
+        # A package that refers to another's records: an invoice names a CRM opportunity,
+        # chosen from the CRM's deals.
+        s.click('[data-nav="plugins"]')
+        s.click('[data-sample="com.acme.invoicing"]')
+        wait_for("invoicing installed", lambda: row_state(s, "com.acme.invoicing") == "installed")
+        wait_for("the read grant on the CRM's deals to review", lambda: "opportunity records" in s.text(".permissions"))
+        s.click('[data-perm="approve-all"]')
+        wait_for("invoicing approved", lambda: "Pending" not in s.text(".permissions"))
+        s.click('[data-action="enable"]')
+        wait_for("invoicing enabled", lambda: row_state(s, "com.acme.invoicing") == "enabled")
+        s.click('[data-nav="records"]')
+        s.click('[data-type="com.acme.invoicing/invoice"]')
+        s.click("[data-new-record]")
+        fill(s, '[data-field="number"]', "2026-001")
+        fill(s, '[data-field="total"]', "12000")
+        wait_for("the CRM's deals to choose", lambda: "Shop fit-out" in s.text('[data-field="opportunity"]'))
+        deal = s.js("return [...document.querySelectorAll('[data-field=\"opportunity\"] option')].find(o => o.textContent.includes('Shop fit-out')).value")
+        fill(s, '[data-field="opportunity"]', deal)
+        s.click("[data-save-record]")
+        wait_for("the invoice listed with its deal", lambda: "2026-001" in s.text(".record-list") and "Shop fit-out" in s.text(".record-list"))
+        shot("03d2-invoice-refers-to-a-deal")
         # A package with code: the JavaScript lead-scoring sample. The review shows what its code
         # may use; enabled, it scores a lead made in the console and says so in its log.
         s.click('[data-nav="plugins"]')
