@@ -237,8 +237,8 @@ def run_once():
         s.click("[data-new-record]")
         fill(s, '[data-field="number"]', "2026-001")
         fill(s, '[data-field="total"]', "12000")
-        wait_for("the CRM's deals to choose", lambda: "Shop fit-out" in s.text('[data-field="opportunity"]'))
-        deal = s.js("return [...document.querySelectorAll('[data-field=\"opportunity\"] option')].find(o => o.textContent.includes('Shop fit-out')).value")
+        pick = "return [...document.querySelectorAll('[data-field=\"opportunity\"] option')].find(o => o.textContent.includes('Shop fit-out'))?.value"
+        deal = wait_for("the CRM's deals to choose", lambda: s.js(pick))
         fill(s, '[data-field="opportunity"]', deal)
         s.click("[data-save-record]")
         wait_for("the invoice listed with its deal", lambda: "2026-001" in s.text(".record-list") and "Shop fit-out" in s.text(".record-list"))
