@@ -315,7 +315,15 @@ pub fn record_types(types: Vec<(String, String, std::sync::Arc<objectos_builtins
                         FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(objectos_builtins::declarative::data::full_type(&owner, object))),
                         _ => (Vec::new(), None, None, None, None),
                     };
-                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, default: f.default.clone(), detail: view.detail }
+                    // Another package's type is named by that package's name, as the console shows it.
+                    let detail = match (&reference, &f.kind) {
+                        (Some(target), FieldKind::Reference { object }) if object.contains('/') => {
+                            let (theirs, short) = target.split_once('/').unwrap_or_default();
+                            format!("→ {short} record of {}", owner_name(theirs))
+                        }
+                        _ => view.detail,
+                    };
+                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, default: f.default.clone(), detail }
                 })
                 .collect();
             let workflow = workflow(&full).map(|w| RecordWorkflow {
@@ -347,7 +355,13 @@ fn field(f: FieldDef) -> FieldView {
         FieldKind::Boolean => ("boolean", String::new()),
         FieldKind::Date => ("date", String::new()),
         FieldKind::Enum { values } => ("enum", values.join(", ")),
-        FieldKind::Reference { object } => ("reference", format!("→ {object} record")),
+        FieldKind::Reference { object } => (
+            "reference",
+            match object.split_once('/') {
+                Some((owner, short)) => format!("→ {short} record of {owner}"),
+                None => format!("→ {object} record"),
+            },
+        ),
     };
     FieldView { name: f.name, label: f.label, kind: kind.into(), detail, required: f.required }
 }
@@ -416,6 +430,19 @@ mod tests {
     fn crm_manifest() -> Manifest {
         let dir = crm_dir();
         Manifest::parse(&std::fs::read(dir.join("plugin.json")).unwrap(), "crm/plugin.json").unwrap()
+    }
+
+    #[test]
+    fn a_reference_to_another_packages_type_names_it_and_its_package() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages/invoicing");
+        let m = Manifest::parse(&std::fs::read(dir.join("plugin.json")).unwrap(), "invoicing/plugin.json").unwrap();
+        let defs = read_definitions(&m, &dir).unwrap();
+        let invoice = std::sync::Arc::new(defs.objects[0].clone());
+        let names = |id: &str| if id == "com.acme.crm" { "Small CRM".to_string() } else { id.to_string() };
+        let types = record_types(vec![("com.acme.invoicing/invoice".into(), "com.acme.invoicing".into(), invoice)], |_| None, names);
+        let field = types[0].fields.iter().find(|f| f.name == "opportunity").unwrap();
+        assert_eq!(field.reference.as_deref(), Some("com.acme.crm/opportunity"), "the form lists the CRM's deals");
+        assert_eq!(field.detail, "→ opportunity record of Small CRM");
     }
 
     #[test]
