@@ -228,6 +228,8 @@ def run_once():
         s.click('[data-sample="com.acme.invoicing"]')
         wait_for("invoicing installed", lambda: row_state(s, "com.acme.invoicing") == "installed")
         wait_for("the read grant on the CRM's deals to review", lambda: "opportunity records" in s.text(".permissions"))
+        s.js("document.querySelector('.permissions').scrollIntoView(); return true")
+        shot("03d1-invoicing-review")
         s.click('[data-perm="approve-all"]')
         wait_for("invoicing approved", lambda: "Pending" not in s.text(".permissions"))
         s.click('[data-action="enable"]')
