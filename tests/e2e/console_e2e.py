@@ -119,6 +119,14 @@ def fill(s, css, value):
     )
 
 
+def approve_and_enable(s, plugin_id):
+    """Approve everything the selected plugin asks for, then enable it."""
+    s.click('[data-perm="approve-all"]')
+    wait_for(f"{plugin_id} approved", lambda: "Pending" not in s.text(".permissions"))
+    s.click('[data-action="enable"]')
+    wait_for(f"{plugin_id} enabled", lambda: row_state(s, plugin_id) == "enabled")
+
+
 def settle(s):
     s.js("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
 
@@ -176,10 +184,7 @@ def run_once():
         # A second package that depends on it (and optionally on metrics), enabled with its dependencies.
         s.click('[data-sample="com.acme.crm"]')
         wait_for("crm installed", lambda: row_state(s, "com.acme.crm") == "installed")
-        s.click('[data-perm="approve-all"]')
-        wait_for("crm approved", lambda: "Pending" not in s.text(".permissions"))
-        s.click('[data-action="enable"]')
-        wait_for("crm enabled", lambda: row_state(s, "com.acme.crm") == "enabled")
+        approve_and_enable(s, "com.acme.crm")
         wait_for("metrics enabled as an optional dependency", lambda: row_state(s, "com.objectos.metrics") == "enabled")
         shot("03-plugin-detail")
 
@@ -230,10 +235,7 @@ def run_once():
         wait_for("the read grant on the CRM's deals to review", lambda: "opportunity records" in s.text(".permissions"))
         s.js("document.querySelector('.permissions').scrollIntoView(); return true")
         shot("03d1-invoicing-review")
-        s.click('[data-perm="approve-all"]')
-        wait_for("invoicing approved", lambda: "Pending" not in s.text(".permissions"))
-        s.click('[data-action="enable"]')
-        wait_for("invoicing enabled", lambda: row_state(s, "com.acme.invoicing") == "enabled")
+        approve_and_enable(s, "com.acme.invoicing")
         s.click('[data-nav="records"]')
         s.click('[data-type="com.acme.invoicing/invoice"]')
         s.click("[data-new-record]")
@@ -254,10 +256,7 @@ def run_once():
         assert "32 MiB memory" in s.text("[data-code]"), s.text("[data-code]")
         s.js("document.querySelector('[data-code]').scrollIntoView(); return true")
         shot("03e-code-review")
-        s.click('[data-perm="approve-all"]')
-        wait_for("lead scoring approved", lambda: "Pending" not in s.text(".permissions"))
-        s.click('[data-action="enable"]')
-        wait_for("lead scoring enabled", lambda: row_state(s, "com.acme.leads") == "enabled")
+        approve_and_enable(s, "com.acme.leads")
         s.click('[data-nav="records"]')
         s.click('[data-type="com.acme.leads/lead"]')
         s.click("[data-new-record]")
