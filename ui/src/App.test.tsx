@@ -4,7 +4,7 @@ import { mockIPC } from "@tauri-apps/api/mocks";
 import { emit } from "@tauri-apps/api/event";
 import { App } from "./App";
 import { plugin } from "./test/fixtures";
-import { PermissionReview } from "./views/PermissionReview";
+import { breakable, PermissionReview } from "./views/PermissionReview";
 import { PluginDetail } from "./views/PluginDetail";
 import { layout } from "./views/GraphView";
 import { matchesLog } from "./views/LogsView";
@@ -75,6 +75,15 @@ describe("permission review", () => {
     fireEvent.click(screen.getByLabelText("Select storage.write"));
     fireEvent.click(screen.getByText("Approve selected"));
     await waitFor(() => expect(calls).toContainEqual(["grant_permissions", { id: "com.acme.crm", permissions: ["storage.write"] }]));
+  });
+});
+
+describe("a long permission", () => {
+  it("may wrap after its separators, and reads the same", () => {
+    const { container } = render(<code>{breakable("network.connect:api.payments.example.com:443")}</code>);
+    expect(container.textContent).toBe("network.connect:api.payments.example.com:443");
+    expect(container.querySelectorAll("wbr")).toHaveLength(6);
+    expect(container.innerHTML).toContain("connect:<wbr>api.");
   });
 });
 

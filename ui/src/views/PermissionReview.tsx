@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useState, type ReactNode } from "react";
 import type { CodeInfo, CommandError, Owner, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import { Confirm, RiskBadge } from "./common";
@@ -103,7 +103,7 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
                     <input type="checkbox" aria-label={`Select ${p.permission}`} checked={selected.has(p.permission)} onChange={() => toggle(p.permission)} />
                   </td>
                   <td>
-                    <code>{p.permission}</code>
+                    <code>{breakable(p.permission)}</code>
                     <div className="muted small">
                       {p.required ? "required" : "optional"}
                       {p.new && <strong className="new-tag"> new in this version</strong>}
@@ -201,6 +201,12 @@ function Owners({ of, self }: { of: Owner[]; self: string }) {
 }
 
 /** Network and file permissions: the ones whose exact reach the review spells out. */
+/** A permission with places to wrap after its separators (`.`, `:`, `/`), so a long grant
+ * breaks between names, not inside one. */
+export function breakable(text: string): ReactNode[] {
+  return text.split(/(?<=[.:/])/).flatMap((part, i) => (i ? [<wbr key={i} />, part] : [part]));
+}
+
 function reachesOut(permission: string): boolean {
   return permission.startsWith("network.connect:") || permission.startsWith("fs.read:") || permission.startsWith("fs.write:");
 }
