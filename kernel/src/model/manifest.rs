@@ -429,6 +429,11 @@ impl Manifest {
     /// `provides.objects` does not declare reaches nothing.
     pub fn package_problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
+        // Staging leaves dot-entries out (an author's `.git`, `.schema`), so code in one would
+        // not be there. A package installed before that rule keeps loading.
+        if let Some(main) = self.main.as_deref().filter(|m| m.split('/').any(|part| part.starts_with('.'))) {
+            out.push(Problem { path: "main".into(), message: format!("`{main}` is in or is a dot-entry, which a package leaves out (like `.git`); move it (like \"dist/plugin.wasm\")") });
+        }
         for (key, list) in [("permissions", &self.permissions), ("optionalPermissions", &self.optional_permissions)] {
             for (i, p) in list.iter().enumerate() {
                 let Permission::Data { object, .. } = p else { continue };
@@ -619,8 +624,6 @@ impl Validator {
             Some("must be a path of 1 to 200 characters".to_string())
         } else if main.starts_with('/') || main.contains('\\') || main.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
             Some(format!("{} must be a relative path inside the package, without `.`, `..` or `\\` (like \"index.js\" or \"dist/plugin.wasm\")", show(main)))
-        } else if main.split('/').any(|part| part.starts_with('.')) {
-            Some(format!("{} is in or is a dot-entry, which a package leaves out (like `.git`); move it (like \"dist/plugin.wasm\")", show(main)))
         } else if main.chars().any(char::is_control) {
             Some("cannot hold control characters".to_string())
         } else if !CODE_EXTENSIONS.contains(&ext) {

@@ -118,6 +118,12 @@ pub fn owner_of(full: &str) -> &str {
     full.split_once('/').map_or(full, |(o, _)| o)
 }
 
+/// May `caller` learn whether records of `full` exist, for a reference it writes (`call`)?
+/// Its own types' records are its own; another's need its read grant.
+fn may_read(caller: &impl Caller, full: &str, call: &str) -> Result<()> {
+    if owner_of(full) == caller.who() { Ok(()) } else { caller.require_data(full, false, call) }
+}
+
 /// The full name of the type `object` names in a package owned by `owner`: a short name is one
 /// of the package's own (`account`), a full one (`com.acme.contacts/contact`) is itself.
 pub fn full_type(owner: &str, object: &str) -> String {
@@ -261,8 +267,8 @@ impl Data {
 
     /// Refuse values of reference fields that name no record of the referenced type (one of
     /// the same package's types, or a dependency's). Whether a record exists is something
-    /// read: `may_read` asks for the caller's read grant on every referenced type, so a
-    /// caller cannot probe ids of a type it may not read.
+    /// read: `may_read` asks for the caller's read grant on a referenced type it does not own,
+    /// so a caller cannot probe ids of another's type it may not read.
     fn check_references(&self, object: &str, def: &ObjectDef, fields: &Map<String, Value>, may_read: &dyn Fn(&str) -> Result<()>) -> Result<()> {
         let owner = owner_of(object);
         let storage = self.inner.ctx.storage();
@@ -307,7 +313,7 @@ impl Data {
         caller.require_data(object, true, "data.create")?;
         let def = self.definition(object)?;
         let record = Self::with_state_problem(caller, &def, &fields, def.validate(&fields, false)).map_err(|ps| Self::problems(object, ps))?;
-        self.check_references(object, &def, &record, &|t| caller.require_data(t, false, "data.create"))?;
+        self.check_references(object, &def, &record, &|t| may_read(caller, t, "data.create"))?;
         let now = now_ms();
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
@@ -363,7 +369,7 @@ impl Data {
         caller.require_data(object, true, "data.update")?;
         let def = self.definition(object)?;
         let fields = def.validate(&patch, true).map_err(|ps| Self::problems(object, ps))?;
-        self.check_references(object, &def, &fields, &|t| caller.require_data(t, false, "data.update"))?;
+        self.check_references(object, &def, &fields, &|t| may_read(caller, t, "data.update"))?;
         let storage = self.inner.ctx.storage();
         for _ in 0..8 {
             let old = storage.get(&key(object, id))?.ok_or_else(|| err(format!("no {object} record `{id}`")))?;

@@ -612,14 +612,16 @@ pub(crate) fn actions(r: &mut Report, path: &str, v: Option<&Value>) -> Vec<Acti
                 if !keys::LEVELS.contains(&level.as_str()) {
                     r.err(&format!("{p}.level"), format!("`{level}` is not a level; levels: {}{}", keys::LEVELS.join(", "), objectos_kernel::util::did_you_mean(&level, keys::LEVELS.iter().copied())));
                 }
-                let channels: Vec<String> = match o.get("channels") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(a)) if a.iter().all(|c| c.as_str().is_some_and(objectos_notification::is_channel_name)) => a.iter().filter_map(|c| c.as_str().map(String::from)).collect(),
-                    Some(_) => {
-                        r.lint(&format!("{p}.channels"), "must be a list of channel names (1-64 characters of a-z, 0-9, `.`, `_` or `-`)");
-                        Vec::new()
-                    }
+                // Kept as written: a name no channel has fails the delivery, as it always did.
+                let channels: Vec<String> = o.get("channels").and_then(Value::as_array).map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect()).unwrap_or_default();
+                let named = match o.get("channels") {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Array(a)) => a.iter().all(|c| c.as_str().is_some_and(objectos_notification::is_channel_name)),
+                    Some(_) => false,
                 };
+                if !named {
+                    r.lint(&format!("{p}.channels"), "must be a list of channel names (1-64 characters of a-z, 0-9, `.`, `_` or `-`)");
+                }
                 for (field, t) in [("title", title.as_deref().unwrap_or_default()), ("body", text.as_str())] {
                     if let Err(e) = objectos_kernel::model::text::render_placeholders(t, |_| Ok(String::new())) {
                         r.err(&format!("{p}.{field}"), e);

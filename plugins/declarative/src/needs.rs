@@ -110,15 +110,16 @@ pub fn needed(m: &Manifest, defs: &Definitions) -> Vec<Need> {
         dep(&mut out, crate::data::ID, "record types");
         perm(&mut out, uses(crate::data::SERVICE), format!("services.use:{}", crate::data::SERVICE), "record types");
     }
-    // A reference is checked by looking the referenced record up: reading its type, always
-    // (so a required grant).
+    // A reference to another package's type is checked by looking the referenced record up:
+    // reading that type.
     for o in &defs.objects {
         for f in &o.fields {
             let crate::defs::FieldKind::Reference { object } = &f.kind else { continue };
             let full = crate::data::full_type(&m.id, object);
-            let ours = full.strip_prefix(&format!("{}/", m.id));
-            let ok = m.permissions.iter().any(|p| matches!(p, Permission::Data { object, write: false } if *object == full || Some(object.as_str()) == ours || object == "*"));
-            perm(&mut out, ok, format!("data.{}.read", ours.unwrap_or(&full)), &format!("references to {full} records ({}.{})", o.name, f.name));
+            if crate::data::owner_of(&full) != m.id {
+                let ok = has(&|p| matches!(p, Permission::Data { object, write: false } if *object == full || object == "*"));
+                perm(&mut out, ok, format!("data.{full}.read"), &format!("references to {full} records ({}.{})", o.name, f.name));
+            }
         }
     }
     if !defs.workflows.is_empty() {

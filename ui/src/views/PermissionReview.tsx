@@ -204,7 +204,9 @@ function Owners({ of, self }: { of: Owner[]; self: string }) {
 /** A permission with places to wrap after its separators (`.`, `:`, `/`), so a long grant
  * breaks between names, not inside one. */
 export function breakable(text: string): ReactNode[] {
-  return text.split(/(?<=[.:/])/).flatMap((part, i) => (i ? [<wbr key={i} />, part] : [part]));
+  // Each part is a name and the separator after it (no lookbehind: older WebKit lacks it).
+  const parts = text.match(/[^.:/]*[.:/]|[^.:/]+/g) ?? [];
+  return parts.flatMap((part, i) => (i ? [<wbr key={i} />, part] : [part]));
 }
 
 function reachesOut(permission: string): boolean {

@@ -204,6 +204,11 @@ fn an_installed_package_loads_what_a_later_check_refuses_but_nothing_reads() {
     let flow = yaml("name: t\nlabel: 5\nobject: t\nfield: s\ninitial: a\nstates:\n  a: { final: true, transitions: [{ event: go, to: a }], entry: [{ emit: { topic: x.y, extra: 1 } }] }\n");
     assert!(crate::defs::WorkflowDef::parse(&flow, "workflows/t.yml", "t").is_err());
     assert!(crate::defs::WorkflowDef::parse_as(&flow, "workflows/t.yml", "t", crate::defs::Mode::Load).is_ok());
+    // A notification's channels are kept as written: a bad name fails its delivery, as before,
+    // rather than the notice going somewhere else.
+    let notify = yaml("name: t\nwhen: { event: x.y }\ndo: [{ notify: { title: hi, channels: [com.acme.webhook, Email] } }]\n");
+    let a = crate::defs::AutomationDef::parse_as(&notify, "automations/t.yml", "t", crate::defs::Mode::Load).unwrap();
+    assert!(matches!(&a.actions[0], crate::defs::Action::Notify { channels, .. } if channels == &["com.acme.webhook", "Email"]), "{:?}", a.actions);
     // What never worked is refused either way.
     let broken = yaml("name: t\nfields:\n  n: { type: integer }\n");
     assert!(crate::defs::ObjectDef::parse_as(&broken, "objects/t.yml", "t", crate::defs::Mode::Load).is_err());
