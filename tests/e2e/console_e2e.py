@@ -127,6 +127,13 @@ def approve_and_enable(s, plugin_id):
     wait_for(f"{plugin_id} enabled", lambda: row_state(s, plugin_id) == "enabled")
 
 
+def new_record(s, record_type):
+    """Open the records view on `record_type` and start a new record's form."""
+    s.click('[data-nav="records"]')
+    s.click(f'[data-type="{record_type}"]')
+    s.click("[data-new-record]")
+
+
 def settle(s):
     s.js("return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
 
@@ -198,9 +205,7 @@ def run_once():
 
         # Records: an account and a deal made in the console's forms, the deal taken to won by
         # its workflow buttons, and the CRM's automation telling the notification centre.
-        s.click('[data-nav="records"]')
-        s.click('[data-type="com.acme.crm/account"]')
-        s.click("[data-new-record]")
+        new_record(s, "com.acme.crm/account")
         fill(s, '[data-field="name"]', "Acme GmbH")
         s.click("[data-save-record]")
         wait_for("the account listed", lambda: "Acme GmbH" in s.text(".record-list"))
@@ -236,9 +241,7 @@ def run_once():
         s.js("document.querySelector('.permissions').scrollIntoView(); return true")
         shot("03d1-invoicing-review")
         approve_and_enable(s, "com.acme.invoicing")
-        s.click('[data-nav="records"]')
-        s.click('[data-type="com.acme.invoicing/invoice"]')
-        s.click("[data-new-record]")
+        new_record(s, "com.acme.invoicing/invoice")
         fill(s, '[data-field="number"]', "2026-001")
         fill(s, '[data-field="total"]', "12000")
         pick = "return [...document.querySelectorAll('[data-field=\"opportunity\"] option')].find(o => o.textContent.includes('Shop fit-out'))?.value"
@@ -257,9 +260,7 @@ def run_once():
         s.js("document.querySelector('[data-code]').scrollIntoView(); return true")
         shot("03e-code-review")
         approve_and_enable(s, "com.acme.leads")
-        s.click('[data-nav="records"]')
-        s.click('[data-type="com.acme.leads/lead"]')
-        s.click("[data-new-record]")
+        new_record(s, "com.acme.leads/lead")
         fill(s, '[data-field="name"]', "Ada Lovelace")
         fill(s, '[data-field="company"]', "Analytical Engines Ltd")
         fill(s, '[data-field="email"]', "ada@engines.example")
