@@ -405,6 +405,9 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
         return None;
     }
     let mut fields = Vec::new();
+    // Every key some field type takes: the one list unknown keys are checked against.
+    let all: Vec<&str> = keys::FIELD.iter().chain(keys::FIELD_TYPES.iter().flat_map(|(_, k)| k.iter())).copied().collect();
+    let types: Vec<&str> = keys::FIELD_TYPES.iter().map(|(n, _)| *n).collect();
     for (fname, fv) in fields_m {
         let path = format!("$.fields.{fname}");
         if !is_name(fname) {
@@ -415,7 +418,6 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
             r.err(&path, format!("`{fname}` is kept by the data service; choose another name"));
             continue;
         }
-        let all: Vec<&str> = keys::FIELD.iter().chain(keys::FIELD_TYPES.iter().flat_map(|(_, k)| k.iter())).copied().collect();
         let Some(f) = r.object(&path, Some(fv), &all, true) else { continue };
         // A key of another type (`maxLength` on a number) would be silently ignored.
         if let Some((t, own)) = f.get("type").and_then(Value::as_str).and_then(|t| keys::FIELD_TYPES.iter().find(|(name, _)| *name == t)) {
@@ -474,12 +476,11 @@ fn object_def(r: &mut Report, v: &Value, expected_name: &str) -> Option<ObjectDe
                 }
             },
             Some(t) => {
-                let types: Vec<&str> = keys::FIELD_TYPES.iter().map(|(n, _)| *n).collect();
                 r.err(&format!("{path}.type"), format!("`{t}` is not a field type; types: {}{}", types.join(", "), objectos_kernel::util::did_you_mean(t, types.iter().copied())));
                 None
             }
             None => {
-                r.err(&format!("{path}.type"), format!("is required ({})", keys::FIELD_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")));
+                r.err(&format!("{path}.type"), format!("is required ({})", types.join(", ")));
                 None
             }
         };
