@@ -104,9 +104,11 @@ fn fill(k: &Kernel, id: &str) -> usize {
     written
 }
 
-/// The next notice that `pick` accepts, within ten seconds.
+/// The next notice that `pick` accepts, within a minute (the writer retries a failed batch
+/// after a backoff of up to 2 s, so a notice can take that long; a generous deadline costs
+/// nothing when it comes).
 async fn next_notice<T>(rx: &mut tokio::sync::broadcast::Receiver<KernelEvent>, what: &str, mut pick: impl FnMut(KernelEvent) -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match rx.try_recv() {
             Ok(ev) => {
@@ -197,7 +199,8 @@ async fn a_killed_install_leaves_no_staging_folder_after_the_next_start() {
     let dead_pid = dead.id();
     let mut dead = dead;
     dead.wait().unwrap();
-    let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    // Killed below; it only has to outlive the start, however slow the machine.
+    let mut live = std::process::Command::new("sleep").arg("600").spawn().unwrap();
     let left = staging.join(format!("stage-{dead_pid}-1700000000000-0"));
     let busy = staging.join(format!("stage-{}-1700000000000-0", live.id()));
     for d in [&left, &busy] {

@@ -14,5 +14,8 @@ export default defineConfig({
     environment: "jsdom",
     include: ["src/**/*.test.tsx"],
     setupFiles: ["src/test/setup.ts"],
+    // Vitest's default is 5 s a test; these take well under a second, but a slow or busy
+    // machine should not fail them for time.
+    testTimeout: 30_000,
   },
 });

@@ -254,7 +254,7 @@ def run_once():
         # may use; enabled, it scores a lead made in the console and says so in its log.
         s.click('[data-nav="plugins"]')
         s.click('[data-sample="com.acme.leads"]')
-        wait_for("lead scoring installed", lambda: row_state(s, "com.acme.leads") == "installed", seconds=60)
+        wait_for("lead scoring installed", lambda: row_state(s, "com.acme.leads") == "installed", seconds=180)
         wait_for("its code in the review", lambda: "Runs code in the sandbox: index.js (JavaScript)" in s.text("[data-code]"))
         assert "32 MiB memory" in s.text("[data-code]"), s.text("[data-code]")
         s.js("document.querySelector('[data-code]').scrollIntoView(); return true")
@@ -288,7 +288,7 @@ def run_once():
         shot("03h-code-use")
         # A connector's settings: the secret token goes in and never comes back.
         s.click('[data-sample="com.acme.webhook"]')
-        wait_for("the webhook channel installed", lambda: row_state(s, "com.acme.webhook") == "installed", seconds=60)
+        wait_for("the webhook channel installed", lambda: row_state(s, "com.acme.webhook") == "installed", seconds=180)
         wait_for("its settings form", lambda: "Webhook URL" in s.text("[data-settings]"))
         assert "Secret not set" in s.text("[data-settings]")
         fill(s, "#setting-url", "https://hooks.slack.com/services/T000/B000/XXXX")

@@ -205,16 +205,20 @@ async fn a_disabled_plugins_jobs_wait_until_it_is_enabled_again() {
     k.enable("t.other", true).await.unwrap();
     let (user, jobs) = jobs(&k, "t.user");
     let other = k.context("t.other").unwrap();
-    let waiting = jobs.enqueue(&user, JobSpec::new("work", json!("early")).delay(Duration::from_millis(20))).unwrap();
+    // The job falls due only after the disable below has surely finished (it takes
+    // milliseconds; the delay leaves a wide margin on a slow or busy machine). A delay shorter
+    // than the disable lets the job run first, which is not what this test is about.
+    let due_in = Duration::from_secs(1);
+    let waiting = jobs.enqueue(&user, JobSpec::new("work", json!("early")).delay(due_in)).unwrap();
     k.disable("t.user", false).await.unwrap();
     // A later job of another plugin runs: the earlier one of the disabled plugin had its
     // turn and did not run.
-    let later = jobs.enqueue(&other, JobSpec::new("work", json!("later")).delay(Duration::from_millis(40))).unwrap();
-    wait_until(10, "the other plugin's job", || status(&jobs, &other, &later) == Status::Completed).await;
+    let later = jobs.enqueue(&other, JobSpec::new("work", json!("later")).delay(due_in + Duration::from_millis(250))).unwrap();
+    wait_until(30, "the other plugin's job", || status(&jobs, &other, &later) == Status::Completed).await;
     assert_eq!(status(&jobs, &user, &waiting), Status::Queued);
     assert_eq!(*done.lock().unwrap(), ["t.other:\"later\""]);
     k.enable("t.user", false).await.unwrap();
-    wait_until(10, "the waiting job", || status(&jobs, &user, &waiting) == Status::Completed).await;
+    wait_until(30, "the waiting job", || status(&jobs, &user, &waiting) == Status::Completed).await;
     assert_eq!(done.lock().unwrap().len(), 2);
 }
 
@@ -239,7 +243,8 @@ async fn a_cron_schedule_creates_one_job_per_occurrence() {
     let first = jobs.schedule(&ctx, "every-second", "* * * * * *", JobSpec::new("tick", json!(null))).unwrap();
     assert!(first > 0);
     assert_eq!(jobs.schedules(&ctx).unwrap()[0].cron, "* * * * * *");
-    wait_until(10, "two occurrences", || count.load(SeqCst) >= 2).await;
+    // Two occurrences of an every-second schedule take about two seconds: wait far longer.
+    wait_until(60, "two occurrences", || count.load(SeqCst) >= 2).await;
     assert!(jobs.unschedule(&ctx, "every-second").unwrap());
     assert!(jobs.schedules(&ctx).unwrap().is_empty());
     let list = jobs.list(&ctx).unwrap();
