@@ -235,6 +235,54 @@ impl PluginContext {
         self.grants().folders().to_vec()
     }
 
+    /// Whether this plugin may provide service `name`: no other plugin claims it in its
+    /// `provides.services` (the kernel claims `kernel`), and a package claims it itself. A
+    /// refusal is audited as `service.refused`.
+    fn owns_service(&self, name: &str) -> Result<()> {
+        let owner = match self.0.core.registry.claimant(name) {
+            Some(owner) if *owner == *self.id() => return Ok(()),
+            None if !self.0.shared.metered => return Ok(()),
+            other => other.map(|o| o.to_string()),
+        };
+        self.0.shared.counters.denied();
+        let service = crate::util::clip(name.to_string(), MAX_AUDITED_NAME);
+        self.audit_refusal(AuditAction::ServiceRefused, serde_json::json!({ "service": service, "owner": owner }));
+        Err(KernelError::ServiceNotOwned { plugin: self.id().to_string(), service, owner })
+    }
+
+    /// The host's own folders (its data directory and the runtime's cache), as given and as
+    /// they resolve: no file call may reach into them, whatever the grant's folder.
+    pub fn host_folders(&self) -> Arc<[std::path::PathBuf]> {
+        self.0.core.host_folders.clone()
+    }
+
+    /// Record a failure of this plugin's code (a handler or a service call that overran a
+    /// bound or trapped) and return how many are recorded within `window`, by every process
+    /// on this data directory: what decides a quarantine outlives the process that saw it.
+    pub fn count_failure(&self, message: &str, window: std::time::Duration) -> Result<u64> {
+        let now = crate::util::now_ms();
+        let since = now.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        self.0.core.store.count_failure(self.id(), now, since, &crate::util::clip(self.redact(message.to_string()), 1024))
+    }
+
+    /// The digest the host recorded for the compiled artifact `key` when it made it.
+    pub fn recorded_artifact(&self, key: &str) -> Option<String> {
+        self.0.core.store.artifact(key).ok().flatten()
+    }
+
+    /// Record that the host made the compiled artifact `key` of this plugin's code, whose
+    /// bytes have `digest`; only such an artifact is loaded later.
+    pub fn record_artifact(&self, key: &str, digest: &str) -> Result<()> {
+        self.0.core.store.record_artifact(key, digest, self.id())
+    }
+
+    /// Record (audit trail and log) that a cached artifact of this plugin's code was not
+    /// what the host made, and why; the caller compiles it again.
+    pub fn artifact_refused(&self, file: &str, reason: &str) {
+        self.0.core.writer.audit(&Actor::System, Some(self.id()), AuditAction::ArtifactRefused, serde_json::json!({ "file": file, "reason": reason }));
+        self.logger().warn(format!("the cached compiled code {file} was not loaded ({reason}); it was compiled again"));
+    }
+
     /// Refuse a use of a file path no granted folder covers: audited, naming the grant.
     pub fn refuse_path(&self, path: &str, write: bool, call: &str) -> KernelError {
         self.deny(format!("fs.{}:{path}", if write { "write" } else { "read" }), call)
@@ -358,6 +406,7 @@ impl Services<'_> {
         if !ctx.grants().may_provide(name) {
             return Err(ctx.deny(format!("services.provide:{name}"), "services.register"));
         }
+        ctx.owns_service(name)?;
         ctx.0.core.registry.register(&ctx.0.shared.id, name, value)?;
         ctx.0.core.announce_service(ctx.actor(), ctx.id(), name, Some(std::any::type_name::<T>()));
         Ok(())

@@ -162,6 +162,18 @@ pub enum KernelError {
         /// Its declared topic patterns, comma-separated.
         declared: String,
     },
+    /// A plugin registered a service name it does not own: another plugin declares it in
+    /// `provides.services` (the built-ins' names are theirs), or, for a package, its own
+    /// manifest does not declare it.
+    #[error("{plugin} may not provide service `{service}`: {}", match .owner { Some(o) => format!("it is {o}'s (a service name has one owner)"), None => "a package provides only the services it declares in provides.services".to_string() })]
+    ServiceNotOwned {
+        /// The plugin.
+        plugin: String,
+        /// The service name.
+        service: String,
+        /// The plugin that owns the name, if another does.
+        owner: Option<String>,
+    },
     /// A value, payload or use of a shared resource is over one of the kernel's bounds (JSON
     /// depth or size) or a quota; nothing was written.
     #[error("{plugin}: {what} refused: {reason}")]
@@ -308,6 +320,7 @@ impl KernelError {
             KernelError::OverLimit { .. } => "overLimit",
             KernelError::AuthorChanged { .. } => "authorChanged",
             KernelError::TopicNotOwned { .. } => "topicNotOwned",
+            KernelError::ServiceNotOwned { .. } => "serviceNotOwned",
             KernelError::Package { .. } => "package",
             KernelError::Busy { .. } => "busy",
             KernelError::SchemaTooNew { .. } => "schemaTooNew",

@@ -69,6 +69,12 @@ pub trait PackageRuntime: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Folders of the host's own that this runtime keeps (a compiled-code cache): like the
+    /// data directory, they are never reachable through a plugin's file grant.
+    fn own_folders(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// What the package's code is and the bounds it runs under here (`None`: no code, or a
     /// runtime that runs none).
     fn code(&self, _manifest: &Manifest) -> Option<crate::model::views::CodeInfo> {

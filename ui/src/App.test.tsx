@@ -14,9 +14,9 @@ import { RecordsView } from "./views/RecordsView";
 const crm = plugin("com.acme.crm", {
   pending: ["storage.write"],
   permissions: [
-    { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true, owners: [] },
-    { permission: "events.subscribe:crm.opportunity.*", required: true, risk: "low", description: "Receive events matching crm.opportunity.*", enforced: true, grant: null, new: false, owners: [{ id: "com.acme.crm", name: "CRM" }, { id: "com.acme.deals", name: "Deals" }] },
-    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Send web requests to api.example.com on ports 443 (https) and 80 (http)", enforced: true, grant: null, new: false, owners: [] },
+    { permission: "storage.write", required: true, risk: "low", description: "Save, change and delete its own data", enforced: true, grant: null, new: true, owners: [], excludes: [] },
+    { permission: "events.subscribe:crm.opportunity.*", required: true, risk: "low", description: "Receive events matching crm.opportunity.*", enforced: true, grant: null, new: false, owners: [{ id: "com.acme.crm", name: "CRM" }, { id: "com.acme.deals", name: "Deals" }], excludes: [] },
+    { permission: "network.connect:api.example.com", required: false, risk: "high", description: "Send web requests to api.example.com on ports 443 (https) and 80 (http)", enforced: true, grant: null, new: false, owners: [], excludes: [] },
   ],
 });
 
@@ -209,6 +209,23 @@ describe("a package with code", () => {
   });
 });
 
+describe("a file grant over ObjectOS's own folder", () => {
+  it("says the data folder inside it stays out of reach", () => {
+    mockIPC(() => null);
+    const backup = plugin("com.acme.backup", {
+      permissions: [
+        { permission: "fs.write:~", required: true, risk: "high", description: "Create, change and delete files in /home/ada", enforced: true, grant: null, new: false, owners: [], excludes: ["/home/ada/.local/share/objectos"] },
+        { permission: "fs.read:/srv/exports", required: false, risk: "medium", description: "Read files in /srv/exports", enforced: true, grant: null, new: false, owners: [], excludes: [] },
+      ],
+    });
+    render(<PluginDetail info={backup} plugins={[backup]} navigate={() => {}} onError={() => {}} />);
+    const notes = document.querySelectorAll("[data-excludes]");
+    expect(notes.length).toBe(1);
+    expect(notes[0].textContent).toContain("ObjectOS's own data stays out of reach");
+    expect(notes[0].textContent).toContain("/home/ada/.local/share/objectos");
+  });
+});
+
 describe("graph layout", () => {
   it("draws missing dependencies and cycles as errors", () => {
     const { nodes, edges } = layout({
@@ -300,7 +317,7 @@ describe("revoking a required permission with dependents", () => {
     const granted = plugin("com.acme.contacts", {
       state: "enabled",
       permissions: [
-        { permission: "storage.write", required: true, risk: "low", description: "Save", enforced: true, grant: { permission: "storage.write", grantedBy: "admin", grantedAt: 1 }, new: false, owners: [] },
+        { permission: "storage.write", required: true, risk: "low", description: "Save", enforced: true, grant: { permission: "storage.write", grantedBy: "admin", grantedAt: 1 }, new: false, owners: [], excludes: [] },
       ],
     });
     const calls: [string, unknown][] = [];

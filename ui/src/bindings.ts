@@ -624,6 +624,12 @@ export type PermissionStatus = {
 	 *  types it covers (the plugin itself included), for the review to say whose they are.
 	 */
 	owners: Owner[],
+	/**
+	 *  For a file grant: the host's own folders (its data directory, the compiled-code cache)
+	 *  that lie in the granted folder, or that hold it; they stay out of reach whatever the
+	 *  grant, and the review says so.
+	 */
+	excludes: string[],
 };
 
 /**  Everything known about one plugin. */

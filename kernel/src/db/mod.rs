@@ -72,6 +72,12 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE plugins ADD COLUMN author_change TEXT;",
     // 3: secret settings (API tokens), apart from the configuration, which is shown.
     "CREATE TABLE plugin_secrets(plugin TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(plugin, key));",
+    // 4: what a grant's folder was when it was approved (`dev:inode`); failures of a plugin's
+    // code, counted across processes; the digests of compiled code this host made.
+    "ALTER TABLE grants ADD COLUMN folder TEXT;
+    CREATE TABLE code_failures(plugin TEXT NOT NULL, at INTEGER NOT NULL, message TEXT NOT NULL);
+    CREATE INDEX code_failures_by_plugin ON code_failures(plugin, at);
+    CREATE TABLE artifacts(key TEXT PRIMARY KEY, digest TEXT NOT NULL, plugin TEXT NOT NULL, made_at INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -131,6 +131,61 @@ impl Store {
         Ok(added)
     }
 
+    /// Record what the folder of file grant `permission` is now (`dev:inode`).
+    pub(crate) fn set_folder_identity(&self, plugin: &str, permission: &str, identity: &str) -> Result<()> {
+        let c = self.lock();
+        c.execute("UPDATE grants SET folder=?3 WHERE plugin=?1 AND permission=?2", params![plugin, permission, identity]).map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// The recorded folder identities of `plugin`'s file grants, by permission.
+    pub(crate) fn folder_identities(&self, plugin: &str) -> Result<Vec<(String, String)>> {
+        let c = self.lock();
+        let mut st = c.prepare_cached("SELECT permission, folder FROM grants WHERE plugin=?1 AND folder IS NOT NULL").map_err(|e| self.map_err(e))?;
+        let rows = st.query_map([plugin], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|r| r.collect()).map_err(|e| self.map_err(e))?;
+        Ok(rows)
+    }
+
+    /// File grants approved before identities were recorded: (plugin, permission).
+    pub(crate) fn unidentified_folders(&self) -> Result<Vec<(String, String)>> {
+        let c = self.lock();
+        let mut st = c.prepare("SELECT plugin, permission FROM grants WHERE folder IS NULL AND (permission LIKE 'fs.read:%' OR permission LIKE 'fs.write:%')").map_err(|e| self.map_err(e))?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|r| r.collect()).map_err(|e| self.map_err(e))?;
+        Ok(rows)
+    }
+
+    /// Record a failure of `plugin`'s code at `at` and forget those before `since`; returns
+    /// how many are recorded since `since` (in every process on this database).
+    pub(crate) fn count_failure(&self, plugin: &str, at: i64, since: i64, message: &str) -> Result<u64> {
+        let mut c = self.lock();
+        let tx = c.transaction().map_err(|e| self.map_err(e))?;
+        tx.execute("DELETE FROM code_failures WHERE plugin=?1 AND at<?2", params![plugin, since]).map_err(|e| self.map_err(e))?;
+        tx.execute("INSERT INTO code_failures(plugin, at, message) VALUES (?1, ?2, ?3)", params![plugin, at, message]).map_err(|e| self.map_err(e))?;
+        let n: i64 = tx.query_row("SELECT count(*) FROM code_failures WHERE plugin=?1 AND at>=?2", params![plugin, since], |r| r.get(0)).map_err(|e| self.map_err(e))?;
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Forget `plugin`'s recorded failures (it was quarantined for them, or removed).
+    pub(crate) fn clear_failures(&self, plugin: &str) -> Result<()> {
+        let c = self.lock();
+        c.execute("DELETE FROM code_failures WHERE plugin=?1", [plugin]).map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// The digest recorded for compiled artifact `key`.
+    pub(crate) fn artifact(&self, key: &str) -> Result<Option<String>> {
+        let c = self.lock();
+        c.query_row("SELECT digest FROM artifacts WHERE key=?1", [key], |r| r.get(0)).optional().map_err(|e| self.map_err(e))
+    }
+
+    /// Record that this host made artifact `key` with `digest` (for `plugin`).
+    pub(crate) fn record_artifact(&self, key: &str, digest: &str, plugin: &str) -> Result<()> {
+        let c = self.lock();
+        c.execute("INSERT OR REPLACE INTO artifacts(key, digest, plugin, made_at) VALUES (?1, ?2, ?3, ?4)", params![key, digest, plugin, now_ms()]).map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
     pub(crate) fn revoke(&self, plugin: &str, permissions: &[String]) -> Result<Vec<String>> {
         let mut c = self.lock();
         let tx = c.transaction().map_err(|e| self.map_err(e))?;

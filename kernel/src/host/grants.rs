@@ -6,8 +6,9 @@ impl Kernel {
     /// Recompile `id`'s grants from the database (bumping the generation typed handles check).
     pub(super) fn refresh_grants(&self, id: &str) -> Result<()> {
         let grants = self.0.core.store.grants(id)?;
+        let identities = self.0.core.store.folder_identities(id)?;
         if let Some(s) = lock(&self.0.plugins).get(id) {
-            s.shared.grants.store(Arc::new(compile_grants(&grants)));
+            s.shared.grants.store(Arc::new(compile_grants(&grants, &identities)));
             s.shared.grants_generation.fetch_add(1, Ordering::Release);
             *lock(&s.shared.granted) = grants.into_iter().map(|g| g.permission).collect();
         }
@@ -36,10 +37,17 @@ impl Kernel {
                 out
             }
         };
+        let mut folders = Vec::new();
         for p in &wanted {
-            check_folder(id, p)?;
+            if let Some(identity) = check_folder(id, p)? {
+                folders.push((p, identity));
+            }
         }
         let added = self.0.core.store.grant(id, &wanted, &by.to_string())?;
+        // Approving a file grant (again) approves the folder that is there now.
+        for (p, identity) in folders {
+            self.0.core.store.set_folder_identity(id, p, &identity)?;
+        }
         self.refresh_grants(id)?;
         // Grants live in their own table; the plugin's row changes only when this approves
         // permissions an upgrade had marked new.
@@ -115,22 +123,37 @@ impl Kernel {
 /// why it is not one.
 /// Refuse a file grant for a folder that is not there: the plugin could not use it, and the
 /// admin should see which folder was meant before approving.
-fn check_folder(id: &str, permission: &str) -> Result<()> {
-    let Some(raw) = permission.strip_prefix("fs.read:").or_else(|| permission.strip_prefix("fs.write:")) else { return Ok(()) };
+/// For a file grant, the identity of the folder approved ([`crate::model::permission::folder_identity`]).
+fn check_folder(id: &str, permission: &str) -> Result<Option<String>> {
+    let Some(raw) = permission.strip_prefix("fs.read:").or_else(|| permission.strip_prefix("fs.write:")) else { return Ok(None) };
     let path = crate::model::reach::folder(raw).map_err(|reason| KernelError::GrantRefused { plugin: id.into(), permission: permission.into(), reason })?;
     if !path.is_dir() {
         let reason = if path.exists() { format!("{} is a file, not a folder", path.display()) } else { format!("the folder {} does not exist; create it first, then approve", path.display()) };
         return Err(KernelError::GrantRefused { plugin: id.into(), permission: permission.into(), reason });
     }
-    Ok(())
+    Ok(crate::model::permission::folder_identity(&path))
+}
+
+impl Kernel {
+    /// Give file grants approved before folder identities were recorded the identity of the
+    /// folder there now (once, when the kernel opens).
+    pub(super) fn identify_folders(&self) -> Result<()> {
+        for (plugin, permission) in self.0.core.store.unidentified_folders()? {
+            let raw = permission.split_once(':').map_or("", |(_, f)| f);
+            if let Some(identity) = crate::model::reach::folder(raw).ok().and_then(|p| crate::model::permission::folder_identity(&p)) {
+                self.0.core.store.set_folder_identity(&plugin, &permission, &identity)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn canonical_permission(text: &str) -> Result<String> {
     text.parse::<Permission>().map(|p| p.to_string()).map_err(|reason| KernelError::InvalidName { name: text.into(), reason })
 }
 
-pub(super) fn compile_grants(rows: &[GrantRow]) -> GrantSet {
+pub(super) fn compile_grants(rows: &[GrantRow], identities: &[(String, String)]) -> GrantSet {
     let perms: Vec<Permission> = rows.iter().filter_map(|g| g.permission.parse().ok()).collect();
-    GrantSet::new(perms.iter())
+    GrantSet::new(perms.iter()).with_identities(identities)
 }
 

@@ -127,21 +127,33 @@ impl Kernel {
         outcome
     }
 
-    /// What a package may call itself: not an id under `com.objectos.` (the built-ins'), and
-    /// only topics in namespaces no other plugin owns ([`Pattern::claims_collide`]; the kernel
-    /// owns `kernel.*` and `plugin.*`). Every problem is reported, with its path.
+    /// What a package may call itself: not an id under `com.objectos.` (the built-ins'), only
+    /// topics in namespaces no other plugin owns ([`Pattern::claims_collide`]; the kernel
+    /// owns `kernel.*` and `plugin.*`), and only service names no other plugin declares. Every
+    /// problem is reported, with its path.
     fn check_package_names(&self, m: &Manifest, source: &str) -> Result<()> {
         let mut problems = Vec::new();
         if m.id.starts_with(RESERVED_ID_PREFIX) || Some(m.id.as_str()) == RESERVED_ID_PREFIX.strip_suffix('.') {
             problems.push(Problem { path: "id".into(), message: format!("ids under `{RESERVED_ID_PREFIX}` are reserved for ObjectOS's built-in plugins") });
         }
         let mut claims: Vec<(String, Pattern)> = ["kernel.**", "plugin.**"].iter().filter_map(|p| Some(("the kernel".to_string(), p.parse().ok()?))).collect();
+        // Service names have one owner too: a built-in's (registered or installed) or another
+        // package's; `kernel` is the kernel's.
+        let mut services: BTreeMap<String, String> = BTreeMap::from([("kernel".to_string(), crate::runtime::registry::KERNEL_OWNER.to_string())]);
         {
             let plugins = lock(&self.0.plugins);
             let builtins = lock(&self.0.builtins);
             let others = plugins.iter().map(|(id, s)| (id.clone(), s.manifest().clone())).chain(builtins.iter().map(|(id, b)| (id.clone(), b.manifest.clone())));
             for (id, manifest) in others.filter(|(id, _)| *id != m.id) {
                 claims.extend(manifest.provides.events.iter().filter_map(|e| Some((id.clone(), e.parse().ok()?))));
+                for s in &manifest.provides.services {
+                    services.entry(s.clone()).or_insert_with(|| id.clone());
+                }
+            }
+        }
+        for (i, name) in m.provides.services.iter().enumerate() {
+            if let Some(owner) = services.get(name) {
+                problems.push(Problem { path: format!("provides.services[{i}]"), message: format!("service `{name}` is {owner}'s; a service name has one owner, so choose another") });
             }
         }
         for (i, text) in m.provides.events.iter().enumerate() {
@@ -201,7 +213,7 @@ impl Kernel {
         let grants = self.0.core.store.insert_plugins(&rows, &grant_by.map(Actor::to_string).unwrap_or_default())?;
         let mut installed = Vec::with_capacity(new.len());
         for (((m, code, _), (row, _)), grants) in new.into_iter().zip(&rows).zip(grants) {
-            let mut slot = self.new_slot(m.clone(), kind, code.clone(), row, grants)?;
+            let mut slot = self.new_slot(m.clone(), kind, code.clone(), row, grants, &[])?;
             // A package under an id someone else published is held before any of its code runs.
             if kind == PluginKind::Package {
                 slot.author_change = self.former_author_change(&m)?;

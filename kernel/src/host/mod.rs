@@ -207,8 +207,22 @@ impl Kernel {
         };
         // Staging folders of installs killed mid-way (their process is gone) are removed.
         package::sweep_staging(&package::staging_root(&packages_dir));
+        // The host's own folders, as they resolve (a grant of a folder holding them, or a link
+        // into them, is found by the resolved path).
+        let host_folders: Arc<[PathBuf]> = config
+            .data_dir
+            .iter()
+            .chain(temp_dir.iter())
+            .cloned()
+            .chain(config.runtime.own_folders())
+            .flat_map(|f| {
+                let resolved = std::fs::canonicalize(&f).ok();
+                std::iter::once(f).chain(resolved)
+            })
+            .collect();
         let core = Arc::new(Core {
             id,
+            host_folders,
             bus: Arc::new(Bus::new(id, writer.clone())),
             registry: Arc::new(Registry::default()),
             storage,
@@ -218,10 +232,11 @@ impl Kernel {
             counters: Arc::new(Counters::default()),
             quotas: Arc::new(ArcSwap::from_pointee(quotas)),
         });
+        let plugins = Mutex::new(Slots::claiming_for(core.registry.clone()));
         let inner = Arc::new(KernelInner {
             core,
             writer_thread: Mutex::new(Some(thread)),
-            plugins: Mutex::new(Slots::default()),
+            plugins,
             running: false.into(),
             builtins: Mutex::new(BTreeMap::new()),
             packages_dir,
@@ -230,6 +245,7 @@ impl Kernel {
             config,
         });
         let kernel = Kernel(inner, Actor::Admin);
+        kernel.identify_folders()?;
         kernel.load_rows()?;
         Ok(kernel)
     }

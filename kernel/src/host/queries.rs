@@ -30,6 +30,7 @@ impl Kernel {
                     description: p.describe(),
                     enforced: p.enforced(slot.kind == PluginKind::Package),
                     owners: crate::model::views::owners(p, &set, id),
+                    excludes: crate::model::views::excluded_host_folders(p, &self.0.core.host_folders),
                 }
             })
             .collect();

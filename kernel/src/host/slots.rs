@@ -52,6 +52,8 @@ pub(super) struct Slots {
     /// action checks resolution several times; a chain of n plugins would otherwise cost n
     /// walks of up to n plugins each).
     resolved: Option<Arc<BTreeMap<String, ResolveError>>>,
+    /// The service registry whose name claims this table keeps true (none: a scratch table).
+    registry: Option<Arc<crate::runtime::registry::Registry>>,
 }
 
 impl std::ops::Deref for Slots {
@@ -62,9 +64,23 @@ impl std::ops::Deref for Slots {
 }
 
 impl Slots {
+    /// An empty table that keeps `registry`'s service name claims.
+    pub(super) fn claiming_for(registry: Arc<crate::runtime::registry::Registry>) -> Slots {
+        let slots = Slots { registry: Some(registry), ..Slots::default() };
+        slots.claim();
+        slots
+    }
+
     fn changed(&mut self) {
         self.manifests = None;
         self.resolved = None;
+        self.claim();
+    }
+
+    fn claim(&self) {
+        if let Some(r) = &self.registry {
+            r.set_claims(self.map.values().map(|s| (&*s.manifest, s.kind == PluginKind::Builtin)));
+        }
     }
 
     /// Every slot, to change (their manifests aside).
@@ -123,7 +139,7 @@ impl Kernel {
     /// Read installed plugins from the database (states as last recorded).
     pub(super) fn load_rows(&self) -> Result<()> {
         let rows = self.0.core.store.plugins()?;
-        let mut slots = Slots::default();
+        let mut slots = Slots::claiming_for(self.0.core.registry.clone());
         for row in rows {
             slots.insert(self.slot_from_row(&row)?);
         }
@@ -145,15 +161,16 @@ impl Kernel {
             _ => lock(&self.0.builtins).get(&row.id).map(|b| b.code.clone()).unwrap_or_else(|| Arc::new(Missing)),
         };
         let grants = self.0.core.store.grants(&row.id)?;
-        self.new_slot(Arc::new(manifest), kind, code, row, grants)
+        let identities = self.0.core.store.folder_identities(&row.id)?;
+        self.new_slot(Arc::new(manifest), kind, code, row, grants, &identities)
     }
 
-    pub(super) fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow, grants: Vec<GrantRow>) -> Result<Slot> {
+    pub(super) fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow, grants: Vec<GrantRow>, identities: &[(String, String)]) -> Result<Slot> {
         let id: Arc<str> = manifest.id.as_str().into();
         let shared = Arc::new(PluginShared {
             id: id.clone(),
             actor: Actor::Plugin(id.clone()),
-            grants: ArcSwap::from_pointee(compile_grants(&grants)),
+            grants: ArcSwap::from_pointee(compile_grants(&grants, identities)),
             granted: Mutex::new(grants.into_iter().map(|g| g.permission).collect()),
             grants_generation: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::new(Counters::default()),

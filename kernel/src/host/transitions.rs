@@ -281,6 +281,8 @@ impl Kernel {
             s.last_error = Some(LastError { hook: None, message: format!("quarantined: {reason}"), at: now_ms() });
         })?;
         self.announce(&Actor::System, id, from, Some(State::Error), AuditAction::PluginQuarantined, json!({ "reason": reason }));
+        // The failures are answered: an admin who enables it again starts it afresh.
+        self.0.core.store.clear_failures(id)?;
         Ok(())
     }
 

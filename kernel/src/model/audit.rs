@@ -120,6 +120,10 @@ audit_actions! {
     PluginError => "plugin.error",
     /// A plugin's code kept failing and the kernel stopped it (see `PluginContext::quarantine`).
     PluginQuarantined => "plugin.quarantined",
+    /// A cached artifact of a plugin's compiled code was not what the host made for it (a
+    /// digest that differs or was never recorded, a link, not a regular file); it was compiled
+    /// again.
+    ArtifactRefused => "plugin.artifact.refused",
     /// An admin set a plugin's configuration.
     PluginConfigured => "plugin.configured",
     /// Permissions were approved.
@@ -133,6 +137,9 @@ audit_actions! {
     LimitExceeded => "limit.exceeded",
     /// A plugin emitted, or declared, a topic another plugin owns (or one it does not declare).
     TopicRefused => "topic.refused",
+    /// A plugin registered a service name another plugin owns (or, a package, one it does not
+    /// declare), and was refused.
+    ServiceRefused => "service.refused",
     /// A plugin registered a service.
     ServiceRegistered => "service.registered",
     /// A service went away.

@@ -479,6 +479,29 @@ pub struct Folder {
     pub path: std::path::PathBuf,
     /// `fs.write` (else `fs.read` only).
     pub write: bool,
+    /// What the folder was when the admin approved it ([`folder_identity`]): a path that now
+    /// leads to another folder (replaced, or a link put in its place) is refused. `None` for
+    /// a grant recorded without one.
+    pub identity: Option<String>,
+}
+
+/// The identity of what `path` leads to now (`device:inode`), to tell later whether the
+/// same folder is still there; `None` where it cannot be read.
+pub fn folder_identity(path: &std::path::Path) -> Option<String> {
+    std::fs::metadata(path).ok().and_then(|m| metadata_identity(&m))
+}
+
+/// The identity ([`folder_identity`]) of a file or folder whose metadata is `m`.
+#[cfg(unix)]
+pub fn metadata_identity(m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    Some(format!("{}:{}", m.dev(), m.ino()))
+}
+
+/// The identity ([`folder_identity`]) of a file or folder whose metadata is `m`.
+#[cfg(not(unix))]
+pub fn metadata_identity(_m: &std::fs::Metadata) -> Option<String> {
+    None
 }
 
 impl GrantSet {
@@ -503,7 +526,7 @@ impl GrantSet {
                     if let Ok(path) = super::reach::folder(f) {
                         match g.folders.iter_mut().find(|x| x.path == path) {
                             Some(x) => x.write |= write,
-                            None => g.folders.push(Folder { path, write }),
+                            None => g.folders.push(Folder { path, write, identity: None }),
                         }
                     }
                 }
@@ -511,6 +534,18 @@ impl GrantSet {
         }
         g.folders = outermost(std::mem::take(&mut g.folders));
         g
+    }
+
+    /// Give each folder the identity recorded for a grant of it (`permission`, identity).
+    pub fn with_identities(mut self, identities: &[(String, String)]) -> Self {
+        for (permission, identity) in identities {
+            let Some(raw) = permission.strip_prefix("fs.read:").or_else(|| permission.strip_prefix("fs.write:")) else { continue };
+            let Ok(path) = super::reach::folder(raw) else { continue };
+            if let Some(f) = self.folders.iter_mut().find(|f| f.path == path) {
+                f.identity = Some(identity.clone());
+            }
+        }
+        self
     }
 
     /// May plugin `me` read (or, with `write`, change) records of `object` (a full type name,

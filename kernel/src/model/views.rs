@@ -94,6 +94,36 @@ pub struct PermissionStatus {
     /// Whose names it reaches: the installed plugins that own the topics, services or record
     /// types it covers (the plugin itself included), for the review to say whose they are.
     pub owners: Vec<Owner>,
+    /// For a file grant: the host's own folders (its data directory, the compiled-code cache)
+    /// that lie in the granted folder, or that hold it; they stay out of reach whatever the
+    /// grant, and the review says so.
+    pub excludes: Vec<String>,
+}
+
+/// The host folders ([`PermissionStatus::excludes`]) that file grant `permission` would
+/// cover without the rule that keeps them out of reach.
+pub fn excluded_host_folders(permission: &crate::model::permission::Permission, host: &[std::path::PathBuf]) -> Vec<String> {
+    use crate::model::permission::Permission as P;
+    let (P::FsRead(raw) | P::FsWrite(raw)) = permission else { return Vec::new() };
+    let Ok(folder) = crate::model::reach::folder(raw) else { return Vec::new() };
+    let resolved = std::fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
+    let mut out: Vec<String> = Vec::new();
+    for h in host {
+        let hit = [&folder, &resolved].iter().any(|f| h.starts_with(f) || f.starts_with(h));
+        let shown = h.display().to_string();
+        if hit && !out.contains(&shown) {
+            out.push(shown);
+        }
+    }
+    // One line per folder: a resolved form that only repeats another is dropped.
+    let canon: Vec<Option<std::path::PathBuf>> = out.iter().map(|o| std::fs::canonicalize(o).ok()).collect();
+    let mut kept = Vec::new();
+    for (i, o) in out.iter().enumerate() {
+        if !(0..i).any(|j| canon[j].is_some() && canon[j] == canon[i]) {
+            kept.push(o.clone());
+        }
+    }
+    kept
 }
 
 /// A plugin whose names a permission reaches.

@@ -36,6 +36,9 @@ pub(crate) struct Core {
     pub(crate) counters: Arc<Counters>,
     /// The quotas packages run under (the admin's setting, else the defaults).
     pub(crate) quotas: Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>,
+    /// The host's own folders (the data directory, the runtime's cache), resolved: no file
+    /// grant reaches into them.
+    pub(crate) host_folders: Arc<[std::path::PathBuf]>,
 }
 
 impl Core {

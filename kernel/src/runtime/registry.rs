@@ -35,9 +35,40 @@ pub(crate) struct Registry {
     map: RwLock<FxHashMap<Arc<str>, Entry>>,
     /// Bumped by every change, so typed handles know when to look again.
     generation: AtomicU64,
+    /// Who owns each declared service name: the installed plugin whose manifest lists it in
+    /// `provides.services` (a built-in's claim wins over a package's), and `kernel`, the
+    /// kernel's own. Kept by the slot table on every change of the installed manifests.
+    claims: RwLock<FxHashMap<Arc<str>, Arc<str>>>,
 }
 
+/// Who owns the service name `kernel` (the kernel's management calls).
+pub(crate) const KERNEL_OWNER: &str = "the kernel";
+
 impl Registry {
+    /// Replace the claims with those of `manifests` (each with whether it is a built-in).
+    pub(crate) fn set_claims<'a>(&self, manifests: impl Iterator<Item = (&'a crate::model::manifest::Manifest, bool)>) {
+        let mut claims: FxHashMap<Arc<str>, Arc<str>> = FxHashMap::default();
+        let mut builtin_claims = Vec::new();
+        for (m, builtin) in manifests {
+            let owner: Arc<str> = m.id.as_str().into();
+            for s in &m.provides.services {
+                if builtin {
+                    builtin_claims.push((Arc::<str>::from(s.as_str()), owner.clone()));
+                } else {
+                    claims.entry(s.as_str().into()).or_insert_with(|| owner.clone());
+                }
+            }
+        }
+        claims.extend(builtin_claims);
+        claims.insert("kernel".into(), KERNEL_OWNER.into());
+        *self.claims.write().unwrap_or_else(|p| p.into_inner()) = claims;
+    }
+
+    /// The plugin whose manifest claims service `name`, if any.
+    pub(crate) fn claimant(&self, name: &str) -> Option<Arc<str>> {
+        self.claims.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

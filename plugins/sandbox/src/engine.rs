@@ -4,6 +4,12 @@
 //!
 //! Only artifacts under the cache folder are ever deserialized. A package's folder is written
 //! by its author, so nothing in it is trusted as machine code: a `.cwasm` there is just a file.
+//!
+//! Nor is a file in the cache folder trusted for its name: an artifact is loaded only when
+//! its digest is the one recorded when this host made it (in the data directory's database,
+//! the [`Ledger`], or by this process), read without following a link, only as a regular
+//! file, non-blocking and bounded in size. Anything else is compiled again, and the refusal
+//! is audited.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -22,8 +28,10 @@ pub const MAX_WASM_STACK: usize = 1 << 20;
 pub const WIT: &str = include_str!("../../../wit/plugin.wit");
 
 /// How long turning JavaScript into a component may take (it runs the module's top level),
-/// unless `$OBJECTOS_COMPONENTIZE_TIMEOUT` says otherwise (seconds, 1 to 600).
-pub const COMPONENTIZE_TIMEOUT: Duration = Duration::from_secs(30);
+/// unless `$OBJECTOS_COMPONENTIZE_TIMEOUT` says otherwise (seconds, 1 to 600). Honest work
+/// takes one to three seconds on these machines; the bound only ends a top level that never
+/// does, so it is wide enough for a CPU several times slower that is busy with other work.
+pub const COMPONENTIZE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn componentize_timeout() -> Duration {
     std::env::var("OBJECTOS_COMPONENTIZE_TIMEOUT")
@@ -107,6 +115,85 @@ pub(crate) fn kind(main: &str) -> Kind {
 /// The most files of a package hashed for the cache key (a package is bounded when staged).
 const MAX_FILES: usize = 10_000;
 
+/// The largest compiled artifact read back (machine code is a few times its component).
+const MAX_ARTIFACT_BYTES: u64 = 4 * MAX_COMPONENT_BYTES;
+
+/// What vouches for cached artifacts: the database of the data directory they serve, which
+/// records each artifact's digest when the host makes it.
+pub(crate) trait Ledger {
+    /// The digest recorded for artifact `key` (its file name in the cache).
+    fn recorded(&self, key: &str) -> Option<String>;
+    /// Record that the host made artifact `key` with `digest`.
+    fn record(&self, key: &str, digest: &str);
+    /// A cached file was not loaded: audit it.
+    fn refused(&self, file: &str, reason: &str);
+}
+
+/// No database (a check without a data directory): only what this process made is trusted.
+pub(crate) struct NoLedger;
+
+impl Ledger for NoLedger {
+    fn recorded(&self, _key: &str) -> Option<String> {
+        None
+    }
+    fn record(&self, _key: &str, _digest: &str) {}
+    fn refused(&self, file: &str, reason: &str) {
+        tracing::info!("the cached artifact {file} was not loaded ({reason}); compiling again");
+    }
+}
+
+impl Ledger for objectos_kernel::PluginContext {
+    fn recorded(&self, key: &str) -> Option<String> {
+        self.recorded_artifact(key)
+    }
+    fn record(&self, key: &str, digest: &str) {
+        if let Err(e) = self.record_artifact(key, digest) {
+            tracing::warn!("cannot record the compiled artifact {key}: {e}");
+        }
+    }
+    fn refused(&self, file: &str, reason: &str) {
+        self.artifact_refused(file, reason);
+    }
+}
+
+/// The artifacts this process made, by path, with their digests: trusted without a record
+/// (the install check compiles before the plugin has a database row to record them in).
+fn made_here() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static MADE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> = OnceLock::new();
+    MADE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read `path` as a regular file of at most `max` bytes, without following a link and
+/// without blocking: `Ok(None)` when there is nothing there, `Err` with why it was not read.
+pub(crate) fn read_plain(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => return Err("it is a link".into()),
+        Err(e) => return Err(format!("it cannot be opened: {e}")),
+    };
+    let meta = file.metadata().map_err(|e| format!("it cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.len() > max {
+        return Err(format!("it is {} MiB, over the {} MiB read back", meta.len() >> 20, max >> 20));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| format!("it cannot be read: {e}"))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it grew over the {} MiB read back", max >> 20));
+    }
+    Ok(Some(bytes))
+}
+
+fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 impl Cache {
     /// Cache under `dir` (created when first written).
     pub fn at(dir: impl Into<PathBuf>) -> Cache {
@@ -127,16 +214,72 @@ impl Cache {
         self
     }
 
+    /// The cached artifact `name`, when it is what this host made (see [`Ledger`]); a file
+    /// that is not is reported to `ledger` and ignored.
+    fn cached(&self, name: &str, ledger: &dyn Ledger) -> Option<Vec<u8>> {
+        let path = self.dir.as_ref()?.join(name);
+        let bytes = match read_plain(&path, MAX_ARTIFACT_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(why) => {
+                ledger.refused(&path.display().to_string(), &why);
+                return None;
+            }
+        };
+        let found = digest(&bytes);
+        let here = made_here().get(&path.display().to_string()).cloned();
+        let recorded = ledger.recorded(name);
+        match (here == Some(found.clone()), recorded) {
+            (_, Some(r)) if r == found => Some(bytes),
+            (true, None) => {
+                ledger.record(name, &found);
+                Some(bytes)
+            }
+            (true, Some(_)) => {
+                // This process made it after the record was written: the newer record wins.
+                ledger.record(name, &found);
+                Some(bytes)
+            }
+            (false, Some(_)) => {
+                ledger.refused(&path.display().to_string(), "its digest is not the one recorded when this host made it");
+                None
+            }
+            (false, None) => {
+                ledger.refused(&path.display().to_string(), "this host has no record of making it");
+                None
+            }
+        }
+    }
+
+    /// Cache `bytes` as artifact `name`, recorded as made here.
+    fn keep(&self, name: &str, bytes: &[u8], ledger: &dyn Ledger) {
+        let Some(dir) = &self.dir else { return };
+        let d = digest(bytes);
+        ledger.record(name, &d);
+        {
+            let mut made = made_here();
+            // Bounded: a long-running host that compiles many versions keeps the latest.
+            if made.len() >= 4096 {
+                made.clear();
+            }
+            made.insert(dir.join(name).display().to_string(), d);
+        }
+        write_atomically(&dir.join(name), bytes);
+    }
+
     /// The component for the package in `dir` whose code is `main`: read as is, or made from
     /// JavaScript (cached by the hash of the package's scripts).
-    pub(crate) fn component_bytes(&self, dir: &Path, main: &str) -> Result<Vec<u8>, String> {
+    pub(crate) fn component_bytes(&self, dir: &Path, main: &str, ledger: &dyn Ledger) -> Result<Vec<u8>, String> {
         let file = dir.join(main);
         if kind(main) == Kind::Component {
-            return std::fs::read(&file).map_err(|e| format!("cannot read {main}: {e}"));
+            return match read_plain(&file, MAX_COMPONENT_BYTES) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(format!("the package has no {main}")),
+                Err(why) => Err(format!("cannot read {main}: {why}")),
+            };
         }
-        let key = scripts_key(dir, main)?;
-        let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.wasm")));
-        if let Some(bytes) = cached.as_ref().and_then(|c| std::fs::read(c).ok()) {
+        let name = format!("{}.wasm", scripts_key(dir, main)?);
+        if let Some(bytes) = self.cached(&name, ledger) {
             return Ok(bytes);
         }
         let bytes = match &self.child {
@@ -144,39 +287,39 @@ impl Cache {
             None => componentize(dir, main)?,
         };
         within_size(main, bytes.len() as u64)?;
-        if let Some(c) = &cached {
-            write_atomically(c, &bytes);
-        }
+        self.keep(&name, &bytes, ledger);
         Ok(bytes)
     }
 
-    /// The compiled component: deserialized from the cache when the host compiled it before
-    /// with this engine, else compiled (and cached).
-    pub(crate) fn compile(&self, bytes: &[u8]) -> Result<Component, String> {
-        let key = format!("{}-{}", hex::encode(Sha256::digest(bytes)), engine_key());
-        let cached = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
-        if let Some(art) = cached.as_ref().and_then(|c| std::fs::read(c).ok()) {
+    /// The compiled component: deserialized from the cache when this host compiled it before
+    /// with this engine (and the file is still what it made), else compiled (and cached).
+    pub(crate) fn compile(&self, bytes: &[u8], ledger: &dyn Ledger) -> Result<Component, String> {
+        let name = format!("{}-{}.cwasm", digest(bytes), engine_key());
+        if let Some(art) = self.cached(&name, ledger) {
             // Read into memory, not mapped: a mapped file that something truncates later (a
             // cleanup, a damaged disk) would fault the process on the next page it touches.
-            // SAFETY: the bytes are a file in the host's cache folder, named by the hash of the
-            // component and of this engine's configuration, which only this function writes,
-            // from `Component::serialize`. wasmtime also checks the engine version and settings,
-            // and an artifact it refuses is compiled again below.
+            // SAFETY: the bytes are a regular file in the host's cache folder whose digest is
+            // the one recorded when this host wrote it from `Component::serialize` for this
+            // component and this engine's configuration (`cached`). wasmtime also checks the
+            // engine version and settings, and an artifact it refuses is compiled again below.
             #[allow(unsafe_code)]
             let loaded = unsafe { Component::deserialize(engine(), &art) };
             match loaded {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::info!("recompiling {}: {e}", cached.as_ref().map(|c| c.display().to_string()).unwrap_or_default()),
+                Err(e) => tracing::info!("recompiling {name}: {e}"),
             }
         }
         let component = Component::new(engine(), bytes).map_err(|e| format!("not a valid WebAssembly component: {e:#}"))?;
-        if let Some(c) = &cached {
-            match component.serialize() {
-                Ok(art) => write_atomically(c, &art),
-                Err(e) => tracing::warn!("cannot cache the compiled component: {e}"),
-            }
+        match component.serialize() {
+            Ok(art) => self.keep(&name, &art, ledger),
+            Err(e) => tracing::warn!("cannot cache the compiled component: {e}"),
         }
         Ok(component)
+    }
+
+    /// The cache folder, if there is one.
+    pub(crate) fn folder(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 }
 

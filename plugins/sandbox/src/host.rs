@@ -145,7 +145,20 @@ fn plugin_wasi(ctx: &PluginContext) -> wasmtime_wasi::WasiCtx {
     use wasmtime_wasi::{DirPerms, FilePerms};
     let mut b = wasmtime_wasi::WasiCtxBuilder::new();
     b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).socket_addr_check(|_, _| Box::pin(async { false }));
+    let host = ctx.host_folders();
     for f in ctx.folders() {
+        // WASI's file calls are not checked one by one as the `files` import's are, so a
+        // folder is not preopened at all when it holds the host's own data or lies in it,
+        // or when it is no longer the folder the admin approved.
+        let resolved = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
+        if host.iter().any(|h| [&f.path, &resolved].iter().any(|p| h.starts_with(p) || p.starts_with(h))) {
+            ctx.logger().warn(format!("the granted folder {} holds ObjectOS's own data, so the plugin's WASI file system does not get it (the files interface does, without that data)", f.path.display()));
+            continue;
+        }
+        if let Err(why) = crate::files::open_granted(&f) {
+            ctx.logger().warn(format!("{why}; the plugin's WASI file system does not get it"));
+            continue;
+        }
         let (dirs, files) = if f.write { (DirPerms::all(), FilePerms::all()) } else { (DirPerms::READ, FilePerms::READ) };
         if let Err(e) = b.preopened_dir(&f.path, f.path.to_string_lossy(), dirs, files) {
             ctx.logger().warn(format!("the granted folder {} is not available to the plugin's WASI file system: {e}", f.path.display()));
@@ -206,7 +219,7 @@ fn code(e: &KernelError) -> ErrorCode {
     match e {
         KernelError::PermissionDenied { .. } => ErrorCode::PermissionDenied,
         KernelError::OverLimit { .. } => ErrorCode::OverLimit,
-        KernelError::TopicNotOwned { .. } | KernelError::ReservedTopic { .. } | KernelError::ServiceExists { .. } => ErrorCode::NotOwned,
+        KernelError::TopicNotOwned { .. } | KernelError::ReservedTopic { .. } | KernelError::ServiceExists { .. } | KernelError::ServiceNotOwned { .. } => ErrorCode::NotOwned,
         KernelError::ServiceNotFound { .. } | KernelError::NotFound { .. } => ErrorCode::NotFound,
         KernelError::InvalidName { .. } => ErrorCode::Invalid,
         _ => ErrorCode::Failed,

@@ -85,6 +85,10 @@ impl PackageRuntime for Runtime {
         }))
     }
 
+    fn own_folders(&self) -> Vec<std::path::PathBuf> {
+        self.cache.folder().map(Path::to_path_buf).into_iter().collect()
+    }
+
     fn code(&self, manifest: &Manifest) -> Option<objectos_kernel::model::views::CodeInfo> {
         let main = manifest.main.clone()?;
         let language = match engine::kind(&main) {
@@ -108,7 +112,8 @@ impl PackageRuntime for Runtime {
             problems.push(Problem { path: "main".into(), message: format!("the package has no {main}") });
             return problems;
         }
-        let checked = self.cache.component_bytes(dir, main).and_then(|bytes| self.cache.compile(&bytes)).and_then(|c| guest::Prepared::new(&c, main).map(drop));
+        let ledger = engine::NoLedger;
+        let checked = self.cache.component_bytes(dir, main, &ledger).and_then(|bytes| self.cache.compile(&bytes, &ledger)).and_then(|c| guest::Prepared::new(&c, main).map(drop));
         if let Err(message) = checked {
             problems.push(Problem { path: "main".into(), message });
         }

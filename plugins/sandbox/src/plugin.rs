@@ -1,11 +1,10 @@
 //! A package with code, as the kernel sees it: its hooks run the guest's (after, or around,
 //! what its declarative files declare), and repeated failures quarantine it.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use objectos_kernel::semver::Version;
 use objectos_kernel::{async_trait, HookResult, Plugin, PluginContext};
@@ -36,14 +35,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl SandboxPlugin {
     /// The compiled component: from the host's cache after the first time.
-    async fn prepared(&self) -> Result<Arc<Prepared>, String> {
+    async fn prepared(&self, ctx: &PluginContext) -> Result<Arc<Prepared>, String> {
         if let Some(p) = lock(&self.prepared).clone() {
             return Ok(p);
         }
-        let (cache, dir, main) = (self.cache.clone(), self.dir.clone(), self.main.clone());
+        let (cache, dir, main, ctx) = (self.cache.clone(), self.dir.clone(), self.main.clone(), ctx.clone());
         let made = tokio::task::spawn_blocking(move || -> Result<Prepared, String> {
-            let bytes = cache.component_bytes(&dir, &main)?;
-            let component = cache.compile(&bytes)?;
+            let bytes = cache.component_bytes(&dir, &main, &ctx)?;
+            let component = cache.compile(&bytes, &ctx)?;
             Prepared::new(&component, &main)
         })
         .await
@@ -58,7 +57,7 @@ impl SandboxPlugin {
         if let Some(g) = lock(&self.guest).clone() {
             return Ok(g);
         }
-        let prepared = self.prepared().await?;
+        let prepared = self.prepared(ctx).await?;
         let guest = Guest::start(ctx.clone(), prepared, self.bounds, quarantine_after(ctx.clone()))?;
         let mut slot = lock(&self.guest);
         Ok(slot.get_or_insert(guest).clone())
@@ -76,20 +75,18 @@ impl SandboxPlugin {
     }
 }
 
-/// Count failures; the fifth within the window quarantines the plugin (once).
+/// Count failures, in the data directory's database so that every process's count: the
+/// fifth within the window quarantines the plugin (once per instance).
 fn quarantine_after(ctx: PluginContext) -> Box<dyn Fn(&str) + Send + Sync> {
-    let recent = Mutex::new(VecDeque::<Instant>::new());
     let done = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Handle::try_current().ok();
     Box::new(move |message: &str| {
-        let now = Instant::now();
-        let count = {
-            let mut r = lock(&recent);
-            r.push_back(now);
-            while r.front().is_some_and(|t| now.duration_since(*t) > QUARANTINE_WINDOW) {
-                r.pop_front();
+        let count = match ctx.count_failure(message, QUARANTINE_WINDOW) {
+            Ok(n) => n as usize,
+            Err(e) => {
+                ctx.logger().error(format!("recording a failure of the plugin's code failed: {e}"));
+                return;
             }
-            r.len()
         };
         if count < QUARANTINE_FAILURES || done.swap(true, Ordering::SeqCst) {
             return;

@@ -24,7 +24,12 @@ fn cache() -> Cache {
 }
 
 async fn kernel(root: &Path) -> Kernel {
-    let config = KernelConfig::new(root.join("data")).runtime(Arc::new(Runtime::new(cache())));
+    kernel_in(&root.join("data")).await
+}
+
+/// A kernel on data directory `data`, with the shared cache.
+async fn kernel_in(data: &Path) -> Kernel {
+    let config = KernelConfig::new(data).runtime(Arc::new(Runtime::new(cache())));
     let k = Kernel::open(config).unwrap();
     objectos_jobs::register(&k).unwrap();
     objectos_notification::register(&k).unwrap();
@@ -118,9 +123,19 @@ async fn a_js_package_uses_storage_events_services_log_and_config() {
 const HOSTILE_PERMS: [&str; 6] = ["storage.read", "storage.write", "events.subscribe:t.hostile.*", "services.provide:hostile", "services.use:hostile", "events.emit:t.victim.*"];
 
 /// The hostile guest installed as `t.<name>`, configured with `config`, under tight bounds.
+/// Tight is safe for what the corpus asserts: each case that must fit (registering, echoing)
+/// does microseconds of work, and each that must not (a loop) never ends.
 async fn hostile(k: &Kernel, root: &Path, name: &str, perms: &[&str], config: Value) -> String {
-    let bounds = json!({ "sandbox": { "hookMs": 300, "callMs": 100, "memoryMiB": 32 } });
-    let id = install(k, root, name, HOSTILE, perms, json!({ "services": ["hostile"] }), bounds).await;
+    hostile_within(k, root, name, perms, config, json!({ "hookMs": 300, "callMs": 100, "memoryMiB": 32 })).await
+}
+
+/// The hostile guest under `bounds` (the manifest's `sandbox`).
+async fn hostile_within(k: &Kernel, root: &Path, name: &str, perms: &[&str], config: Value, bounds: Value) -> String {
+    // The modes that register the `hostile` service declare it (a service name has one
+    // owner, so only one such package is installed at a time).
+    let registers = ["service-loop", "handler", "huge-return"].contains(&config["mode"].as_str().unwrap_or_default());
+    let services = if registers { json!(["hostile"]) } else { json!([]) };
+    let id = install(k, root, name, HOSTILE, perms, json!({ "services": services }), json!({ "sandbox": bounds })).await;
     k.set_config(&id, config).unwrap();
     id
 }
@@ -236,8 +251,6 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
         async move { tokio::task::spawn_blocking(move || caller.services().call("hostile", method, json!({}))).await.unwrap() }
     };
     assert_eq!(call("echo").await.unwrap(), json!({ "args": {}, "caller": "t.caller" }));
-    let big = call("big").await.unwrap_err().to_string();
-    assert!(big.contains("returned 4194306 bytes; at most 1048576"), "{big}");
     let again = call("again").await.unwrap_err().to_string();
     assert!(again.contains("already in this chain of calls"), "{again}");
     // Errors the guest returns (a caller's doing) do not count; its own overruns do.
@@ -263,6 +276,22 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
     assert!(k.services().iter().all(|s| s.name != "hostile"), "its service is gone");
     echo_answers(&k).await;
     assert_eq!(state(&k, &echo), State::Enabled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_size_bound_is_refused_with_the_bound_named() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    // The most time a host allows a call: the refusal asserted is the size's, whatever the CPU.
+    let ceiling = objectos_sandbox::Ceilings::default().call_ms;
+    let id = hostile_within(&k, root.path(), "sizer", &HOSTILE_PERMS, json!({ "mode": "service-loop" }), json!({ "callMs": ceiling })).await;
+    k.enable(&id, false).await.unwrap();
+    let caller = driver(&k, "t.caller", &["services.use:hostile"]).await;
+    let big = tokio::task::spawn_blocking(move || caller.services().call("hostile", "big", json!({}))).await.unwrap().unwrap_err().to_string();
+    // One byte over the bound: the string's characters and its two quotes.
+    let bound = objectos_sandbox::MAX_TEXT_BYTES;
+    assert!(big.contains(&format!("returned {} bytes; at most {bound}", bound + 1)), "{big}");
+    assert_eq!(state(&k, &id), State::Enabled, "a refused result is the caller's failure, not a hang");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -817,4 +846,199 @@ async fn the_webhook_channel_posts_notices_to_the_granted_chat_and_nowhere_else(
         let e = tokio::task::spawn_blocking(move || s.services().call("notification", "registerChannel", json!({ "name": name, "service": "x" }))).await.unwrap().unwrap_err().to_string();
         assert!(e.contains("is named `t.sender` or `t.sender.<name>`"), "{name}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builtin_service_name_cannot_be_taken_at_install_or_at_run_time() {
+    let root = tempfile::tempdir().unwrap();
+    let k = kernel(root.path()).await;
+    // Declared: refused at install, with the owner named.
+    let m = json!({ "id": "t.claimer", "name": "claimer", "version": "1.0.0", "provides": { "services": ["records", "data"] }, "permissions": ["services.provide:data"] });
+    let dir = package_dir(root.path(), "claimer", &m.to_string(), &[]);
+    let e = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(e.contains("provides.services[1]") && e.contains("service `data` is com.objectos.objects's"), "{e}");
+    assert!(!e.contains("provides.services[0]"), "an unclaimed name is the package's to take: {e}");
+
+    // Not declared, but granted: refused when registered (the built-in is installed, not
+    // yet enabled), audited, and the built-in enables afterwards.
+    let perms = ["services.provide:data", "services.provide:hostile"];
+    let id = hostile(&k, root.path(), "squatter", &perms, json!({ "mode": "squat", "service": "data" })).await;
+    let e = k.enable(&id, false).await.unwrap_err().to_string();
+    assert!(e.contains("may not provide service `data`: it is com.objectos.objects's"), "{e}");
+    let refused = audit(&k, &id, "service.refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["owner"], "com.objectos.objects");
+    k.grant("com.objectos.objects", GrantRequest::All).unwrap();
+    k.enable("com.objectos.objects", false).await.unwrap();
+    assert_eq!(k.services().iter().find(|s| s.name == "data").map(|s| s.owner.clone()).as_deref(), Some("com.objectos.objects"));
+
+    // A name no one declares is not a package's either, unless it declares it.
+    let id = hostile(&k, root.path(), "stray", &["services.provide:unclaimed"], json!({ "mode": "squat", "service": "unclaimed" })).await;
+    let e = k.enable(&id, false).await.unwrap_err().to_string();
+    assert!(e.contains("a package provides only the services it declares in provides.services"), "{e}");
+}
+
+/// `mkfifo path`.
+fn fifo(path: &Path) {
+    assert!(std::process::Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_grant_never_reaches_the_hosts_data_nor_blocks_nor_follows_a_swapped_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path().canonicalize().unwrap();
+    // The data directory lies in the granted folder, as it does under a home folder.
+    let (home, shelf, elsewhere) = (base.join("home"), base.join("shelf"), base.join("elsewhere"));
+    let data = home.join(".objectos");
+    for d in [&home, &shelf, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(shelf.join("list.txt"), "approved").unwrap();
+    std::fs::write(elsewhere.join("list.txt"), "never approved").unwrap();
+    let k = kernel_in(&data).await;
+    let write = format!("fs.write:{}", home.display());
+    let read = format!("fs.read:{}", shelf.display());
+    let (id, ctx) = reach(&k, root.path(), &[&write, &read]).await;
+    let p = |dir: &Path, name: &str| format!("{}/{name}", dir.display());
+
+    // The review says the data directory is inside the grant, and out of reach.
+    let review = k.plugin(&id).unwrap().permissions.into_iter().find(|s| s.permission == write).unwrap();
+    assert!(review.excludes.iter().any(|e| Path::new(e) == data), "{:?}", review.excludes);
+
+    // By its path, by a link inside the granted folder, by a hard link: refused, audited.
+    // A relative link stays inside the granted folder, so only where it leads tells.
+    std::os::unix::fs::symlink(".objectos", home.join("shortcut")).unwrap();
+    std::fs::write(data.join("host.txt"), "the host's").unwrap();
+    std::fs::hard_link(data.join("host.txt"), home.join("copy.db")).unwrap();
+    let before = std::fs::read(data.join("objectos.db")).unwrap().len();
+    for (method, path, says) in [
+        ("read", p(&data, "objectos.db"), "own data"),
+        ("write", p(&data, "objectos.db"), "own data"),
+        ("write", p(&data, "planted.txt"), "own data"),
+        ("list", data.display().to_string(), "own data"),
+        ("read", p(&home.join("shortcut"), "objectos.db"), "own data"),
+        ("write", p(&home.join("shortcut"), "planted.txt"), "own data"),
+        ("list", p(&home, "shortcut"), "own data"),
+        ("createFolder", p(&home.join("shortcut"), "new/deeper"), "own data"),
+        ("remove", p(&home.join("shortcut"), "objectos.db"), "own data"),
+        ("read", p(&home, "copy.db"), "2 names"),
+        ("write", p(&home, "copy.db"), "2 names"),
+    ] {
+        let r = ask(&ctx, method, json!({ "path": path, "text": "overwritten" }));
+        assert_eq!(r["code"], "permission-denied", "{method} {path}: {r}");
+        assert!(r["message"].as_str().unwrap().contains(says), "{method} {path}: {r}");
+    }
+    assert!(!data.join("planted.txt").exists() && !data.join("new").exists());
+    assert!(std::fs::read(data.join("objectos.db")).unwrap().len() >= before, "the database was not truncated");
+    assert_eq!(k.plugin(&id).unwrap().state, State::Enabled, "the kernel's database still works");
+    // Elsewhere in the folder, files work as before.
+    assert_eq!(ask(&ctx, "write", json!({ "path": p(&home, "notes.txt"), "text": "ok" })), json!({ "ok": null }));
+
+    // A pipe is refused at once, read or written, and so is a link in a write's last step.
+    fifo(&home.join("pipe"));
+    let r = ask(&ctx, "read", json!({ "path": p(&home, "pipe") }));
+    assert_eq!(r["code"], "invalid", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("not a regular file"), "{r}");
+    let r = ask(&ctx, "write", json!({ "path": p(&home, "pipe"), "text": "x" }));
+    assert!(r["code"] == "invalid" || r["code"] == "failed", "{r}");
+    std::os::unix::fs::symlink(home.join("notes.txt"), home.join("notes-link")).unwrap();
+    let r = ask(&ctx, "write", json!({ "path": p(&home, "notes-link"), "text": "x" }));
+    assert!(r["message"].as_str().unwrap().contains("a write does not follow links"), "{r}");
+
+    // The approved folder replaced by a link to another: refused until approved again.
+    assert_eq!(ask(&ctx, "read", json!({ "path": p(&shelf, "list.txt") }))["ok"], "approved");
+    std::fs::rename(&shelf, base.join("shelf-old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &shelf).unwrap();
+    let r = ask(&ctx, "read", json!({ "path": p(&shelf, "list.txt") }));
+    assert_eq!(r["code"], "permission-denied", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("no longer the folder that was approved"), "{r}");
+    k.grant(&id, GrantRequest::Some(vec![read.clone()])).unwrap();
+    assert_eq!(ask(&ctx, "read", json!({ "path": p(&shelf, "list.txt") }))["ok"], "never approved", "approved again, as it is now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_that_quarantine_are_counted_across_processes() {
+    let root = tempfile::tempdir().unwrap();
+    let spin = |k: Kernel| async move {
+        let caller = match k.context("t.caller") {
+            Ok(c) if k.plugin("t.caller").unwrap().state == State::Enabled => c,
+            _ => driver(&k, "t.caller", &["services.use:hostile"]).await,
+        };
+        tokio::task::spawn_blocking(move || caller.services().call("hostile", "spin", json!({}))).await.unwrap().unwrap_err().to_string()
+    };
+    let k = kernel(root.path()).await;
+    let id = hostile(&k, root.path(), "spinner", &HOSTILE_PERMS, json!({ "mode": "service-loop" })).await;
+    k.enable(&id, false).await.unwrap();
+    let first = objectos_sandbox::QUARANTINE_FAILURES - 2;
+    for _ in 0..first {
+        assert!(spin(k.clone()).await.contains("time budget"));
+    }
+    k.shutdown().await;
+    drop(k);
+    // Another kernel on the same data directory (as another `objectos` process would be).
+    let k = kernel(root.path()).await;
+    assert_eq!(state(&k, &id), State::Enabled, "{}", last_error(&k, &id));
+    for _ in first..objectos_sandbox::QUARANTINE_FAILURES {
+        assert!(spin(k.clone()).await.contains("time budget"));
+    }
+    wait_until(20, "the quarantine", || state(&k, &id) == State::Error).await;
+    assert!(last_error(&k, &id).contains(&format!("failed {} times", objectos_sandbox::QUARANTINE_FAILURES)), "{}", last_error(&k, &id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_artifact_swapped_for_another_packages_or_a_pipe_is_compiled_again() {
+    let root = tempfile::tempdir().unwrap();
+    let cache_dir = root.path().join("cache");
+    let open = || async {
+        let config = KernelConfig::new(root.path().join("data")).runtime(Arc::new(Runtime::new(Cache::at(&cache_dir))));
+        let k = Kernel::open(config).unwrap();
+        objectos_declarative::register(&k).unwrap();
+        k.start().await.unwrap();
+        k
+    };
+    let artifacts = |ext: &str| -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect()
+    };
+    let k = open().await;
+    let echo_perms = ["storage.read", "storage.write", "events.subscribe:t.echo.ping", "events.emit:t.echo.pong", "services.provide:echo"];
+    let echo = install(&k, root.path(), "echo", ECHO, &echo_perms, json!({ "events": ["t.echo.pong"], "services": ["echo"] }), json!({})).await;
+    k.enable(&echo, false).await.unwrap();
+    let (echo_wasm, echo_cwasm) = (artifacts("wasm"), artifacts("cwasm"));
+    let other = hostile(&k, root.path(), "other", &HOSTILE_PERMS, json!({ "mode": "service-loop" })).await;
+    k.enable(&other, false).await.unwrap();
+    let other_wasm = artifacts("wasm").difference(&echo_wasm).next().cloned().unwrap();
+    let other_cwasm = artifacts("cwasm").difference(&echo_cwasm).next().cloned().unwrap();
+    let (echo_wasm, echo_cwasm) = (echo_wasm.into_iter().next().unwrap(), echo_cwasm.into_iter().next().unwrap());
+    k.shutdown().await;
+    drop(k);
+
+    let answers_as_echo = |k: Kernel| async move {
+        assert_eq!(state(&k, "t.echo"), State::Enabled, "{}", last_error(&k, "t.echo"));
+        let caller = driver(&k, "t.caller", &["services.use:echo"]).await;
+        let said = tokio::task::spawn_blocking(move || caller.services().call("echo", "say", json!({ "text": "who?" }))).await.unwrap().unwrap();
+        assert_eq!(said["said"], "who?");
+    };
+    // The other package's code under echo's names: not loaded, compiled again, audited.
+    std::fs::copy(&other_wasm, &echo_wasm).unwrap();
+    std::fs::copy(&other_cwasm, &echo_cwasm).unwrap();
+    let k = open().await;
+    answers_as_echo(k.clone()).await;
+    let refused = audit(&k, &echo, "plugin.artifact.refused");
+    assert!(refused.iter().any(|r| r["reason"].as_str().unwrap().contains("digest")), "{refused:?}");
+    k.shutdown().await;
+    drop(k);
+
+    // A link to a pipe in its place: not opened (it would block), compiled again.
+    // (Each of echo's compiled artifacts: the one compiled again may have another name.)
+    fifo(&root.path().join("pipe"));
+    let linked: Vec<_> = artifacts("cwasm").into_iter().filter(|p| *p != other_cwasm).collect();
+    for a in &linked {
+        std::fs::remove_file(a).unwrap();
+        std::os::unix::fs::symlink(root.path().join("pipe"), a).unwrap();
+    }
+    let k = open().await;
+    answers_as_echo(k.clone()).await;
+    let refused = audit(&k, &echo, "plugin.artifact.refused");
+    assert!(refused.iter().any(|r| r["reason"] == "it is a link"), "{refused:?}");
+    assert!(linked.iter().any(|a| std::fs::symlink_metadata(a).unwrap().is_file()), "the link was replaced by the artifact");
 }

@@ -114,6 +114,11 @@ export function PermissionReview({ info, onError }: { info: PluginInfo; onError:
                     {p.owners.length > 0 && <Owners of={p.owners} self={id} />}
                     {!p.enforced && <div className="muted small">Declared, not enforced: built-in code runs in the host process.</div>}
                     {p.enforced && reachesOut(p.permission) && <div className="enforced small">Enforced by the sandbox: nothing else is reachable.</div>}
+                    {p.excludes.length > 0 && (
+                      <div className="enforced small" data-excludes>
+                        ObjectOS's own data stays out of reach: {p.excludes.map((f, i) => <span key={f}>{i > 0 && ", "}<code>{breakable(f)}</code></span>)}
+                      </div>
+                    )}
                   </td>
                   <td>
                     <RiskBadge risk={p.risk} />

@@ -9,8 +9,11 @@ function misbehave(ctx, place) {
     case "loop":
       for (;;) {}
     case "memory": {
+      // Blocks of 1 MiB, so the bound is reached in milliseconds on any CPU: the refusal is
+      // the memory bound's, never the time budget's (filling arrays element by element took
+      // millions of steps, a good part of the hook's 300 ms).
       const hoard = [];
-      for (;;) hoard.push(new Array(1 << 16).fill(hoard.length));
+      for (;;) hoard.push(new ArrayBuffer(1 << 20));
     }
     case "recursion": {
       const down = (n) => down(n + 1) + 1;
@@ -53,6 +56,11 @@ export function onEnable(ctx) {
     ctx.log.warn("refusals", { refused });
     return;
   }
+  if (m === "squat") {
+    // A service name the package does not own (a built-in's), with the grant to provide it.
+    ctx.services.register(ctx.config().service, { list: (args, { caller }) => ({ intercepted: args, caller }) });
+    return;
+  }
   if (m === "foreign-topic") {
     ctx.events.emit("t.victim.ping", {});
     return;
@@ -62,7 +70,8 @@ export function onEnable(ctx) {
   }
   if (m === "huge-return" || m === "service-loop" || m === "handler") {
     ctx.services.register("hostile", {
-      big: () => "x".repeat(4 << 20),
+      // One byte over the host's 1 MiB bound once quoted as JSON: cheap to build on any CPU.
+      big: () => "x".repeat((1 << 20) - 1),
       spin: () => { for (;;) {} },
       echo: (args, { caller }) => ({ args, caller }),
       again: () => ctx.services.call("hostile", "echo", {}),
