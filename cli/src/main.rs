@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 invalid input or a refusal by the kernel (stderr says why and
 //! what to do), 2 usage errors.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use objectos_kernel::model::audit::{AuditDetail, AuditQuery, Verification, to_cs
 use objectos_kernel::model::log::{Level, LogQuery};
 use objectos_kernel::model::manifest::{Manifest, Problem};
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
+use objectos_kernel::util::{needs_escape, printable};
 use serde_json::{json, Value};
 
 mod locate;
@@ -315,27 +317,37 @@ fn parse_since(s: &str) -> Result<i64, String> {
 
 /// A failure with the exit code it maps to.
 struct Failure {
+    /// What stderr shows: text from a plugin or package in it is escaped ([`printable`]), so its
+    /// only line breaks are the command's own.
     message: String,
+    /// What `--json` prints, with that text as it is.
     json: Value,
 }
 
 impl From<KernelError> for Failure {
     fn from(e: KernelError) -> Self {
-        let mut j = json!({ "error": e.kind(), "message": e.to_string() });
-        let mut message = e.to_string();
+        let raw = e.to_string();
+        let mut j = json!({ "error": e.kind(), "message": raw });
+        let mut message = printable(&raw).into_owned();
         if let KernelError::Manifest(m) = &e {
             let located: Vec<Value> = m.problems.iter().map(|p| locate::problem(&m.file, &p.path, &p.message)).collect();
-            // For people too: `file:line:column: path: message`, as compilers write it.
-            message = format!("{}: {} problem(s)", m.file, m.problems.len());
+            // For people too: `file:line:column: path: message`, as compilers write it, each
+            // part escaped on stderr (the line breaks are these alone), as it is in the JSON.
+            let head = format!(": {} problem(s)", m.problems.len());
+            let mut raw = format!("{}{head}", m.file);
+            message = format!("{}{head}", printable(&m.file));
             for p in &located {
                 let at = match (p["line"].as_u64(), p["column"].as_u64()) {
                     (Some(l), Some(c)) => format!("{}:{l}:{c}", p["file"].as_str().unwrap_or_default()),
                     _ => p["file"].as_str().unwrap_or_default().to_string(),
                 };
-                message.push_str(&format!("\n  {at}: {}: {}", p["path"].as_str().unwrap_or_default(), p["message"].as_str().unwrap_or_default()));
+                let (path, problem) = (p["path"].as_str().unwrap_or_default(), p["message"].as_str().unwrap_or_default());
+                raw.push_str(&format!("\n  {at}: {path}: {problem}"));
+                message.push_str(&format!("\n  {}: {}: {}", printable(&at), printable(path), printable(problem)));
             }
             j["problems"] = Value::Array(located);
             j["file"] = json!(m.file);
+            j["message"] = json!(raw);
         }
         if let KernelError::Resolve(r) = &e {
             j["detail"] = serde_json::to_value(r).unwrap_or_default();
@@ -343,7 +355,6 @@ impl From<KernelError> for Failure {
         if let KernelError::NotFound { plugin } = &e {
             j["plugin"] = json!(plugin);
         }
-        j["message"] = json!(message);
         Failure { message, json: j }
     }
 }
@@ -364,7 +375,7 @@ impl Failure {
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        Failure { message: format!("{e:#}"), json: json!({ "error": "io", "message": format!("{e:#}") }) }
+        Failure { message: printable(&format!("{e:#}")).into_owned(), json: json!({ "error": "io", "message": format!("{e:#}") }) }
     }
 }
 
@@ -395,19 +406,120 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json_out {
-                println!("{}", f.json);
+                println!("{}", terminal_json(f.json.to_string()));
             }
-            eprintln!("objectos: {}", f.message);
+            eprintln!("objectos: {}", message_lines(&f.message));
             ExitCode::from(1)
         }
     }
 }
 
+/// A failure's message for stderr, after `objectos: `: each line [`printable`] and every line
+/// after the first indented, so that no line of it can pass for another line of the command's
+/// own, even if a message was built without escaping what a plugin wrote (the lines a message
+/// has on purpose, a manifest's problems, are indented already; escaped text is kept as it is).
+fn message_lines(message: &str) -> String {
+    message
+        .split('\n')
+        .enumerate()
+        .map(|(i, line)| {
+            let line = printable(line);
+            if i == 0 || line.starts_with(' ') { line.into_owned() } else { format!("  {line}") }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// JSON text for stdout. serde_json escapes the C0 controls in strings; this also writes the
+/// other characters [`printable`] escapes (DEL, C1 controls, bidi controls, U+2028 and U+2029)
+/// as `\uXXXX`, which every JSON reader reads back as the same text, so pretty JSON shown on a
+/// terminal cannot drive it either. They can only be inside strings (JSON's own syntax is
+/// ASCII, its only C0 character the line breaks of pretty-printing, which are kept).
+pub(crate) fn terminal_json(text: String) -> String {
+    let escaped = |c: char| needs_escape(c) && !matches!(c, '\0'..='\u{1f}');
+    if !text.contains(escaped) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if escaped(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Machine text other than JSON (CSV, Prometheus, DOT) for stdout: as it is when stdout is a
+/// file or a pipe, so an export keeps every byte that was stored; on a terminal, each line
+/// [`printable`] (the format's own line breaks kept), so a value in it cannot drive the
+/// terminal.
+pub(crate) fn for_terminal(text: &str) -> Cow<'_, str> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return Cow::Borrowed(text);
+    }
+    let lines: Vec<Cow<'_, str>> = text.split('\n').map(printable).collect();
+    if lines.iter().all(|l| matches!(l, Cow::Borrowed(_))) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(lines.join("\n"))
+}
+
 fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBJECTOS_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    // Colours only on a terminal (and not under NO_COLOR): stderr sent to a file or a pipe holds
+    // no escape sequence at all, and what a plugin wrote is escaped (PrintableFields).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).fmt_fields(PrintableFields).with_filter(filter);
     let _ = tracing_subscriber::registry().with(objectos_kernel::host::PluginLogLayer::filtered()).with(fmt).try_init();
+}
+
+/// The fields of the lines `tracing` writes on stderr (a message, `name=value` pairs, a span's
+/// fields), as tracing's default writes them but [`printable`]: a plugin's log line at warning
+/// or above is one of them, and an error a plugin raised may be in another, so neither can
+/// drive the terminal or forge a line of the command's own.
+struct PrintableFields;
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for PrintableFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(&self, mut writer: tracing_subscriber::fmt::format::Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut text = FieldText::default();
+        fields.record(&mut text);
+        writer.write_str(&printable(&text.0))
+    }
+}
+
+/// The fields of one event or span as text, before escaping.
+#[derive(Default)]
+struct FieldText(String);
+
+impl tracing::field::Visit for FieldText {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let name = field.name();
+        // The `log` crate's metadata, which the line shows already.
+        if name.starts_with("log.") {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        let _ = match name {
+            "message" => write!(self.0, "{value:?}"),
+            name => write!(self.0, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
+        };
+    }
 }
 
 /// The schemas `objectos schema` prints: the manifest's (the kernel's) and the declarative
@@ -431,7 +543,10 @@ fn data_dir(cli: &Cli) -> PathBuf {
 async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
     let kernel = host::open(data_dir(cli))?;
     if start {
-        host::start(&kernel).await?.print_warnings("objectos");
+        // As `Started::print_warnings` would, with what the plugins wrote in them escaped.
+        for w in &host::start(&kernel).await?.warnings {
+            eprintln!("objectos: warning: {}", printable(&w.to_string()));
+        }
     } else {
         // Read-only commands stay quiet about built-ins that could not be recorded.
         host::sync(&kernel).await?;
@@ -440,7 +555,7 @@ async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
 }
 
 fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    println!("{}", terminal_json(serde_json::to_string_pretty(v).unwrap_or_default()));
 }
 
 async fn run(cli: Cli) -> Out {
@@ -562,7 +677,7 @@ async fn run(cli: Cli) -> Out {
             } else {
                 for (channel, d) in &report.deliveries {
                     let status = serde_json::to_value(d.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                    println!("{channel}: {status}{}", d.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default());
+                    println!("{}: {status}{}", printable(channel), d.error.as_deref().map(|e| format!(" ({})", printable(e))).unwrap_or_default());
                 }
             }
             Ok(())
@@ -572,7 +687,7 @@ async fn run(cli: Cli) -> Out {
             let text = kernel.service::<objectos_builtins::metrics::Metrics>(objectos_builtins::metrics::SERVICE).map_err(|e| {
                 Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_builtins::metrics::ID))
             })?;
-            print!("{}", text.render()?);
+            print!("{}", for_terminal(&text.render()?));
             kernel.shutdown().await;
             Ok(())
         }
@@ -616,7 +731,7 @@ fn fix_manifest(cli: &Cli, path: &Path, installed: Option<&[Manifest]>) -> Resul
     if !cli.json {
         println!("{shown}: added");
         for p in &added {
-            println!("  {}: {}", p.path, p.message);
+            println!("  {}: {}", printable(&p.path), printable(&p.message));
         }
     }
     Ok(added)
@@ -634,7 +749,7 @@ async fn installed_manifests(cli: &Cli) -> Option<Vec<Manifest>> {
     match host::open(&dir).and_then(|k| Ok(k.plugins()?)) {
         Ok(list) => Some(list.into_iter().map(|p| p.manifest).collect()),
         Err(e) => {
-            eprintln!("objectos: warning: the plugins installed in {} could not be read ({e}); dependencies are not checked against them", dir.display());
+            eprintln!("objectos: warning: the plugins installed in {} could not be read ({}); dependencies are not checked against them", dir.display(), printable(&e.to_string()));
             None
         }
     }
@@ -680,7 +795,7 @@ fn manifest_check(cli: &Cli, path: &Path, fixed: &[Problem], installed: Option<&
     } else {
         println!("{}: valid ({} {})", path.display(), manifest.id, manifest.version);
         for w in &warnings {
-            println!("warning: {w}");
+            println!("warning: {}", printable(w));
         }
     }
     Ok(())
@@ -801,7 +916,7 @@ async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
                     None => println!("Installed {} {} (now {})", out.id, out.version, out.state),
                 }
                 if !out.pending.is_empty() {
-                    println!("It needs approval before it can be enabled: {}", out.pending.join(", "));
+                    println!("It needs approval before it can be enabled: {}", printable(&out.pending.join(", ")));
                     println!("Review with `objectos permissions list {}`, approve with `objectos permissions grant {} --all`.", out.id, out.id);
                 }
             }
@@ -834,7 +949,7 @@ async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> Out {
             let g = kernel.graph();
             match format {
                 GraphFormat::Json => print_json(&g),
-                GraphFormat::Dot => print!("{}", render::graph_dot(&g)),
+                GraphFormat::Dot => print!("{}", for_terminal(&render::graph_dot(&g))),
                 GraphFormat::Text if cli.json => print_json(&g),
                 GraphFormat::Text => print!("{}", render::graph_text(&g)),
             }
@@ -892,12 +1007,12 @@ fn report_grants(info: &PluginInfo, changed: &[String], verb: &str) {
     if changed.is_empty() {
         println!("Nothing changed for {}.", info.manifest.id);
     } else {
-        println!("{verb} for {}: {}", info.manifest.id, changed.join(", "));
+        println!("{verb} for {}: {}", info.manifest.id, printable(&changed.join(", ")));
     }
     if info.pending.is_empty() {
         println!("{} is {}; no required permission is pending.", info.manifest.id, info.state);
     } else {
-        println!("{} is {}; still pending: {}", info.manifest.id, info.state, info.pending.join(", "));
+        println!("{} is {}; still pending: {}", info.manifest.id, info.state, printable(&info.pending.join(", ")));
     }
 }
 
@@ -918,7 +1033,7 @@ async fn audit(cli: &Cli, command: Option<&AuditCmd>, f: &AuditFilter) -> Out {
                     Ok(())
                 }
                 Verification::Broken { id, reason } => Err(Failure {
-                    message: format!("audit chain broken at record #{id}: {reason}"),
+                    message: format!("audit chain broken at record #{id}: {}", printable(&reason)),
                     json: json!({ "error": "auditBroken", "id": id, "reason": reason }),
                 }),
             }
@@ -934,7 +1049,10 @@ async fn audit(cli: &Cli, command: Option<&AuditCmd>, f: &AuditFilter) -> Out {
                     std::fs::write(p, text).map_err(|e| KernelError::Io { path: p.clone(), source: e })?;
                     eprintln!("Wrote {} record(s) to {}", records.len(), p.display());
                 }
-                None => print!("{text}"),
+                None => match format {
+                    ExportFormat::Json => print!("{}", terminal_json(text)),
+                    ExportFormat::Csv => print!("{}", for_terminal(&text)),
+                },
             }
             Ok(())
         }
@@ -971,7 +1089,7 @@ async fn tail<T: serde::Serialize>(
         let rows = fetch(after, first)?;
         for r in &rows {
             if json {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+                println!("{}", terminal_json(serde_json::to_string(r).unwrap_or_default()));
             } else {
                 println!("{}", human(r));
             }
@@ -983,5 +1101,30 @@ async fn tail<T: serde::Serialize>(
         after = rows.last().map(id_of).or(after).or(Some(0));
         first = false;
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_for_a_terminal_reads_back_the_same_and_holds_nothing_that_acts() {
+        let v = json!({ "name": "Evil \u{202e}gnp.exe", "csi": "\u{9b}31m\u{7f}", "esc": "\u{1b}]0;t\u{7}\r\n", "zh": "中文 é" });
+        for text in [serde_json::to_string_pretty(&v).unwrap(), v.to_string()] {
+            let shown = terminal_json(text);
+            assert!(!shown.contains(|c: char| needs_escape(c) && c != '\n'), "{shown}");
+            assert!(shown.contains(r"\u202e") && shown.contains(r"\u009b") && shown.contains(r"\u007f") && shown.contains("中文 é"), "{shown}");
+            assert_eq!(serde_json::from_str::<Value>(&shown).unwrap(), v);
+        }
+        let plain = serde_json::to_string_pretty(&json!({ "a": [1, "b"] })).unwrap();
+        assert_eq!(terminal_json(plain.clone()), plain);
+    }
+
+    #[test]
+    fn a_message_on_stderr_keeps_only_indented_lines() {
+        assert_eq!(message_lines("x: onEnable failed: boom\r\nobjectos: forged"), "x: onEnable failed: boom\\u{d}\n  objectos: forged");
+        assert_eq!(message_lines("plugin.json: 1 problem(s)\n  plugin.json:1:2: name: bad"), "plugin.json: 1 problem(s)\n  plugin.json:1:2: name: bad");
+        assert_eq!(message_lines("\u{1b}]0;t\u{7}"), "\\u{1b}]0;t\\u{7}");
     }
 }

@@ -13,7 +13,7 @@ use objectos_kernel::Kernel;
 use serde_json::{json, Value};
 
 use crate::render::{clean, table};
-use crate::{open, print_json, Cli, Failure, Out};
+use crate::{for_terminal, open, print_json, Cli, Failure, Out};
 
 #[derive(Subcommand)]
 pub(crate) enum RecordsCmd {
@@ -74,9 +74,11 @@ pub(crate) enum Format {
     Json,
 }
 
+/// A refusal: its message shown escaped on stderr (it may name a package's types, fields and
+/// values), as it is in the JSON.
 fn refused(message: impl Into<String>) -> Failure {
     let message = message.into();
-    Failure { json: json!({ "error": "refused", "message": message }), message }
+    Failure { json: json!({ "error": "refused", "message": message }), message: clean(&message).into_owned() }
 }
 
 /// The full name of `name`: as given when it has an owner, else the one installed type of that
@@ -211,7 +213,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             if cli.json {
                 print_json(&r);
             } else {
-                println!("{}", text(&r["id"]));
+                println!("{}", clean(&text(&r["id"])));
             }
         }
         RecordsCmd::Update { r#type, id, fields: pairs } => {
@@ -222,7 +224,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             } else if change.changed.is_empty() {
                 println!("Nothing changed");
             } else {
-                println!("Changed {}", change.changed.join(", "));
+                println!("Changed {}", clean(&change.changed.join(", ")));
             }
         }
         RecordsCmd::Delete { r#type, id } => {
@@ -242,7 +244,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             if cli.json {
                 print_json(&json!({ "from": t.from, "to": t.to, "record": t.record, "warnings": t.warnings }));
             } else {
-                println!("{} -> {}", t.from, t.to);
+                println!("{} -> {}", clean(&t.from), clean(&t.to));
                 for w in &t.warnings {
                     println!("warning: {}", clean(w));
                 }
@@ -270,7 +272,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
                 }
                 let rows = good.len() + bad.len();
                 match (write, dry_run) {
-                    (true, _) => println!("Created {created} {} record(s) from {rows} row(s){}", def.name, if bad.is_empty() { String::new() } else { format!("; skipped {} invalid", bad.len()) }),
+                    (true, _) => println!("Created {created} {} record(s) from {rows} row(s){}", clean(&def.name), if bad.is_empty() { String::new() } else { format!("; skipped {} invalid", bad.len()) }),
                     (false, true) => println!("{} of {rows} row(s) would be created (dry run: nothing written)", good.len()),
                     (false, false) => {}
                 }
@@ -284,7 +286,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             let list = data.list(admin, &full, None, objectos_builtins::declarative::data::MAX_LIST)?;
             match format {
                 Format::Json => print_json(&list),
-                Format::Csv => print!("{}", objectos_builtins::declarative::table::to_csv(&def, &list)),
+                Format::Csv => print!("{}", for_terminal(&objectos_builtins::declarative::table::to_csv(&def, &list))),
             }
         }
         RecordsCmd::History { r#type, id } => {

@@ -22,21 +22,19 @@ pub(crate) fn time(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// `s` as one safe line for a terminal: control characters (line breaks, escape sequences) and
-/// the Unicode controls that reorder text are shown as `\u{..}` instead of acting, so text a
-/// package wrote (a name, a log line, a notification) cannot forge other lines or colours.
-pub(crate) fn clean(s: &str) -> std::borrow::Cow<'_, str> {
-    let acts = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !s.chars().any(acts) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(s.chars().map(|c| if acts(c) { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() }).collect())
-}
+/// `s` as one safe line for a terminal ([`objectos_kernel::util::printable`]): control
+/// characters (line breaks, escape sequences) and the Unicode controls that reorder text are
+/// shown as `\u{..}` instead of acting, so text a package wrote (a name, a log line, a
+/// notification) cannot forge other lines or colours.
+pub(crate) use objectos_kernel::util::printable as clean;
 
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    // Headers may be a package's names too (a record type's fields).
+    let headers: Vec<_> = headers.iter().map(|&h| clean(h)).collect();
+    let headers: Vec<&str> = headers.iter().map(|h| &**h).collect();
     let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| clean(c).into_owned()).collect()).collect();
     let rows = &rows;
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             widths[i] = widths[i].max(c.chars().count());
@@ -91,7 +89,7 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
     let acts: Vec<&str> = p.actions.iter().map(|a| a.as_str()).collect();
     let _ = writeln!(s, "actions   {}", if acts.is_empty() { "-".into() } else { acts.join(", ") });
     if let Some(e) = &p.last_error {
-        let _ = writeln!(s, "error     {}{}", e.hook.as_deref().map(|h| format!("{h}: ")).unwrap_or_default(), clean(&e.message));
+        let _ = writeln!(s, "error     {}{}", e.hook.as_deref().map(|h| format!("{}: ", clean(h))).unwrap_or_default(), clean(&e.message));
     }
     if let Some(e) = &p.resolve_error {
         let _ = writeln!(s, "resolve   {}", clean(e));
@@ -121,7 +119,7 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
             s,
             "  {} {}{} -> {}{}",
             d.id,
-            d.range,
+            clean(&d.range),
             if d.optional { " (optional)" } else { "" },
             d.installed.as_deref().map(|v| format!("{v} {}", d.state.map(|s| s.to_string()).unwrap_or_default())).unwrap_or_else(|| "not installed".into()),
             if d.satisfied { "" } else { "  UNSATISFIED" }
@@ -139,11 +137,11 @@ pub(crate) fn plugin_detail(p: &PluginInfo) -> String {
         ("translations", &pr.translations),
     ] {
         if !list.is_empty() {
-            let _ = writeln!(s, "  {what}: {}", list.join(", "));
+            let _ = writeln!(s, "  {what}: {}", clean(&list.join(", ")));
         }
     }
     if !p.services.is_empty() {
-        let _ = writeln!(s, "  registered now: {}", p.services.join(", "));
+        let _ = writeln!(s, "  registered now: {}", clean(&p.services.join(", ")));
     }
     let _ = writeln!(s, "\nPermissions:");
     s.push_str(&permissions(p));
@@ -197,20 +195,20 @@ pub(crate) fn graph_text(g: &Graph) -> String {
         let _ = writeln!(s, "{} {} [{}]", n.id, n.version, n.state);
         for e in g.edges.iter().filter(|e| e.from == n.id) {
             let flag = if e.in_cycle { "  CYCLE" } else if !e.satisfied { "  UNSATISFIED" } else { "" };
-            let _ = writeln!(s, "  -> {} {}{}{}", e.to, e.range, if e.optional { " (optional)" } else { "" }, flag);
+            let _ = writeln!(s, "  -> {} {}{}{}", e.to, clean(&e.range), if e.optional { " (optional)" } else { "" }, flag);
         }
     }
     if !g.order.is_empty() {
         let _ = writeln!(s, "\nLoad order: {}", g.order.join(", "));
     }
     for (id, e) in &g.errors {
-        let _ = writeln!(s, "error: {id}: {e}");
+        let _ = writeln!(s, "error: {id}: {}", clean(&e.to_string()));
     }
     s
 }
 
 fn dot_id(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", clean(s).replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 pub(crate) fn graph_dot(g: &Graph) -> String {
@@ -235,11 +233,11 @@ pub(crate) fn graph_dot(g: &Graph) -> String {
 
 pub(crate) fn log_line(l: &LogRecord) -> String {
     let fields = if l.fields.is_null() { String::new() } else { format!(" {}", l.fields) };
-    format!("{} {:<5} {} {}{}", time(l.ts), l.level.as_str().to_uppercase(), l.plugin, clean(&l.message), clean(&fields))
+    format!("{} {:<5} {} {}{}", time(l.ts), l.level.as_str().to_uppercase(), clean(&l.plugin), clean(&l.message), clean(&fields))
 }
 
 pub(crate) fn audit_line(r: &AuditRecord) -> String {
-    format!("#{:<5} {} {:<24} {:<22} {} {}", r.id, time(r.ts), clean(&r.actor), clean(&r.action), r.plugin.as_deref().unwrap_or("-"), clean(&r.details.to_string()))
+    format!("#{:<5} {} {:<24} {:<22} {} {}", r.id, time(r.ts), clean(&r.actor), clean(&r.action), clean(r.plugin.as_deref().unwrap_or("-")), clean(&r.details.to_string()))
 }
 
 #[cfg(test)]
@@ -275,9 +273,9 @@ pub(crate) fn settings(id: &str, settings: &[objectos_kernel::model::views::Sett
             },
         };
         let required = if s.setting.required && !s.set { "  [required]" } else { "" };
-        out.push_str(&format!("{} ({kind}): {value}{required}\n", s.key));
+        out.push_str(&format!("{} ({kind}): {}{required}\n", clean(&s.key), clean(&value)));
         if let Some(t) = s.setting.title.as_deref().or(s.setting.description.as_deref()) {
-            out.push_str(&format!("    {t}\n"));
+            out.push_str(&format!("    {}\n", clean(t)));
         }
     }
     out

@@ -137,6 +137,36 @@ mod tests {
         assert_eq!(check_json(&deep, 32, usize::MAX), Err(JsonBound::TooDeep { limit: 32 }));
         std::mem::forget(deep); // dropping it would recurse (serde_json's Drop); the test is the walk
     }
+
+    #[test]
+    fn printable_text_is_kept_as_it_is_without_allocating() {
+        for s in ["Acme CRM", "", "中文 é ß ☃ 😀", "a\\u{1b}b (a backslash is kept)", "tab-free, line-free"] {
+            assert!(matches!(printable(s), std::borrow::Cow::Borrowed(b) if b == s), "{s}");
+        }
+    }
+
+    #[test]
+    fn printable_escapes_terminal_commands_forged_lines_and_reordering() {
+        // An OSC sequence that sets the terminal's title, and a colour.
+        assert_eq!(printable("\u{1b}]0;pwned\u{7}done"), "\\u{1b}]0;pwned\\u{7}done");
+        assert_eq!(printable("\u{1b}[31mred"), "\\u{1b}[31mred");
+        // A carriage return and a line feed cannot start a line that looks like the command's.
+        let forged = printable("ok\r\nobjectos: forged line");
+        assert_eq!(forged, "ok\\u{d}\\u{a}objectos: forged line");
+        assert!(!forged.contains(['\r', '\n']));
+        assert_eq!(printable("a\tb"), "a\\u{9}b");
+        // DEL and C1 controls (U+009B is CSI on some terminals).
+        assert_eq!(printable("\u{7f}\u{80}\u{9b}31m"), "\\u{7f}\\u{80}\\u{9b}31m");
+        // Bidi controls: an override that shows `exe.txt` as `txt.exe`, and the others.
+        assert_eq!(printable("invoice\u{202e}txt.exe"), "invoice\\u{202e}txt.exe");
+        for c in ['\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{2028}', '\u{2029}'] {
+            assert_eq!(printable(&format!("x{c}y")), format!("x\\u{{{:x}}}y", c as u32));
+        }
+        // Letters around an escape are kept.
+        assert_eq!(printable("中文\u{1b}é"), "中文\\u{1b}é");
+        // Escaping is idempotent: escaped text has nothing left to escape.
+        assert!(matches!(printable(&printable("\u{1b}\r\n\u{202e}")), std::borrow::Cow::Borrowed(_)));
+    }
 }
 
 /// Wait for `fut` from synchronous code: a [`crate::plugin::JsonService`] whose work is async
@@ -183,4 +213,34 @@ pub fn clip(text: String, max: usize) -> String {
     }
     let cut = (0..=max).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
     format!("{}… ({} bytes)", &text[..cut], text.len())
+}
+
+/// Whether [`printable`] escapes `c`: a control character (C0, `\n` and `\t` included, DEL,
+/// C1 U+0080–U+009F), a Unicode bidi control (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069), or the line and paragraph separators U+2028 and U+2029.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` as one line that is safe to show on a terminal, for text a plugin or package wrote (a
+/// name, a description, a log line, an error, a record's value): every character
+/// [`needs_escape`] names is shown as Rust's `\u{..}` escape (lowercase hex: ESC is `\u{1b}`,
+/// a line feed `\u{a}`, U+202E `\u{202e}`) instead of acting, so the text can neither send the
+/// terminal a command (a title, a colour, a cursor move), nor forge a line of the command's own
+/// output, nor reorder what is shown. Everything else, non-ASCII letters included, is kept;
+/// text with nothing to escape is returned as it is, without allocating. A backslash is kept
+/// as it is, so text that already reads `\u{1b}` looks the same as an escaped ESC (it does
+/// nothing either way).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let Some(first) = s.find(needs_escape) else { return std::borrow::Cow::Borrowed(s) };
+    let mut out = String::with_capacity(s.len() + 16);
+    out.push_str(&s[..first]);
+    for c in s[first..].chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
