@@ -28,10 +28,6 @@ pub(crate) struct Runner {
     pub(crate) engine: PluginContext,
 }
 
-fn render(template: &str, vars: &Value) -> Result<String, String> {
-    objectos_kernel::model::text::render_placeholders(template, |path| objectos_kernel::model::text::lookup_path(vars, path).ok_or_else(|| format!("`{path}` is not set")))
-}
-
 impl Runner {
     /// Run `actions` in order for `pkg`; `vars` holds `record` and/or `payload` (templates and
     /// conditions read it; `set` updates `record`). Stops at the first failure.
@@ -61,9 +57,12 @@ impl Runner {
                 Action::Notify { title, body, level, channels } => {
                     use objectos_notification::{Notice, Notifications};
                     let service = pkg.services().get::<Notifications>(objectos_notification::SERVICE).map_err(|e| step(e.to_string()))?;
+                    // The notification engine renders the placeholders, once: a record's value
+                    // holding `{{` or `}}` is text, never a placeholder of its own.
                     let notice = Notice {
-                        title: Some(render(title, vars).map_err(|e| step(format!("title: {e}")))?),
-                        body: Some(render(body, vars).map_err(|e| step(format!("body: {e}")))?),
+                        title: Some(title.clone()),
+                        body: Some(body.clone()),
+                        vars: vars.clone(),
                         level: serde_json::from_value(json!(level)).unwrap_or_default(),
                         channels: channels.clone(),
                         data: json!({ "record": vars.get("record").and_then(|r| r.get("id")) }),

@@ -71,7 +71,7 @@ pub fn check_csv(text: &[u8], def: &ObjectDef) -> Result<Checked, String> {
     let mut out = Checked::default();
     for rec in r.records() {
         let rec = rec.map_err(|e| e.to_string())?;
-        let line = rec.position().map_or(0, csv::Position::line);
+        let line = rec.position().map_or(0, |p| line_at(text, p.byte()));
         let row = header.iter().zip(rec.iter()).filter(|(h, v)| *h != "id" && !v.is_empty()).map(|(h, v)| (h.as_str(), v));
         let checked = values(def, row).and_then(|v| {
             def.validate(&v, false).map(|_| v).map_err(|ps| ps.iter().map(|p| format!("{} {}", p.path.rsplit(' ').next().unwrap_or_default(), p.message)).collect::<Vec<_>>().join("; "))
@@ -85,6 +85,18 @@ pub fn check_csv(text: &[u8], def: &ObjectDef) -> Result<Checked, String> {
         }
     }
     Ok(out)
+}
+
+/// The line (from 1) of the record that starts at byte `at` of `text`. The csv crate's own
+/// line number is taken before a `\r\n`'s `\n` is read, so with Windows line endings it says
+/// one line too few; counting the line breaks before the record's first byte is right for LF,
+/// CRLF, blank lines and quoted fields that span lines.
+fn line_at(text: &[u8], at: u64) -> u64 {
+    let mut start = usize::try_from(at).unwrap_or(usize::MAX).min(text.len());
+    while start < text.len() && matches!(text[start], b'\r' | b'\n') {
+        start += 1;
+    }
+    text[..start].iter().filter(|&&b| b == b'\n').count() as u64 + 1
 }
 
 /// Records as CSV: a header row (`id`, then the type's fields) and a row each.
@@ -102,4 +114,30 @@ pub fn to_csv(def: &ObjectDef, records: &[Record]) -> String {
         let _ = w.write_record(std::iter::once(text(r.get("id"))).chain(def.fields.iter().map(|f| text(r.get(&f.name)))));
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn def() -> ObjectDef {
+        let v = serde_json::json!({ "name": "item", "fields": { "title": { "type": "text", "required": true }, "qty": { "type": "number" } } });
+        ObjectDef::parse(&v, "objects/item.yml", "item").unwrap()
+    }
+
+    #[test]
+    fn a_rejected_rows_line_is_its_line_in_the_file_whatever_the_line_endings() {
+        let lf = "title,qty\nok,1\nbad,lots\nfine,2\nworse,x\n";
+        let crlf = lf.replace('\n', "\r\n");
+        // A quoted field over two lines moves every later row down one line.
+        let quoted = "title,qty\n\"two\nlines\",1\nbad,lots\n";
+        for (name, text, want) in [("LF", lf.to_string(), vec![3, 5]), ("CRLF", crlf, vec![3, 5]), ("quoted", quoted.to_string(), vec![4])] {
+            let checked = check_csv(text.as_bytes(), &def()).unwrap();
+            let lines: Vec<u64> = checked.rejected.iter().map(|r| r.line).collect();
+            assert_eq!(lines, want, "{name}: {:?}", checked.rejected);
+        }
+        let checked = check_csv(b"title,qty\r\nok,1\r\n\r\nnext,2\r\n", &def()).unwrap();
+        assert_eq!(checked.lines, [2, 4], "a blank line counts");
+    }
 }

@@ -59,6 +59,29 @@ fn id(r: &objectos_declarative::data::Record) -> String {
 }
 
 #[tokio::test]
+async fn braces_in_a_records_values_are_text_in_the_notification_it_triggers() {
+    let k = kernel().await;
+    let (sales, data, wf) = services(&k, "t.sales");
+    let titles = ["Shop {{x}} fit-out", "Lone {{ brace", "Closing }} brace", "{{record.amount}}"];
+    let acme = id(&data.create(&sales, ACCOUNT, json!({ "name": "Acme {{GmbH}}" })).unwrap());
+    for title in titles {
+        let opp = id(&data.create(&sales, OPP, json!({ "title": title, "amount": 100, "account": acme })).unwrap());
+        for event in ["qualify", "propose", "win"] {
+            wf.transition(&sales, OPP, &opp, event).await.unwrap();
+        }
+    }
+    let inbox = k.service::<Inbox>("notification.inbox").unwrap();
+    wait_until(20, "a notification per won deal", || inbox.list(10, false).unwrap().len() == titles.len()).await;
+    let mut got: Vec<String> = inbox.list(10, false).unwrap().into_iter().map(|n| n.message.title).collect();
+    got.sort();
+    let mut want: Vec<String> = titles.iter().map(|t| format!("Deal won: {t}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each title as written, rendered once");
+    let stats = k.service::<Automations>("automation").unwrap().stats();
+    assert_eq!(stats[0].failures, 0, "{stats:?}");
+}
+
+#[tokio::test]
 async fn the_sample_crm_records_workflow_and_automation_work_end_to_end() {
     let k = kernel().await;
     let (sales, data, wf) = services(&k, "t.sales");
