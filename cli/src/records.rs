@@ -2,14 +2,9 @@
 //! apply (fields, bounds, the workflow's legal events and guards); grants do not, since the
 //! admin is acting; every write is audited as `admin`.
 
-use std::sync::Arc;
-
 use clap::Subcommand;
-use objectos_builtins::declarative::caller::Admin;
-use objectos_builtins::declarative::data::{Data, Record};
-use objectos_builtins::declarative::defs::ObjectDef;
-use objectos_builtins::declarative::workflow::Workflow;
-use objectos_kernel::Kernel;
+use objectos_admin::records::{text, ListQuery, Record, RecordType, Records};
+use objectos_admin::AdminError;
 use serde_json::{json, Value};
 
 use crate::render::{clean, table};
@@ -74,88 +69,53 @@ pub(crate) enum Format {
     Json,
 }
 
-/// A refusal: its message shown escaped on stderr (it may name a package's types, fields and
-/// values), as it is in the JSON.
+/// A refusal of the records layer: its message shown escaped on stderr (it may name a
+/// package's types, fields and values), as it is in the JSON.
 fn refused(message: impl Into<String>) -> Failure {
     let message = message.into();
     Failure { json: json!({ "error": "refused", "message": message }), message: clean(&message).into_owned() }
 }
 
-/// The full name of `name`: as given when it has an owner, else the one installed type of that
-/// short name.
-fn resolve(data: &Data, name: &str) -> Result<(String, Arc<ObjectDef>), Failure> {
-    let types = data.types();
-    if name.contains('/') {
-        return types.into_iter().find(|(full, _, _)| full == name).map(|(f, _, d)| (f, d)).ok_or_else(|| refused(format!("no record type `{name}` is installed; `objectos records types` lists them")));
-    }
-    let found: Vec<_> = types.into_iter().filter(|(_, _, d)| d.name == name).collect();
-    match found.as_slice() {
-        [] => Err(refused(format!("no record type `{name}` is installed; `objectos records types` lists them"))),
-        [(full, _, def)] => Ok((full.clone(), def.clone())),
-        many => Err(refused(format!("`{name}` is declared by several packages; name one: {}", many.iter().map(|(f, _, _)| f.as_str()).collect::<Vec<_>>().join(", ")))),
+impl From<AdminError> for Failure {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Kernel(k) => Failure::from(k),
+            AdminError::Refused { message, .. } => refused(message),
+        }
     }
 }
 
-/// `FIELD=VALUE` pairs as a JSON object, each value read by its field's type.
-fn fields(def: &ObjectDef, pairs: &[String]) -> Result<Value, Failure> {
-    let mut named = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let (name, raw) = pair.split_once('=').ok_or_else(|| refused(format!("`{pair}`: give FIELD=VALUE, e.g. title=\"Shop fit-out\"")))?;
-        named.push((name, raw));
-    }
-    objectos_builtins::declarative::table::values(def, named).map_err(refused)
-}
-
-
-fn show_record(cli: &Cli, def: &ObjectDef, r: &Record) {
+fn show_record(cli: &Cli, ty: &RecordType, r: &Record) {
     if cli.json {
         print_json(r);
         return;
     }
     let mut rows = vec![vec!["id".to_string(), r.get("id").and_then(Value::as_str).unwrap_or_default().to_string()]];
-    for f in &def.fields {
+    for f in &ty.fields {
         rows.push(vec![f.name.clone(), r.get(&f.name).map(text).unwrap_or_default()]);
     }
     print!("{}", table(&["FIELD", "VALUE"], &rows));
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-async fn services(cli: &Cli) -> Result<(Kernel, Arc<Data>), Failure> {
-    let kernel = open(cli, true).await?;
-    let data = kernel.service::<Data>(objectos_builtins::declarative::data::SERVICE).map_err(|_| refused("the Records plugin (com.objectos.objects) is not enabled: `objectos plugins enable com.objectos.objects`"))?;
-    Ok((kernel, data))
-}
-
 pub(crate) async fn records(cli: &Cli, cmd: &RecordsCmd) -> Out {
-    let (kernel, data) = services(cli).await?;
-    let admin = Admin(kernel.clone());
-    let out = run(cli, cmd, &kernel, &data, &admin).await;
+    let kernel = open(cli, true).await?;
+    let records = Records::new(&kernel)?;
+    let out = run(cli, cmd, &records).await;
     // Automations a change triggered (a notification for a won deal...) finish before the
     // process does.
-    if let Ok(a) = kernel.service::<objectos_builtins::declarative::automation::Automations>(objectos_builtins::declarative::automation::SERVICE) {
-        if !a.settle(std::time::Duration::from_secs(10)).await {
-            eprintln!("objectos: automations were still running after 10 s; they continue at the next start of ObjectOS");
-        }
+    if !records.settle(std::time::Duration::from_secs(10)).await {
+        eprintln!("objectos: automations were still running after 10 s; they continue at the next start of ObjectOS");
     }
     kernel.flush();
     out
 }
 
-async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &Admin) -> Out {
-    let workflow = || kernel.service::<Workflow>(objectos_builtins::declarative::workflow::SERVICE).map_err(|_| refused("the Workflows plugin (com.objectos.workflow) is not enabled"));
+async fn run(cli: &Cli, cmd: &RecordsCmd, records: &Records) -> Out {
     match cmd {
         RecordsCmd::Types => {
-            let wf = workflow().ok();
-            let types = data.types();
+            let types = records.types();
             if cli.json {
-                let list: Vec<Value> = types.iter().map(|(full, owner, def)| json!({ "type": full, "owner": owner, "definition": **def, "workflow": wf.as_ref().and_then(|w| w.definition(full)).map(|w| w.name.clone()) })).collect();
+                let list: Vec<Value> = types.iter().map(|t| json!({ "type": t.name, "owner": t.owner, "workflow": t.workflow.as_ref().map(|w| &w.name), "definition": t })).collect();
                 print_json(&list);
                 return Ok(());
             }
@@ -164,61 +124,45 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             }
             let rows: Vec<Vec<String>> = types
                 .iter()
-                .map(|(full, owner, def)| {
-                    let fields = def.fields.iter().map(|f| if f.required { format!("{}*", f.name) } else { f.name.clone() }).collect::<Vec<_>>().join(", ");
-                    vec![full.clone(), owner.clone(), wf.as_ref().and_then(|w| w.definition(full)).map(|w| w.name.clone()).unwrap_or_else(|| "-".into()), fields]
+                .map(|t| {
+                    let fields = t.fields.iter().map(|f| if f.required { format!("{}*", f.name) } else { f.name.clone() }).collect::<Vec<_>>().join(", ");
+                    vec![t.name.clone(), t.owner.clone(), t.workflow.as_ref().map(|w| w.name.clone()).unwrap_or_else(|| "-".into()), fields]
                 })
                 .collect();
             print!("{}", table(&["TYPE", "OWNER", "WORKFLOW", "FIELDS (* required)"], &rows));
         }
         RecordsCmd::List { r#type, filter, sort, limit } => {
-            let (full, def) = resolve(data, r#type)?;
-            let mut list = data.list(admin, &full, filter.as_deref(), objectos_builtins::declarative::data::MAX_LIST)?;
-            if let Some(spec) = sort {
-                let (field, desc) = spec.strip_suffix(":desc").map_or((spec.as_str(), false), |f| (f, true));
-                if field != "id" && def.field(field).is_none() && !["created_at", "updated_at"].contains(&field) {
-                    return Err(refused(format!("cannot sort by `{field}`: {} has no such field", def.name)));
-                }
-                list.sort_by(|a, b| {
-                    let (x, y) = (a.get(field).unwrap_or(&Value::Null), b.get(field).unwrap_or(&Value::Null));
-                    let o = match (x.as_f64(), y.as_f64()) {
-                        (Some(p), Some(q)) => p.total_cmp(&q),
-                        _ => text(x).cmp(&text(y)),
-                    };
-                    if desc { o.reverse() } else { o }
-                });
-            }
-            list.truncate(*limit);
+            let ty = records.resolve(r#type)?;
+            let list = records.list(&ty.name, &ListQuery { filter: filter.clone(), sort: sort.clone(), limit: *limit })?;
             if cli.json {
                 print_json(&list);
                 return Ok(());
             }
             let mut headers = vec!["ID".to_string()];
-            headers.extend(def.fields.iter().map(|f| f.name.to_uppercase()));
-            let rows: Vec<Vec<String>> = list.iter().map(|r| std::iter::once(text(&r["id"])).chain(def.fields.iter().map(|f| r.get(&f.name).map(text).unwrap_or_default())).collect()).collect();
+            headers.extend(ty.fields.iter().map(|f| f.name.to_uppercase()));
+            let rows: Vec<Vec<String>> = list.iter().map(|r| std::iter::once(text(&r["id"])).chain(ty.fields.iter().map(|f| r.get(&f.name).map(text).unwrap_or_default())).collect()).collect();
             let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
             print!("{}", table(&headers, &rows));
             if list.is_empty() {
-                println!("(no {} records)", clean(&def.name));
+                println!("(no {} records)", clean(ty.name.rsplit('/').next().unwrap_or_default()));
             }
         }
         RecordsCmd::Show { r#type, id } => {
-            let (full, def) = resolve(data, r#type)?;
-            let r = data.get(admin, &full, id)?.ok_or_else(|| refused(format!("no {full} record `{id}`")))?;
-            show_record(cli, &def, &r);
+            let ty = records.resolve(r#type)?;
+            show_record(cli, &ty, &records.get(&ty.name, id)?);
         }
-        RecordsCmd::Create { r#type, fields: pairs } => {
-            let (full, def) = resolve(data, r#type)?;
-            let r = data.create(admin, &full, fields(&def, pairs)?)?;
+        RecordsCmd::Create { r#type, fields } => {
+            let ty = records.resolve(r#type)?;
+            let saved = records.save(&ty.name, None, records.parse_fields(&ty.name, fields)?)?;
             if cli.json {
-                print_json(&r);
+                print_json(&saved.record);
             } else {
-                println!("{}", clean(&text(&r["id"])));
+                println!("{}", clean(&text(&saved.record["id"])));
             }
         }
-        RecordsCmd::Update { r#type, id, fields: pairs } => {
-            let (full, def) = resolve(data, r#type)?;
-            let change = data.update(admin, &full, id, fields(&def, pairs)?)?;
+        RecordsCmd::Update { r#type, id, fields } => {
+            let ty = records.resolve(r#type)?;
+            let change = records.save(&ty.name, Some(id), records.parse_fields(&ty.name, fields)?)?;
             if cli.json {
                 print_json(&json!({ "record": change.record, "changed": change.changed }));
             } else if change.changed.is_empty() {
@@ -228,10 +172,7 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             }
         }
         RecordsCmd::Delete { r#type, id } => {
-            let (full, _) = resolve(data, r#type)?;
-            if !data.delete(admin, &full, id)? {
-                return Err(refused(format!("no {full} record `{id}`")));
-            }
+            records.delete(r#type, id)?;
             if cli.json {
                 print_json(&json!({ "deleted": id }));
             } else {
@@ -239,10 +180,9 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             }
         }
         RecordsCmd::Transition { r#type, id, event } => {
-            let (full, _) = resolve(data, r#type)?;
-            let t = workflow()?.transition(admin, &full, id, event).await.map_err(|e| refused(e.to_string()))?;
+            let t = records.transition(r#type, id, event).await?;
             if cli.json {
-                print_json(&json!({ "from": t.from, "to": t.to, "record": t.record, "warnings": t.warnings }));
+                print_json(&t);
             } else {
                 println!("{} -> {}", clean(&t.from), clean(&t.to));
                 for w in &t.warnings {
@@ -251,52 +191,46 @@ async fn run(cli: &Cli, cmd: &RecordsCmd, kernel: &Kernel, data: &Data, admin: &
             }
         }
         RecordsCmd::Import { r#type, file, dry_run, skip_invalid } => {
-            let (full, def) = resolve(data, r#type)?;
+            let ty = records.resolve(r#type)?;
             let text = std::fs::read(file).map_err(|e| refused(format!("{}: {e}", file.display())))?;
-            let checked = data.check_import(&full, &def, &text).map_err(|e| refused(format!("{}: {e}", file.display())))?;
-            let bad: Vec<Value> = checked.rejected.iter().map(|r| json!({ "line": r.line, "problem": r.problem })).collect();
-            let good = checked.valid;
-            let write = !dry_run && (bad.is_empty() || *skip_invalid);
-            let mut created = 0;
-            if write {
-                for v in good.iter().cloned() {
-                    data.create(admin, &full, v)?;
-                    created += 1;
-                }
-            }
+            let check = records.check_import(&ty.name, &text).map_err(|e| refused(format!("{}: {e}", file.display())))?;
+            let rejected = check.rejected.clone();
+            let (valid, rows) = (check.valid.len(), check.valid.len() + rejected.len());
+            let write = !dry_run && (rejected.is_empty() || *skip_invalid);
+            let done = write.then(|| records.commit_import(check));
+            let created = done.as_ref().map_or(0, |d| d.created);
+            let failed = done.map(|d| d.failed).unwrap_or_default();
             if cli.json {
-                print_json(&json!({ "checked": good.len() + bad.len(), "valid": good.len(), "created": created, "rejected": bad }));
+                print_json(&json!({ "checked": rows, "valid": valid, "created": created, "rejected": rejected, "failed": failed }));
             } else {
-                for b in &bad {
-                    println!("line {}: {}", b["line"], clean(b["problem"].as_str().unwrap_or_default()));
+                for b in rejected.iter().chain(&failed) {
+                    println!("line {}: {}", b.line, clean(&b.problem));
                 }
-                let rows = good.len() + bad.len();
+                let name = clean(ty.name.rsplit('/').next().unwrap_or_default()).into_owned();
                 match (write, dry_run) {
-                    (true, _) => println!("Created {created} {} record(s) from {rows} row(s){}", clean(&def.name), if bad.is_empty() { String::new() } else { format!("; skipped {} invalid", bad.len()) }),
-                    (false, true) => println!("{} of {rows} row(s) would be created (dry run: nothing written)", good.len()),
+                    (true, _) => println!("Created {created} {name} record(s) from {rows} row(s){}", if rejected.is_empty() { String::new() } else { format!("; skipped {} invalid", rejected.len()) }),
+                    (false, true) => println!("{valid} of {rows} row(s) would be created (dry run: nothing written)"),
                     (false, false) => {}
                 }
             }
-            if !bad.is_empty() && !skip_invalid {
-                return Err(refused(format!("{} of the rows are invalid; nothing was written (fix them, or pass --skip-invalid)", bad.len())));
+            if !rejected.is_empty() && !skip_invalid {
+                return Err(refused(format!("{} of the rows are invalid; nothing was written (fix them, or pass --skip-invalid)", rejected.len())));
+            }
+            if !failed.is_empty() {
+                return Err(refused(format!("{} of the rows could not be written (each is listed with its line); the others were", failed.len())));
             }
         }
-        RecordsCmd::Export { r#type, format } => {
-            let (full, def) = resolve(data, r#type)?;
-            let list = data.list(admin, &full, None, objectos_builtins::declarative::data::MAX_LIST)?;
-            match format {
-                Format::Json => print_json(&list),
-                Format::Csv => print!("{}", for_terminal(&objectos_builtins::declarative::table::to_csv(&def, &list))),
-            }
-        }
+        RecordsCmd::Export { r#type, format } => match format {
+            Format::Json => print_json(&records.list(r#type, &ListQuery { limit: objectos_admin::records::MAX_LIST, ..Default::default() })?),
+            Format::Csv => print!("{}", for_terminal(&records.export_csv(r#type)?.0)),
+        },
         RecordsCmd::History { r#type, id } => {
-            let (full, _) = resolve(data, r#type)?;
-            let steps = workflow()?.history(admin, &full, id)?;
+            let steps = records.history(r#type, id)?;
             if cli.json {
                 print_json(&steps);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = steps.iter().map(|s| vec![crate::render::time(s.at), s.event.clone(), s.from.clone(), s.to.clone(), s.by.clone()]).collect();
+            let rows: Vec<Vec<String>> = steps.iter().map(|s| vec![crate::render::time(s.at as i64), s.event.clone(), s.from.clone(), s.to.clone(), s.by.clone()]).collect();
             print!("{}", table(&["WHEN", "EVENT", "FROM", "TO", "BY"], &rows));
         }
     }

@@ -1,19 +1,17 @@
 //! Thin commands: each takes the app state, makes one kernel call, converts the error. What a
 //! command shows in words is built in [`crate::views`].
 
-use std::path::Path;
-
-use objectos_kernel::KernelError;
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery, AuditRecord, Verification, to_csv as audit_to_csv};
 use objectos_kernel::model::lifecycle::Action;
 use objectos_kernel::model::log::{Level, LogQuery, LogRecord};
-use objectos_kernel::model::manifest::ManifestErrors;
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, Graph, InstallOutcome, PluginInfo};
 use serde::Serialize;
 use tauri::State;
 
 use crate::error::{CmdResult, CommandError};
-use crate::views::{self, DefinitionsView, InboxView, PluginTexts, Sample, UpdateStatus};
+use crate::views::{self, InboxView, PluginTexts, Sample, UpdateStatus};
+use objectos_admin::definitions::DefinitionsView;
+use objectos_admin::records::{HistoryStep, Imported, ListQuery, RecordType, Records, RejectedRow, Transitioned};
 use crate::AppState;
 
 /// Every installed plugin.
@@ -165,38 +163,24 @@ pub enum ExportFormat {
     Csv,
 }
 
-fn records(state: &AppState) -> CmdResult<(std::sync::Arc<objectos_builtins::declarative::data::Data>, objectos_builtins::declarative::caller::Admin)> {
-    let data = state
-        .kernel
-        .service::<objectos_builtins::declarative::data::Data>(objectos_builtins::declarative::data::SERVICE)
-        .map_err(|_| CommandError::other("recordsOff", "the Records plugin (com.objectos.objects) is not enabled"))?;
-    Ok((data, objectos_builtins::declarative::caller::Admin(state.kernel.clone())))
-}
-
-fn workflows(state: &AppState) -> CmdResult<std::sync::Arc<objectos_builtins::declarative::workflow::Workflow>> {
-    state
-        .kernel
-        .service::<objectos_builtins::declarative::workflow::Workflow>(objectos_builtins::declarative::workflow::SERVICE)
-        .map_err(|_| CommandError::other("workflowsOff", "the Workflows plugin (com.objectos.workflow) is not enabled"))
+fn records(state: &AppState) -> CmdResult<Records> {
+    Ok(Records::new(&state.kernel)?)
 }
 
 /// The record types installed now, with their owners, fields and workflows (none when the
 /// Records plugin is off).
 #[tauri::command]
 #[specta::specta]
-pub async fn record_types(state: State<'_, AppState>) -> CmdResult<Vec<views::RecordType>> {
-    let Ok((data, _)) = records(&state) else { return Ok(Vec::new()) };
-    let wf = workflows(&state).ok();
-    let names = |id: &str| state.kernel.plugin(id).map(|p| p.manifest.name).unwrap_or_else(|_| id.to_string());
-    Ok(views::record_types(data.types(), |full| wf.as_ref().and_then(|w| w.definition(full)), names))
+pub async fn record_types(state: State<'_, AppState>) -> CmdResult<Vec<RecordType>> {
+    Ok(records(&state).map(|r| r.types()).unwrap_or_default())
 }
 
-/// Records of a type (its full name), oldest first, filtered by an expression when given.
+/// Records of a type, oldest first, filtered by an expression when given.
 #[tauri::command]
 #[specta::specta]
 pub async fn list_records(state: State<'_, AppState>, record_type: String, filter: Option<String>, limit: u32) -> CmdResult<Vec<serde_json::Value>> {
-    let (data, admin) = records(&state)?;
-    Ok(data.list(&admin, &record_type, filter.as_deref().filter(|f| !f.trim().is_empty()), limit as usize)?.into_iter().map(serde_json::Value::Object).collect())
+    let list = records(&state)?.list(&record_type, &ListQuery { filter, sort: None, limit: limit as usize })?;
+    Ok(list.into_iter().map(serde_json::Value::Object).collect())
 }
 
 /// Create a record (`id` none) or change one, as the admin; returns it. Every problem names its
@@ -204,59 +188,29 @@ pub async fn list_records(state: State<'_, AppState>, record_type: String, filte
 #[tauri::command]
 #[specta::specta]
 pub async fn save_record(state: State<'_, AppState>, record_type: String, id: Option<String>, fields: serde_json::Value) -> CmdResult<serde_json::Value> {
-    let (data, admin) = records(&state)?;
-    let record = match id {
-        None => data.create(&admin, &record_type, fields)?,
-        Some(id) => data.update(&admin, &record_type, &id, fields)?.record,
-    };
-    Ok(serde_json::Value::Object(record))
+    Ok(serde_json::Value::Object(records(&state)?.save(&record_type, id.as_deref(), fields)?.record))
 }
 
 /// Delete a record, as the admin.
 #[tauri::command]
 #[specta::specta]
 pub async fn delete_record(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<bool> {
-    let (data, admin) = records(&state)?;
-    Ok(data.delete(&admin, &record_type, &id)?)
-}
-
-/// A transition's outcome: the record afterwards, and entry actions that failed (the
-/// transition stands; they are in the package's log).
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct Transitioned {
-    pub record: serde_json::Value,
-    pub warnings: Vec<String>,
+    records(&state)?.delete(&record_type, &id)?;
+    Ok(true)
 }
 
 /// Fire a workflow event on a record, as the admin.
 #[tauri::command]
 #[specta::specta]
 pub async fn transition_record(state: State<'_, AppState>, record_type: String, id: String, event: String) -> CmdResult<Transitioned> {
-    let (_, admin) = records(&state)?;
-    let t = workflows(&state)?.transition(&admin, &record_type, &id, &event).await.map_err(|e| match e {
-        objectos_builtins::declarative::workflow::WorkflowError::Kernel(k) => CommandError::from(k),
-        other => CommandError::other("workflow", other.to_string()),
-    })?;
-    Ok(Transitioned { record: serde_json::Value::Object(t.record), warnings: t.warnings })
-}
-
-/// One step of a record's workflow history.
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct HistoryStep {
-    pub from: String,
-    pub to: String,
-    pub event: String,
-    pub by: String,
-    pub at: f64,
+    Ok(records(&state)?.transition(&record_type, &id, &event).await?)
 }
 
 /// A record's workflow history, oldest first (empty when its type has no workflow).
 #[tauri::command]
 #[specta::specta]
 pub async fn record_history(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<Vec<HistoryStep>> {
-    let (_, admin) = records(&state)?;
-    let Ok(wf) = workflows(&state) else { return Ok(Vec::new()) };
-    Ok(wf.history(&admin, &record_type, &id)?.into_iter().map(|s| HistoryStep { from: s.from, to: s.to, event: s.event, by: s.by, at: s.at as f64 }).collect())
+    Ok(records(&state)?.history(&record_type, &id)?)
 }
 
 /// What a CSV file holds for a record type, checked; nothing is written until `commit_import`.
@@ -273,31 +227,22 @@ pub struct ImportReport {
     pub rejected: Vec<RejectedRow>,
 }
 
-/// A CSV row that does not pass.
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct RejectedRow {
-    pub line: u32,
-    pub problem: String,
-}
-
 /// Check a CSV file (chosen in the dialog this opens) against a record type; `null` when the
 /// dialog was closed. Writes nothing.
 #[tauri::command]
 #[specta::specta]
 pub async fn import_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<ImportReport>> {
-    let (data, _) = records(&state)?;
-    let def = data.definition(&record_type)?;
-    let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", def.label.to_lowercase())).await? else { return Ok(None) };
+    let records = records(&state)?;
+    let ty = records.resolve(&record_type)?;
+    let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", ty.label.to_lowercase())).await? else { return Ok(None) };
     let text = std::fs::read(&path).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
-    let checked = data.check_import(&record_type, &def, &text).map_err(|e| CommandError::other("csv", format!("{}: {e}", path.display())))?;
-    let rejected: Vec<RejectedRow> = checked.rejected.into_iter().map(|r| RejectedRow { line: r.line as u32, problem: r.problem }).collect();
-    let valid = checked.valid;
+    let check = records.check_import(&ty.name, &text).map_err(|e| CommandError::other(e.code(), format!("{}: {e}", path.display())))?;
     let token = import_token();
-    let report = ImportReport { token: token.clone(), file: path.display().to_string(), valid: valid.len() as u32, rejected };
+    let report = ImportReport { token: token.clone(), file: path.display().to_string(), valid: check.valid.len() as u32, rejected: check.rejected.clone() };
     if let Ok(mut m) = state.imports.lock() {
         // One checked import waits per type: choosing a file again replaces it.
-        m.retain(|_, (t, _)| *t != record_type);
-        m.insert(token, (record_type, valid));
+        m.retain(|_, c| c.record_type != ty.name);
+        m.insert(token, check);
     }
     Ok(Some(report))
 }
@@ -312,29 +257,13 @@ fn import_token() -> String {
     format!("{:016x}", h.finish())
 }
 
-/// What a committed import did.
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct Imported {
-    pub created: u32,
-    /// Rows that could not be written after all (another change came in between), each why.
-    pub failed: Vec<String>,
-}
-
 /// Create the valid rows of a checked import, as the admin. A row that fails now (a referenced
-/// record deleted meanwhile) is reported, and the others are still created.
+/// record deleted meanwhile) is reported with its line, and the others are still created.
 #[tauri::command]
 #[specta::specta]
 pub async fn commit_import(state: State<'_, AppState>, token: String) -> CmdResult<Imported> {
-    let (record_type, rows) = state.imports.lock().ok().and_then(|mut m| m.remove(&token)).ok_or_else(|| CommandError::other("notFound", "this import was already done or dropped; choose the file again"))?;
-    let (data, admin) = records(&state)?;
-    let mut out = Imported { created: 0, failed: Vec::new() };
-    for fields in rows {
-        match data.create(&admin, &record_type, fields) {
-            Ok(_) => out.created += 1,
-            Err(e) => out.failed.push(e.to_string()),
-        }
-    }
-    Ok(out)
+    let check = state.imports.lock().ok().and_then(|mut m| m.remove(&token)).ok_or_else(|| CommandError::other("notFound", "this import was already done or dropped; choose the file again"))?;
+    Ok(records(&state)?.commit_import(check))
 }
 
 /// Drop a checked import without writing anything.
@@ -352,12 +281,13 @@ pub async fn cancel_import(state: State<'_, AppState>, token: String) -> CmdResu
 #[tauri::command]
 #[specta::specta]
 pub async fn export_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<Exported>> {
-    let (data, admin) = records(&state)?;
-    let def = data.definition(&record_type)?;
-    let Some(path) = crate::dialogs::pick_export(&app, format!("Export {} records", def.label.to_lowercase()), def.name.clone(), "csv").await? else { return Ok(None) };
-    let list = data.list(&admin, &record_type, None, objectos_builtins::declarative::data::MAX_LIST)?;
-    std::fs::write(&path, objectos_builtins::declarative::table::to_csv(&def, &list)).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
-    Ok(Some(Exported { path: path.display().to_string(), records: list.len() as u32 }))
+    let records = records(&state)?;
+    let ty = records.resolve(&record_type)?;
+    let short = ty.name.rsplit('/').next().unwrap_or_default().to_string();
+    let Some(path) = crate::dialogs::pick_export(&app, format!("Export {} records", ty.label.to_lowercase()), short, "csv").await? else { return Ok(None) };
+    let (csv, count) = records.export_csv(&ty.name)?;
+    std::fs::write(&path, csv).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
+    Ok(Some(Exported { path: path.display().to_string(), records: count as u32 }))
 }
 
 /// Where an export went.
@@ -508,11 +438,7 @@ pub async fn plugin_texts(state: State<'_, AppState>, locale: String) -> CmdResu
 #[tauri::command]
 #[specta::specta]
 pub async fn package_definitions(state: State<'_, AppState>, id: String) -> CmdResult<DefinitionsView> {
-    let info = state.kernel.plugin(&id)?;
-    let Some(dir) = info.package_dir else { return Ok(DefinitionsView::default()) };
-    let defs = objectos_builtins::declarative::read_definitions(&info.manifest, Path::new(&dir))
-        .map_err(|problems| CommandError::from(KernelError::from(ManifestErrors { file: format!("{dir}/plugin.json"), problems })))?;
-    Ok(views::definitions(defs))
+    Ok(objectos_admin::definitions::package_definitions(&state.kernel, &id)?)
 }
 
 /// What a plugin did: its counters, its code's use (calls, CPU time, memory, traps, web

@@ -38,6 +38,15 @@ impl From<KernelError> for CommandError {
     }
 }
 
+impl From<objectos_admin::AdminError> for CommandError {
+    fn from(e: objectos_admin::AdminError) -> Self {
+        match e {
+            objectos_admin::AdminError::Kernel(k) => CommandError::from(k),
+            objectos_admin::AdminError::Refused { code, message } => CommandError::Other { code: code.into(), message },
+        }
+    }
+}
+
 impl CommandError {
     pub(crate) fn other(code: &str, message: impl Into<String>) -> Self {
         CommandError::Other { code: code.into(), message: message.into() }

@@ -42,8 +42,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     pub samples: Vec<PathBuf>,
     pub started: Instant,
-    /// CSV imports checked and waiting for the admin's go: token -> (record type, valid rows).
-    pub imports: std::sync::Mutex<std::collections::HashMap<String, (String, Vec<serde_json::Value>)>>,
+    /// CSV imports checked and waiting for the admin's go, by token.
+    pub imports: std::sync::Mutex<std::collections::HashMap<String, objectos_admin::records::ImportCheck>>,
 }
 
 /// Kernel notifications for the UI (state changes, log lines, audit records...), oldest first.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::path::Path;
 
-use objectos_builtins::declarative::{Action, Definitions, FieldDef, FieldKind, Trigger};
 use objectos_builtins::notification::InboxItem;
 use objectos_kernel::model::manifest::Manifest;
 use serde::Serialize;
@@ -139,252 +138,6 @@ pub fn plugin_texts(ids: impl IntoIterator<Item = String>, locales: Vec<String>,
     PluginTexts { available: true, locales, texts }
 }
 
-// ---- a package's declarations ----------------------------------------------------------------
-
-/// A field of a record type, for display.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-#[serde(rename_all = "camelCase")]
-pub struct FieldView {
-    pub name: String,
-    pub label: String,
-    /// text, number, boolean, date, enum or reference.
-    pub kind: String,
-    /// Bounds, enum values or the referenced type, in words.
-    pub detail: String,
-    pub required: bool,
-}
-
-/// A record type.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct ObjectView {
-    pub name: String,
-    pub label: String,
-    pub fields: Vec<FieldView>,
-}
-
-/// A state of a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct StateView {
-    pub name: String,
-    /// Entry actions, in words.
-    pub entry: Vec<String>,
-    /// Exit actions, in words.
-    pub exit: Vec<String>,
-}
-
-/// A transition of a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct TransitionView {
-    pub from: String,
-    pub to: String,
-    pub event: String,
-    pub guard: Option<String>,
-}
-
-/// A workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct WorkflowView {
-    pub name: String,
-    pub object: String,
-    pub field: String,
-    pub initial: String,
-    pub states: Vec<StateView>,
-    pub transitions: Vec<TransitionView>,
-}
-
-/// An automation.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct AutomationView {
-    pub name: String,
-    /// What starts it, in words.
-    pub trigger: String,
-    pub condition: Option<String>,
-    /// Its actions, in words.
-    pub actions: Vec<String>,
-}
-
-/// What a package declares (nothing, for a built-in).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, specta::Type)]
-pub struct DefinitionsView {
-    pub objects: Vec<ObjectView>,
-    pub workflows: Vec<WorkflowView>,
-    pub automations: Vec<AutomationView>,
-}
-
-/// A package's record types, workflows and automations, in words where the UI shows words.
-pub fn definitions(defs: Definitions) -> DefinitionsView {
-    let objects = defs
-        .objects
-        .into_iter()
-        .map(|o| ObjectView { name: o.name, label: o.label, fields: o.fields.into_iter().map(field).collect() })
-        .collect();
-    let workflows = defs
-        .workflows
-        .into_iter()
-        .map(|w| WorkflowView {
-            transitions: w
-                .states
-                .iter()
-                .flat_map(|s| {
-                    s.transitions.iter().map(|t| TransitionView { from: s.name.clone(), to: t.to.clone(), event: t.event.clone(), guard: t.guard.clone() })
-                })
-                .collect(),
-            states: w
-                .states
-                .iter()
-                .map(|s| StateView { name: s.name.clone(), entry: s.entry.iter().map(action).collect(), exit: s.exit.iter().map(action).collect() })
-                .collect(),
-            name: w.name,
-            object: w.object,
-            field: w.field,
-            initial: w.initial,
-        })
-        .collect();
-    let automations = defs
-        .automations
-        .into_iter()
-        .map(|a| AutomationView {
-            trigger: trigger(&a.when),
-            condition: a.condition.clone(),
-            actions: a.actions.iter().map(action).collect(),
-            name: a.name,
-        })
-        .collect();
-    DefinitionsView { objects, workflows, automations }
-}
-
-/// A field as a form needs it.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordField {
-    pub name: String,
-    pub label: String,
-    /// text, number, boolean, date, enum or reference.
-    pub kind: String,
-    pub required: bool,
-    /// Enum values, in order.
-    pub values: Vec<String>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub max_length: Option<u32>,
-    /// The full name of the type a reference field points at.
-    pub reference: Option<String>,
-    /// What a new record gets when the field is not given.
-    pub default: Option<serde_json::Value>,
-    /// Bounds, values or the referenced type, in words.
-    pub detail: String,
-}
-
-/// A record type as the Records view shows it: whose it is, its fields and its workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordType {
-    /// The full name, `<owner>/<type>`.
-    pub name: String,
-    pub label: String,
-    pub owner: String,
-    pub owner_name: String,
-    pub fields: Vec<RecordField>,
-    /// The field holding the workflow's state, the initial state, and its transitions.
-    pub workflow: Option<RecordWorkflow>,
-}
-
-/// A workflow as the Records view needs it.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct RecordWorkflow {
-    pub name: String,
-    pub field: String,
-    pub initial: String,
-    pub transitions: Vec<TransitionView>,
-}
-
-/// The record types installed now, sorted by owner name then label.
-pub fn record_types(types: Vec<(String, String, std::sync::Arc<objectos_builtins::declarative::defs::ObjectDef>)>, workflow: impl Fn(&str) -> Option<std::sync::Arc<objectos_builtins::declarative::defs::WorkflowDef>>, owner_name: impl Fn(&str) -> String) -> Vec<RecordType> {
-    let mut out: Vec<RecordType> = types
-        .into_iter()
-        .map(|(full, owner, def)| {
-            let fields = def
-                .fields
-                .iter()
-                .map(|f| {
-                    let view = field(f.clone());
-                    let (values, min, max, max_length, reference) = match &f.kind {
-                        FieldKind::Enum { values } => (values.clone(), None, None, None, None),
-                        FieldKind::Number { min, max } => (Vec::new(), *min, *max, None, None),
-                        FieldKind::Text { max_length } => (Vec::new(), None, None, Some(*max_length as u32), None),
-                        FieldKind::Reference { object } => (Vec::new(), None, None, None, Some(objectos_builtins::declarative::data::full_type(&owner, object))),
-                        _ => (Vec::new(), None, None, None, None),
-                    };
-                    // Another package's type is named by that package's name, as the console shows it.
-                    let detail = match (&reference, &f.kind) {
-                        (Some(target), FieldKind::Reference { object }) if object.contains('/') => {
-                            let (theirs, short) = target.split_once('/').unwrap_or_default();
-                            format!("→ {short} record of {}", owner_name(theirs))
-                        }
-                        _ => view.detail,
-                    };
-                    RecordField { name: view.name, label: view.label, kind: view.kind, required: view.required, values, min, max, max_length, reference, default: f.default.clone(), detail }
-                })
-                .collect();
-            let workflow = workflow(&full).map(|w| RecordWorkflow {
-                name: w.name.clone(),
-                field: w.field.clone(),
-                initial: w.initial.clone(),
-                transitions: w.states.iter().flat_map(|s| s.transitions.iter().map(|t| TransitionView { from: s.name.clone(), to: t.to.clone(), event: t.event.clone(), guard: t.guard.clone() })).collect(),
-            });
-            RecordType { label: def.label.clone(), owner_name: owner_name(&owner), name: full, owner, fields, workflow }
-        })
-        .collect();
-    out.sort_by(|a, b| (&a.owner_name, &a.label).cmp(&(&b.owner_name, &b.label)));
-    out
-}
-
-/// A field, with its type's bounds or values in words.
-fn field(f: FieldDef) -> FieldView {
-    let (kind, detail) = match &f.kind {
-        FieldKind::Text { max_length } => ("text", format!("up to {max_length} characters")),
-        FieldKind::Number { min, max } => (
-            "number",
-            match (min, max) {
-                (Some(a), Some(b)) => format!("{a} to {b}"),
-                (Some(a), None) => format!("at least {a}"),
-                (None, Some(b)) => format!("at most {b}"),
-                (None, None) => String::new(),
-            },
-        ),
-        FieldKind::Boolean => ("boolean", String::new()),
-        FieldKind::Date => ("date", String::new()),
-        FieldKind::Enum { values } => ("enum", values.join(", ")),
-        FieldKind::Reference { object } => (
-            "reference",
-            match object.split_once('/') {
-                Some((owner, short)) => format!("→ {short} record of {owner}"),
-                None => format!("→ {object} record"),
-            },
-        ),
-    };
-    FieldView { name: f.name, label: f.label, kind: kind.into(), detail, required: f.required }
-}
-
-/// An action in words.
-fn action(a: &Action) -> String {
-    match a {
-        Action::Set(fields) => format!("set {}", fields.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")),
-        Action::Emit { topic, .. } => format!("emit {topic}"),
-        Action::Notify { title, level, .. } => format!("notify ({level}) \u{201c}{title}\u{201d}"),
-        Action::Enqueue { topic, delay_ms } => format!("emit {topic} after {} s (through jobs)", delay_ms / 1000),
-    }
-}
-
-/// What starts an automation, in words.
-fn trigger(t: &Trigger) -> String {
-    match t {
-        Trigger::Event(p) => format!("event {p}"),
-        Trigger::Record { object, on } => format!("{object} record {}", on.join(" or ")),
-        Trigger::Schedule(c) => format!("schedule {c}"),
-    }
-}
-
 // ---- updates ---------------------------------------------------------------------------------
 
 /// What the update check found.
@@ -419,7 +172,6 @@ pub fn updater_unconfigured(e: impl Display) -> UpdateStatus {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use objectos_builtins::declarative::read_definitions;
     use objectos_builtins::notification::{Level, Message};
     use std::path::PathBuf;
 
@@ -430,19 +182,6 @@ mod tests {
     fn crm_manifest() -> Manifest {
         let dir = crm_dir();
         Manifest::parse(&std::fs::read(dir.join("plugin.json")).unwrap(), "crm/plugin.json").unwrap()
-    }
-
-    #[test]
-    fn a_reference_to_another_packages_type_names_it_and_its_package() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages/invoicing");
-        let m = Manifest::parse(&std::fs::read(dir.join("plugin.json")).unwrap(), "invoicing/plugin.json").unwrap();
-        let defs = read_definitions(&m, &dir).unwrap();
-        let invoice = std::sync::Arc::new(defs.objects[0].clone());
-        let names = |id: &str| if id == "com.acme.crm" { "Small CRM".to_string() } else { id.to_string() };
-        let types = record_types(vec![("com.acme.invoicing/invoice".into(), "com.acme.invoicing".into(), invoice)], |_| None, names);
-        let field = types[0].fields.iter().find(|f| f.name == "opportunity").unwrap();
-        assert_eq!(field.reference.as_deref(), Some("com.acme.crm/opportunity"), "the form lists the CRM's deals");
-        assert_eq!(field.detail, "→ opportunity record of Small CRM");
     }
 
     #[test]
@@ -494,47 +233,6 @@ mod tests {
         assert_eq!(texts.texts["com.objectos.cache"], PluginText { name: Some("缓存".into()), description: None });
         assert_eq!(texts.texts["com.objectos.jobs"], PluginText { name: None, description: Some("后台任务".into()) });
         assert!(!PluginTexts::unavailable().available);
-    }
-
-    #[test]
-    fn the_crm_sample_reads_in_words() {
-        let defs = read_definitions(&crm_manifest(), &crm_dir()).unwrap();
-        let view = definitions(defs);
-
-        let opportunity = view.objects.iter().find(|o| o.name == "opportunity").unwrap();
-        let field = |name: &str| opportunity.fields.iter().find(|f| f.name == name).unwrap();
-        assert_eq!((field("title").kind.as_str(), field("title").detail.as_str(), field("title").required), ("text", "up to 200 characters", true));
-        assert_eq!((field("amount").kind.as_str(), field("amount").detail.as_str()), ("number", "at least 0"));
-        assert_eq!(field("probability").detail, "0 to 100");
-        assert_eq!(field("stage").detail, "prospect, qualified, proposal, won, lost");
-        assert_eq!(field("account").detail, "→ account record");
-
-        let workflow = &view.workflows[0];
-        assert_eq!((workflow.object.as_str(), workflow.field.as_str(), workflow.initial.as_str()), ("opportunity", "stage", "prospect"));
-        let win = workflow.transitions.iter().find(|t| t.event == "win").unwrap();
-        assert_eq!((win.from.as_str(), win.to.as_str(), win.guard.as_deref()), ("proposal", "won", Some("amount > 0 and account != null")));
-        let proposal = workflow.states.iter().find(|s| s.name == "proposal").unwrap();
-        assert_eq!(proposal.entry, ["set probability = 50"]);
-
-        let won = view.automations.iter().find(|a| a.name == "notify-won").unwrap();
-        assert_eq!(won.trigger, "event crm.opportunity.won");
-        assert_eq!(won.condition.as_deref(), Some("record.amount > 0"));
-        assert_eq!(won.actions, ["notify (success) \u{201c}Deal won: {{record.title}}\u{201d}"]);
-    }
-
-    #[test]
-    fn every_kind_of_field_action_and_trigger_has_words() {
-        let f = |kind| field(FieldDef { name: "n".into(), label: "N".into(), kind, required: false, default: None, workflow: false });
-        assert_eq!(f(FieldKind::Number { min: Some(1.0), max: Some(5.0) }).detail, "1 to 5");
-        assert_eq!(f(FieldKind::Number { min: None, max: Some(5.5) }).detail, "at most 5.5");
-        assert_eq!(f(FieldKind::Number { min: None, max: None }).detail, "");
-        assert_eq!((f(FieldKind::Boolean).kind, f(FieldKind::Date).kind), ("boolean".to_string(), "date".to_string()));
-
-        assert_eq!(action(&Action::Emit { topic: "crm.x".into(), data: Default::default() }), "emit crm.x");
-        assert_eq!(action(&Action::Enqueue { topic: "crm.later".into(), delay_ms: 90_000 }), "emit crm.later after 90 s (through jobs)");
-
-        assert_eq!(trigger(&Trigger::Record { object: "invoice".into(), on: vec!["created".into(), "updated".into()] }), "invoice record created or updated");
-        assert_eq!(trigger(&Trigger::Schedule("0 9 * * 1".into())), "schedule 0 9 * * 1");
     }
 
     #[test]

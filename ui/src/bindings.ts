@@ -63,7 +63,7 @@ export const commands = {
 	 *  Records plugin is off).
 	 */
 	recordTypes: () => typedError<RecordType[], CommandError>(__TAURI_INVOKE("record_types")),
-	/**  Records of a type (its full name), oldest first, filtered by an expression when given. */
+	/**  Records of a type, oldest first, filtered by an expression when given. */
 	listRecords: (recordType: string, filter: string | null, limit: number) => typedError<Value[], CommandError>(__TAURI_INVOKE("list_records", { recordType, filter, limit })),
 	/**
 	 *  Create a record (`id` none) or change one, as the admin; returns it. Every problem names its
@@ -83,7 +83,7 @@ export const commands = {
 	importRecords: (recordType: string) => typedError<ImportReport | null, CommandError>(__TAURI_INVOKE("import_records", { recordType })),
 	/**
 	 *  Create the valid rows of a checked import, as the admin. A row that fails now (a referenced
-	 *  record deleted meanwhile) is reported, and the others are still created.
+	 *  record deleted meanwhile) is reported with its line, and the others are still created.
 	 */
 	commitImport: (token: string) => typedError<Imported, CommandError>(__TAURI_INVOKE("commit_import", { token })),
 	/**  Drop a checked import without writing anything. */
@@ -378,8 +378,11 @@ export type ImportReport = {
 /**  What a committed import did. */
 export type Imported = {
 	created: number,
-	/**  Rows that could not be written after all (another change came in between), each why. */
-	failed: string[],
+	/**
+	 *  Rows that could not be written after all (another change came in between), each with
+	 *  its line and why.
+	 */
+	failed: RejectedRow[],
 };
 
 /**
@@ -782,7 +785,7 @@ export type Recent = {
 	traps: number,
 };
 
-/**  A field as a form needs it. */
+/**  A field as a form (or a table's columns) needs it. */
 export type RecordField = {
 	name: string,
 	label: string,
@@ -802,7 +805,7 @@ export type RecordField = {
 	detail: string,
 };
 
-/**  A record type as the Records view shows it: whose it is, its fields and its workflow. */
+/**  A record type: whose it is, its fields and its workflow. */
 export type RecordType = {
 	/**  The full name, `<owner>/<type>`. */
 	name: string,
@@ -814,7 +817,7 @@ export type RecordType = {
 	workflow: RecordWorkflow | null,
 };
 
-/**  A workflow as the Records view needs it. */
+/**  A workflow as a records view needs it. */
 export type RecordWorkflow = {
 	name: string,
 	field: string,
@@ -822,8 +825,9 @@ export type RecordWorkflow = {
 	transitions: TransitionView[],
 };
 
-/**  A CSV row that does not pass. */
+/**  A CSV row that does not pass, or that could not be written. */
 export type RejectedRow = {
+	/**  Its line in the file (the header is line 1). */
 	line: number,
 	problem: string,
 };
@@ -973,10 +977,12 @@ export type TransitionView = {
 };
 
 /**
- *  A transition's outcome: the record afterwards, and entry actions that failed (the
- *  transition stands; they are in the package's log).
+ *  A transition's outcome: the states, the record afterwards, and entry actions that failed
+ *  (the transition stands; they are in the package's log).
  */
 export type Transitioned = {
+	from: string,
+	to: string,
 	record: Value,
 	warnings: string[],
 };

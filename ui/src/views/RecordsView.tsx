@@ -343,7 +343,7 @@ function ImportDialog({ report, label, onDone, onError }: { report: ImportReport
             done.current = true;
             call(commands.commitImport(report.token))
               .then((r) => {
-                if (r.failed.length > 0) onError({ kind: "other", code: "import", message: `${r.failed.length} row(s) could not be created: ${r.failed.join("; ")}` });
+                if (r.failed.length > 0) onError({ kind: "other", code: "import", message: `${r.failed.length} row(s) could not be created: ${r.failed.map((f) => `line ${f.line}: ${f.problem}`).join("; ")}` });
                 onDone(r.created);
               })
               .catch((e) => {
