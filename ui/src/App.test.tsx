@@ -8,7 +8,7 @@ import { breakable, PermissionReview } from "./views/PermissionReview";
 import { PluginDetail } from "./views/PluginDetail";
 import { layout } from "./views/GraphView";
 import { matchesLog } from "./views/LogsView";
-import { SettingsView } from "./views/SettingsView";
+import { localeLabel, SettingsView, usableLocale } from "./views/SettingsView";
 import { RecordsView } from "./views/RecordsView";
 
 const crm = plugin("com.acme.crm", {
@@ -223,6 +223,17 @@ describe("a file grant over ObjectOS's own folder", () => {
     expect(notes.length).toBe(1);
     expect(notes[0].textContent).toContain("ObjectOS's own data stays out of reach");
     expect(notes[0].textContent).toContain("/home/ada/.local/share/objectos");
+  });
+});
+
+describe("the language selector", () => {
+  it("reads a C or POSIX machine locale as English, the default, and names other languages", () => {
+    for (const tag of ["C", "POSIX", "C.UTF-8", "", null]) expect(usableLocale(tag)).toBe("en");
+    expect(usableLocale("zh-CN")).toBe("zh-CN");
+    expect(usableLocale("de")).toBe("de");
+    expect(localeLabel("en")).toBe("English (default)");
+    expect(localeLabel("zh-CN")).toContain("(zh-CN)");
+    expect(localeLabel("zh-CN")).not.toBe("zh-CN (zh-CN)");
   });
 });
 

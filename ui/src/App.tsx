@@ -7,7 +7,7 @@ import { GraphView } from "./views/GraphView";
 import { RecordsView } from "./views/RecordsView";
 import { LogsView } from "./views/LogsView";
 import { AuditView } from "./views/AuditView";
-import { SettingsView } from "./views/SettingsView";
+import { SettingsView, usableLocale } from "./views/SettingsView";
 import { ErrorBanner } from "./views/common";
 
 import type { Route } from "./route";
@@ -26,7 +26,7 @@ const LOCALE_KEY = "objectos.locale";
 
 /** The admin's language for plugin names and descriptions, kept on this machine. */
 function useLocale(): [string, (l: string) => void] {
-  const [locale, setLocale] = useState(() => localStorage.getItem(LOCALE_KEY) ?? navigator.language ?? "en");
+  const [locale, setLocale] = useState(() => usableLocale(localStorage.getItem(LOCALE_KEY) ?? navigator.language));
   const choose = useCallback((l: string) => {
     localStorage.setItem(LOCALE_KEY, l);
     setLocale(l);

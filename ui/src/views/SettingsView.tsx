@@ -11,6 +11,25 @@ function nativeName(tag: string): string {
   }
 }
 
+/**
+ * `tag` when it names a language, else English: a machine whose locale is `C` or `POSIX`
+ * (`C.UTF-8`) reports that as its language, which is no language at all.
+ */
+export function usableLocale(tag: string | null | undefined): string {
+  if (!tag) return "en";
+  try {
+    const [canonical] = Intl.getCanonicalLocales(tag);
+    return canonical && /^[a-z]{2,3}(-|$)/i.test(canonical) ? canonical : "en";
+  } catch {
+    return "en";
+  }
+}
+
+/** How the language selector shows `tag`: English is the default every plugin falls back to. */
+export function localeLabel(tag: string): string {
+  return tag === "en" ? "English (default)" : `${nativeName(tag)} (${tag})`;
+}
+
 export function SettingsView({
   onError,
   locale,
@@ -49,7 +68,7 @@ export function SettingsView({
           <select id="locale" value={locale} onChange={(e) => onLocale(e.target.value)} disabled={!texts?.available} data-setting="locale">
             {Array.from(new Set([locale, "en", ...(texts?.locales ?? [])])).map((l) => (
               <option key={l} value={l}>
-                {nativeName(l)} ({l})
+                {localeLabel(l)}
               </option>
             ))}
           </select>
