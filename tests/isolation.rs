@@ -571,6 +571,39 @@ async fn quotas_bound_what_one_package_takes() {
     assert_eq!(left, 0, "no job of an uninstalled package waits");
 }
 
+/// Finding (issue 28): a package's own keys and its records were metered apart, each meter
+/// allowing the whole `storageBytes`, so a package held about twice its quota; and each own
+/// write summed everything the package stored. One running total per package now holds both.
+#[tokio::test]
+async fn one_storage_budget_holds_a_packages_keys_and_records_together() {
+    use objectos_kernel::model::quota::Quotas;
+    let k = kernel(KernelConfig::in_memory()).await;
+    k.set_quotas(Quotas { storage_bytes: 4_000, events_per_second: 1_000, ..Quotas::default() }).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let blob = "name: blob\nfields:\n  text: { type: text }\n";
+    let perms = ["storage.read", "storage.write", "services.use:data", "data.blob.read", "data.blob.write"];
+    let id = install(&k, root.path(), "packrat", &perms, json!({ "objects": ["blob"] }), &[("objects/blob.yml", blob)]).await;
+    let ctx = k.context(&id).unwrap();
+    let data = ctx.services().get::<Data>("data").unwrap();
+    ctx.storage().set("notes", json!("x".repeat(2_500))).unwrap();
+    data.create(&ctx, "blob", json!({ "text": "y".repeat(1_000) })).unwrap();
+    let e = data.create(&ctx, "blob", json!({ "text": "y".repeat(1_000) })).unwrap_err();
+    assert!(over_limit(&e) && e.to_string().contains("its own keys and its records together"), "{e}");
+    let e = ctx.storage().set("more", json!("z".repeat(600))).unwrap_err();
+    assert!(over_limit(&e), "{e}");
+    // What it holds is counted once, as stored; freeing some makes room again.
+    let used = ctx.storage().usage_of(&id).unwrap();
+    assert!((3_500..4_000).contains(&used), "{used}");
+    ctx.storage().delete("notes").unwrap();
+    assert!(ctx.storage().usage_of(&id).unwrap() < 1_200);
+    data.create(&ctx, "blob", json!({ "text": "y".repeat(1_000) })).unwrap();
+    k.flush();
+    let refused = k.audit(&AuditQuery { plugin: Some(id.clone()), action: Some("limit.exceeded".into()), ..Default::default() }).unwrap();
+    assert!(refused.len() >= 2, "{refused:?}");
+    let engine = k.audit(&AuditQuery { plugin: Some("com.objectos.objects".into()), action: Some("limit.exceeded".into()), ..Default::default() }).unwrap();
+    assert!(engine.is_empty(), "the package's refusal is the package's, not the engine's: {engine:?}");
+}
+
 /// Uninstall asks what to do with a package's records: kept for a reinstall of the same id, or
 /// deleted. A reinstall of that id by another author is approved again before it runs, since
 /// the kept records are at stake.

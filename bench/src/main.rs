@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use objectos_kernel::{HookResult, Kernel, KernelConfig, Plugin, PluginContext, async_trait};
 use objectos_kernel::host::StorageKind;
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery};
+use objectos_kernel::model::views::GrantRequest;
 use objectos_kernel::runtime::storage::{MemoryStorage, StorageBackend};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -282,7 +283,8 @@ async fn main() -> anyhow::Result<()> {
     let keys: Vec<String> = (0..n).map(|i| format!("key-{i}")).collect();
     let backend = MemoryStorage::new();
     let value = json!({ "name": "Ada", "n": 1 });
-    let (d, _) = time(|| for k in &keys { backend.set("p", k, value.clone()).ok(); });
+    let charge = objectos_kernel::runtime::storage::Charge { owner: "p", limit: None };
+    let (d, _) = time(|| for k in &keys { backend.set("p", k, value.clone(), charge).ok(); });
     t.add("storage", "memory backend set (no check, value cloned)", n, d, None);
     let sctx = mem.context("p010")?;
     let (d, _) = time(|| for k in &keys { sctx.storage().set(k, value.clone()).ok(); });
@@ -303,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
     lat.sort();
     println!("Durable SQLite set latency (WAL, synchronous=NORMAL): p50 {:?}, p99 {:?}\n", lat[500], lat[990]);
 
+    storage_quota(&mut t, scale).await?;
     system_plugins(&mut t, scale).await?;
     sandbox(&mut t, scale).await?;
     js_compare(&mut t, scale);
@@ -316,6 +319,40 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&p, serde_json::to_string_pretty(&t.rows)?)?;
         eprintln!("wrote {p}");
     }
+    Ok(())
+}
+
+/// A package's storage write, its quota checked, with few and with many keys held: the
+/// running total makes the check cost the same (it once summed every row of the package).
+async fn storage_quota(t: &mut Table, scale: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let k = Kernel::open(KernelConfig::new(dir.path().join("data")).storage(StorageKind::Sqlite))?;
+    k.start().await?;
+    let pkg = dir.path().join("packrat");
+    std::fs::create_dir_all(&pkg)?;
+    std::fs::write(pkg.join("plugin.json"), r#"{"id":"bench.packrat","name":"Packrat","version":"1.0.0","permissions":["storage.read","storage.write"]}"#)?;
+    let id = k.install_package(&pkg, false).await?.id;
+    k.grant(&id, GrantRequest::All)?;
+    k.enable(&id, false).await?;
+    let ctx = k.context(&id)?;
+    let value = json!({ "name": "Ada", "n": 1 });
+    let many = 100_000 / scale;
+    let mut held = 0;
+    let mut rows = Vec::new();
+    for target in [1_000, many] {
+        while held < target {
+            ctx.storage().set(&format!("fill-{held}"), value.clone())?;
+            held += 1;
+        }
+        let (d, _) = time(|| for i in 0..1_000 { ctx.storage().set(&format!("fill-{i}"), value.clone()).ok(); });
+        rows.push((target, d));
+    }
+    for (i, (target, d)) in rows.into_iter().enumerate() {
+        let name = format!("SQLite set by a package, quota checked, {}k keys held", target / 1_000);
+        let first = "SQLite set by a package, quota checked, 1k keys held";
+        t.add("storage", name, 1_000, d, (i > 0).then_some(first));
+    }
+    k.shutdown().await;
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use crate::model::permission::{validate_name, GrantSet, Pattern};
 use crate::runtime::bus::{ambient_depth, EmitReport, Event, Handler, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
 use crate::runtime::log::PluginLogger;
 use crate::runtime::registry::ServiceInfo;
+use crate::runtime::storage::{Charge, Written};
 use crate::runtime::telemetry::Counters;
 use crate::runtime::Core;
 
@@ -735,17 +736,27 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 impl Storage<'_> {
-    /// For a package, refuse a write that would take its storage past its quota (counting the
-    /// new value as if added; an overwrite may be refused near the limit).
-    fn check_room(&self, key: &str, value: &Value) -> Result<()> {
-        let ctx = self.0;
-        let Some(q) = ctx.quotas() else { return Ok(()) };
-        let used = ctx.0.core.storage.usage(ctx.id())?;
-        let adds = (key.len() + crate::util::check_json(value, usize::MAX, usize::MAX).unwrap_or(0)) as u64;
-        if used + adds > q.storage_bytes {
-            return Err(ctx.over_limit(format!("storage value `{key}`"), format!("the package uses {used} of its {} bytes of storage", q.storage_bytes)));
+    /// This plugin's own write: charged to it, and for a package within its storage quota.
+    fn own_charge(&self) -> Charge<'_> {
+        Charge { owner: self.0.id(), limit: self.0.quotas().map(|q| q.storage_bytes) }
+    }
+
+    /// What a write did, as this facade answers: refused past the owner's limit (audited as
+    /// the writing plugin's `limit.exceeded`).
+    fn outcome(&self, key: &str, charge: Charge<'_>, written: Written) -> Result<bool> {
+        match written {
+            Written::Done => Ok(true),
+            Written::Stale => Ok(false),
+            Written::OverLimit { used } => {
+                let limit = charge.limit.unwrap_or(0);
+                if charge.owner == self.0.id() {
+                    return Err(self.0.over_limit(format!("storage value `{key}`"), format!("the package uses {used} of its {limit} bytes of storage (its own keys and its records together)")));
+                }
+                // An engine's write for a package: the engine refuses its caller (and the
+                // caller's refusal is the one audited).
+                Err(KernelError::OverLimit { plugin: charge.owner.to_string(), what: format!("storage value `{key}`"), reason: format!("{} uses {used} of its {limit} bytes of storage (its own keys and its records together)", charge.owner) })
+            }
         }
-        Ok(())
     }
 
     fn read(&self, call: &str) -> Result<&PluginContext> {
@@ -789,8 +800,9 @@ impl Storage<'_> {
         check_key(key)?;
         self.0.check_value(|| format!("storage value `{key}`"), &value, MAX_VALUE_BYTES)?;
         let ctx = self.write("storage.set", AuditAction::StorageSet, Some(key))?;
-        self.check_room(key, &value)?;
-        ctx.0.core.storage.set(ctx.id(), key, value)
+        let charge = self.own_charge();
+        let written = ctx.0.core.storage.set(ctx.id(), key, value, charge)?;
+        self.outcome(key, charge, written).map(drop)
     }
     /// Delete a key; true when it existed. Needs `storage.write`.
     pub fn delete(&self, key: &str) -> Result<bool> {
@@ -810,12 +822,38 @@ impl Storage<'_> {
         if let Some(v) = &new {
             self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
         }
+        self.swap_charged(key, expected, new, self.own_charge())
+    }
+
+    /// [`Storage::swap`] for an engine that keeps data for a package (a package's records):
+    /// the bytes are charged to `charge.owner`, within `charge.limit`, so the package has one
+    /// budget for its own keys and what engines keep for it. A package's own call is charged
+    /// to itself, within its quota, whatever it names.
+    pub fn swap_charged(&self, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<bool> {
+        check_key(key)?;
+        if let Some(v) = &new {
+            self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
+        }
         self.read("storage.swap")?;
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
-        if let Some(v) = &new {
-            self.check_room(key, v)?;
+        let charge = if ctx.0.shared.metered { self.own_charge() } else { charge };
+        let written = ctx.0.core.storage.swap(ctx.id(), key, expected, new, charge)?;
+        self.outcome(key, charge, written)
+    }
+
+    /// The bytes of storage charged to `owner` (its own keys and what engines keep for it).
+    pub fn usage_of(&self, owner: &str) -> Result<u64> {
+        self.0 .0.core.storage.usage(owner)
+    }
+
+    /// Charge this plugin's rows under `prefix` that are still charged to itself to the owner
+    /// `owner_of` names (rows an engine kept before charges existed); returns how many moved.
+    pub fn recharge(&self, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
+        let ctx = self.write("storage.recharge", AuditAction::StorageSwap, None)?;
+        if ctx.0.shared.metered {
+            return Ok(0);
         }
-        ctx.0.core.storage.swap(ctx.id(), key, expected, new)
+        ctx.0.core.storage.recharge(ctx.id(), prefix, owner_of)
     }
     /// Delete every key; returns how many. Needs `storage.write`.
     pub fn clear(&self) -> Result<usize> {

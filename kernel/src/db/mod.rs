@@ -78,6 +78,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE code_failures(plugin TEXT NOT NULL, at INTEGER NOT NULL, message TEXT NOT NULL);
     CREATE INDEX code_failures_by_plugin ON code_failures(plugin, at);
     CREATE TABLE artifacts(key TEXT PRIMARY KEY, digest TEXT NOT NULL, plugin TEXT NOT NULL, made_at INTEGER NOT NULL) WITHOUT ROWID;",
+    // 5: one storage budget per package: each row says whom it is charged to (NULL: the plugin
+    // whose row it is; an engine charges a package's records to the package), and the running
+    // total per owner is kept with every write.
+    "ALTER TABLE storage ADD COLUMN charged TEXT;
+    CREATE TABLE storage_usage(owner TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO storage_usage(owner, bytes) SELECT plugin, SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM storage GROUP BY plugin;",
 ];
 
 /// The schema version this build writes.

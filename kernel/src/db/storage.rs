@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::Store;
 use crate::error::{KernelError, Result};
+use crate::runtime::storage::{Charge, Written};
 
 impl Store {
     // ---- storage -------------------------------------------------------------------------
@@ -19,22 +20,66 @@ impl Store {
             .transpose()
     }
 
-    pub(crate) fn storage_set(&self, plugin: &str, key: &str, value: &Value) -> Result<()> {
-        let text = value.to_string();
-        let c = self.lock();
-        c.prepare_cached("INSERT INTO storage(plugin, key, value) VALUES (?1, ?2, ?3) ON CONFLICT(plugin, key) DO UPDATE SET value=excluded.value")
-            .and_then(|mut st| st.execute(params![plugin, key, text]))
-            .map_err(|e| self.map_err(e))?;
-        Ok(())
+    pub(crate) fn storage_set(&self, plugin: &str, key: &str, value: &Value, charge: Charge<'_>) -> Result<Written> {
+        self.storage_write(plugin, key, None, Some(value), charge)
     }
 
     pub(crate) fn storage_delete(&self, plugin: &str, key: &str) -> Result<bool> {
-        let c = self.lock();
-        let n = c
-            .prepare_cached("DELETE FROM storage WHERE plugin=?1 AND key=?2")
-            .and_then(|mut st| st.execute(params![plugin, key]))
+        let written = self.storage_write(plugin, key, None, None, Charge { owner: plugin, limit: None })?;
+        Ok(written == Written::Done)
+    }
+
+    /// Write (or, `new` none, delete) `key` in one immediate transaction: when `expected` is
+    /// given, only if the value is now that (`None` inside: absent); when `charge` has a limit,
+    /// only if what its owner holds stays within it (a write that shrinks is always let
+    /// through). The running totals of the row's old and new owners change with it.
+    fn storage_write(&self, plugin: &str, key: &str, expected: Option<Option<&Value>>, new: Option<&Value>, charge: Charge<'_>) -> Result<Written> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
+        let current: Option<(String, String)> = tx
+            .prepare_cached("SELECT value, COALESCE(charged, plugin) FROM storage WHERE plugin=?1 AND key=?2")
+            .and_then(|mut st| st.query_row(params![plugin, key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .map_err(|e| self.map_err(e))?;
-        Ok(n > 0)
+        if let Some(expected) = expected {
+            let now: Option<Value> = current
+                .as_ref()
+                .map(|(t, _)| serde_json::from_str(t).map_err(|e| KernelError::Corrupt(format!("storage {plugin}/{key}: {e}"))))
+                .transpose()?;
+            if now.as_ref() != expected {
+                return Ok(Written::Stale);
+            }
+        }
+        if expected.is_none() && current.is_none() && new.is_none() {
+            // A delete of nothing.
+            return Ok(Written::Stale);
+        }
+        let old = current.as_ref().map(|(t, owner)| (size(key, t), owner.as_str()));
+        let text = new.map(Value::to_string);
+        if let (Some(t), Some(limit)) = (&text, charge.limit) {
+            let used = usage(&tx, charge.owner).map_err(|e| self.map_err(e))?;
+            let freed = old.filter(|(_, o)| *o == charge.owner).map_or(0, |(n, _)| n);
+            let after = used.saturating_sub(freed) + size(key, t);
+            if after > limit && after > used {
+                return Ok(Written::OverLimit { used });
+            }
+        }
+        match &text {
+            Some(t) => {
+                let charged = (charge.owner != plugin).then_some(charge.owner);
+                tx.prepare_cached("INSERT INTO storage(plugin, key, value, charged) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(plugin, key) DO UPDATE SET value=excluded.value, charged=excluded.charged")
+                    .and_then(|mut st| st.execute(params![plugin, key, t, charged]))
+            }
+            None => tx.prepare_cached("DELETE FROM storage WHERE plugin=?1 AND key=?2").and_then(|mut st| st.execute(params![plugin, key])),
+        }
+        .map_err(|e| self.map_err(e))?;
+        if let Some((n, owner)) = old {
+            add_usage(&tx, owner, -(n as i64)).map_err(|e| self.map_err(e))?;
+        }
+        if let Some(t) = &text {
+            add_usage(&tx, charge.owner, size(key, t) as i64).map_err(|e| self.map_err(e))?;
+        }
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(Written::Done)
     }
 
     pub(crate) fn storage_has(&self, plugin: &str, key: &str) -> Result<bool> {
@@ -79,40 +124,63 @@ impl Store {
 
     /// Swap `key`'s value from `expected` (None: absent) to `new` (None: delete) in one
     /// immediate transaction, so two processes cannot both win.
-    pub(crate) fn storage_swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<&Value>) -> Result<bool> {
-        let mut c = self.lock();
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
-        let current: Option<String> = tx
-            .prepare_cached("SELECT value FROM storage WHERE plugin=?1 AND key=?2")
-            .and_then(|mut st| st.query_row(params![plugin, key], |r| r.get(0)).optional())
-            .map_err(|e| self.map_err(e))?;
-        let current: Option<Value> =
-            current.map(|t| serde_json::from_str(&t).map_err(|e| KernelError::Corrupt(format!("storage {plugin}/{key}: {e}")))).transpose()?;
-        if current.as_ref() != expected {
-            return Ok(false);
-        }
-        match new {
-            Some(v) => tx
-                .prepare_cached("INSERT INTO storage(plugin, key, value) VALUES (?1, ?2, ?3) ON CONFLICT(plugin, key) DO UPDATE SET value=excluded.value")
-                .and_then(|mut st| st.execute(params![plugin, key, v.to_string()])),
-            None => tx.prepare_cached("DELETE FROM storage WHERE plugin=?1 AND key=?2").and_then(|mut st| st.execute(params![plugin, key])),
-        }
-        .map_err(|e| self.map_err(e))?;
-        tx.commit().map_err(|e| self.map_err(e))?;
-        Ok(true)
+    pub(crate) fn storage_swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<&Value>, charge: Charge<'_>) -> Result<Written> {
+        self.storage_write(plugin, key, Some(expected), new, charge)
     }
 
-    pub(crate) fn storage_usage(&self, plugin: &str) -> Result<u64> {
+    /// The bytes of storage charged to `owner` (its own keys, and what engines keep for it).
+    pub(crate) fn storage_usage(&self, owner: &str) -> Result<u64> {
         let c = self.lock();
-        c.prepare_cached("SELECT COALESCE(SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) FROM storage WHERE plugin=?1")
-            .and_then(|mut st| st.query_row([plugin], |r| r.get::<_, i64>(0)))
-            .map(|n| n.max(0) as u64)
-            .map_err(|e| self.map_err(e))
+        usage(&c, owner).map_err(|e| self.map_err(e))
+    }
+
+    /// Charge `plugin`'s rows under `prefix` that are charged to `plugin` itself to the owner
+    /// `owner_of` names for each key (rows written before charges existed); returns how many.
+    pub(crate) fn storage_recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
+        let rows: Vec<(String, i64)> = tx
+            .prepare("SELECT key, length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) FROM storage WHERE plugin=?1 AND charged IS NULL AND substr(key, 1, length(?2))=?2")
+            .and_then(|mut st| st.query_map(params![plugin, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| self.map_err(e))?;
+        let mut n = 0;
+        for (key, bytes) in rows {
+            let Some(owner) = owner_of(&key).filter(|o| o != plugin) else { continue };
+            tx.execute("UPDATE storage SET charged=?3 WHERE plugin=?1 AND key=?2", params![plugin, key, owner]).map_err(|e| self.map_err(e))?;
+            add_usage(&tx, plugin, -bytes).map_err(|e| self.map_err(e))?;
+            add_usage(&tx, &owner, bytes).map_err(|e| self.map_err(e))?;
+            n += 1;
+        }
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(n)
     }
 
     pub(crate) fn storage_clear(&self, plugin: &str) -> Result<usize> {
-        let c = self.lock();
-        c.execute("DELETE FROM storage WHERE plugin=?1", [plugin]).map_err(|e| self.map_err(e))
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
+        let owed: Vec<(String, i64)> = tx
+            .prepare("SELECT COALESCE(charged, plugin), SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM storage WHERE plugin=?1 GROUP BY 1")
+            .and_then(|mut st| st.query_map([plugin], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(|e| self.map_err(e))?;
+        for (owner, bytes) in owed {
+            add_usage(&tx, &owner, -bytes).map_err(|e| self.map_err(e))?;
+        }
+        let n = tx.execute("DELETE FROM storage WHERE plugin=?1", [plugin]).map_err(|e| self.map_err(e))?;
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(n)
     }
+}
 
+/// The bytes a row takes: its key and its value as stored.
+fn size(key: &str, text: &str) -> u64 {
+    (key.len() + text.len()) as u64
+}
+
+fn usage(c: &rusqlite::Connection, owner: &str) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT bytes FROM storage_usage WHERE owner=?1")?.query_row([owner], |r| r.get::<_, i64>(0)).optional().map(|n| n.unwrap_or(0).max(0) as u64)
+}
+
+fn add_usage(c: &rusqlite::Connection, owner: &str, delta: i64) -> rusqlite::Result<()> {
+    c.prepare_cached("INSERT INTO storage_usage(owner, bytes) VALUES (?1, MAX(?2, 0)) ON CONFLICT(owner) DO UPDATE SET bytes=MAX(bytes + ?2, 0)")?.execute(params![owner, delta])?;
+    Ok(())
 }

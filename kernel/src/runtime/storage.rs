@@ -11,13 +11,40 @@ use crate::error::Result;
 use crate::model::log::{Level, LogRecord};
 use crate::util::now_ms;
 
-/// A storage backend. Calls are synchronous and short (a SQLite statement in WAL mode, or a
-/// hash-map operation).
+/// Whom a write is charged to, and the most its owner may hold then (`None`: not limited).
+/// A plugin's own write is charged to itself; an engine that keeps data for a package (its
+/// records) charges the package, so one budget holds both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge<'a> {
+    /// The plugin the bytes count for.
+    pub owner: &'a str,
+    /// The most it may hold, in bytes.
+    pub limit: Option<u64>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written (or deleted).
+    Done,
+    /// Not written: the value was not the one expected (or there was nothing to delete).
+    Stale,
+    /// Not written: its owner would hold more than its limit; it holds `used` bytes now.
+    OverLimit {
+        /// Bytes charged to the owner now.
+        used: u64,
+    },
+}
+
+/// A storage backend. Calls are synchronous and short (a SQLite transaction in WAL mode, or
+/// a hash-map operation). Each row is charged to an owner, whose running total
+/// ([`StorageBackend::usage`]) changes with every write, in the same transaction: checking a
+/// limit costs the same whatever is stored.
 pub trait StorageBackend: Send + Sync + 'static {
     /// Read a value.
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>>;
-    /// Write a value.
-    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()>;
+    /// Write a value, charged to `charge.owner` (never [`Written::Stale`]).
+    fn set(&self, plugin: &str, key: &str, value: Value, charge: Charge<'_>) -> Result<Written>;
     /// Delete; true when the key existed.
     fn delete(&self, plugin: &str, key: &str) -> Result<bool>;
     /// Does the key exist?
@@ -28,17 +55,78 @@ pub trait StorageBackend: Send + Sync + 'static {
     fn clear(&self, plugin: &str) -> Result<usize>;
     /// Every key starting with `prefix` with its value, sorted by key.
     fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>>;
-    /// Atomically replace `key`'s value with `new` (None deletes it) if it is now `expected`
-    /// (None: absent); true when it did. Atomic across processes for the SQLite backend.
-    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool>;
-    /// Bytes the plugin's keys and values take (as JSON text), for its storage quota.
-    fn usage(&self, plugin: &str) -> Result<u64>;
+    /// Atomically replace `key`'s value with `new` (None deletes it), charged to
+    /// `charge.owner`, if it is now `expected` (None: absent). Atomic across processes for the
+    /// SQLite backend.
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<Written>;
+    /// Bytes charged to `owner` (keys and values as JSON text): its own keys, and what
+    /// engines keep for it.
+    fn usage(&self, owner: &str) -> Result<u64>;
+    /// Charge `plugin`'s rows under `prefix` that are charged to `plugin` itself to the owner
+    /// `owner_of` names for each key (rows kept before charges existed); returns how many.
+    fn recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize>;
+}
+
+/// The bytes a row takes: its key and its value as JSON text.
+fn size(key: &str, value: &Value) -> u64 {
+    (key.len() + value.to_string().len()) as u64
 }
 
 /// In-memory backend for tests and benchmarks: one map per plugin (not shared key prefixes).
 #[derive(Default)]
 pub struct MemoryStorage {
-    plugins: Mutex<FxHashMap<String, FxHashMap<String, Value>>>,
+    inner: Mutex<Memory>,
+}
+
+#[derive(Default)]
+struct Memory {
+    /// Plugin -> key -> (value, owner charged when not the plugin).
+    plugins: FxHashMap<String, FxHashMap<String, (Value, Option<String>)>>,
+    usage: FxHashMap<String, u64>,
+}
+
+impl Memory {
+    fn add(&mut self, owner: &str, delta: i64) {
+        let n = self.usage.entry(owner.to_string()).or_default();
+        *n = n.saturating_add_signed(delta);
+    }
+
+    /// The write `set` and `swap` share (see [`StorageBackend::swap`]).
+    fn write(&mut self, plugin: &str, key: &str, expected: Option<Option<&Value>>, new: Option<Value>, charge: Charge<'_>) -> Written {
+        let current = self.plugins.get(plugin).and_then(|p| p.get(key)).cloned();
+        if let Some(expected) = expected {
+            if current.as_ref().map(|(v, _)| v) != expected {
+                return Written::Stale;
+            }
+        }
+        if expected.is_none() && current.is_none() && new.is_none() {
+            return Written::Stale;
+        }
+        let old = current.map(|(v, o)| (size(key, &v), o.unwrap_or_else(|| plugin.to_string())));
+        if let (Some(v), Some(limit)) = (&new, charge.limit) {
+            let used = self.usage.get(charge.owner).copied().unwrap_or(0);
+            let freed = old.as_ref().filter(|(_, o)| o == charge.owner).map_or(0, |(n, _)| *n);
+            let after = used.saturating_sub(freed) + size(key, v);
+            if after > limit && after > used {
+                return Written::OverLimit { used };
+            }
+        }
+        if let Some((n, owner)) = &old {
+            self.add(owner, -(*n as i64));
+        }
+        let map = self.plugins.entry(plugin.to_string()).or_default();
+        match new {
+            Some(v) => {
+                let n = size(key, &v);
+                map.insert(key.to_string(), (v, (charge.owner != plugin).then(|| charge.owner.to_string())));
+                self.add(charge.owner, n as i64);
+            }
+            None => {
+                map.remove(key);
+            }
+        }
+        Written::Done
+    }
 }
 
 impl MemoryStorage {
@@ -47,69 +135,67 @@ impl MemoryStorage {
         Self::default()
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut FxHashMap<String, FxHashMap<String, Value>>) -> R) -> R {
-        f(&mut self.plugins.lock().unwrap_or_else(|p| p.into_inner()))
+    fn with<R>(&self, f: impl FnOnce(&mut Memory) -> R) -> R {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
 impl StorageBackend for MemoryStorage {
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
-        Ok(self.with(|m| m.get(plugin).and_then(|p| p.get(key)).cloned()))
+        Ok(self.with(|m| m.plugins.get(plugin).and_then(|p| p.get(key)).map(|(v, _)| v.clone())))
     }
-    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()> {
-        self.with(|m| {
-            let map = match m.get_mut(plugin) {
-                Some(map) => map,
-                None => m.entry(plugin.to_string()).or_default(),
-            };
-            match map.get_mut(key) {
-                Some(slot) => *slot = value,
-                None => {
-                    map.insert(key.to_string(), value);
-                }
-            }
-        });
-        Ok(())
+    fn set(&self, plugin: &str, key: &str, value: Value, charge: Charge<'_>) -> Result<Written> {
+        Ok(self.with(|m| m.write(plugin, key, None, Some(value), charge)))
     }
     fn delete(&self, plugin: &str, key: &str) -> Result<bool> {
-        Ok(self.with(|m| m.get_mut(plugin).is_some_and(|p| p.remove(key).is_some())))
+        Ok(self.with(|m| m.write(plugin, key, None, None, Charge { owner: plugin, limit: None })) == Written::Done)
     }
     fn has(&self, plugin: &str, key: &str) -> Result<bool> {
-        Ok(self.with(|m| m.get(plugin).is_some_and(|p| p.contains_key(key))))
+        Ok(self.with(|m| m.plugins.get(plugin).is_some_and(|p| p.contains_key(key))))
     }
     fn keys(&self, plugin: &str) -> Result<Vec<String>> {
-        let mut keys: Vec<String> = self.with(|m| m.get(plugin).map(|p| p.keys().cloned().collect()).unwrap_or_default());
+        let mut keys: Vec<String> = self.with(|m| m.plugins.get(plugin).map(|p| p.keys().cloned().collect()).unwrap_or_default());
         keys.sort();
         Ok(keys)
     }
     fn clear(&self, plugin: &str) -> Result<usize> {
-        Ok(self.with(|m| m.remove(plugin).map_or(0, |p| p.len())))
+        Ok(self.with(|m| {
+            let Some(rows) = m.plugins.remove(plugin) else { return 0 };
+            for (k, (v, owner)) in &rows {
+                m.add(owner.as_deref().unwrap_or(plugin), -(size(k, v) as i64));
+            }
+            rows.len()
+        }))
     }
     fn scan(&self, plugin: &str, prefix: &str) -> Result<Vec<(String, Value)>> {
         let mut rows: Vec<(String, Value)> = self.with(|m| {
-            m.get(plugin).map(|p| p.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+            m.plugins.get(plugin).map(|p| p.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, (v, _))| (k.clone(), v.clone())).collect()).unwrap_or_default()
         });
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(rows)
     }
-    fn usage(&self, plugin: &str) -> Result<u64> {
-        Ok(self.with(|m| m.get(plugin).map_or(0, |p| p.iter().map(|(k, v)| (k.len() + v.to_string().len()) as u64).sum())))
+    fn usage(&self, owner: &str) -> Result<u64> {
+        Ok(self.with(|m| m.usage.get(owner).copied().unwrap_or(0)))
     }
-    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<Written> {
+        Ok(self.with(|m| m.write(plugin, key, Some(expected), new, charge)))
+    }
+    fn recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
         Ok(self.with(|m| {
-            let map = m.entry(plugin.to_string()).or_default();
-            if map.get(key) != expected {
-                return false;
-            }
-            match new {
-                Some(v) => {
-                    map.insert(key.to_string(), v);
-                }
-                None => {
-                    map.remove(key);
+            let mut moved = Vec::new();
+            if let Some(rows) = m.plugins.get_mut(plugin) {
+                for (k, (v, owner)) in rows.iter_mut().filter(|(k, (_, o))| o.is_none() && k.starts_with(prefix)) {
+                    if let Some(o) = owner_of(k).filter(|o| o != plugin) {
+                        moved.push((size(k, v), o.clone()));
+                        *owner = Some(o);
+                    }
                 }
             }
-            true
+            for (n, o) in &moved {
+                m.add(plugin, -(*n as i64));
+                m.add(o, *n as i64);
+            }
+            moved.len()
         }))
     }
 }
@@ -125,8 +211,8 @@ impl StorageBackend for SqliteStorage {
     fn get(&self, plugin: &str, key: &str) -> Result<Option<Value>> {
         self.store.storage_get(plugin, key)
     }
-    fn set(&self, plugin: &str, key: &str, value: Value) -> Result<()> {
-        self.store.storage_set(plugin, key, &value)
+    fn set(&self, plugin: &str, key: &str, value: Value, charge: Charge<'_>) -> Result<Written> {
+        self.store.storage_set(plugin, key, &value, charge)
     }
     fn delete(&self, plugin: &str, key: &str) -> Result<bool> {
         self.store.storage_delete(plugin, key)
@@ -158,10 +244,13 @@ impl StorageBackend for SqliteStorage {
         }
         Ok(rows)
     }
-    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>) -> Result<bool> {
-        self.store.storage_swap(plugin, key, expected, new.as_ref())
+    fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<Written> {
+        self.store.storage_swap(plugin, key, expected, new.as_ref(), charge)
     }
-    fn usage(&self, plugin: &str) -> Result<u64> {
-        self.store.storage_usage(plugin)
+    fn usage(&self, owner: &str) -> Result<u64> {
+        self.store.storage_usage(owner)
+    }
+    fn recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
+        self.store.storage_recharge(plugin, prefix, owner_of)
     }
 }

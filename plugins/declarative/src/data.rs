@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
+use objectos_kernel::runtime::storage::Charge;
 use objectos_kernel::{HookResult, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde_json::{json, Map, Value};
 
@@ -46,7 +47,16 @@ pub struct ObjectsPlugin;
 #[async_trait]
 impl Plugin for ObjectsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0), usage: Default::default() });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0) });
+        // Records kept before storage had charges count for the engine; once, they are
+        // charged to their types' owners, as every record written since is.
+        if ctx.storage().get(RECHARGED)?.is_none() {
+            let n = ctx.storage().recharge("r:", &|key| key.strip_prefix("r:").and_then(|k| k.split_once('/')).map(|(owner, _)| owner.to_string()))?;
+            ctx.storage().set(RECHARGED, json!(true))?;
+            if n > 0 {
+                ctx.logger().info(format!("{n} records are now charged to their packages' storage"));
+            }
+        }
         let weak = Arc::downgrade(&inner);
         ctx.events().on_plugin_stopped(move |id, _| {
             if let Some(inner) = weak.upgrade() {
@@ -54,12 +64,7 @@ impl Plugin for ObjectsPlugin {
             }
             Ok(())
         })?;
-        let weak = Arc::downgrade(&inner);
-        crate::util::delete_when_uninstalled(ctx, "r", move |id| {
-            if let Some(inner) = weak.upgrade() {
-                inner.usage.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-            }
-        })?;
+        crate::util::delete_when_uninstalled(ctx, "r", |_| {})?;
         let data = Arc::new(Data { inner });
         ctx.services().register_arc(SERVICE, data.clone())?;
         ctx.services().expose(SERVICE, data)?;
@@ -73,15 +78,10 @@ struct Inner {
     ctx: PluginContext,
     types: RwLock<Types>,
     seq: AtomicU64,
-    /// Bytes of each owner's records, counted on first use, kept up to date by this process's
-    /// writes and counted again after a few seconds (another process may write too): they
-    /// count against the owner's storage quota.
-    usage: std::sync::Mutex<HashMap<String, (u64, std::time::Instant)>>,
 }
 
-fn size(key: &str, v: &Value) -> u64 {
-    (key.len() + objectos_kernel::util::check_json(v, usize::MAX, usize::MAX).unwrap_or(0)) as u64
-}
+/// The engine's own key saying its records are charged to their owners.
+const RECHARGED: &str = "meta:charged";
 
 impl Inner {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Types> {
@@ -184,36 +184,33 @@ impl Data {
         })
     }
 
-    /// The bytes `owner`'s records take now.
-    fn used(&self, owner: &str) -> Result<u64> {
-        const FRESH: std::time::Duration = std::time::Duration::from_secs(5);
-        if let Some((n, at)) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get(owner) {
-            if at.elapsed() < FRESH {
-                return Ok(*n);
-            }
-        }
-        let n = self.inner.ctx.storage().scan(&format!("r:{owner}/"))?.iter().map(|(k, v)| size(k, v)).sum();
-        self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).insert(owner.to_string(), (n, std::time::Instant::now()));
-        Ok(n)
+    /// What a write of a record of `object` for `caller` is charged to: the type's owner, and
+    /// for a package caller within its storage quota (its own keys and its records together,
+    /// kept by the kernel).
+    fn charge<'a>(caller: &impl Caller, object: &'a str) -> Charge<'a> {
+        Charge { owner: owner_of(object), limit: caller.quotas().map(|q| q.storage_bytes) }
     }
 
-    /// Count a write of `owner`'s records: `delta` bytes more (or fewer).
-    fn account(&self, owner: &str, delta: i64) {
-        if let Some((n, _)) = self.inner.usage.lock().unwrap_or_else(|p| p.into_inner()).get_mut(owner) {
-            *n = n.saturating_add_signed(delta);
-        }
-    }
-
-    /// For a package caller, refuse a write adding `adds` bytes to the records of `object`'s
-    /// owner past the storage quota.
-    fn check_room(&self, caller: &impl Caller, object: &str, adds: u64) -> Result<()> {
+    /// Refuse, before anything is counted (the write's event), a record of `object` that would
+    /// take its owner past the storage quota; the write checks again, atomically.
+    fn room(&self, caller: &impl Caller, object: &str, key: &str, old: Option<&Value>, new: &Value) -> Result<()> {
         let Some(q) = caller.quotas() else { return Ok(()) };
-        let owner = owner_of(object);
-        let used = self.used(owner)?;
-        if used + adds > q.storage_bytes {
-            return Err(caller.over_limit(format!("a {object} record"), format!("the records of {owner} take {used} of its {} bytes of storage", q.storage_bytes)));
+        let size = |v: &Value| (key.len() + v.to_string().len()) as u64;
+        let used = self.inner.ctx.storage().usage_of(owner_of(object))?;
+        let after = used.saturating_sub(old.map_or(0, size)) + size(new);
+        if after > q.storage_bytes && after > used {
+            let owner = owner_of(object);
+            return Err(caller.over_limit(format!("a {object} record"), format!("{owner} uses {used} of its {} bytes of storage (its own keys and its records together)", q.storage_bytes)));
         }
         Ok(())
+    }
+
+    /// A refusal for a record of `object` past its owner's storage quota.
+    fn over_quota(caller: &impl Caller, object: &str, e: KernelError) -> KernelError {
+        match e {
+            KernelError::OverLimit { reason, .. } => caller.over_limit(format!("a {object} record"), reason),
+            other => other,
+        }
     }
 
     /// `checked` (a validation of `fields`), with one more problem when a plugin writes a
@@ -327,12 +324,10 @@ impl Data {
             stored.insert("updated_at".into(), json!(now));
             let k = key(object, &id);
             let value = Value::Object(stored.clone());
-            let adds = size(&k, &value);
-            self.check_room(caller, object, adds)?;
+            self.room(caller, object, &k, None, &value)?;
             // The announcement is the caller's event, for its quota.
             caller.charge_event(&topic(object, "created"))?;
-            if storage.swap(&k, None, Some(value))? {
-                self.account(owner_of(object), adds as i64);
+            if storage.swap_charged(&k, None, Some(value), Self::charge(caller, object)).map_err(|e| Self::over_quota(caller, object, e))? {
                 let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
                 self.announce(caller, "created", object, &id, &change, depth);
                 return Ok(stored);
@@ -384,13 +379,9 @@ impl Data {
             record.insert("updated_at".into(), json!(now_ms()));
             let k = key(object, id);
             let new = Value::Object(record.clone());
-            let delta = size(&k, &new) as i64 - size(&k, &old) as i64;
-            if delta > 0 {
-                self.check_room(caller, object, delta as u64)?;
-            }
+            self.room(caller, object, &k, Some(&old), &new)?;
             caller.charge_event(&topic(object, "updated"))?;
-            if storage.swap(&k, Some(&old), Some(new))? {
-                self.account(owner_of(object), delta);
+            if storage.swap_charged(&k, Some(&old), Some(new), Self::charge(caller, object)).map_err(|e| Self::over_quota(caller, object, e))? {
                 let change = Change { record, changed };
                 self.announce(caller, "updated", object, id, &change, depth);
                 return Ok(change);
@@ -407,10 +398,9 @@ impl Data {
         let storage = self.inner.ctx.storage();
         let Some(old) = storage.get(&key(object, id))? else { return Ok(false) };
         caller.charge_event(&topic(object, "deleted"))?;
-        if !storage.swap(&key(object, id), Some(&old), None)? {
+        if !storage.swap_charged(&key(object, id), Some(&old), None, Self::charge(caller, object))? {
             return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
         }
-        self.account(owner_of(object), -(size(&key(object, id), &old) as i64));
         let record = old.as_object().cloned().unwrap_or_default();
         let change = Change { changed: Vec::new(), record };
         self.announce(caller, "deleted", object, id, &change, 0);

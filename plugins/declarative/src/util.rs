@@ -48,14 +48,16 @@ pub(crate) fn adopt_unowned(engine: &objectos_kernel::PluginContext, kind: &str,
     if old.is_empty() {
         return Ok(());
     }
+    // Records count for their owner's storage; other kinds (workflow history) for the engine.
+    let owner = if kind == "r" { crate::data::owner_of(full) } else { engine.id() };
+    let charge = objectos_kernel::runtime::storage::Charge { owner, limit: None };
     for (k, v) in &old {
         let id = &k[prefix.len()..];
-        if storage.swap(&format!("{kind}:{full}:{id}"), None, Some(v.clone()))? {
+        if storage.swap_charged(&format!("{kind}:{full}:{id}"), None, Some(v.clone()), charge)? {
             storage.delete(k)?;
         }
     }
     storage.set(&marker, serde_json::json!(full))?;
-    // (The data engine counts an owner's bytes again within seconds, so the move shows.)
     engine.logger().info(format!("{} `{kind}` entries of `{short}`, stored before record types had owners, now belong to {full}", old.len()));
     Ok(())
 }
