@@ -364,6 +364,7 @@ async fn a_panicking_hook_is_contained_shown_and_can_be_retried() {
     let err = info.last_error.unwrap();
     assert_eq!(err.hook.as_deref(), Some("onEnable"));
     assert!(err.message.contains("enable exploded"));
+    assert_eq!(err.kind, objectos_kernel::model::views::FailureKind::Panicked, "hosts word it by its kind");
     // the kernel and other plugins are unaffected
     k.enable("t.ok", false).await.unwrap();
     // an ERROR plugin can be loaded again and enabled once fixed
@@ -383,6 +384,7 @@ async fn a_hanging_hook_times_out_into_error() {
     let e = k.enable("t.slow", false).await.unwrap_err();
     assert!(e.to_string().contains("did not finish within"), "{e}");
     assert_eq!(state(&k, "t.slow"), State::Error);
+    assert_eq!(k.plugin("t.slow").unwrap().last_error.unwrap().kind, objectos_kernel::model::views::FailureKind::TimedOut);
 }
 
 /// A manager plugin whose onEnable tries to disable itself (refused: re-entrant) and then

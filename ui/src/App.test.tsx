@@ -196,7 +196,7 @@ describe("a package with code", () => {
   it("shows its sandbox bounds in the review, and a quarantine as a stop with its reason", () => {
     mockIPC(() => null);
     const code = { main: "index.js", language: "JavaScript", stackKib: 1024, bounds: { memoryMiB: 32, hookMs: 1000, callMs: 250, tableElements: 20000, instances: 32 } };
-    const lastError = { hook: null, message: "quarantined: its code failed 5 times within 10 minutes; the last failure: t.x exceeded its 250 ms time budget", at: 0 };
+    const lastError = { kind: "quarantined" as const, hook: null, message: "quarantined: its code failed 5 times within 10 minutes; the last failure: t.x exceeded its 250 ms time budget", at: 0 };
     const leads = plugin("com.acme.leads", { code, state: "error", lastError });
     render(<PluginDetail info={leads} plugins={[leads]} navigate={() => {}} onError={() => {}} />);
     const box = document.querySelector("[data-code]")!.textContent!;
@@ -223,6 +223,20 @@ describe("a file grant over ObjectOS's own folder", () => {
     expect(notes.length).toBe(1);
     expect(notes[0].textContent).toContain("ObjectOS's own data stays out of reach");
     expect(notes[0].textContent).toContain("/home/ada/.local/share/objectos");
+  });
+});
+
+describe("a plugin in error", () => {
+  it("is worded by its failure's kind, not by its message", () => {
+    mockIPC(() => null);
+    // A message that reads like a quarantine, on a hook that timed out: the kind decides.
+    const lastError = { kind: "timedOut" as const, hook: "onEnable", message: "quarantined: not really", at: 0 };
+    const p = plugin("t.slow", { state: "error", lastError });
+    render(<PluginDetail info={p} plugins={[p]} navigate={() => {}} onError={() => {}} />);
+    expect(screen.getByText("onEnable did not finish in time")).toBeTruthy();
+    expect(screen.getByText("Load it again to retry.", { exact: false })).toBeTruthy();
+    expect(screen.queryByText("Stopped because its code kept failing")).toBeNull();
+    expect(document.querySelector("[data-failure]")?.getAttribute("data-failure")).toBe("timedOut");
   });
 });
 

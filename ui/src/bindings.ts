@@ -268,6 +268,27 @@ export type Exported = {
 	records: number,
 };
 
+/**
+ *  What kind of failure put a plugin in ERROR: hosts word it and choose what to offer from
+ *  this, never from the message's text.
+ */
+export type FailureKind = 
+/**  A hook returned an error. */
+"failed" | 
+/**  A hook panicked. */
+"panicked" | 
+/**  A hook did not finish in time. */
+"timedOut" | 
+/**
+ *  The plugin's code kept failing and the kernel stopped it: it stays stopped until an
+ *  admin enables it again.
+ */
+"quarantined" | 
+/**  Its dependencies do not resolve (missing, a version out of range, a cycle). */
+"unresolved" | 
+/**  A built-in recorded in the data directory that this build does not include. */
+"missingBuiltin";
+
 /**  A field of a record type, for display. */
 export type FieldView = {
 	name: string,
@@ -485,6 +506,8 @@ export type KernelNotices = KernelEvent[];
 
 /**  The error that put a plugin in ERROR, kept for display. */
 export type LastError = {
+	/**  What kind of failure it was (`failed` for one recorded before kinds existed). */
+	kind?: FailureKind,
 	/**  The hook that failed, if a hook did. */
 	hook: string | null,
 	/**  What went wrong. */

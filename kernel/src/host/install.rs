@@ -235,8 +235,8 @@ impl Kernel {
                     self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: m.id.clone() });
                 }
             }
-            if let Err(message) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
-                if let Err(e) = self.set_error(&m.id, Some(Hook::Install), message) {
+            if let Err((kind, message)) = self.run_hook(&m.id, &code, &ctx, Hook::Install, None).await {
+                if let Err(e) = self.set_error(&m.id, Some(Hook::Install), kind, message) {
                     out.push((m.id.clone(), Err(e)));
                     continue;
                 }
@@ -326,8 +326,8 @@ impl Kernel {
         self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: id.clone() });
         self.0.core.emit_kernel("plugin.upgraded", json!({ "plugin": id, "from": from.to_string(), "to": to.to_string() }));
         let ctx = self.context(&id)?;
-        if let Err(message) = self.run_hook(&id, &code, &ctx, Hook::Upgrade, Some((from.clone(), to.clone()))).await {
-            self.set_error(&id, Some(Hook::Upgrade), message)?;
+        if let Err((kind, message)) = self.run_hook(&id, &code, &ctx, Hook::Upgrade, Some((from.clone(), to.clone()))).await {
+            self.set_error(&id, Some(Hook::Upgrade), kind, message)?;
         } else if was == State::Enabled {
             // Chrome's rule: a version asking for more than was granted waits for approval.
             // (check_enable covers both enabled dependencies and pending permissions.)
@@ -374,7 +374,7 @@ impl Kernel {
         if matches!(state, State::Loaded | State::Disabled) {
             let _ = self.run_hook(id, &code, &ctx, Hook::Unload, None).await;
         }
-        let hook_error = self.run_hook(id, &code, &ctx, Hook::Uninstall, None).await.err();
+        let hook_error = self.run_hook(id, &code, &ctx, Hook::Uninstall, None).await.err().map(|(_, message)| message);
         self.drop_runtime(id);
         // Whatever the plugin's context is still held by (a call under way in its code) holds
         // no grant from here on.

@@ -34,7 +34,7 @@ use crate::model::manifest::{DeclaredKind, Manifest};
 use crate::model::permission::{GrantSet, Permission};
 use crate::model::resolve::{self, ManifestSet, ResolveError};
 use crate::model::views::{
-AuthorChange, DependencyStatus, GrantRow, Graph, GraphEdge, GraphNode, LastError, PermissionStatus, PluginInfo, PluginKind};
+AuthorChange, DependencyStatus, GrantRow, Graph, GraphEdge, GraphNode, FailureKind, LastError, PermissionStatus, PluginInfo, PluginKind};
 use crate::notices::Notices;
 use crate::package;
 use crate::plugin::{DeclarativeRuntime, PackageRuntime, Plugin};

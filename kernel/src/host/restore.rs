@@ -65,7 +65,7 @@ impl Kernel {
             for (id, slot) in plugins.iter_mut() {
                 if slot.kind == PluginKind::Builtin && !registered.contains(id) {
                     slot.state = State::Error;
-                    slot.last_error = Some(LastError { hook: None, message: format!("{id} is a built-in plugin that this build of ObjectOS does not include"), at: now_ms() });
+                    slot.last_error = Some(LastError { kind: FailureKind::MissingBuiltin, hook: None, message: format!("{id} is a built-in plugin that this build of ObjectOS does not include"), at: now_ms() });
                 } else if slot.state != State::Error || slot.desired != State::Installed {
                     slot.state = State::Installed;
                 }
@@ -75,7 +75,7 @@ impl Kernel {
         for (id, err) in &errors {
             let desired = lock(&self.0.plugins).get(id).map(|s| s.desired);
             if matches!(desired, Some(State::Enabled | State::Loaded | State::Disabled)) {
-                if let Err(e) = self.set_error(id, None, err.to_string()) {
+                if let Err(e) = self.set_error(id, None, FailureKind::Unresolved, err.to_string()) {
                     report.failed.push((id.clone(), e.to_string()));
                 }
                 report.failed.push((id.clone(), err.to_string()));

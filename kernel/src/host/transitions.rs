@@ -32,7 +32,7 @@ impl Kernel {
 
     /// Run one hook of `id` in a `hook` span, under `catch_unwind` and the hook timeout;
     /// counts it, and logs a failure to the plugin's log. Returns how long it took.
-    pub(super) async fn run_hook(&self, id: &str, code: &Arc<dyn Plugin>, ctx: &PluginContext, hook: Hook, upgrade: Option<(Version, Version)>) -> std::result::Result<Duration, String> {
+    pub(super) async fn run_hook(&self, id: &str, code: &Arc<dyn Plugin>, ctx: &PluginContext, hook: Hook, upgrade: Option<(Version, Version)>) -> std::result::Result<Duration, (FailureKind, String)> {
         let span = tracing::info_span!("hook", plugin = %id, kernel = self.0.core.id, hook = hook.as_str());
         let started = Instant::now();
         let fut = async {
@@ -56,15 +56,15 @@ impl Kernel {
         let took = started.elapsed();
         let result = match outcome {
             Ok(Ok(Ok(()))) => Ok(took),
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(panic)) => Err(panic_message(&*panic)),
-            Err(_) => Err(format!("did not finish within {:?}", self.0.config.hook_timeout)),
+            Ok(Ok(Err(e))) => Err((FailureKind::Failed, e.to_string())),
+            Ok(Err(panic)) => Err((FailureKind::Panicked, panic_message(&*panic))),
+            Err(_) => Err((FailureKind::TimedOut, format!("did not finish within {:?}", self.0.config.hook_timeout))),
         };
         let counters = lock(&self.0.plugins).get(id).map(|s| s.shared.counters.clone());
         if let Some(c) = counters {
             c.hook(hook, took.as_micros() as u64, result.is_ok());
         }
-        if let Err(message) = &result {
+        if let Err((_, message)) = &result {
             self.0.core.writer.log(LogRecord {
                 id: 0,
                 ts: now_ms(),
@@ -97,11 +97,11 @@ impl Kernel {
         self.0.core.store.set_state(id, state, desired, err.as_deref())
     }
 
-    pub(super) fn set_error(&self, id: &str, hook: Option<Hook>, message: String) -> Result<()> {
+    pub(super) fn set_error(&self, id: &str, hook: Option<Hook>, kind: FailureKind, message: String) -> Result<()> {
         let from = lock(&self.0.plugins).get(id).map(|s| s.state);
         self.update(id, |s| {
             s.state = State::Error;
-            s.last_error = Some(LastError { hook: hook.map(|h| h.as_str().to_string()), message: message.clone(), at: now_ms() });
+            s.last_error = Some(LastError { kind, hook: hook.map(|h| h.as_str().to_string()), message: message.clone(), at: now_ms() });
         })?;
         self.announce(&Actor::System, id, from, Some(State::Error), AuditAction::PluginError, json!({ "hook": hook.map(Hook::as_str), "message": message }));
         Ok(())
@@ -139,14 +139,14 @@ impl Kernel {
                 self.announce(actor, id, Some(state), Some(to), action.audit_action(), json!({ "durationMs": took.as_secs_f64() * 1000.0 }));
                 Ok(())
             }
-            Err(message) => {
+            Err((kind, message)) => {
                 // A disable that failed stays asked for: a restart does not undo it. An enable
                 // that was refused does not become the desired state (a plugin that ran before
                 // keeps its `enabled` and is retried at the next start; a new one is not).
                 if action != Action::Enable {
                     self.update(id, |s| s.desired = to)?;
                 }
-                self.set_error(id, Some(hook), message.clone())?;
+                self.set_error(id, Some(hook), kind, message.clone())?;
                 Err(KernelError::Hook { plugin: id.into(), hook: hook.as_str().into(), message })
             }
         }
@@ -278,7 +278,7 @@ impl Kernel {
         self.update(id, |s| {
             s.state = State::Error;
             s.desired = State::Installed;
-            s.last_error = Some(LastError { hook: None, message: format!("quarantined: {reason}"), at: now_ms() });
+            s.last_error = Some(LastError { kind: FailureKind::Quarantined, hook: None, message: format!("quarantined: {reason}"), at: now_ms() });
         })?;
         self.announce(&Actor::System, id, from, Some(State::Error), AuditAction::PluginQuarantined, json!({ "reason": reason }));
         // The failures are answered: an admin who enables it again starts it afresh.

@@ -43,11 +43,36 @@ pub enum BuiltinPolicy {
     Ask,
 }
 
+/// What kind of failure put a plugin in ERROR: hosts word it and choose what to offer from
+/// this, never from the message's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub enum FailureKind {
+    /// A hook returned an error.
+    #[default]
+    Failed,
+    /// A hook panicked.
+    Panicked,
+    /// A hook did not finish in time.
+    TimedOut,
+    /// The plugin's code kept failing and the kernel stopped it: it stays stopped until an
+    /// admin enables it again.
+    Quarantined,
+    /// Its dependencies do not resolve (missing, a version out of range, a cycle).
+    Unresolved,
+    /// A built-in recorded in the data directory that this build does not include.
+    MissingBuiltin,
+}
+
 /// The error that put a plugin in ERROR, kept for display.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct LastError {
+    /// What kind of failure it was (`failed` for one recorded before kinds existed).
+    #[serde(default)]
+    pub kind: FailureKind,
     /// The hook that failed, if a hook did.
     pub hook: Option<String>,
     /// What went wrong.

@@ -267,6 +267,7 @@ async fn service_calls_are_bounded_and_repeated_failures_quarantine_the_plugin()
     wait_until(20, "the quarantine", || state(&k, &id) == State::Error).await;
     let why = last_error(&k, &id);
     assert!(why.starts_with("quarantined: its code failed 5 times within 10 minutes"), "{why}");
+    assert_eq!(k.plugin(&id).unwrap().last_error.unwrap().kind, objectos_kernel::model::views::FailureKind::Quarantined);
     assert_eq!(audit(&k, &id, "plugin.quarantined").len(), 1);
     let inbox = k.service::<objectos_notification::Inbox>(objectos_notification::INBOX).unwrap();
     let title = format!("{id} was stopped");

@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from "react";
-import type { Action, CommandError, PluginInfo } from "../bindings";
+import type { Action, CommandError, FailureKind, LastError, PluginInfo } from "../bindings";
 import { asCommandError, call, commands, formatTime } from "../api";
 import type { Route } from "../route";
 import { Confirm, StateBadge } from "./common";
@@ -102,19 +102,12 @@ export function PluginDetail({
       </div>
 
       {info.state === "error" && info.lastError && (
-        <div className="banner error" role="alert">
+        <div className="banner error" role="alert" data-failure={info.lastError.kind ?? "failed"}>
           <div className="banner-body">
-            <strong>
-              {info.lastError.message.startsWith("quarantined: ")
-                ? "Stopped because its code kept failing"
-                : info.lastError.hook
-                  ? `${info.lastError.hook} failed`
-                  : "Not startable"}
-            </strong>
-            <div className="banner-message mono">{info.lastError.message.replace(/^quarantined: /, "")}</div>
+            <strong>{failureTitle(info.lastError)}</strong>
+            <div className="banner-message mono">{info.lastError.message}</div>
             <div className="muted">
-              {formatTime(info.lastError.at)} ·{" "}
-              {info.lastError.message.startsWith("quarantined: ") ? "It stays stopped until you enable it again." : "Load it again to retry."}
+              {formatTime(info.lastError.at)} · {failureHint(info.lastError.kind ?? "failed")}
             </div>
           </div>
         </div>
@@ -290,4 +283,36 @@ export function PluginDetail({
       )}
     </article>
   );
+}
+
+/** What stopped a plugin, in a few words, from its failure's kind. */
+export function failureTitle(e: LastError): string {
+  switch (e.kind) {
+    case "quarantined":
+      return "Stopped because its code kept failing";
+    case "unresolved":
+      return "Its dependencies are not met";
+    case "missingBuiltin":
+      return "Not part of this build";
+    case "timedOut":
+      return e.hook ? `${e.hook} did not finish in time` : "Did not finish in time";
+    case "panicked":
+      return e.hook ? `${e.hook} crashed` : "Crashed";
+    default:
+      return e.hook ? `${e.hook} failed` : "Not startable";
+  }
+}
+
+/** What the admin can do about it. */
+export function failureHint(kind: FailureKind): string {
+  switch (kind) {
+    case "quarantined":
+      return "It stays stopped until you enable it again.";
+    case "unresolved":
+      return "Install or enable what it depends on, then load it again.";
+    case "missingBuiltin":
+      return "Use a build of ObjectOS that includes it, or leave it stopped.";
+    default:
+      return "Load it again to retry.";
+  }
 }
