@@ -164,6 +164,9 @@ pub(crate) fn folders(ctx: &PluginContext) -> Vec<GuestFolder> {
 pub(crate) fn read(ctx: &PluginContext, path: &str) -> Result<String, HostError> {
     const CALL: &str = "files.read";
     let at = locate(ctx, path, false, CALL)?;
+    // The folder it is in first: a path into the host's own data is refused whether or not
+    // something is there, so a refusal tells nothing.
+    at.parent(ctx, path, false, CALL)?;
     // Opened non-blocking, then checked on the handle: a pipe or a device is refused, not
     // waited on.
     let file = at.dir.open_with(at.at(), OpenOptions::new().read(true).nonblock(true)).map_err(|e| io_error(ctx, path, false, CALL, e))?;
@@ -203,6 +206,9 @@ pub(crate) fn write(ctx: &PluginContext, path: &str, text: &str) -> Result<(), H
 pub(crate) fn entries(ctx: &PluginContext, path: &str) -> Result<Vec<Entry>, HostError> {
     const CALL: &str = "files.entries";
     let at = locate(ctx, path, false, CALL)?;
+    if !at.relative.as_os_str().is_empty() {
+        at.parent(ctx, path, false, CALL)?;
+    }
     let dir = at.dir.open_dir(at.at()).map_err(|e| io_error(ctx, path, false, CALL, e))?;
     outside_host(ctx, &dir, path, false, CALL)?;
     let mut out = Vec::new();
@@ -248,9 +254,11 @@ pub(crate) fn remove(ctx: &PluginContext, path: &str) -> Result<bool, HostError>
     if at.relative.as_os_str().is_empty() {
         return Err(fail(ErrorCode::Invalid, format!("{path} is the granted folder itself; it is the admin's to remove")));
     }
+    // A missing parent folder means nothing to remove; a refusal (a parent in the host's own
+    // folders) stays a refusal, so the answer says nothing about what is there.
     let (dir, name) = match at.parent(ctx, path, true, CALL) {
         Ok(found) => found,
-        Err(_) if at.dir.symlink_metadata(at.at()).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) => return Ok(false),
+        Err(e) if matches!(e.code, ErrorCode::NotFound) => return Ok(false),
         Err(e) => return Err(e),
     };
     let meta = match dir.symlink_metadata(&name) {

@@ -923,6 +923,10 @@ async fn a_file_grant_never_reaches_the_hosts_data_nor_blocks_nor_follows_a_swap
         ("list", p(&home, "shortcut"), "own data"),
         ("createFolder", p(&home.join("shortcut"), "new/deeper"), "own data"),
         ("remove", p(&home.join("shortcut"), "objectos.db"), "own data"),
+        // What is not there is refused the same: a refusal tells nothing of what the host keeps.
+        ("remove", p(&home.join("shortcut"), "nothing-here"), "own data"),
+        ("read", p(&home.join("shortcut"), "nothing-here"), "own data"),
+        ("list", p(&home.join("shortcut"), "no-folder"), "own data"),
         ("read", p(&home, "copy.db"), "2 names"),
         ("write", p(&home, "copy.db"), "2 names"),
     ] {
