@@ -543,10 +543,7 @@ fn data_dir(cli: &Cli) -> PathBuf {
 async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
     let kernel = host::open(data_dir(cli))?;
     if start {
-        // As `Started::print_warnings` would, with what the plugins wrote in them escaped.
-        for w in &host::start(&kernel).await?.warnings {
-            eprintln!("objectos: warning: {}", printable(&w.to_string()));
-        }
+        host::start(&kernel).await?.print_warnings("objectos");
     } else {
         // Read-only commands stay quiet about built-ins that could not be recorded.
         host::sync(&kernel).await?;

@@ -90,8 +90,10 @@ impl Started {
     /// Report every warning on stderr, one line each, as `<program>: warning: <warning>`:
     /// the way both hosts report them.
     pub fn print_warnings(&self, program: &str) {
+        // The reasons are plugins' own words (a hook's error): escaped, so they cannot drive
+        // the terminal or forge a line.
         for w in &self.warnings {
-            eprintln!("{program}: warning: {w}");
+            eprintln!("{program}: warning: {}", objectos_kernel::util::printable(&w.to_string()));
         }
     }
 }
