@@ -58,8 +58,7 @@ impl Store {
         if let (Some(t), Some(limit)) = (&text, charge.limit) {
             let used = usage(&tx, charge.owner).map_err(|e| self.map_err(e))?;
             let freed = old.filter(|(_, o)| *o == charge.owner).map_or(0, |(n, _)| n);
-            let after = used.saturating_sub(freed) + size(key, t);
-            if after > limit && after > used {
+            if crate::runtime::storage::over_budget(used, freed, size(key, t), limit) {
                 return Ok(Written::OverLimit { used });
             }
         }

@@ -131,10 +131,16 @@ pub fn excluded_host_folders(permission: &crate::model::permission::Permission, 
     use crate::model::permission::Permission as P;
     let (P::FsRead(raw) | P::FsWrite(raw)) = permission else { return Vec::new() };
     let Ok(folder) = crate::model::reach::folder(raw) else { return Vec::new() };
-    let resolved = std::fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone());
+    host_folders_meeting(&folder, host)
+}
+
+/// The host's own folders (`host`, as given and as resolved) that `folder` holds or lies in,
+/// as it is now (a link followed), each once: what no file grant of `folder` may reach.
+pub fn host_folders_meeting(folder: &std::path::Path, host: &[std::path::PathBuf]) -> Vec<String> {
+    let resolved = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
     let mut out: Vec<String> = Vec::new();
     for h in host {
-        let hit = [&folder, &resolved].iter().any(|f| h.starts_with(f) || f.starts_with(h));
+        let hit = [folder, resolved.as_path()].iter().any(|f| h.starts_with(f) || f.starts_with(h));
         let shown = h.display().to_string();
         if hit && !out.contains(&shown) {
             out.push(shown);

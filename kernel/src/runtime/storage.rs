@@ -67,6 +67,18 @@ pub trait StorageBackend: Send + Sync + 'static {
     fn recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize>;
 }
 
+/// Whether a write that frees `freed` bytes of its owner's and adds `adds` takes an owner
+/// holding `used` past `limit` (a write that shrinks what it holds is always let through).
+pub fn over_budget(used: u64, freed: u64, adds: u64, limit: u64) -> bool {
+    let after = used.saturating_sub(freed) + adds;
+    after > limit && after > used
+}
+
+/// Why a write past `who`'s storage budget was refused.
+pub fn budget_reason(who: &str, used: u64, limit: u64) -> String {
+    format!("{who} uses {used} of its {limit} bytes of storage (its own keys and its records together)")
+}
+
 /// The bytes a row takes: its key and its value as JSON text.
 fn size(key: &str, value: &Value) -> u64 {
     (key.len() + value.to_string().len()) as u64
@@ -106,8 +118,7 @@ impl Memory {
         if let (Some(v), Some(limit)) = (&new, charge.limit) {
             let used = self.usage.get(charge.owner).copied().unwrap_or(0);
             let freed = old.as_ref().filter(|(_, o)| o == charge.owner).map_or(0, |(n, _)| *n);
-            let after = used.saturating_sub(freed) + size(key, v);
-            if after > limit && after > used {
+            if over_budget(used, freed, size(key, v), limit) {
                 return Written::OverLimit { used };
             }
         }

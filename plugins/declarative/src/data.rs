@@ -196,11 +196,10 @@ impl Data {
     fn room(&self, caller: &impl Caller, object: &str, key: &str, old: Option<&Value>, new: &Value) -> Result<()> {
         let Some(q) = caller.quotas() else { return Ok(()) };
         let size = |v: &Value| (key.len() + v.to_string().len()) as u64;
-        let used = self.inner.ctx.storage().usage_of(owner_of(object))?;
-        let after = used.saturating_sub(old.map_or(0, size)) + size(new);
-        if after > q.storage_bytes && after > used {
-            let owner = owner_of(object);
-            return Err(caller.over_limit(format!("a {object} record"), format!("{owner} uses {used} of its {} bytes of storage (its own keys and its records together)", q.storage_bytes)));
+        let owner = owner_of(object);
+        let used = self.inner.ctx.storage().usage_of(owner)?;
+        if objectos_kernel::runtime::storage::over_budget(used, old.map_or(0, size), size(new), q.storage_bytes) {
+            return Err(caller.over_limit(format!("a {object} record"), objectos_kernel::runtime::storage::budget_reason(owner, used, q.storage_bytes)));
         }
         Ok(())
     }

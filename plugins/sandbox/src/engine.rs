@@ -227,28 +227,19 @@ impl Cache {
             }
         };
         let found = digest(&bytes);
-        let here = made_here().get(&path.display().to_string()).cloned();
+        let shown = path.display().to_string();
         let recorded = ledger.recorded(name);
-        match (here == Some(found.clone()), recorded) {
-            (_, Some(r)) if r == found => Some(bytes),
-            (true, None) => {
-                ledger.record(name, &found);
-                Some(bytes)
-            }
-            (true, Some(_)) => {
-                // This process made it after the record was written: the newer record wins.
-                ledger.record(name, &found);
-                Some(bytes)
-            }
-            (false, Some(_)) => {
-                ledger.refused(&path.display().to_string(), "its digest is not the one recorded when this host made it");
-                None
-            }
-            (false, None) => {
-                ledger.refused(&path.display().to_string(), "this host has no record of making it");
-                None
-            }
+        if recorded.as_ref() == Some(&found) {
+            return Some(bytes);
         }
+        if made_here().get(&shown) == Some(&found) {
+            // This process made it (before its record, or after an older one): recorded now.
+            ledger.record(name, &found);
+            return Some(bytes);
+        }
+        let why = if recorded.is_some() { "its digest is not the one recorded when this host made it" } else { "this host has no record of making it" };
+        ledger.refused(&shown, why);
+        None
     }
 
     /// Cache `bytes` as artifact `name`, recorded as made here.

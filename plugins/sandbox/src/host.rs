@@ -150,8 +150,7 @@ fn plugin_wasi(ctx: &PluginContext) -> wasmtime_wasi::WasiCtx {
         // WASI's file calls are not checked one by one as the `files` import's are, so a
         // folder is not preopened at all when it holds the host's own data or lies in it,
         // or when it is no longer the folder the admin approved.
-        let resolved = std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
-        if host.iter().any(|h| [&f.path, &resolved].iter().any(|p| h.starts_with(p) || p.starts_with(h))) {
+        if !objectos_kernel::model::views::host_folders_meeting(&f.path, &host).is_empty() {
             ctx.logger().warn(format!("the granted folder {} holds ObjectOS's own data, so the plugin's WASI file system does not get it (the files interface does, without that data)", f.path.display()));
             continue;
         }

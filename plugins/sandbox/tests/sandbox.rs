@@ -443,17 +443,21 @@ async fn the_author_kits_example_installs_enables_and_answers() {
     assert!(logs(&k, &id).iter().any(|l| l.starts_with("greeted Ada for t.caller")), "{:?}", logs(&k, &id));
 }
 
+/// A kernel on `root/data` whose compiled code goes to a cache of its own, `cache`, so a
+/// test can look at (and tamper with) what the host wrote there.
+async fn own_cache_kernel(root: &Path, cache: &Path) -> Kernel {
+    let config = KernelConfig::new(root.join("data")).runtime(Arc::new(Runtime::new(Cache::at(cache))));
+    let k = Kernel::open(config).unwrap();
+    objectos_declarative::register(&k).unwrap();
+    k.start().await.unwrap();
+    k
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_deserializes_the_compiled_code_and_a_bad_artifact_is_compiled_again() {
     let root = tempfile::tempdir().unwrap();
     let cache_dir = root.path().join("cache");
-    let open = || async {
-        let config = KernelConfig::new(root.path().join("data")).runtime(Arc::new(Runtime::new(Cache::at(&cache_dir))));
-        let k = Kernel::open(config).unwrap();
-        objectos_declarative::register(&k).unwrap();
-        k.start().await.unwrap();
-        k
-    };
+    let open = || own_cache_kernel(root.path(), &cache_dir);
     let compiled = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
         let mut v: Vec<_> = std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).map(|p| (p.clone(), std::fs::metadata(&p).unwrap().modified().unwrap())).collect();
         v.sort();
@@ -995,13 +999,7 @@ async fn failures_that_quarantine_are_counted_across_processes() {
 async fn a_cached_artifact_swapped_for_another_packages_or_a_pipe_is_compiled_again() {
     let root = tempfile::tempdir().unwrap();
     let cache_dir = root.path().join("cache");
-    let open = || async {
-        let config = KernelConfig::new(root.path().join("data")).runtime(Arc::new(Runtime::new(Cache::at(&cache_dir))));
-        let k = Kernel::open(config).unwrap();
-        objectos_declarative::register(&k).unwrap();
-        k.start().await.unwrap();
-        k
-    };
+    let open = || own_cache_kernel(root.path(), &cache_dir);
     let artifacts = |ext: &str| -> std::collections::BTreeSet<std::path::PathBuf> {
         std::fs::read_dir(&cache_dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == ext)).collect()
     };
