@@ -750,11 +750,11 @@ impl Storage<'_> {
             Written::OverLimit { used } => {
                 let limit = charge.limit.unwrap_or(0);
                 if charge.owner == self.0.id() {
-                    return Err(self.0.over_limit(format!("storage value `{key}`"), crate::runtime::storage::budget_reason("the package", used, limit)));
+                    return Err(self.0.over_limit(format!("storage value `{key}`"), crate::model::quota::budget_reason("the package", used, limit)));
                 }
                 // An engine's write for a package: the engine refuses its caller (and the
                 // caller's refusal is the one audited).
-                Err(KernelError::OverLimit { plugin: charge.owner.to_string(), what: format!("storage value `{key}`"), reason: crate::runtime::storage::budget_reason(charge.owner, used, limit) })
+                Err(KernelError::OverLimit { plugin: charge.owner.to_string(), what: format!("storage value `{key}`"), reason: crate::model::quota::budget_reason(charge.owner, used, limit) })
             }
         }
     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::Store;
 use crate::error::{KernelError, Result};
-use crate::runtime::storage::{Charge, Written};
+use crate::model::quota::{over_budget, Charge, Written};
 
 impl Store {
     // ---- storage -------------------------------------------------------------------------
@@ -58,7 +58,7 @@ impl Store {
         if let (Some(t), Some(limit)) = (&text, charge.limit) {
             let used = usage(&tx, charge.owner).map_err(|e| self.map_err(e))?;
             let freed = old.filter(|(_, o)| *o == charge.owner).map_or(0, |(n, _)| n);
-            if crate::runtime::storage::over_budget(used, freed, size(key, t), limit) {
+            if over_budget(used, freed, size(key, t), limit) {
                 return Ok(Written::OverLimit { used });
             }
         }

@@ -11,30 +11,7 @@ use crate::error::Result;
 use crate::model::log::{Level, LogRecord};
 use crate::util::now_ms;
 
-/// Whom a write is charged to, and the most its owner may hold then (`None`: not limited).
-/// A plugin's own write is charged to itself; an engine that keeps data for a package (its
-/// records) charges the package, so one budget holds both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Charge<'a> {
-    /// The plugin the bytes count for.
-    pub owner: &'a str,
-    /// The most it may hold, in bytes.
-    pub limit: Option<u64>,
-}
-
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    /// Written (or deleted).
-    Done,
-    /// Not written: the value was not the one expected (or there was nothing to delete).
-    Stale,
-    /// Not written: its owner would hold more than its limit; it holds `used` bytes now.
-    OverLimit {
-        /// Bytes charged to the owner now.
-        used: u64,
-    },
-}
+pub use crate::model::quota::{budget_reason, over_budget, Charge, Written};
 
 /// A storage backend. Calls are synchronous and short (a SQLite transaction in WAL mode, or
 /// a hash-map operation). Each row is charged to an owner, whose running total
@@ -65,18 +42,6 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// Charge `plugin`'s rows under `prefix` that are charged to `plugin` itself to the owner
     /// `owner_of` names for each key (rows kept before charges existed); returns how many.
     fn recharge(&self, plugin: &str, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize>;
-}
-
-/// Whether a write that frees `freed` bytes of its owner's and adds `adds` takes an owner
-/// holding `used` past `limit` (a write that shrinks what it holds is always let through).
-pub fn over_budget(used: u64, freed: u64, adds: u64, limit: u64) -> bool {
-    let after = used.saturating_sub(freed) + adds;
-    after > limit && after > used
-}
-
-/// Why a write past `who`'s storage budget was refused.
-pub fn budget_reason(who: &str, used: u64, limit: u64) -> String {
-    format!("{who} uses {used} of its {limit} bytes of storage (its own keys and its records together)")
 }
 
 /// The bytes a row takes: its key and its value as JSON text.
