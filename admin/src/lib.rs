@@ -8,9 +8,18 @@
 //!   filter, a sort and a limit, get, save, delete, transition, history, CSV check then commit
 //!   with a report per row, export).
 //! - [`definitions`]: what a package declares, as a host shows it.
+//! - [`inbox`]: the in-app notifications, and notices of the admin's own.
+//! - [`translations`]: plugins' names and descriptions in the admin's language.
+//! - [`metrics`]: every plugin's figures as Prometheus text.
+//! - [`author`]: the schemas of a package's files, and a manifest completed with what they
+//!   need.
 
+pub mod author;
 pub mod definitions;
+pub mod inbox;
+pub mod metrics;
 pub mod records;
+pub mod translations;
 
 use objectos_kernel::KernelError;
 
@@ -21,7 +30,7 @@ pub enum AdminError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     /// A refusal of this layer's own: `code` is stable (`recordsOff`, `unknownType`,
-    /// `ambiguousType`, `notFound`, `fields`, `workflow`, `csv`), `message` says what is wrong
+    /// `ambiguousType`, `notFound`, `fields`, `workflow`, `csv`, `unavailable`, `level`), `message` says what is wrong
     /// and what to do.
     #[error("{message}")]
     Refused {

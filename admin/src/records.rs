@@ -7,6 +7,7 @@
 //! limit; an import checks every row first and reports each failure with its line, and writes
 //! nothing unless asked, and a commit goes on past a row that fails and reports it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use objectos_declarative::data::Data;
 use objectos_declarative::defs::{ObjectDef, WorkflowDef};
 use objectos_declarative::workflow::{Workflow, WorkflowError};
 use objectos_declarative::FieldKind;
+use objectos_kernel::model::lifecycle::State;
 use objectos_kernel::Kernel;
 use serde::Serialize;
 use serde_json::Value;
@@ -155,6 +157,9 @@ pub struct Records {
     kernel: Kernel,
     data: Arc<Data>,
     workflow: Option<Arc<Workflow>>,
+    /// The workflows read from the packages' files, by type, where the Workflows engine does
+    /// not run ([`Records::reading`]).
+    read_workflows: BTreeMap<String, Arc<WorkflowDef>>,
     admin: Admin,
 }
 
@@ -165,13 +170,51 @@ impl Records {
             .service::<Data>(objectos_declarative::data::SERVICE)
             .map_err(|_| AdminError::refused("recordsOff", format!("the Records plugin ({}) is not enabled: enable it, e.g. `objectos plugins enable {}`", objectos_declarative::data::ID, objectos_declarative::data::ID)))?;
         let workflow = kernel.service::<Workflow>(objectos_declarative::workflow::SERVICE).ok();
-        Ok(Records { kernel: kernel.clone(), data, workflow, admin: Admin(kernel.clone()) })
+        Ok(Records { kernel: kernel.clone(), data, workflow, read_workflows: BTreeMap::new(), admin: Admin(kernel.clone()) })
+    }
+
+    /// The use cases that read (types, list, get, export, an import's check) on a kernel that
+    /// was opened without starting plugins: the Records engine alone is brought up, without a
+    /// lifecycle change ([`Kernel::start_quietly`]), and the record types and workflows of the
+    /// packages an admin wants enabled are read from their files and declared to it. No
+    /// package's code runs, and nothing is written to the audit trail or a log. A kernel whose
+    /// plugins run already is used as it is.
+    pub async fn reading(kernel: &Kernel) -> Result<Records> {
+        if kernel.started() {
+            return Records::new(kernel);
+        }
+        kernel.start_quietly(&[objectos_declarative::data::ID]).await?;
+        let mut records = Records::new(kernel)?;
+        for id in kernel.load_order() {
+            let Ok(info) = kernel.plugin(&id) else { continue };
+            let wanted = info.desired == State::Enabled && info.state != State::Error;
+            let declares = !info.manifest.provides.objects.is_empty() || !info.manifest.provides.workflows.is_empty();
+            let (true, true, Some(dir)) = (wanted, declares, info.package_dir.as_deref()) else { continue };
+            // What enable would refuse is left out here as it would be there.
+            let Ok(defs) = objectos_declarative::read_definitions(&info.manifest, std::path::Path::new(dir)) else { continue };
+            let ctx = kernel.context(&id)?;
+            if defs.objects.into_iter().try_for_each(|o| records.data.define(&ctx, o)).is_err() {
+                records.data.undefine_all(&ctx);
+                continue;
+            }
+            for w in defs.workflows {
+                records.read_workflows.insert(ctx.record_type(&w.object), Arc::new(w));
+            }
+        }
+        Ok(records)
+    }
+
+    fn workflow_of(&self, full: &str) -> Option<Arc<WorkflowDef>> {
+        match &self.workflow {
+            Some(w) => w.definition(full),
+            None => self.read_workflows.get(full).cloned(),
+        }
     }
 
     /// Every installed record type, sorted by its owner's name, then its label.
     pub fn types(&self) -> Vec<RecordType> {
         let owner_name = |id: &str| self.kernel.plugin(id).map(|p| p.manifest.name).unwrap_or_else(|_| id.to_string());
-        record_types(self.data.types(), |full| self.workflow.as_ref().and_then(|w| w.definition(full)), owner_name)
+        record_types(self.data.types(), |full| self.workflow_of(full), owner_name)
     }
 
     /// The type `name` names: its full name, or a short name only one package declares.

@@ -69,7 +69,7 @@ enum Command {
     /// `object`, `workflow` or `automation` (the files in objects/, workflows/ and
     /// automations/); the same as docs/schema/NAME.schema.json.
     Schema {
-        #[arg(value_parser = schema_names())]
+        #[arg(value_parser = objectos_admin::author::schema_names())]
         name: String,
     },
     /// Query, verify and export the audit trail.
@@ -383,7 +383,7 @@ type Out = Result<(), Failure>;
 
 fn main() -> ExitCode {
     // Started by this program itself to turn a package's JavaScript into a component.
-    if let Some(code) = objectos_builtins::sandbox::componentize_child_main() {
+    if let Some(code) = objectos_builtins::componentize_child_main() {
         return code;
     }
     let cli = match Cli::try_parse() {
@@ -522,17 +522,6 @@ impl tracing::field::Visit for FieldText {
     }
 }
 
-/// The schemas `objectos schema` prints: the manifest's (the kernel's) and the declarative
-/// files' (their engines').
-fn schema_names() -> Vec<&'static str> {
-    objectos_kernel::model::schema::NAMES.into_iter().chain(objectos_builtins::declarative::grammar::NAMES).collect()
-}
-
-/// The schema called `name` (one of [`schema_names`]).
-fn schema_for(name: &str) -> Option<Value> {
-    objectos_kernel::model::schema::schema(name).or_else(|| objectos_builtins::declarative::grammar::schema(name))
-}
-
 fn data_dir(cli: &Cli) -> PathBuf {
     host::resolve_data_dir(cli.data_dir.clone())
 }
@@ -558,7 +547,7 @@ fn print_json(v: &impl serde::Serialize) {
 async fn run(cli: Cli) -> Out {
     match &cli.command {
         Command::Schema { name } => {
-            let schema = schema_for(name).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", schema_names().join(", ")))?;
+            let schema = objectos_admin::author::schema(name).ok_or_else(|| anyhow::anyhow!("no schema `{name}`; there are: {}", objectos_admin::author::schema_names().join(", ")))?;
             println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
             Ok(())
         }
@@ -656,19 +645,15 @@ async fn run(cli: Cli) -> Out {
             Ok(())
         }
         Command::Notify { title, body, level, channels } => {
-            use objectos_builtins::notification::{Notice, Notifications, ID, SERVICE};
+            use objectos_admin::inbox;
+            let level = inbox::level(level).map_err(Failure::from)?;
             let kernel = open(&cli, true).await?;
-            let service = kernel
-                .service::<Notifications>(SERVICE)
-                .map_err(|e| Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {ID} --with-deps`")))?;
-            let notice = Notice {
-                channels: channels.clone(),
-                level: serde_json::from_value(json!(level)).unwrap_or_default(),
-                ..Notice::new(title, body)
-            };
-            let report = service.send(&kernel.context(ID)?, notice).await;
+            let report = inbox::notify(&kernel, title, body, level, channels).await;
             kernel.shutdown().await;
-            let report = report?;
+            let report = report.map_err(|e| match e.code() {
+                "unavailable" => Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {} --with-deps`", inbox::PLUGIN)),
+                _ => Failure::from(e),
+            })?;
             if cli.json {
                 print_json(&report);
             } else {
@@ -681,11 +666,13 @@ async fn run(cli: Cli) -> Out {
         }
         Command::Metrics => {
             let kernel = open(&cli, true).await?;
-            let text = kernel.service::<objectos_builtins::metrics::Metrics>(objectos_builtins::metrics::SERVICE).map_err(|e| {
-                Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_builtins::metrics::ID))
-            })?;
-            print!("{}", for_terminal(&text.render()?));
+            let text = objectos_admin::metrics::text(&kernel);
             kernel.shutdown().await;
+            let text = text.map_err(|e| match e.code() {
+                "unavailable" => Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_admin::metrics::PLUGIN)),
+                _ => Failure::from(e),
+            })?;
+            print!("{}", for_terminal(&text));
             Ok(())
         }
     }
@@ -694,7 +681,7 @@ async fn run(cli: Cli) -> Out {
 /// The package runtime a check runs: what install would run, code included (compiled into the
 /// data directory's cache, so installing it next starts at once; JavaScript componentized in a
 /// child process of this program).
-fn host_runtime(cli: &Cli) -> objectos_builtins::sandbox::Runtime {
+fn host_runtime(cli: &Cli) -> impl objectos_kernel::plugin::PackageRuntime {
     objectos_builtins::host_sandbox_runtime(Some(&data_dir(cli)))
 }
 
@@ -709,22 +696,13 @@ fn fix_manifest(cli: &Cli, path: &Path, installed: Option<&[Manifest]>) -> Resul
         return Err(anyhow::anyhow!("--fix writes a package's plugin.json: give its folder or its plugin.json, not {}", path.display()).into());
     };
     let shown = file.display().to_string();
-    let text = std::fs::read_to_string(&file).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
-    let manifest = Manifest::parse(text.as_bytes(), &shown).map_err(KernelError::from)?;
-    // A mistyped reference is refused here, not "fixed" with a grant for a type nobody declares.
-    let defs = objectos_builtins::declarative::runtime::read_definitions_in(&manifest, &dir, &objectos_builtins::declarative::runtime::declared_by(&manifest, installed.unwrap_or_default())).map_err(|problems| KernelError::from(objectos_kernel::model::manifest::ManifestErrors { file: shown.clone(), problems }))?;
-    let needs = objectos_builtins::declarative::needs::needed(&manifest, &defs);
-    if needs.is_empty() {
+    let added = objectos_admin::author::fix_manifest(&dir, &file, installed.unwrap_or_default())?;
+    if added.is_empty() {
         if !cli.json {
             println!("{shown}: nothing to add");
         }
-        return Ok(Vec::new());
+        return Ok(added);
     }
-    let mut value: Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    let added = objectos_builtins::declarative::needs::apply(&mut value, &needs);
-    let mut out = serde_json::to_string_pretty(&value).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    out.push('\n');
-    std::fs::write(&file, out).map_err(|e| KernelError::Io { path: file.clone(), source: e })?;
     if !cli.json {
         println!("{shown}: added");
         for p in &added {

@@ -98,8 +98,13 @@ fn show_record(cli: &Cli, ty: &RecordType, r: &Record) {
 }
 
 pub(crate) async fn records(cli: &Cli, cmd: &RecordsCmd) -> Out {
-    let kernel = open(cli, true).await?;
-    let records = Records::new(&kernel)?;
+    // A command that only reads starts no plugin: the Records engine comes up alone, without a
+    // lifecycle change, and no package's code runs. One that writes starts every plugin, so
+    // that the automations and handlers a change triggers run (a history needs the Workflows
+    // engine, which runs jobs).
+    let reads = matches!(cmd, RecordsCmd::Types | RecordsCmd::List { .. } | RecordsCmd::Show { .. } | RecordsCmd::Export { .. } | RecordsCmd::Import { dry_run: true, .. });
+    let kernel = open(cli, !reads).await?;
+    let records = if reads { Records::reading(&kernel).await? } else { Records::new(&kernel)? };
     let out = run(cli, cmd, &records).await;
     // Automations a change triggered (a notification for a won deal...) finish before the
     // process does.

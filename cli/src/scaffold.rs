@@ -157,7 +157,7 @@ pub(crate) fn scaffold(dir: &Path, id: Option<&str>, parts: &[Part]) -> Result<S
     // leave dot-folders out.
     let kinds = [("plugin", true), ("object", has(Part::Records)), ("workflow", has(Part::Workflow)), ("automation", has(Part::Automation))];
     for (kind, _) in kinds.iter().filter(|(_, wanted)| *wanted) {
-        let schema = crate::schema_for(kind).unwrap_or_default();
+        let schema = objectos_admin::author::schema(kind).unwrap_or_default();
         files.push((format!(".schema/{kind}.schema.json"), serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"));
     }
     Ok(Scaffold { id, files })

@@ -207,6 +207,40 @@ fn notify_reaches_the_inbox_once_the_notification_plugin_is_enabled() {
     assert!(err.contains("no channel named `pager`"), "{err}");
 }
 
+/// A command that only reads records starts no plugin: with the CRM and the lead-scoring
+/// package (JavaScript) enabled, listing, showing and exporting records and the types runs no
+/// package's hooks or code and writes no log line and no audit record, yet shows what the
+/// packages' types hold and their workflows.
+#[test]
+fn reading_records_runs_no_plugin_and_writes_nothing() {
+    let cli = Cli::new();
+    cli.enable_crm();
+    cli.expect(0, &["plugins", "install", packages().join("lead-scoring").to_str().unwrap()]);
+    cli.expect(0, &["permissions", "grant", "com.acme.leads", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.leads", "--with-deps"]);
+    let lead = cli.json(&["records", "create", "lead", "name=Ada", "company=Analytical Engines", "email=ada@engines.example"]);
+    let lead = lead["id"].as_str().unwrap().to_string();
+    cli.expect(0, &["records", "create", "account", "name=Acme GmbH"]);
+
+    // Both print a JSON value per line.
+    let lines = |args: &[&str]| cli.expect(0, args).0.lines().filter(|l| !l.trim().is_empty()).count();
+    let written = || (lines(&["--json", "audit", "--limit", "1000000"]), lines(&["--json", "logs", "--limit", "1000000"]));
+    let before = written();
+    let leads = cli.json(&["records", "list", "lead"]);
+    assert_eq!(leads.as_array().unwrap().len(), 1, "{leads}");
+    assert_eq!(cli.json(&["records", "show", "lead", &lead])["name"], "Ada");
+    let types = cli.json(&["records", "types"]);
+    let workflow = types.as_array().unwrap().iter().find(|t| t["type"] == "com.acme.crm/opportunity").map(|t| t["workflow"].clone());
+    assert_eq!(workflow, Some("opportunity".into()), "the workflow is read from the package's files: {types}");
+    let (csv, _) = cli.expect(0, &["records", "export", "account"]);
+    assert!(csv.contains("Acme GmbH"), "{csv}");
+    assert_eq!(written(), before, "reading records wrote no audit record and no log line");
+
+    // A write starts the plugins, as before: the lead-scoring code scores the new lead.
+    cli.expect(0, &["records", "create", "lead", "name=Grace", "company=Navy", "email=grace@navy.example"]);
+    assert!(written().0 > before.0);
+}
+
 /// The sample CRM, driven from the command line as the admin: records created, checked by the
 /// type's rules, moved through the workflow (its automation notifying on a won deal), audited
 /// as the admin.

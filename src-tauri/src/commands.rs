@@ -9,7 +9,9 @@ use serde::Serialize;
 use tauri::State;
 
 use crate::error::{CmdResult, CommandError};
-use crate::views::{self, InboxView, PluginTexts, Sample, UpdateStatus};
+use crate::views::{self, Sample, UpdateStatus};
+use objectos_admin::inbox::InboxView;
+use objectos_admin::translations::PluginTexts;
 use objectos_admin::definitions::DefinitionsView;
 use objectos_admin::records::{HistoryStep, Imported, ListQuery, RecordType, Records, RejectedRow, Transitioned};
 use crate::AppState;
@@ -403,35 +405,25 @@ pub async fn report_ready(state: State<'_, AppState>) -> CmdResult<f64> {
     Ok(ms)
 }
 
-fn inbox_service(state: &AppState) -> Option<std::sync::Arc<objectos_builtins::notification::Inbox>> {
-    state.kernel.service::<objectos_builtins::notification::Inbox>(objectos_builtins::notification::INBOX).ok()
-}
-
 /// The newest `limit` in-app notifications (only unread ones when asked).
 #[tauri::command]
 #[specta::specta]
 pub async fn inbox(state: State<'_, AppState>, limit: u32, unread_only: bool) -> CmdResult<InboxView> {
-    let Some(inbox) = inbox_service(&state) else { return Ok(InboxView::unavailable()) };
-    Ok(views::inbox(inbox.list(limit as usize, unread_only)?, inbox.unread()?))
+    Ok(objectos_admin::inbox::list(&state.kernel, limit as usize, unread_only)?)
 }
 
 /// Mark one notification (or, with no id, all of them) read; returns how many changed.
 #[tauri::command]
 #[specta::specta]
 pub async fn mark_notifications_read(state: State<'_, AppState>, id: Option<String>) -> CmdResult<u32> {
-    let inbox = inbox_service(&state).ok_or_else(|| CommandError::other("unavailable", "the Notifications plugin (com.objectos.notification) is not enabled"))?;
-    Ok(inbox.mark_read(id.as_deref())? as u32)
+    Ok(objectos_admin::inbox::mark_read(&state.kernel, id.as_deref())?)
 }
 
 /// Plugin names and descriptions in `locale` (with the i18n plugin's fallbacks).
 #[tauri::command]
 #[specta::specta]
 pub async fn plugin_texts(state: State<'_, AppState>, locale: String) -> CmdResult<PluginTexts> {
-    use objectos_builtins::i18n::{I18n, SERVICE};
-    let Ok(i18n) = state.kernel.service::<I18n>(SERVICE) else { return Ok(PluginTexts::unavailable()) };
-    let ids = state.kernel.plugins()?.into_iter().map(|p| p.manifest.id);
-    let none = serde_json::Value::Null;
-    Ok(views::plugin_texts(ids, i18n.locales(), |id, key| Some(i18n.translate(id, &locale, key, &none)).filter(|l| l.found()).map(|l| l.text)))
+    Ok(objectos_admin::translations::plugin_texts(&state.kernel, &locale)?)
 }
 
 /// The record types, workflows and automations a package declares (empty for built-ins).

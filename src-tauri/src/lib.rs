@@ -158,11 +158,11 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
 /// Tell the UI when the inbox changes. Holds only the inbox's `watch` receiver, never the
 /// service, so disabling the notification plugin ends the watch (and is itself announced).
 fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
-    use objectos_builtins::notification::{Inbox, INBOX};
+    use objectos_admin::inbox::INBOX_SERVICE;
     let mut kernel_events = kernel.subscribe();
     tauri::async_runtime::spawn(async move {
         loop {
-            let rx = kernel.service::<Inbox>(INBOX).ok().map(|inbox| inbox.watch());
+            let rx = objectos_admin::inbox::watch(&kernel);
             let _ = InboxChanged.emit(&app);
             match rx {
                 Some(mut rx) => {
@@ -175,7 +175,7 @@ fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
                     // Until the inbox service is registered. (Items another process adds are
                     // picked up by the UI on its `ExternalChange` notice.)
                     match kernel_events.recv().await {
-                        Ok(KernelEvent::ServiceRegistered { name, .. }) if name == INBOX => break,
+                        Ok(KernelEvent::ServiceRegistered { name, .. }) if name == INBOX_SERVICE => break,
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // Started by this program itself to turn a package's JavaScript into a component.
-    if let Some(code) = objectos_builtins::sandbox::componentize_child_main() {
+    if let Some(code) = objectos_builtins::componentize_child_main() {
         return code;
     }
     let mut args = std::env::args_os().skip(1);

@@ -231,6 +231,7 @@ impl Kernel {
             store,
             counters: Arc::new(Counters::default()),
             quotas: Arc::new(ArcSwap::from_pointee(quotas)),
+            quiet: Mutex::default(),
         });
         let plugins = Mutex::new(Slots::claiming_for(core.registry.clone()));
         let inner = Arc::new(KernelInner {

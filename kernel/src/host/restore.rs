@@ -102,6 +102,67 @@ impl Kernel {
         self.0.core.emit_kernel("kernel.started", json!({ "enabled": report.enabled, "failed": report.failed.len() }));
     }
 
+    /// Bring `ids` up in this process, with what they depend on, for a command that reads
+    /// through the services they offer, without a lifecycle change: only plugins an admin
+    /// wants enabled (and whose dependencies are wanted enabled) come up, their load and enable
+    /// hooks run under the usual timeout, and nothing is recorded: no state written, no audit
+    /// record, no lifecycle log line, no bus event. Returns the ones that run now. A hook that
+    /// fails is logged to the plugin's log and returned; the plugin's state is left as it was.
+    /// For a process that changes no lifecycle state: it ends with [`Kernel::flush`], not
+    /// [`Kernel::shutdown`].
+    pub async fn start_quietly(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let set = self.manifests();
+        let mut order: Vec<String> = Vec::new();
+        for id in ids {
+            let Ok(needed) = resolve::resolve(&set, id) else { continue };
+            let wanted = |dep: &String| lock(&self.0.plugins).get(dep).is_some_and(|s| s.desired == State::Enabled && s.state != State::Error);
+            if !needed.iter().all(wanted) {
+                continue;
+            }
+            for dep in needed {
+                if !order.contains(&dep) {
+                    order.push(dep);
+                }
+            }
+        }
+        // Until `start`, a plugin's state is the one recorded, and nothing runs in this process.
+        let running = self.0.running.load(Ordering::Relaxed);
+        let mut started = Vec::new();
+        for id in order {
+            let _g = self.gate(&id).await?;
+            let Some((state, code, ctx)) = lock(&self.0.plugins).get(&id).map(|s| (s.state, s.code.clone(), s.ctx.clone())) else { continue };
+            if (running && state == State::Enabled) || lock(&self.0.core.quiet).contains(&id) {
+                started.push(id);
+                continue;
+            }
+            self.check_resolves(&id)?;
+            self.check_enable(&id)?;
+            lock(&self.0.core.quiet).insert(id.clone());
+            for hook in [Hook::Load, Hook::Enable] {
+                if let Err((_, message)) = self.run_hook(&id, &code, &ctx, hook, None).await {
+                    self.drop_runtime(&id);
+                    return Err(KernelError::Hook { plugin: id, hook: hook.as_str().into(), message });
+                }
+            }
+            if let Some(slot) = lock(&self.0.plugins).get_mut(&id) {
+                slot.state = State::Enabled;
+            }
+            started.push(id);
+        }
+        Ok(started)
+    }
+
+    /// Whether [`Kernel::start`] has run: plugins run in this process as their state says.
+    pub fn started(&self) -> bool {
+        self.0.running.load(Ordering::Relaxed)
+    }
+
+    /// The installed plugins in an order that puts each after what it depends on (those whose
+    /// dependencies cannot be satisfied are left out).
+    pub fn load_order(&self) -> Vec<String> {
+        resolve::resolve_all(&self.manifests()).0
+    }
+
     pub(super) async fn restore_disabled(&self, id: &str) -> Result<()> {
         self.transition(Actor::System, id, Action::Load).await?;
         self.update(id, |s| {

@@ -39,6 +39,9 @@ pub(crate) struct Core {
     /// The host's own folders (the data directory, the runtime's cache), resolved: no file
     /// grant reaches into them.
     pub(crate) host_folders: Arc<[std::path::PathBuf]>,
+    /// Plugins brought up for reading only ([`crate::Kernel::start_quietly`]): their services
+    /// coming and going are not a change worth an audit record.
+    pub(crate) quiet: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Core {
@@ -53,6 +56,9 @@ impl Core {
     /// Record a service coming (`registered_type` is its Rust type) or going: audit record,
     /// host notification, and the `kernel.service.*` bus event plugins can follow.
     pub(crate) fn announce_service(&self, actor: &Actor, owner: &str, name: &str, registered_type: Option<&str>) {
+        if self.quiet.lock().unwrap_or_else(|p| p.into_inner()).contains(owner) {
+            return;
+        }
         match registered_type {
             Some(ty) => {
                 self.writer.audit(actor, Some(owner), AuditAction::ServiceRegistered, json!({ "service": name, "type": ty }));

@@ -44,7 +44,7 @@ fn choose_data_dir(arg: Option<PathBuf>, env: Option<OsString>, os_data_dir: Opt
 
 /// The kernel's configuration for a host program: SQLite in `data_dir`, with the package
 /// runtime (JavaScript componentized in a child process: the program's `main` calls
-/// [`crate::sandbox::componentize_child_main`] first).
+/// [`crate::componentize_child_main`] first).
 pub fn config(data_dir: impl Into<PathBuf>) -> KernelConfig {
     crate::with_host_runtime(KernelConfig::new(data_dir).storage(StorageKind::Sqlite))
 }

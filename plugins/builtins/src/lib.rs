@@ -8,13 +8,20 @@ use objectos_kernel::{Kernel, KernelConfig, Result};
 
 pub mod host;
 
-pub use objectos_cache as cache;
-pub use objectos_jobs as jobs;
-pub use objectos_notification as notification;
-pub use objectos_declarative as declarative;
-pub use objectos_i18n as i18n;
-pub use objectos_metrics as metrics;
-pub use objectos_sandbox as sandbox;
+use objectos_cache as cache;
+use objectos_declarative as declarative;
+use objectos_i18n as i18n;
+use objectos_jobs as jobs;
+use objectos_metrics as metrics;
+use objectos_notification as notification;
+use objectos_sandbox as sandbox;
+
+/// What a host program calls first in `main`: when this process was started to turn a
+/// package's JavaScript into a component (see [`with_host_runtime`]), it does that and returns
+/// the exit code; otherwise `None`, and the program goes on.
+pub fn componentize_child_main() -> Option<std::process::ExitCode> {
+    sandbox::componentize_child_main()
+}
 
 /// Register every built-in plugin with `kernel` (before `start`). They are recorded as
 /// installed on first start; an admin enables the ones wanted.
@@ -37,7 +44,7 @@ pub fn with_runtime(config: KernelConfig) -> KernelConfig {
 }
 
 /// Where a host caches packages' compiled code: `<data dir>/cache/sandbox`. Host programs
-/// (which call [`sandbox::componentize_child_main`] first in `main`) turn JavaScript into
+/// (which call [`componentize_child_main`] first in `main`) turn JavaScript into
 /// components in a child process of themselves.
 pub fn sandbox_cache(data_dir: Option<&std::path::Path>) -> sandbox::Cache {
     match data_dir {
@@ -55,7 +62,7 @@ pub fn with_host_runtime(config: KernelConfig) -> KernelConfig {
 
 /// The package runtime of a host program on `data_dir`: compiled code cached there, and
 /// JavaScript componentized in a child process of the program (which calls
-/// [`sandbox::componentize_child_main`] first in `main`).
+/// [`componentize_child_main`] first in `main`).
 pub fn host_sandbox_runtime(data_dir: Option<&std::path::Path>) -> sandbox::Runtime {
     let mut cache = sandbox_cache(data_dir);
     if let Ok(program) = std::env::current_exe() {

@@ -32,11 +32,29 @@ pub fn check_files(manifest: &Manifest, dir: &Path, installed: &[Manifest]) -> V
     }
 }
 
-/// Read and check a package folder's declared files.
+/// Read and check a package folder's declared files, as the engines take them (a workflow's
+/// initial state is the default of its field).
 /// This reads an installed package (at enable, and for the console), so what a later, stricter
 /// check refuses but the engines ignore is let through ([`Mode::Load`]).
 pub fn read_definitions(manifest: &Manifest, dir: &Path) -> Result<Definitions, Vec<Problem>> {
-    read(manifest, dir, &|_| None, Mode::Load)
+    read(manifest, dir, &|_| None, Mode::Load).map(with_workflow_defaults)
+}
+
+/// An installed package's declared files, read with `read` (a declared path to its text), as
+/// the engines take them; see [`read_definitions`].
+pub fn read_installed(manifest: &Manifest, read: impl Fn(&str) -> Option<String>) -> Result<Definitions, Vec<Problem>> {
+    check_package_in(manifest, read, &|_| None, Mode::Load).map(with_workflow_defaults)
+}
+
+/// A workflow's initial state is the default of its field, which the engine keeps.
+fn with_workflow_defaults(mut defs: Definitions) -> Definitions {
+    for w in &defs.workflows {
+        if let Some(f) = defs.objects.iter_mut().find(|o| o.name == w.object).and_then(|o| o.fields.iter_mut().find(|f| f.name == w.field)) {
+            f.default.get_or_insert_with(|| json!(w.initial));
+            f.workflow = true;
+        }
+    }
+    defs
 }
 
 /// The record types each of `manifest`'s dependencies declares, where it is installed at a
@@ -97,14 +115,7 @@ impl Plugin for PackagePlugin {
         // Parsing runs off the async runtime, so the hook's timeout bounds it.
         let (manifest, dir) = (self.manifest.clone(), self.dir.clone());
         let read = tokio::task::spawn_blocking(move || read_definitions(&manifest, &dir)).await.map_err(|e| format!("reading the definitions failed: {e}"))?;
-        let mut defs = read.map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
-        // A workflow's initial state is the default of its field.
-        for w in &defs.workflows {
-            if let Some(f) = defs.objects.iter_mut().find(|o| o.name == w.object).and_then(|o| o.fields.iter_mut().find(|f| f.name == w.field)) {
-                f.default.get_or_insert_with(|| json!(w.initial));
-                f.workflow = true;
-            }
-        }
+        let defs = read.map_err(|ps| ps.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
         if !defs.objects.is_empty() {
             let data = ctx.services().get::<Data>(crate::data::SERVICE).map_err(|e| need("record types", crate::data::ID, crate::data::SERVICE, e))?;
             for o in defs.objects {
