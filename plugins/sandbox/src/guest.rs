@@ -103,7 +103,7 @@ fn linker() -> Result<&'static Linker<HostState>, String> {
     LINKER
         .get_or_init(|| {
             let mut linker = Linker::new(crate::engine::engine());
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("{e:#}"))?;
+            crate::host::link_wasi(&mut linker).map_err(|e| format!("{e:#}"))?;
             World::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
             Ok(linker)
         })
@@ -119,7 +119,7 @@ impl Prepared {
         let foreign: Vec<String> = component.component_type().imports(engine).map(|(name, _)| name.to_string()).filter(|n| !offered(n)).collect();
         if !foreign.is_empty() {
             return Err(format!(
-                "{main} imports {}, which ObjectOS does not give plugins: a plugin may import the interfaces of objectos:plugin@0.1.0 (wit/plugin.wit) and WASI 0.2's cli, clocks, filesystem, io, random and sockets, which it gets with no files, no network, no environment and no arguments",
+                "{main} imports {}, which ObjectOS does not give plugins: a plugin may import the interfaces of objectos:plugin@0.1.0 (wit/plugin.wit) and WASI 0.2's cli, clocks, filesystem, io and random, which it gets with no files but its granted folders, no environment and no arguments; there are no sockets (web requests go through the world's `http` import)",
                 foreign.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
             ));
         }

@@ -137,14 +137,14 @@ impl wasmtime::ResourceLimiter for Limiter {
 }
 
 /// WASI as a plugin gets it: clocks, random, and the folders it was granted, each at its own
-/// absolute path (read-only for `fs.read`). No environment variables, no arguments, no
-/// network use (no sockets: web requests go through the `http` import, which checks each),
-/// stdin empty, stdout and stderr discarded (a plugin writes to its log). The folders are
-/// those granted when the instance starts; the `files` import reads the grants at each call.
+/// absolute path (read-only for `fs.read`). No environment variables, no arguments, stdin
+/// empty, stdout and stderr discarded (a plugin writes to its log). Sockets are not linked at
+/// all ([`link_wasi`]): web requests go through the `http` import, which checks each. The
+/// folders are those granted when the instance starts; the `files` import reads the grants at
+/// each call.
 fn plugin_wasi(ctx: &PluginContext) -> wasmtime_wasi::WasiCtx {
     use wasmtime_wasi::{DirPerms, FilePerms};
     let mut b = wasmtime_wasi::WasiCtxBuilder::new();
-    b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).socket_addr_check(|_, _| Box::pin(async { false }));
     let host = ctx.host_folders();
     for f in ctx.folders() {
         // WASI's file calls are not checked one by one as the `files` import's are, so a
@@ -166,8 +166,51 @@ fn plugin_wasi(ctx: &PluginContext) -> wasmtime_wasi::WasiCtx {
     b.build()
 }
 
-/// The WASI interfaces a component may import (the host links them with [`plugin_wasi`]).
-pub(crate) const WASI_LINKED: [&str; 6] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"];
+/// The WASI 0.2 packages a component may import, each linked interface by interface by
+/// [`link_wasi`]: `wasi:sockets` is not among them, so a component importing it is refused at
+/// install with its name, and nothing of it exists in an instance.
+pub(crate) const WASI_LINKED: [&str; 5] = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/"];
+
+/// The resource table, for WASI's io interfaces.
+struct WasiIo;
+
+impl wasmtime::component::HasData for WasiIo {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
+}
+
+/// Link the WASI interfaces of [`WASI_LINKED`], one by one (as wasmtime-wasi's own
+/// `add_to_linker_sync` does, without sockets): the context each reaches is [`plugin_wasi`]'s.
+pub(crate) fn link_wasi(l: &mut wasmtime::component::Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+    type S = HostState;
+    clocks::wall_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<S, WasiClocks>(l, S::clocks)?;
+    random::random::add_to_linker::<S, WasiRandom>(l, S::random)?;
+    random::insecure::add_to_linker::<S, WasiRandom>(l, S::random)?;
+    random::insecure_seed::add_to_linker::<S, WasiRandom>(l, S::random)?;
+    // The command world's interfaces that guest toolchains import: the environment and the
+    // arguments are empty, stdin is empty, what is written out goes nowhere, exit ends the call.
+    cli::exit::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::environment::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_input::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_output::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdin::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stdout::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    cli::terminal_stderr::add_to_linker::<S, WasiCli>(l, S::cli)?;
+    filesystem::preopens::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+    sync::filesystem::types::add_to_linker::<S, WasiFilesystem>(l, S::filesystem)?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<S, WasiIo>(l, |s| &mut s.table)?;
+    sync::io::poll::add_to_linker::<S, WasiIo>(l, |s| &mut s.table)?;
+    sync::io::streams::add_to_linker::<S, WasiIo>(l, |s| &mut s.table)?;
+    Ok(())
+}
 
 /// What a plugin's store holds: its context and what its calls made.
 pub(crate) struct HostState {

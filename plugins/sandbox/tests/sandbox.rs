@@ -379,6 +379,12 @@ async fn a_component_that_imports_what_the_host_does_not_give_is_refused_at_inst
     let dir = wasm_package(root.path(), "netter", &trapping_component(Some(evil), "evil"));
     let err = k.install_package(&dir, false).await.unwrap_err().to_string();
     assert!(err.contains("main: plugin.wasm imports `acme:evil/net`, which ObjectOS does not give plugins"), "{err}");
+    // WASI's sockets are not linked: a component that imports them is refused by name.
+    let sockets = "package wasi:sockets@0.2.0;\ninterface tcp { connect: func(host: string) -> u32; }\nworld sock { include objectos:plugin/plugin@0.1.0; import tcp; }\n";
+    let dir = wasm_package(root.path(), "socketeer", &trapping_component(Some(sockets), "sock"));
+    let err = k.install_package(&dir, false).await.unwrap_err().to_string();
+    assert!(err.contains("main: plugin.wasm imports `wasi:sockets/tcp@0.2.0`, which ObjectOS does not give plugins"), "{err}");
+    assert!(err.contains("there are no sockets"), "{err}");
     let dir = wasm_package(root.path(), "garbage", b"\0asm not really");
     let err = k.install_package(&dir, false).await.unwrap_err().to_string();
     assert!(err.contains("main: not a valid WebAssembly component"), "{err}");
