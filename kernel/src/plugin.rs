@@ -110,15 +110,7 @@ pub fn refuse_code(manifest: &Manifest) -> Option<crate::model::manifest::Proble
     })
 }
 
-/// A service other plugins call with JSON: how code in a sandbox (which cannot hold a Rust
-/// value) reaches a service. A plugin offers one with [`crate::Services::expose`] beside its
-/// typed value, and callers use [`crate::Services::call`]. `caller` is the calling plugin's
-/// context: the service checks what the call does against the caller's grants, as its typed
-/// methods do.
-pub trait JsonService: Send + Sync + 'static {
-    /// Run `method` with `args`; a refusal or a bad argument is an error naming it.
-    fn call(&self, caller: &PluginContext, method: &str, args: serde_json::Value) -> crate::Result<serde_json::Value>;
-}
+pub use crate::context::JsonService;
 
 /// Argument `key` of a JSON service call as text: an error naming the service and the key
 /// when it is missing or not a string.

@@ -205,6 +205,10 @@ pub fn did_you_mean<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a st
     nearest(asked, candidates).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default()
 }
 
+/// The most of a name a plugin passed (a permission, a topic, what was over a limit) that
+/// goes into an audit record or a refusal; the rest is cut ([`clip`]).
+pub const MAX_AUDITED_NAME: usize = 256;
+
 /// `text` cut to at most `max` bytes on a character boundary, marked when cut: for names a
 /// plugin passed that end up in an audit record or a message.
 pub fn clip(text: String, max: usize) -> String {

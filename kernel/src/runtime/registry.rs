@@ -8,14 +8,18 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::error::{KernelError, Result};
-use crate::plugin::JsonService;
+
+/// A service's face for JSON callers, as the registry keeps it: the context's
+/// `Arc<dyn JsonService>` (a trait of the layer above, over `PluginContext`), held without the
+/// registry knowing its type, as typed services are.
+pub(crate) type JsonFace = Arc<dyn Any + Send + Sync>;
 
 struct Entry {
     owner: Arc<str>,
     type_name: &'static str,
     value: Arc<dyn Any + Send + Sync>,
     /// The face it offers JSON callers (sandboxed code), if any.
-    json: Option<Arc<dyn JsonService>>,
+    json: Option<JsonFace>,
 }
 
 /// A registered service, as listed.
@@ -98,7 +102,7 @@ impl Registry {
     }
 
     /// Offer `face` to JSON callers of `owner`'s service `name`.
-    pub(crate) fn expose(&self, owner: &str, name: &str, face: Arc<dyn JsonService>) -> Result<()> {
+    pub(crate) fn expose(&self, owner: &str, name: &str, face: JsonFace) -> Result<()> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(name) {
             None => Err(KernelError::ServiceNotFound { name: name.to_string() }),
@@ -111,14 +115,14 @@ impl Registry {
     }
 
     /// The JSON face of service `name`.
-    pub(crate) fn json(&self, name: &str) -> Result<Arc<dyn JsonService>> {
+    pub(crate) fn json(&self, name: &str) -> Result<JsonFace> {
         self.json_with_owner(name).map(|(_, face)| face)
     }
 
     /// The JSON face of service `name` with who provides it, read together.
-    pub(crate) fn json_with_owner(&self, name: &str) -> Result<(String, Arc<dyn JsonService>)> {
+    pub(crate) fn json_with_owner(&self, name: &str) -> Result<(String, JsonFace)> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: crate::util::clip(name.to_string(), crate::context::MAX_AUDITED_NAME) })?;
+        let e = map.get(name).ok_or_else(|| KernelError::ServiceNotFound { name: crate::util::clip(name.to_string(), crate::util::MAX_AUDITED_NAME) })?;
         let face = e.json.clone().ok_or_else(|| KernelError::service(name, format!("{} provides it for Rust callers only; it takes no JSON calls", e.owner)))?;
         Ok((e.owner.to_string(), face))
     }

@@ -18,9 +18,9 @@ use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target
 use crate::defs::{AutomationDef, Trigger};
 
 /// The plugin's id.
-pub const ID: &str = "com.objectos.automation";
+pub const ID: &str = crate::names::AUTOMATION_ID;
 /// The service name.
-pub const SERVICE: &str = "automation";
+pub const SERVICE: &str = crate::names::AUTOMATION_SERVICE;
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../manifests/automation.json");
 /// The plugin's translations.

@@ -71,7 +71,7 @@ impl Caller for Admin {
         if object.contains('/') {
             Ok(object.to_string())
         } else {
-            Err(crate::data::err(format!("`{object}`: the admin names a record type by its full name, `<package id>/{object}`")))
+            Err(crate::util::service_err(crate::names::DATA_SERVICE, format!("`{object}`: the admin names a record type by its full name, `<package id>/{object}`")))
         }
     }
     fn require_data(&self, _: &str, _: bool, _: &str) -> Result<()> {
@@ -81,7 +81,7 @@ impl Caller for Admin {
         true
     }
     fn audit(&self, action: &str, details: Value) -> Result<()> {
-        let owner = details.get("object").and_then(Value::as_str).filter(|o| o.contains('/')).map(|o| crate::data::owner_of(o).to_string());
+        let owner = details.get("object").and_then(Value::as_str).filter(|o| o.contains('/')).map(|o| crate::names::owner_of(o).to_string());
         self.0.record_action(action, owner.as_deref(), details)
     }
     fn quotas(&self) -> Option<Quotas> {

@@ -25,10 +25,12 @@ use crate::defs::ObjectDef;
 use crate::expr::Expr;
 use crate::util::{now_ms, service_err};
 
+pub use crate::names::{full_type, owner_of, Record};
+
 /// The plugin's id.
-pub const ID: &str = "com.objectos.objects";
+pub const ID: &str = crate::names::OBJECTS_ID;
 /// The service name.
-pub const SERVICE: &str = "data";
+pub const SERVICE: &str = crate::names::DATA_SERVICE;
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../manifests/objects.json");
 /// The plugin's translations.
@@ -92,9 +94,6 @@ impl Inner {
     }
 }
 
-/// A record as stored: `id`, the fields, `created_at`, `updated_at` (ms).
-pub type Record = Map<String, Value>;
-
 /// What a write changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -113,21 +112,10 @@ fn key(full: &str, id: &str) -> String {
     format!("r:{full}:{id}")
 }
 
-/// The package that owns the full type name `full` (`<owner>/<type>`).
-pub fn owner_of(full: &str) -> &str {
-    full.split_once('/').map_or(full, |(o, _)| o)
-}
-
 /// May `caller` learn whether records of `full` exist, for a reference it writes (`call`)?
 /// Its own types' records are its own; another's need its read grant.
 fn may_read(caller: &impl Caller, full: &str, call: &str) -> Result<()> {
     if owner_of(full) == caller.who() { Ok(()) } else { caller.require_data(full, false, call) }
-}
-
-/// The full name of the type `object` names in a package owned by `owner`: a short name is one
-/// of the package's own (`account`), a full one (`com.acme.contacts/contact`) is itself.
-pub fn full_type(owner: &str, object: &str) -> String {
-    if object.contains('/') { object.to_string() } else { format!("{owner}/{object}") }
 }
 
 /// The topic a change of a record of `full` (`<owner>/<type>`) is announced on:

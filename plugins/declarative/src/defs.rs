@@ -1049,8 +1049,8 @@ fn check_reference_targets(r: &mut Report, o: &ObjectDef, manifest: &objectos_ke
     for f in &o.fields {
         let FieldKind::Reference { object } = &f.kind else { continue };
         let at = format!("$.fields.{}.object", f.name);
-        let full = crate::data::full_type(&manifest.id, object);
-        let (owner, name) = (crate::data::owner_of(&full), full.rsplit('/').next().unwrap_or_default());
+        let full = crate::names::full_type(&manifest.id, object);
+        let (owner, name) = (crate::names::owner_of(&full), full.rsplit('/').next().unwrap_or_default());
         if owner == manifest.id {
             if !own_names().any(|n| n == name) {
                 // The likely one: an own type, or a dependency's of that name.

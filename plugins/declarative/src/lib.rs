@@ -14,6 +14,7 @@ pub mod data;
 pub mod defs;
 pub mod expr;
 pub mod grammar;
+pub mod names;
 pub mod needs;
 pub mod runtime;
 pub mod table;

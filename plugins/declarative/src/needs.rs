@@ -107,28 +107,28 @@ pub fn needed(m: &Manifest, defs: &Definitions) -> Vec<Need> {
     let uses = |name: &str| has(&|p| matches!(p, Permission::ServicesUse(pat) if pat.matches(name)));
     let emits = |topic: &str| has(&|p| matches!(p, Permission::EventsEmit(pat) if pat.matches(topic)));
     if !defs.objects.is_empty() {
-        dep(&mut out, crate::data::ID, "record types");
-        perm(&mut out, uses(crate::data::SERVICE), format!("services.use:{}", crate::data::SERVICE), "record types");
+        dep(&mut out, crate::names::OBJECTS_ID, "record types");
+        perm(&mut out, uses(crate::names::DATA_SERVICE), format!("services.use:{}", crate::names::DATA_SERVICE), "record types");
     }
     // A reference to another package's type is checked by looking the referenced record up:
     // reading that type.
     for o in &defs.objects {
         for f in &o.fields {
             let crate::defs::FieldKind::Reference { object } = &f.kind else { continue };
-            let full = crate::data::full_type(&m.id, object);
-            if crate::data::owner_of(&full) != m.id {
+            let full = crate::names::full_type(&m.id, object);
+            if crate::names::owner_of(&full) != m.id {
                 let ok = has(&|p| matches!(p, Permission::Data { object, write: false } if *object == full || object == "*"));
                 perm(&mut out, ok, format!("data.{full}.read"), &format!("references to {full} records ({}.{})", o.name, f.name));
             }
         }
     }
     if !defs.workflows.is_empty() {
-        dep(&mut out, crate::workflow::ID, "workflows");
-        perm(&mut out, uses(crate::workflow::SERVICE), format!("services.use:{}", crate::workflow::SERVICE), "workflows");
+        dep(&mut out, crate::names::WORKFLOW_ID, "workflows");
+        perm(&mut out, uses(crate::names::WORKFLOW_SERVICE), format!("services.use:{}", crate::names::WORKFLOW_SERVICE), "workflows");
     }
     if !defs.automations.is_empty() {
-        dep(&mut out, crate::automation::ID, "automations");
-        perm(&mut out, uses(crate::automation::SERVICE), format!("services.use:{}", crate::automation::SERVICE), "automations");
+        dep(&mut out, crate::names::AUTOMATION_ID, "automations");
+        perm(&mut out, uses(crate::names::AUTOMATION_SERVICE), format!("services.use:{}", crate::names::AUTOMATION_SERVICE), "automations");
     }
     let mut actions: Vec<(&Action, String)> = Vec::new();
     for w in &defs.workflows {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::data::Record;
+use crate::names::Record;
 use crate::defs::{FieldKind, ObjectDef};
 
 /// Named raw values (a form's, a command line's, a CSV row's) as a record's fields, each read

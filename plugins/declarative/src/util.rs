@@ -49,7 +49,7 @@ pub(crate) fn adopt_unowned(engine: &objectos_kernel::PluginContext, kind: &str,
         return Ok(());
     }
     // Records count for their owner's storage; other kinds (workflow history) for the engine.
-    let owner = if kind == "r" { crate::data::owner_of(full) } else { engine.id() };
+    let owner = if kind == "r" { crate::names::owner_of(full) } else { engine.id() };
     let charge = objectos_kernel::runtime::storage::Charge { owner, limit: None };
     for (k, v) in &old {
         let id = &k[prefix.len()..];

@@ -13,14 +13,14 @@ use serde_json::{json, Value};
 
 use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target};
 use crate::caller::Caller;
-use crate::data::Record;
+use crate::names::Record;
 use crate::defs::WorkflowDef;
 use crate::util::now_ms;
 
 /// The plugin's id.
-pub const ID: &str = "com.objectos.workflow";
+pub const ID: &str = crate::names::WORKFLOW_ID;
 /// The service name.
-pub const SERVICE: &str = "workflow";
+pub const SERVICE: &str = crate::names::WORKFLOW_SERVICE;
 /// The embedded manifest.
 pub const MANIFEST: &str = include_str!("../manifests/workflow.json");
 /// The plugin's translations.

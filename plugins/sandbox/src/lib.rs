@@ -26,13 +26,12 @@ use objectos_kernel::plugin::PackageRuntime;
 use objectos_kernel::{KernelError, Plugin};
 
 mod engine;
-mod files;
 mod guest;
 mod host;
 mod js;
-mod net;
 pub mod limits;
 mod plugin;
+mod runner;
 
 pub use engine::{componentize_child_main, Cache, COMPONENTIZE_FLAG, COMPONENTIZE_TIMEOUT, MAX_COMPONENT_BYTES, MAX_WASM_STACK, WIT};
 pub use guest::QUEUE;
@@ -113,7 +112,7 @@ impl PackageRuntime for Runtime {
             return problems;
         }
         let ledger = engine::NoLedger;
-        let checked = self.cache.component_bytes(dir, main, &ledger).and_then(|bytes| self.cache.compile(&bytes, &ledger)).and_then(|c| guest::Prepared::new(&c, main).map(drop));
+        let checked = self.cache.component_bytes(dir, main, &ledger).and_then(|bytes| self.cache.compile(&bytes, &ledger)).and_then(|c| runner::Prepared::new(&c, main).map(drop));
         if let Err(message) = checked {
             problems.push(Problem { path: "main".into(), message });
         }

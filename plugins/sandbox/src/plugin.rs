@@ -10,7 +10,8 @@ use objectos_kernel::semver::Version;
 use objectos_kernel::{async_trait, HookResult, Plugin, PluginContext};
 
 use crate::engine::Cache;
-use crate::guest::{Guest, Hook, Prepared};
+use crate::guest::{Guest, Hook};
+use crate::runner::Prepared;
 use crate::limits::Bounds;
 
 /// Failures of handlers and service calls within [`QUARANTINE_WINDOW`] that quarantine a plugin.
@@ -58,7 +59,7 @@ impl SandboxPlugin {
             return Ok(g);
         }
         let prepared = self.prepared(ctx).await?;
-        let guest = Guest::start(ctx.clone(), prepared, self.bounds, quarantine_after(ctx.clone()))?;
+        let guest = crate::runner::start(ctx.clone(), prepared, self.bounds, quarantine_after(ctx.clone()))?;
         let mut slot = lock(&self.guest);
         Ok(slot.get_or_insert(guest).clone())
     }

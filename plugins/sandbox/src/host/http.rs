@@ -19,9 +19,10 @@ use ureq::http;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::host::bindings::objectos::plugin::http::{Request, Response};
-use crate::host::bindings::objectos::plugin::types::{ErrorCode, HostError};
-use crate::host::fail;
+use super::bindings::objectos::plugin::http::{Host as HttpHost, Request, Response};
+use super::bindings::objectos::plugin::types::{ErrorCode, HostError};
+use super::{host_error, HostState};
+use super::fail;
 use objectos_kernel::model::quota::{Use, Window};
 
 /// The largest request body.
@@ -100,7 +101,7 @@ fn agent() -> &'static ureq::Agent {
 }
 
 fn denied(e: KernelError) -> HostError {
-    crate::host::host_error(e)
+    host_error(e)
 }
 
 /// Where one hop goes, checked against the plugin's grants.
@@ -198,7 +199,7 @@ pub(crate) fn send(ctx: &PluginContext, rate: &Window, request: Request, limit: 
             Err(ureq::Error::BodyExceedsLimit(_)) => {
                 count(Some(status), MAX_RESPONSE_BODY);
                 let e = ctx.over_limit(format!("the response of {}", target.shown()), format!("a response body is at most {} MiB", MAX_RESPONSE_BODY >> 20));
-                return Err(crate::host::host_error(e));
+                return Err(host_error(e));
             }
             Err(e) => {
                 count(Some(status), 0);
@@ -216,7 +217,7 @@ pub(crate) fn send(ctx: &PluginContext, rate: &Window, request: Request, limit: 
 fn take(ctx: &PluginContext, rate: &Window) -> Result<(), HostError> {
     match rate.hit(objectos_kernel::util::now_ms(), 60_000, u64::from(REQUESTS_PER_MINUTE)).0 {
         Use::Allowed => Ok(()),
-        Use::Refused { first } => Err(crate::host::host_error(ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute (each redirect counts)"), first))),
+        Use::Refused { first } => Err(host_error(ctx.over_quota("web requests".into(), format!("a plugin makes at most {REQUESTS_PER_MINUTE} requests a minute (each redirect counts)"), first))),
     }
 }
 
@@ -233,7 +234,7 @@ fn prepare(ctx: &PluginContext, rate: &Window, request: &Request) -> Result<Targ
     if let Some(b) = &request.body {
         if b.len() > MAX_REQUEST_BODY {
             let e = ctx.over_limit("a request body".into(), format!("a request body is at most {} MiB; this one is {} bytes", MAX_REQUEST_BODY >> 20, b.len()));
-            return Err(crate::host::host_error(e));
+            return Err(host_error(e));
         }
     }
     let header_bytes: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
@@ -307,6 +308,28 @@ fn resolve_location(base: &http::Uri, location: &str) -> Result<String, HostErro
         return Err(fail(ErrorCode::Failed, format!("{base} redirected with an empty Location")));
     }
     Ok(format!("{scheme}://{authority}{dir}{location}"))
+}
+
+impl HttpHost for HostState {
+    fn send(&mut self, request: Request) -> Result<Response, HostError> {
+        if self.stopping() {
+            return Err(HostError { code: ErrorCode::Failed, message: "the plugin is stopping".into() });
+        }
+        // Waiting on the network is not the guest's CPU, but it is bounded too: a call may
+        // spend at most this long in web requests, so a guest cannot idle on slow servers
+        // past every budget.
+        let left = MAX_WAIT_PER_CALL.saturating_sub(self.clock.on_network);
+        if left.is_zero() {
+            let e = self.ctx.over_limit("web requests".into(), format!("one call may wait at most {} s on web requests", MAX_WAIT_PER_CALL.as_secs()));
+            return Err(host_error(e));
+        }
+        let started = Instant::now();
+        let out = send(&self.ctx, &self.rate, request, left.min(TIMEOUT));
+        let waited = started.elapsed();
+        self.clock.waiting += waited;
+        self.clock.on_network += waited;
+        out
+    }
 }
 
 #[cfg(test)]

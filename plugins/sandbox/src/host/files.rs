@@ -27,9 +27,10 @@ use cap_std::fs::{Dir, File, OpenOptions};
 use objectos_kernel::model::permission::Folder;
 use objectos_kernel::PluginContext;
 
-use crate::host::bindings::objectos::plugin::files::{Entry, Folder as GuestFolder};
-use crate::host::bindings::objectos::plugin::types::{ErrorCode, HostError};
-use crate::host::fail;
+use super::bindings::objectos::plugin::files::{self, Entry, Folder as GuestFolder};
+use super::bindings::objectos::plugin::types::{ErrorCode, HostError};
+use super::HostState;
+use super::fail;
 
 /// The largest file read or written.
 pub(crate) const MAX_FILE_BYTES: usize = 4 << 20;
@@ -81,7 +82,7 @@ fn real_path(handle: &impl std::os::fd::AsFd) -> io::Result<PathBuf> {
 fn outside_host(ctx: &PluginContext, handle: &impl std::os::fd::AsFd, path: &str, write: bool, call: &str) -> Result<(), HostError> {
     let shown = objectos_kernel::util::clip(path.to_string(), 300);
     match real_path(handle) {
-        Ok(real) if in_host_folder(ctx, &real) => Err(crate::host::host_error(ctx.refuse_path(&format!("{shown} (ObjectOS's own data, which no grant reaches)"), write, call))),
+        Ok(real) if in_host_folder(ctx, &real) => Err(super::host_error(ctx.refuse_path(&format!("{shown} (ObjectOS's own data, which no grant reaches)"), write, call))),
         Ok(_) => Ok(()),
         Err(e) => Err(fail(ErrorCode::Failed, format!("{shown}: cannot tell where it leads ({e}), so it is not opened"))),
     }
@@ -98,7 +99,7 @@ fn plain_file(ctx: &PluginContext, file: &File, path: &str, write: bool, call: &
     }
     if meta.nlink() > 1 {
         let shown = objectos_kernel::util::clip(path.to_string(), 300);
-        return Err(crate::host::host_error(ctx.refuse_path(&format!("{shown} (a file with {} names: a hard link may be another folder's file, so it is not opened)", meta.nlink()), write, call)));
+        return Err(super::host_error(ctx.refuse_path(&format!("{shown} (a file with {} names: a hard link may be another folder's file, so it is not opened)", meta.nlink()), write, call)));
     }
     outside_host(ctx, file, path, write, call)
 }
@@ -111,18 +112,18 @@ fn locate(ctx: &PluginContext, path: &str, write: bool, call: &str) -> Result<Lo
         return Err(fail(ErrorCode::Invalid, format!("`{shown}` is not an absolute path; a path starts at a granted folder (see files.folders())")));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(crate::host::host_error(ctx.refuse_path(&format!("{shown} (a path with `..`)"), write, call)));
+        return Err(super::host_error(ctx.refuse_path(&format!("{shown} (a path with `..`)"), write, call)));
     }
     if in_host_folder(ctx, p) {
-        return Err(crate::host::host_error(ctx.refuse_path(&format!("{shown} (ObjectOS's own data, which no grant reaches)"), write, call)));
+        return Err(super::host_error(ctx.refuse_path(&format!("{shown} (ObjectOS's own data, which no grant reaches)"), write, call)));
     }
     let folders = ctx.folders();
     let covering = |f: &&Folder| p.starts_with(&f.path) && (f.write || !write);
     let Some(folder) = folders.iter().filter(covering).max_by_key(|f| f.path.as_os_str().len()) else {
-        return Err(crate::host::host_error(ctx.refuse_path(&shown, write, call)));
+        return Err(super::host_error(ctx.refuse_path(&shown, write, call)));
     };
     let relative: PathBuf = p.strip_prefix(&folder.path).unwrap_or(Path::new("")).components().filter(|c| matches!(c, Component::Normal(_))).collect();
-    let dir = open_granted(folder).map_err(|why| crate::host::host_error(ctx.refuse_path(&format!("{shown} ({why})"), write, call)))?;
+    let dir = open_granted(folder).map_err(|why| super::host_error(ctx.refuse_path(&format!("{shown} ({why})"), write, call)))?;
     Ok(Located { dir, relative })
 }
 
@@ -147,7 +148,7 @@ pub(crate) fn open_granted(folder: &Folder) -> Result<Dir, String> {
 fn io_error(ctx: &PluginContext, path: &str, write: bool, call: &str, e: io::Error) -> HostError {
     let shown = objectos_kernel::util::clip(path.to_string(), 300);
     if e.kind() == io::ErrorKind::PermissionDenied && e.to_string().contains("outside of the filesystem") {
-        return crate::host::host_error(ctx.refuse_path(&format!("{shown} (a link out of the granted folder)"), write, call));
+        return super::host_error(ctx.refuse_path(&format!("{shown} (a link out of the granted folder)"), write, call));
     }
     let code = match e.kind() {
         io::ErrorKind::NotFound => ErrorCode::NotFound,
@@ -175,7 +176,7 @@ pub(crate) fn read(ctx: &PluginContext, path: &str) -> Result<String, HostError>
     file.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| io_error(ctx, path, false, CALL, e))?;
     if bytes.len() > MAX_FILE_BYTES {
         let e = ctx.over_limit(format!("reading {}", objectos_kernel::util::clip(path.to_string(), 200)), format!("a file read is at most {} MiB", MAX_FILE_BYTES >> 20));
-        return Err(crate::host::host_error(e));
+        return Err(super::host_error(e));
     }
     String::from_utf8(bytes).map_err(|_| fail(ErrorCode::Invalid, format!("{path} is not UTF-8 text (objectos:plugin@0.1 reads text files)")))
 }
@@ -184,7 +185,7 @@ pub(crate) fn write(ctx: &PluginContext, path: &str, text: &str) -> Result<(), H
     const CALL: &str = "files.write";
     if text.len() > MAX_FILE_BYTES {
         let e = ctx.over_limit(format!("writing {}", objectos_kernel::util::clip(path.to_string(), 200)), format!("a file written is at most {} MiB", MAX_FILE_BYTES >> 20));
-        return Err(crate::host::host_error(e));
+        return Err(super::host_error(e));
     }
     let at = locate(ctx, path, true, CALL)?;
     if at.relative.as_os_str().is_empty() {
@@ -269,3 +270,29 @@ pub(crate) fn remove(ctx: &PluginContext, path: &str) -> Result<bool, HostError>
     let done = if meta.is_dir() { dir.remove_dir(&name) } else { dir.remove_file(&name) };
     done.map(|_| true).map_err(|e| io_error(ctx, path, true, CALL, e))
 }
+impl files::Host for HostState {
+    fn folders(&mut self) -> Vec<files::Folder> {
+        folders(&self.ctx)
+    }
+
+    fn read(&mut self, path: String) -> Result<String, HostError> {
+        read(&self.ctx, &path)
+    }
+
+    fn write(&mut self, path: String, text: String) -> Result<(), HostError> {
+        write(&self.ctx, &path, &text)
+    }
+
+    fn entries(&mut self, path: String) -> Result<Vec<files::Entry>, HostError> {
+        entries(&self.ctx, &path)
+    }
+
+    fn create_folder(&mut self, path: String) -> Result<(), HostError> {
+        create_folder(&self.ctx, &path)
+    }
+
+    fn remove(&mut self, path: String) -> Result<bool, HostError> {
+        remove(&self.ctx, &path)
+    }
+}
+
