@@ -439,3 +439,67 @@ fn a_planted_function_and_error_code_missing_from_the_declarations_are_found() {
     assert_eq!(missing_from_dts(renamed, "unsubscribe(id: number): boolean;"), ["function off"], "a renamed function is looked for by its JavaScript name");
 }
 
+
+// ---- released worlds ---------------------------------------------------------------------------
+
+/// Each released version of the world, frozen in `wit/<version>/plugin.wit`, with the SHA-256
+/// of the file as released: a package built against it must keep working, so it never changes.
+/// A new version is a new folder (and a new line here), and `wit/plugin.wit` points at it.
+const RELEASED: &[(&str, &str)] = &[("0.1.0", "38efa00ea0c19e6f62580b3bdf96945f2ce31bfba8c3ff8d0114a51450890426")];
+
+/// The version in a world's `package objectos:plugin@<version>;` line.
+fn world_version(wit: &str) -> Option<String> {
+    wit.lines().find_map(|l| l.trim().strip_prefix("package objectos:plugin@")).map(|v| v.trim_end_matches(';').to_string())
+}
+
+/// What is wrong with the released worlds (`folders`: version, file text) and the current one.
+fn released_problems(folders: &[(String, String)], current: &str) -> Vec<String> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    for (version, hash) in RELEASED {
+        match folders.iter().find(|(v, _)| v == version) {
+            None => out.push(format!("wit/{version}/plugin.wit, a released world, is gone")),
+            Some((_, text)) => {
+                let now = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+                if now != *hash {
+                    out.push(format!("wit/{version}/plugin.wit changed after its release (sha256 {now}): add a new version instead"));
+                }
+                if world_version(text).as_deref() != Some(version) {
+                    out.push(format!("wit/{version}/plugin.wit does not declare version {version}"));
+                }
+            }
+        }
+    }
+    out.extend(folders.iter().filter(|(v, _)| !RELEASED.iter().any(|(r, _)| r == v)).map(|(v, _)| format!("wit/{v}/ is not listed as released")));
+    let current_version = world_version(current).unwrap_or_default();
+    if let Some((_, text)) = folders.iter().find(|(v, _)| *v == current_version) {
+        if text != current {
+            out.push(format!("wit/plugin.wit declares the released version {current_version} but differs from it: give it a new version"));
+        }
+    }
+    out
+}
+
+#[test]
+fn released_worlds_are_frozen() {
+    let mut folders = Vec::new();
+    for e in std::fs::read_dir(root().join("wit")).unwrap().flatten() {
+        let file = e.path().join("plugin.wit");
+        if e.path().is_dir() && file.is_file() {
+            folders.push((e.file_name().to_string_lossy().into_owned(), read(&file)));
+        }
+    }
+    let problems = released_problems(&folders, &read(&root().join("wit/plugin.wit")));
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn a_changed_released_world_and_a_reused_version_are_found() {
+    let released = read(&root().join("wit/0.1.0/plugin.wit"));
+    let changed = released.replacen("interface storage {", "interface storage {\n    clear: func();", 1);
+    let problems = released_problems(&[("0.1.0".into(), changed.clone())], &changed);
+    assert!(problems.iter().any(|p| p.contains("changed after its release")), "{problems:?}");
+    let problems = released_problems(&[("0.1.0".into(), released.clone())], &changed);
+    assert_eq!(problems, ["wit/plugin.wit declares the released version 0.1.0 but differs from it: give it a new version"]);
+    assert!(released_problems(&[("0.1.0".into(), released.clone())], &released).is_empty());
+}

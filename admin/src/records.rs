@@ -79,6 +79,19 @@ pub struct RecordWorkflow {
     pub transitions: Vec<TransitionView>,
 }
 
+pub use objectos_declarative::data::RecordChange;
+
+/// The service the Records engine offers: when it is registered, [`watch`] has changes to
+/// give.
+pub const ENGINE_SERVICE: &str = objectos_declarative::data::SERVICE;
+
+/// Every write of a record in this process from now on, while the Records engine runs (`None`
+/// while it does not): a host that shows records re-reads a type when told (changes made by
+/// another process come as the kernel's `ExternalChange`). It ends when the engine stops.
+pub fn watch(kernel: &Kernel) -> Option<tokio::sync::broadcast::Receiver<RecordChange>> {
+    kernel.service::<Data>(ENGINE_SERVICE).ok().map(|d| d.watch())
+}
+
 /// How to list records.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {

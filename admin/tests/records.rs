@@ -76,3 +76,26 @@ async fn an_import_checks_every_row_writes_nothing_until_committed_and_reports_e
     assert_eq!(n, 1);
     assert!(csv.starts_with("id,title,") && csv.contains("Free-standing"), "{csv}");
 }
+
+/// A host that shows records is told of each write, by whoever makes it, as a typed change.
+#[tokio::test]
+async fn a_watcher_is_told_of_every_write_with_its_type_and_id() {
+    let k = kernel().await;
+    let mut changes = objectos_admin::records::watch(&k).expect("the Records engine runs");
+    let r = Records::new(&k).unwrap();
+    let id = r.save("account", None, json!({ "name": "Acme" })).unwrap().record["id"].as_str().unwrap().to_string();
+    r.save("account", Some(&id), json!({ "name": "Acme GmbH" })).unwrap();
+    r.delete("account", &id).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let c = tokio::time::timeout(std::time::Duration::from_secs(30), changes.recv()).await.unwrap().unwrap();
+        seen.push((c.record_type, c.id == id, c.change));
+    }
+    assert_eq!(seen.iter().map(|(_, same, change)| (*same, *change)).collect::<Vec<_>>(), [(true, "created"), (true, "updated"), (true, "deleted")]);
+    assert!(seen.iter().all(|(t, _, _)| t.ends_with("/account")), "{seen:?}");
+    drop(r);
+    k.disable("com.objectos.objects", true).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), changes.recv()).await.expect("the watch ends with the engine");
+    assert!(ended.is_err());
+    assert!(objectos_admin::records::watch(&k).is_none());
+}

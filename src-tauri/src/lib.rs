@@ -55,6 +55,15 @@ pub struct KernelNotices(pub Vec<KernelEvent>);
 #[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
 pub struct InboxChanged;
 
+/// Records changed in this process: of the type `recordType`, or of any type (`null`: the
+/// console fell behind and missed which). The records view re-reads what it shows. (Changes
+/// another process makes come as the kernel's `ExternalChange` notice.)
+#[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordsChanged {
+    pub record_type: Option<String>,
+}
+
 /// Most notifications in one UI event.
 const NOTICE_BATCH: usize = 2_000;
 /// Longest a notification waits to be batched.
@@ -64,7 +73,7 @@ const NOTICE_WINDOW: Duration = Duration::from_millis(50);
 pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(console_commands!(collect_console_commands))
-        .events(collect_events![KernelNotices, InboxChanged])
+        .events(collect_events![KernelNotices, InboxChanged, RecordsChanged])
         // The log levels, least severe first: the UI's level filter ranks by this order, the
         // kernel's (`Level::ALL`), rather than keeping its own.
         .constant("LOG_LEVELS", objectos_kernel::model::log::Level::ALL)
@@ -100,6 +109,7 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
             builder.mount_events(app);
             forward_events(app.handle().clone(), kernel.clone());
             watch_inbox(app.handle().clone(), kernel.clone());
+            watch_records(app.handle().clone(), kernel.clone());
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"))
@@ -155,10 +165,23 @@ fn forward_events(app: tauri::AppHandle, kernel: Kernel) {
     });
 }
 
+/// Wait until service `name` is registered (or the kernel's notices lagged, so it may have
+/// been); false when the kernel is gone.
+async fn until_registered(kernel_events: &mut tokio::sync::broadcast::Receiver<KernelEvent>, name: &str) -> bool {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match kernel_events.recv().await {
+            Ok(KernelEvent::ServiceRegistered { name: n, .. }) if n == name => return true,
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
+        }
+    }
+}
+
 /// Tell the UI when the inbox changes. Holds only the inbox's `watch` receiver, never the
 /// service, so disabling the notification plugin ends the watch (and is itself announced).
 fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
-    use objectos_admin::inbox::INBOX_SERVICE;
     let mut kernel_events = kernel.subscribe();
     tauri::async_runtime::spawn(async move {
         loop {
@@ -171,16 +194,31 @@ fn watch_inbox(app: tauri::AppHandle, kernel: Kernel) {
                         let _ = InboxChanged.emit(&app);
                     }
                 }
-                None => loop {
-                    // Until the inbox service is registered. (Items another process adds are
-                    // picked up by the UI on its `ExternalChange` notice.)
-                    match kernel_events.recv().await {
-                        Ok(KernelEvent::ServiceRegistered { name, .. }) if name == INBOX_SERVICE => break,
-                        Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                // Items another process adds are picked up by the UI on `ExternalChange`.
+                None if until_registered(&mut kernel_events, objectos_admin::inbox::INBOX_SERVICE).await => {}
+                None => return,
+            }
+        }
+    });
+}
+
+/// Tell the UI which records change, as the Records engine writes them. Holds only its
+/// receiver, so disabling the engine ends the watch.
+fn watch_records(app: tauri::AppHandle, kernel: Kernel) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut kernel_events = kernel.subscribe();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            match objectos_admin::records::watch(&kernel) {
+                Some(mut rx) => loop {
+                    match rx.recv().await {
+                        Ok(change) => drop(RecordsChanged { record_type: Some(change.record_type) }.emit(&app)),
+                        Err(RecvError::Lagged(_)) => drop(RecordsChanged { record_type: None }.emit(&app)),
+                        Err(RecvError::Closed) => break,
                     }
                 },
+                None if until_registered(&mut kernel_events, objectos_admin::records::ENGINE_SERVICE).await => {}
+                None => return,
             }
         }
     });

@@ -130,6 +130,29 @@ describe("records", () => {
     expect(await screen.findByText(/its condition `amount > 0` does not hold/)).toBeTruthy();
   });
 
+  it("re-reads a type's records when the console is told they changed, and only that type's", async () => {
+    let lists = 0;
+    mockIPC(
+      (cmd) => {
+        if (cmd === "record_types") return [opportunity];
+        if (cmd === "list_records") {
+          lists += 1;
+          return [{ id: "r1", title: lists > 1 ? "Shop fit-out, signed" : "Shop fit-out", amount: 0, stage: "prospect" }];
+        }
+        return null;
+      },
+      { shouldMockEvents: true },
+    );
+    render(<RecordsView onError={() => {}} />);
+    expect(await screen.findByText("Shop fit-out")).toBeTruthy();
+    await emit("records-changed", { recordType: "com.acme.contacts/person" });
+    await emit("kernel-notices", [{ type: "audit", id: 9, ts: 0, actor: "admin", plugin: "com.acme.crm", action: "data.updated", details: { object: "com.acme.crm/opportunity" }, hash: "", prev: "" }]);
+    expect(lists).toBe(1);
+    await emit("records-changed", { recordType: "com.acme.crm/opportunity" });
+    expect(await screen.findByText("Shop fit-out, signed")).toBeTruthy();
+    expect(lists).toBe(2);
+  });
+
   it("reports each bad CSV row with its line before anything is written", async () => {
     const calls: [string, unknown][] = [];
     mockIPC(

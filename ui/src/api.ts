@@ -1,6 +1,6 @@
 // The UI's only door to Rust: the generated bindings, with results unwrapped into exceptions
 // that carry the typed CommandError.
-import { commands, events, type CommandError, type KernelEvent } from "./bindings";
+import { commands, events, type CommandError, type KernelEvent, type RecordsChanged } from "./bindings";
 
 export class CommandFailure extends Error {
   constructor(public readonly error: CommandError) {
@@ -51,6 +51,12 @@ export function onKernelEvents(handler: (batch: KernelEvent[]) => void): () => v
 /** Calls `handler` whenever the in-app notification inbox changes. */
 export function onInboxChanged(handler: () => void): () => void {
   return subscribe((cb) => events.inboxChanged.listen(cb), () => handler());
+}
+
+/** Calls `handler` with a record type whose records changed in the console's process, or with
+ * `null` when some changed and which is not known. */
+export function onRecordsChanged(handler: (recordType: string | null) => void): () => void {
+  return subscribe<RecordsChanged>((cb) => events.recordsChanged.listen(cb), (p) => handler(p.recordType));
 }
 
 export { commands };

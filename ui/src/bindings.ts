@@ -111,6 +111,7 @@ export const commands = {
 export const events = {
 	inboxChanged: makeEvent<InboxChanged, InboxChanged>("inbox-changed"),
 	kernelNotices: makeEvent<KernelNotices, KernelNotices>("kernel-notices"),
+	recordsChanged: makeEvent<RecordsChanged, RecordsChanged>("records-changed"),
 };
 
 /* Constants */
@@ -846,6 +847,15 @@ export type RecordWorkflow = {
 	field: string,
 	initial: string,
 	transitions: TransitionView[],
+};
+
+/**
+ *  Records changed in this process: of the type `recordType`, or of any type (`null`: the
+ *  console fell behind and missed which). The records view re-reads what it shows. (Changes
+ *  another process makes come as the kernel's `ExternalChange` notice.)
+ */
+export type RecordsChanged = {
+	recordType: string | null,
 };
 
 /**  A CSV row that does not pass, or that could not be written. */

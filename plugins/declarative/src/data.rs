@@ -49,7 +49,7 @@ pub struct ObjectsPlugin;
 #[async_trait]
 impl Plugin for ObjectsPlugin {
     async fn on_enable(&self, ctx: &PluginContext) -> HookResult {
-        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0) });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), types: RwLock::default(), seq: AtomicU64::new(0), changes: tokio::sync::broadcast::channel(CHANGES).0 });
         // Records kept before storage had charges count for the engine; once, they are
         // charged to their types' owners, as every record written since is.
         if ctx.storage().get(RECHARGED)?.is_none() {
@@ -80,6 +80,23 @@ struct Inner {
     ctx: PluginContext,
     types: RwLock<Types>,
     seq: AtomicU64,
+    /// Every write, for hosts that show records ([`Data::watch`]).
+    changes: tokio::sync::broadcast::Sender<RecordChange>,
+}
+
+/// Changes a slow watcher may fall behind by before it is told it missed some.
+const CHANGES: usize = 256;
+
+/// A write of a record, as a host that shows records follows it ([`Data::watch`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordChange {
+    /// The type's full name.
+    pub record_type: String,
+    /// The record's id.
+    pub id: String,
+    /// `created`, `updated` or `deleted`.
+    pub change: &'static str,
 }
 
 /// The engine's own key saying its records are charged to their owners.
@@ -275,7 +292,15 @@ impl Data {
         KernelError::Manifest(objectos_kernel::model::manifest::ManifestErrors { file: format!("invalid {object} record"), problems })
     }
 
-    fn announce(&self, caller: &impl Caller, what: &str, object: &str, id: &str, change: &Change, depth: u32) {
+    /// Every write of a record in this process from now on, by any caller, for a host that
+    /// shows records (ids and the change only). A receiver that falls more than 256 behind is
+    /// told it lagged; it ends when the engine stops.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<RecordChange> {
+        self.inner.changes.subscribe()
+    }
+
+    fn announce(&self, caller: &impl Caller, what: &'static str, object: &str, id: &str, change: &Change, depth: u32) {
+        let _ = self.inner.changes.send(RecordChange { record_type: object.to_string(), id: id.to_string(), change: what });
         let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
         // Ids and field names only: the record itself is read through `get`, with a read grant.
         let payload = json!({ "object": object, "id": id, "changed": change.changed, "by": caller.who() });
