@@ -91,13 +91,7 @@ impl Events<'_> {
     /// Count one event against a package's `eventsPerSecond` quota: every emit does, and an
     /// engine does for an event it emits because of this package (a record it wrote).
     pub fn charge(&self, topic: &str) -> Result<()> {
-        let ctx = self.0;
-        if let Some(q) = ctx.quotas() {
-            if let (crate::model::quota::Use::Refused { first }, _) = ctx.0.shared.emits.hit(crate::util::now_ms(), 1_000, q.events_per_second) {
-                return Err(ctx.over_quota(format!("event `{topic}`"), format!("the package's quota is {} events a second", q.events_per_second), first));
-            }
-        }
-        Ok(())
+        self.0.charge(crate::runtime::meter::Rate::EventsPerSecond, || format!("event `{topic}`"))
     }
 
     /// Check that this plugin may emit `topic` with `payload`, and count it.

@@ -35,10 +35,8 @@ pub(crate) struct PluginShared {
     /// The topics a package may emit: its `provides.events`. `None` for a built-in (trusted
     /// code; its claims still keep packages out of its namespaces).
     pub(crate) topics: ArcSwap<Option<Vec<Pattern>>>,
-    /// A package runs under the quotas; a built-in is not metered.
-    pub(crate) metered: bool,
-    /// Its emits in the current second.
-    pub(crate) emits: crate::model::quota::Window,
+    /// Its quota meter (a built-in's is not metered).
+    pub(crate) meter: Arc<crate::runtime::meter::Meter>,
     /// Its refusals audited in the current minute (see [`MAX_AUDITED_DENIALS`]).
     pub(crate) denial_audits: crate::model::quota::Window,
     /// The settings its manifest declares.
@@ -138,13 +136,39 @@ impl PluginContext {
     /// The quotas this plugin runs under: the admin's, for a package; `None` for a built-in,
     /// which is not metered. Engines acting for a package check its quotas with this.
     pub fn quotas(&self) -> Option<crate::model::quota::Quotas> {
-        self.0.shared.metered.then(|| **self.0.core.quotas.load())
+        let meter = &self.0.shared.meter;
+        meter.metered().then(|| meter.quotas())
+    }
+
+    /// This plugin's quota meter, which the kernel and the engines charge what it takes of
+    /// what every plugin shares.
+    pub fn meter(&self) -> &crate::runtime::meter::Meter {
+        &self.0.shared.meter
+    }
+
+    /// Charge one use of `rate` to this plugin: refused past its quota (`what` says what was
+    /// refused; the first refusal of a window is audited). A built-in is not metered.
+    pub fn charge(&self, rate: crate::runtime::meter::Rate, what: impl FnOnce() -> String) -> Result<()> {
+        let charged = self.0.shared.meter.hit(rate);
+        match charged.outcome {
+            crate::model::quota::Use::Allowed => Ok(()),
+            crate::model::quota::Use::Refused { first } => Err(self.over_quota(what(), format!("the package's quota is {}", rate.describe(charged.limit)), first)),
+        }
+    }
+
+    /// Check that this plugin, holding `held_now` of `held`, may take one more: refused (and
+    /// audited) at its quota, with `what` and `holds` (its holding, in words) in the reason.
+    pub fn make_room(&self, held: crate::runtime::meter::Held, held_now: u64, what: impl FnOnce() -> String, holds: impl FnOnce(u64) -> String) -> Result<()> {
+        match self.0.shared.meter.limit(held) {
+            Some(limit) if held_now >= limit => Err(self.over_limit(what(), format!("{}; its quota is {limit}", holds(held_now)))),
+            _ => Ok(()),
+        }
     }
 
     /// The quotas packages run under now (whoever asks): for an engine bounding what it keeps
     /// for packages after the call that made it (a notification delivered later).
     pub fn package_quotas(&self) -> crate::model::quota::Quotas {
-        **self.0.core.quotas.load()
+        self.0.shared.meter.quotas()
     }
 
     /// Refuse a use over a rate quota: audited for the first refusal in a window (`first`),
@@ -240,7 +264,7 @@ impl PluginContext {
     fn owns_service(&self, name: &str) -> Result<()> {
         let owner = match self.0.core.registry.claimant(name) {
             Some(owner) if *owner == *self.id() => return Ok(()),
-            None if !self.0.shared.metered => return Ok(()),
+            None if !self.0.shared.meter.metered() => return Ok(()),
             other => other.map(|o| o.to_string()),
         };
         self.0.shared.counters.denied();

@@ -15,7 +15,7 @@ fn check_key(key: &str) -> Result<()> {
 impl Storage<'_> {
     /// This plugin's own write: charged to it, and for a package within its storage quota.
     fn own_charge(&self) -> Charge<'_> {
-        Charge { owner: self.0.id(), limit: self.0.quotas().map(|q| q.storage_bytes) }
+        Charge { owner: self.0.id(), limit: self.0.meter().limit(crate::runtime::meter::Held::StorageBytes) }
     }
 
     /// What a write did, as this facade answers: refused past the owner's limit (audited as
@@ -113,7 +113,7 @@ impl Storage<'_> {
         }
         self.read("storage.swap")?;
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
-        let charge = if ctx.0.shared.metered { self.own_charge() } else { charge };
+        let charge = if ctx.0.shared.meter.metered() { self.own_charge() } else { charge };
         let written = ctx.0.core.storage.swap(ctx.id(), key, expected, new, charge)?;
         self.outcome(key, charge, written)
     }
@@ -127,7 +127,7 @@ impl Storage<'_> {
     /// `owner_of` names (rows an engine kept before charges existed); returns how many moved.
     pub fn recharge(&self, prefix: &str, owner_of: &dyn Fn(&str) -> Option<String>) -> Result<usize> {
         let ctx = self.write("storage.recharge", AuditAction::StorageSwap, None)?;
-        if ctx.0.shared.metered {
+        if ctx.0.shared.meter.metered() {
             return Ok(0);
         }
         ctx.0.core.storage.recharge(ctx.id(), prefix, owner_of)

@@ -167,6 +167,7 @@ impl Kernel {
 
     pub(super) fn new_slot(&self, manifest: Arc<Manifest>, kind: PluginKind, code: Arc<dyn Plugin>, row: &PluginRow, grants: Vec<GrantRow>, identities: &[(String, String)]) -> Result<Slot> {
         let id: Arc<str> = manifest.id.as_str().into();
+        let meter = Arc::new(crate::runtime::meter::Meter::new(self.0.core.quotas.clone(), kind == PluginKind::Package));
         let shared = Arc::new(PluginShared {
             id: id.clone(),
             actor: Actor::Plugin(id.clone()),
@@ -175,8 +176,7 @@ impl Kernel {
             grants_generation: std::sync::atomic::AtomicU64::new(0),
             counters: Arc::new(Counters::default()),
             topics: ArcSwap::from_pointee(crate::context::owned_topics(&manifest, kind == PluginKind::Package)),
-            metered: kind == PluginKind::Package,
-            emits: Default::default(),
+            meter: meter.clone(),
             settings: ArcSwap::from_pointee(manifest.settings.clone()),
             denial_audits: Default::default(),
         });
@@ -184,7 +184,7 @@ impl Kernel {
             shared: shared.clone(),
             core: self.0.core.clone(),
             kernel: Arc::downgrade(&(self.0.clone() as Arc<dyn std::any::Any + Send + Sync>)),
-            logger: PluginLogger::new(id, self.0.core.writer.clone(), (kind == PluginKind::Package).then(|| self.0.core.quotas.clone())),
+            logger: PluginLogger::new(id, self.0.core.writer.clone(), meter),
         }));
         Ok(Slot {
             manifest,

@@ -27,7 +27,7 @@ use crate::util::now_ms;
 pub struct PluginLogger {
     plugin: Arc<str>,
     writer: Writer,
-    meter: Option<(Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>, Arc<crate::model::quota::Window>)>,
+    meter: Arc<crate::runtime::meter::Meter>,
 }
 
 /// The `tracing` target used for lines written through [`PluginLogger`]; the layer skips it
@@ -35,21 +35,19 @@ pub struct PluginLogger {
 pub(crate) const LOGGER_TARGET: &str = "objectos::plugin";
 
 impl PluginLogger {
-    pub(crate) fn new(plugin: Arc<str>, writer: Writer, quotas: Option<Arc<arc_swap::ArcSwap<crate::model::quota::Quotas>>>) -> Self {
-        PluginLogger { plugin, writer, meter: quotas.map(|q| (q, Arc::default())) }
+    pub(crate) fn new(plugin: Arc<str>, writer: Writer, meter: Arc<crate::runtime::meter::Meter>) -> Self {
+        PluginLogger { plugin, writer, meter }
     }
 
     /// Log a line with structured fields.
     pub fn log(&self, level: Level, message: impl Into<String>, fields: Value) {
-        if let Some((quotas, window)) = &self.meter {
-            let limit = quotas.load().log_lines_per_minute;
-            let (used, dropped) = window.hit(now_ms(), 60_000, limit);
-            if let Some(n) = dropped {
-                self.write(Level::Warn, format!("{n} log lines were dropped in the last minute: this package's quota is {limit} lines a minute"), Value::Null);
-            }
-            if used != crate::model::quota::Use::Allowed {
-                return;
-            }
+        use crate::runtime::meter::Rate;
+        let charged = self.meter.hit(Rate::LogLinesPerMinute);
+        if let Some(n) = charged.refused_before {
+            self.write(Level::Warn, format!("{n} log lines were dropped in the last minute: this package's quota is {}", Rate::LogLinesPerMinute.describe(charged.limit)), Value::Null);
+        }
+        if charged.outcome != crate::model::quota::Use::Allowed {
+            return;
         }
         self.write(level, message.into(), fields);
     }

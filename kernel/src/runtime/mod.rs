@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod log;
+pub mod meter;
 pub mod registry;
 pub mod storage;
 pub mod telemetry;

@@ -193,7 +193,7 @@ impl Data {
     /// for a package caller within its storage quota (its own keys and its records together,
     /// kept by the kernel).
     fn charge<'a>(caller: &impl Caller, object: &'a str) -> Charge<'a> {
-        Charge { owner: owner_of(object), limit: caller.quotas().map(|q| q.storage_bytes) }
+        Charge { owner: owner_of(object), limit: caller.quotas().map(|q| objectos_kernel::runtime::meter::Held::StorageBytes.limit(&q)) }
     }
 
     /// Refuse, before anything is counted (the write's event), a record of `object` that would

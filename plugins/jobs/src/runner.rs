@@ -2,6 +2,7 @@
 //! the timeout, renews the lease while they run, and records each attempt and outcome.
 
 use super::*;
+use objectos_kernel::runtime::meter::Held;
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -251,7 +252,7 @@ impl Inner {
             job.made_for = s.made_for.clone();
             // An occurrence made for a package counts against its queue; past it, it is skipped.
             let full = s.made_for.as_deref().is_some_and(|owner| {
-                self.queued_for(owner) >= self.ctx.package_quotas().queued_jobs
+                self.queued_for(owner) >= Held::QueuedJobs.limit(&self.ctx.package_quotas())
             });
             if full {
                 self.ctx.logger().warn(format!("schedule {} of {}: occurrence skipped, {} has its quota of jobs queued", s.name, s.plugin, s.made_for.as_deref().unwrap_or_default()));
@@ -467,12 +468,10 @@ impl Inner {
 
     /// Refuse a new job for `owner` (a package) that would take it past its `queuedJobs` quota.
     pub(crate) fn check_room(&self, owner: &PluginContext) -> Result<()> {
-        let Some(q) = owner.quotas() else { return Ok(()) };
-        let queued = self.queued_for(owner.id());
-        if queued >= q.queued_jobs {
-            return Err(owner.over_limit("a job".into(), format!("the package has {queued} jobs queued or running; its quota is {}", q.queued_jobs)));
+        if !owner.meter().metered() {
+            return Ok(());
         }
-        Ok(())
+        owner.make_room(Held::QueuedJobs, self.queued_for(owner.id()), || "a job".into(), |n| format!("the package has {n} jobs queued or running"))
     }
 
     pub(crate) fn forget(&self, plugin: &str) -> Result<()> {

@@ -85,7 +85,7 @@ impl Plugin for NotificationPlugin {
         let backoff_ms = ctx.config_u64("retryBackoffMs", 2_000, u64::MAX)?;
         let jobs = ctx.services().get::<Jobs>(objectos_jobs::SERVICE)?;
         let (changes, _) = watch::channel(0u64);
-        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms, rates: Mutex::default() });
+        let inner = Arc::new(Inner { ctx: ctx.clone(), jobs: jobs.clone(), channels: Mutex::default(), templates: Mutex::default(), seq: AtomicU64::new(0), changes, retain, backoff_ms });
         {
             let mut channels = inner.channels();
             channels.insert(IN_APP.into(), (ID.into(), Arc::new(InAppChannel { inner: Arc::downgrade(&inner) }) as Arc<dyn Channel>));
@@ -138,8 +138,6 @@ pub(crate) struct Inner {
     changes: watch::Sender<u64>,
     retain: usize,
     backoff_ms: u64,
-    /// Each package's sends in the current minute.
-    rates: Mutex<HashMap<String, std::sync::Arc<objectos_kernel::model::quota::Window>>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -248,7 +246,7 @@ pub(crate) struct InAppChannel {
 impl Channel for InAppChannel {
     async fn deliver(&self, message: &Message) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let inner = self.inner.upgrade().ok_or("the notification plugin is not enabled")?;
-        let cap = message.from_package.then(|| inner.ctx.package_quotas().inbox_items as usize);
+        let cap = message.from_package.then(|| objectos_kernel::runtime::meter::Held::InboxItems.limit(&inner.ctx.package_quotas()) as usize);
         let item = InboxItem { message: message.clone(), read: false };
         inner.ctx.storage().set(&format!("{INAPP}{}", message.id), serde_json::to_value(&item)?)?;
         inner.trim_inbox(&message.plugin, cap)?;

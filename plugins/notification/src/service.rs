@@ -119,12 +119,7 @@ impl Notifications {
             (None, Some(title)) => (title.clone(), notice.body.clone().unwrap_or_default()),
             (None, None) => return Err(err("a notification needs a `template` or a `title`")),
         };
-        if let Some(q) = caller.quotas() {
-            let window = lock(&inner.rates).entry(caller.id().to_string()).or_default().clone();
-            if let (objectos_kernel::model::quota::Use::Refused { first }, _) = window.hit(now_ms(), 60_000, q.notifications_per_minute) {
-                return Err(caller.over_quota("a notification".into(), format!("the package's quota is {} notifications a minute", q.notifications_per_minute), first));
-            }
-        }
+        caller.charge(objectos_kernel::runtime::meter::Rate::NotificationsPerMinute, || "a notification".into())?;
         let place = notice.template.as_deref().map_or_else(|| "the notification".to_string(), |t| format!("template `{t}`"));
         let title = render(&title, &notice.vars).map_err(|e| err(format!("{place}, title: {e}")))?;
         let body = render(&body, &notice.vars).map_err(|e| err(format!("{place}, body: {e}")))?;
