@@ -108,6 +108,19 @@ enum Command {
     New(scaffold::NewCmd),
     /// Prometheus text from the metrics plugin (after starting the kernel).
     Metrics,
+    /// Run the plugins on the data directory until stopped (SIGTERM, SIGINT): their schedules,
+    /// jobs, automations and subscriptions keep going with no console open. One process runs
+    /// plugins on a data directory at a time. The first line on stdout is
+    /// `listening on http://ADDR:PORT`, which serves `/health` and Prometheus `/metrics`.
+    Serve {
+        /// Where to listen: a loopback address (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: std::net::SocketAddr,
+        /// While another process runs the plugins here, wait and take over when it stops,
+        /// rather than refuse.
+        #[arg(long)]
+        standby: bool,
+    },
     /// Send a notification to the console's notification centre (and other channels), for
     /// scripts: `objectos notify "Backup finished" --level success`. Needs the Notifications
     /// plugin enabled; it is sent as that plugin.
@@ -498,6 +511,17 @@ async fn run(cli: Cli) -> Out {
                 }
             }
             Ok(())
+        }
+        Command::Serve { listen, standby } => {
+            let options = objectos_server::Options { listen: *listen, standby: *standby };
+            let announce = |addr: std::net::SocketAddr| {
+                println!("listening on http://{addr}");
+                let _ = std::io::stdout().flush();
+            };
+            objectos_server::serve(data_dir(&cli), options, announce, objectos_server::terminated()).await.map_err(|e| match e {
+                objectos_server::ServeError::Kernel(k) => Failure::from(k),
+                other => Failure::from(anyhow::anyhow!("{other}")),
+            })
         }
         Command::Metrics => {
             let kernel = open(&cli, true).await?;

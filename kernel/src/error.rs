@@ -227,6 +227,14 @@ pub enum KernelError {
         /// The data directory.
         path: PathBuf,
     },
+    /// Another process runs plugins on this data directory (it holds the runner lease).
+    #[error("{} is run by `{}` (process {} on {}): stop it first, or start this one with --standby to take over when it stops", .path.display(), .holder.what, .holder.pid, .holder.host)]
+    RunnerHeld {
+        /// The data directory.
+        path: PathBuf,
+        /// Who holds the lease.
+        holder: crate::model::views::RunnerInfo,
+    },
     /// The database was written by a newer ObjectOS.
     #[error("database {} has schema version {found}, newer than this ObjectOS supports ({supported}); upgrade ObjectOS", .path.display())]
     SchemaTooNew {
@@ -323,6 +331,7 @@ impl KernelError {
             KernelError::ServiceNotOwned { .. } => "serviceNotOwned",
             KernelError::Package { .. } => "package",
             KernelError::Busy { .. } => "busy",
+            KernelError::RunnerHeld { .. } => "runnerHeld",
             KernelError::SchemaTooNew { .. } => "schemaTooNew",
             KernelError::Corrupt(_) => "corrupt",
             KernelError::Database(_) => "database",

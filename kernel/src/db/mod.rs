@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE storage ADD COLUMN charged TEXT;
     CREATE TABLE storage_usage(owner TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO storage_usage(owner, bytes) SELECT plugin, SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM storage GROUP BY plugin;",
+    // 6: the runner lease: which process runs plugins on this data directory, until when.
+    "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL);",
 ];
 
 /// The schema version this build writes.
@@ -210,6 +212,7 @@ pub(crate) fn map_sqlite(e: rusqlite::Error, path: &Path) -> KernelError {
 
 mod plugins;
 mod read;
+mod runner;
 mod storage;
 mod writer;
 

@@ -34,7 +34,7 @@ use crate::model::manifest::{DeclaredKind, Manifest};
 use crate::model::permission::{GrantSet, Permission};
 use crate::model::resolve::{self, ManifestSet, ResolveError};
 use crate::model::views::{
-AuthorChange, DependencyStatus, GrantRow, Graph, GraphEdge, GraphNode, FailureKind, LastError, PermissionStatus, PluginInfo, PluginKind};
+AuthorChange, DependencyStatus, GrantRow, Graph, GraphEdge, GraphNode, FailureKind, LastError, PermissionStatus, PluginInfo, PluginKind, RunnerInfo};
 use crate::notices::Notices;
 use crate::package;
 use crate::plugin::{DeclarativeRuntime, PackageRuntime, Plugin};
@@ -52,12 +52,14 @@ pub use crate::model::views::{BuiltinPolicy, GrantRequest, InstallOutcome, Start
 pub use crate::notices::KernelEvent;
 pub use crate::runtime::log::PluginLogLayer;
 pub use install::Uninstall;
+pub use runner::{RunnerLease, RUNNER_LEASE};
 
 mod grants;
 mod handle;
 mod install;
 mod queries;
 mod restore;
+mod runner;
 mod slots;
 mod transitions;
 

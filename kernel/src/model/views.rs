@@ -380,3 +380,23 @@ pub struct GrantRow {
     pub granted_at: i64,
 }
 
+
+/// Who runs plugins on a data directory: the process holding the runner lease, and until when
+/// (renewed while it runs; when it runs out, or the process is gone, another may take it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerInfo {
+    /// The process id.
+    pub pid: u32,
+    /// The machine's name.
+    pub host: String,
+    /// What it is: `objectos serve`, `ObjectOS Console`.
+    pub what: String,
+    /// Held since (ms).
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub since: i64,
+    /// Held until (ms), unless renewed.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub until: i64,
+}

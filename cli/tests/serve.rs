@@ -1,0 +1,117 @@
+//! `objectos serve` as an admin runs it: the real binary on a fresh data directory, stopped by
+//! a signal as a service manager stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long anything here may take: wide, for a slow machine; the tests wait on conditions.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn objectos(data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_objectos"));
+    c.arg("--data-dir").arg(data);
+    c
+}
+
+/// A running `serve` and the address it printed (`HOST:PORT`).
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+/// Start `serve` (with `extra` arguments).
+fn serve(data: &std::path::Path, extra: &[&str]) -> Child {
+    objectos(data).args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Wait for the `listening on http://ADDR` line.
+fn listening(mut child: Child) -> Served {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(DEADLINE).expect("serve prints its address");
+    let addr = line.strip_prefix("listening on http://").unwrap_or_else(|| panic!("first line: {line}")).to_string();
+    Served { child, addr }
+}
+
+/// `GET path`: the status and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+fn signal(child: &Child, sig: &str) {
+    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+}
+
+/// Wait for the process to exit; its exit code.
+fn exited(child: &mut Child) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the process did not exit within {DEADLINE:?}");
+}
+
+#[test]
+fn serve_runs_until_terminated_and_one_process_runs_a_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    assert!(objectos(data.path()).args(["plugins", "enable", "com.objectos.metrics"]).status().unwrap().success());
+    let mut served = listening(serve(data.path(), &[]));
+    let pid = served.child.id();
+
+    let (status, body) = get(&served.addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((health["status"].as_str(), health["pid"].as_u64()), (Some("ok"), Some(u64::from(pid))), "{health}");
+    assert!(health["enabled"].as_u64().unwrap() >= 1, "the metrics plugin runs in the service: {health}");
+    let (status, metrics) = get(&served.addr, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics.contains("objectos_plugin_events_emitted_total"), "{metrics}");
+    assert_eq!(get(&served.addr, "/nothing").0, 404);
+
+    // A second runner on the same data directory is refused, naming the holder.
+    let second = objectos(data.path()).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("is run by `objectos serve` (process {pid} on ")) && err.contains("--standby"), "{err}");
+    // Only loopback until the API has accounts.
+    let open = objectos(data.path()).args(["serve", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&open.stderr).contains("0.0.0.0:0 is not a loopback address"), "{}", String::from_utf8_lossy(&open.stderr));
+
+    // SIGTERM stops it cleanly, and gives the data directory up.
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
+    let mut again = listening(serve(data.path(), &[]));
+    signal(&again.child, "-INT");
+    assert_eq!(exited(&mut again.child), Some(0));
+}
+
+#[test]
+fn a_standby_takes_over_when_the_runner_is_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let mut first = listening(serve(data.path(), &[]));
+    let standby = serve(data.path(), &["--standby"]);
+    signal(&first.child, "-KILL");
+    exited(&mut first.child);
+    let mut second = listening(standby);
+    let (status, body) = get(&second.addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    signal(&second.child, "-TERM");
+    assert_eq!(exited(&mut second.child), Some(0));
+}

@@ -1,0 +1,94 @@
+//! The runner lease: one process at a time runs plugins on a data directory. It is a row in the
+//! database, taken in one transaction, renewed while its holder lives, and taken over when the
+//! holder's lease runs out or its process is gone.
+
+use super::*;
+
+/// How long a lease lasts unless renewed; its holder renews it every third of that, so another
+/// process takes over within this long of the holder's death (at once, on the same machine,
+/// when the holder's process is gone).
+pub const RUNNER_LEASE: Duration = Duration::from_secs(10);
+
+/// The lease this process holds: renewed by a task while it lives, given up when dropped.
+pub struct RunnerLease {
+    kernel: Kernel,
+    holder: String,
+    lost: tokio::sync::watch::Receiver<bool>,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+impl RunnerLease {
+    /// Wait until the lease is lost: another process took it while this one could not renew
+    /// it (stalled past [`RUNNER_LEASE`]). The holder then stops running plugins.
+    pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            while !*lost.borrow() {
+                if lost.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RunnerLease {
+    fn drop(&mut self) {
+        self.renew.abort();
+        if let Err(e) = self.kernel.0.core.store.release_runner(&self.holder) {
+            tracing::warn!("could not give up the runner lease: {e}");
+        }
+    }
+}
+
+/// This machine's name, as the lease records it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether the lease's process is known to be gone: on this machine, with no such process.
+fn gone(info: &RunnerInfo) -> bool {
+    cfg!(target_os = "linux") && info.host == host_name() && !Path::new(&format!("/proc/{}", info.pid)).exists()
+}
+
+impl Kernel {
+    /// Take the runner lease of this data directory for this process (`what` names it, as
+    /// `objectos serve`): refused with [`KernelError::RunnerHeld`], naming the holder, while
+    /// another live process holds it. Call from within a tokio runtime: a task renews it.
+    pub fn take_runner(&self, what: &str) -> Result<RunnerLease> {
+        let now = now_ms();
+        let holder = format!("{}:{now}:{}", std::process::id(), self.0.core.id);
+        let lease_ms = RUNNER_LEASE.as_millis() as i64;
+        let me = RunnerInfo { pid: std::process::id(), host: host_name(), what: what.into(), since: now, until: now + lease_ms };
+        if let Err(holder) = self.0.core.store.take_runner(&holder, &me, now, &gone)? {
+            return Err(KernelError::RunnerHeld { path: self.data_dir().map(Path::to_path_buf).unwrap_or_else(|| self.0.core.store.busy_path()), holder });
+        }
+        let (tx, lost) = tokio::sync::watch::channel(false);
+        let store = self.0.core.store.clone();
+        let renewing = holder.clone();
+        let renew = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RUNNER_LEASE / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let kept = tokio::task::block_in_place(|| store.renew_runner(&renewing, now_ms() + lease_ms));
+                match kept {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("the runner lease was taken by another process");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!("could not renew the runner lease: {e}"),
+                }
+            }
+        });
+        Ok(RunnerLease { kernel: self.clone(), holder, lost, renew })
+    }
+
+    /// Who runs plugins on this data directory now, if anyone (a lease that ran out, or whose
+    /// process is gone, is no one's).
+    pub fn runner(&self) -> Result<Option<RunnerInfo>> {
+        Ok(self.0.core.store.runner()?.filter(|r| r.until > now_ms() && !gone(r)))
+    }
+}
