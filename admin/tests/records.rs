@@ -99,3 +99,48 @@ async fn a_watcher_is_told_of_every_write_with_its_type_and_id() {
     assert!(ended.is_err());
     assert!(objectos_admin::records::watch(&k).is_none());
 }
+
+/// A kernel on `dir` with the engines registered, not started.
+fn opened(dir: &std::path::Path) -> Kernel {
+    let k = Kernel::open(KernelConfig::new(dir).storage(objectos_kernel::host::StorageKind::Sqlite).runtime(Arc::new(objectos_declarative::Runtime))).unwrap();
+    objectos_jobs::register(&k).unwrap();
+    objectos_notification::register(&k).unwrap();
+    objectos_declarative::register(&k).unwrap();
+    k
+}
+
+/// Reading brings the Records engine up without a lifecycle change; a full start afterwards in
+/// the same process brings every plugin up as usual, recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_records_then_starting_leaves_every_plugin_as_a_start_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = opened(dir.path());
+    k.start().await.unwrap();
+    for p in ["contacts", "crm"] {
+        let out = k.install_package(&samples().join(p), false).await.unwrap();
+        k.grant(&out.id, GrantRequest::All).unwrap();
+    }
+    k.enable("com.acme.crm", true).await.unwrap();
+    Records::new(&k).unwrap().save("account", None, json!({ "name": "Acme" })).unwrap();
+    k.shutdown().await;
+    drop(k);
+
+    let k = opened(dir.path());
+    k.sync_builtins().await.unwrap();
+    let before = k.audit(&Default::default()).unwrap().len();
+    let r = Records::reading(&k).await.unwrap();
+    assert_eq!(r.list("account", &ListQuery { limit: 10, ..Default::default() }).unwrap().len(), 1);
+    assert_eq!(r.types().iter().find(|t| t.name == "com.acme.crm/opportunity").and_then(|t| t.workflow.as_ref()).map(|w| w.initial.as_str()), Some("prospect"));
+    assert_eq!(k.audit(&Default::default()).unwrap().len(), before, "reading recorded nothing");
+    drop(r);
+
+    let report = k.start().await.unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for id in ["com.objectos.objects", "com.acme.crm"] {
+        assert_eq!(k.plugin(id).unwrap().state, objectos_kernel::model::lifecycle::State::Enabled, "{id}");
+    }
+    let enabled = k.audit(&objectos_kernel::model::audit::AuditQuery { action: Some("plugin.enabled".into()), plugin: Some("com.objectos.objects".into()), ..Default::default() }).unwrap();
+    assert!(!enabled.is_empty(), "the start recorded the engine's enable");
+    Records::new(&k).unwrap().save("account", None, json!({ "name": "Bolt" })).unwrap();
+    k.shutdown().await;
+}

@@ -518,7 +518,18 @@ async fn run(cli: Cli) -> Out {
                 println!("listening on http://{addr}");
                 let _ = std::io::stdout().flush();
             };
-            objectos_server::serve(data_dir(&cli), options, announce, objectos_server::terminated()).await.map_err(|e| match e {
+            // The first signal stops it cleanly; a second one stops it now.
+            let first = objectos_server::terminated();
+            let stop = async move {
+                first.await;
+                let second = objectos_server::terminated();
+                tokio::spawn(async move {
+                    second.await;
+                    eprintln!("objectos serve: stopping now (a second signal)");
+                    std::process::exit(130);
+                });
+            };
+            objectos_server::serve(data_dir(&cli), options, announce, stop).await.map_err(|e| match e {
                 objectos_server::ServeError::Kernel(k) => Failure::from(k),
                 other => Failure::from(anyhow::anyhow!("{other}")),
             })

@@ -24,7 +24,7 @@ struct Served {
 
 /// Start `serve` (with `extra` arguments).
 fn serve(data: &std::path::Path, extra: &[&str]) -> Child {
-    objectos(data).args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    objectos(data).args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
 }
 
 /// Wait for the `listening on http://ADDR` line.
@@ -114,4 +114,22 @@ fn a_standby_takes_over_when_the_runner_is_killed() {
     assert_eq!(status, 200, "{body}");
     signal(&second.child, "-TERM");
     assert_eq!(exited(&mut second.child), Some(0));
+}
+
+/// A client that never finishes its request does not hold the stop up, and a request for
+/// another host name (DNS rebinding) is refused.
+#[test]
+fn a_stalled_client_does_not_hold_up_the_stop_and_only_localhost_is_answered() {
+    let data = tempfile::tempdir().unwrap();
+    let mut served = listening(serve(data.path(), &[]));
+    let mut s = std::net::TcpStream::connect(&served.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET /health HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 421"), "{text}");
+    let mut stalled = std::net::TcpStream::connect(&served.addr).unwrap();
+    write!(stalled, "GET /health HTTP/1.1\r\n").unwrap();
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
 }

@@ -9,7 +9,7 @@
 //! `listening on http://ADDR:PORT`; it serves `/health` and Prometheus `/metrics` there, on a
 //! loopback address only, until the API brings authentication.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -74,18 +74,65 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
     started.print_warnings("objectos serve");
     announce(addr);
     tracing::info!(%addr, "serving");
-    let app = Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(kernel.clone());
-    let lost = lease.lost();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        tokio::select! {
-            () = stop => {}
-            () = lost => tracing::error!("stopping: another process took the runner lease"),
-        }
-    });
-    let served = server.await;
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(loopback_host))
+        .with_state(kernel.clone());
+    // Another process's changes (a plugin disabled or a grant revoked with `objectos`, quotas)
+    // apply here, as in the console.
+    let follower = tokio::spawn(follow_external(kernel.clone()));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut closed = closed;
+        let _ = closed.wait_for(|c| *c).await;
+    }).into_future());
+    tokio::select! {
+        () = stop => {}
+        () = lease.lost() => tracing::error!("stopping: the runner lease is lost"),
+    }
+    // Plugins stop first, and the lease goes with them; no client holds that up.
+    follower.abort();
     kernel.shutdown().await;
     drop(lease);
-    served.map_err(|e| ServeError::Listen(e.to_string()))
+    let _ = closing.send(true);
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(Ok(served)) => served.map_err(|e| ServeError::Listen(e.to_string())),
+        Ok(Err(e)) => Err(ServeError::Listen(e.to_string())),
+        // A client that does not finish its request is not waited for.
+        Err(_) => Ok(()),
+    }
+}
+
+/// How long stopping waits for requests in progress.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Apply what other processes change in the data directory, as the console does.
+async fn follow_external(kernel: Kernel) {
+    let mut tick = tokio::time::interval(Duration::from_millis(750));
+    loop {
+        tick.tick().await;
+        if kernel.changed_externally() {
+            if let Err(e) = kernel.sync_external().await {
+                tracing::warn!("could not apply changes made by another process: {e}");
+            }
+        }
+    }
+}
+
+/// Refuse a request whose `Host` is not a loopback name, so a web page cannot reach this
+/// listener through a name it controls (DNS rebinding).
+async fn loopback_host(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    if matches!(name, "localhost" | "127.0.0.1" | "::1") || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()) {
+        next.run(request).await
+    } else {
+        (StatusCode::MISDIRECTED_REQUEST, "this listener answers requests for localhost only\n").into_response()
+    }
 }
 
 /// `GET /health`: 200 with what runs here while the kernel runs.

@@ -85,7 +85,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE storage_usage(owner TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO storage_usage(owner, bytes) SELECT plugin, SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM storage GROUP BY plugin;",
     // 6: the runner lease: which process runs plugins on this data directory, until when.
-    "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL);",
+    // `machine` says where the pid means something (the host's name, boot and pid namespace).
+    "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, machine TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL);",
 ];
 
 /// The schema version this build writes.

@@ -15,8 +15,8 @@ impl Store {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
         let held: Option<(String, RunnerInfo)> = tx
-            .query_row("SELECT holder, pid, host, what, since, until FROM runner WHERE id = 1", [], |r| {
-                Ok((r.get(0)?, RunnerInfo { pid: r.get(1)?, host: r.get(2)?, what: r.get(3)?, since: r.get(4)?, until: r.get(5)? }))
+            .query_row("SELECT holder, pid, host, machine, what, since, until FROM runner WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, RunnerInfo { pid: r.get(1)?, host: r.get(2)?, machine: r.get(3)?, what: r.get(4)?, since: r.get(5)?, until: r.get(6)? }))
             })
             .optional()
             .map_err(|e| self.map_err(e))?;
@@ -26,9 +26,9 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO runner(id, holder, pid, host, what, since, until) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(id) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host, what=excluded.what, since=excluded.since, until=excluded.until",
-            params![holder, me.pid, me.host, me.what, me.since, me.until],
+            "INSERT INTO runner(id, holder, pid, host, machine, what, since, until) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(id) DO UPDATE SET holder=excluded.holder, pid=excluded.pid, host=excluded.host, machine=excluded.machine, what=excluded.what, since=excluded.since, until=excluded.until",
+            params![holder, me.pid, me.host, me.machine, me.what, me.since, me.until],
         )
         .map_err(|e| self.map_err(e))?;
         tx.commit().map_err(|e| self.map_err(e))?;
@@ -52,8 +52,8 @@ impl Store {
     /// The lease as recorded (it may have run out).
     pub(crate) fn runner(&self) -> Result<Option<RunnerInfo>> {
         let c = self.lock();
-        c.query_row("SELECT pid, host, what, since, until FROM runner WHERE id = 1", [], |r| {
-            Ok(RunnerInfo { pid: r.get(0)?, host: r.get(1)?, what: r.get(2)?, since: r.get(3)?, until: r.get(4)? })
+        c.query_row("SELECT pid, host, machine, what, since, until FROM runner WHERE id = 1", [], |r| {
+            Ok(RunnerInfo { pid: r.get(0)?, host: r.get(1)?, machine: r.get(2)?, what: r.get(3)?, since: r.get(4)?, until: r.get(5)? })
         })
         .optional()
         .map_err(|e| self.map_err(e))

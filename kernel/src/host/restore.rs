@@ -56,6 +56,13 @@ impl Kernel {
     }
 
     pub(super) async fn restore(&self, report: &mut StartReport) {
+        // What a quiet start brought up goes: the start below brings every plugin up afresh,
+        // recorded as usual.
+        let quiet: Vec<String> = lock(&self.0.core.quiet).iter().cloned().collect();
+        for id in &quiet {
+            self.drop_runtime(id);
+        }
+        lock(&self.0.core.quiet).clear();
         self.0.running.store(true, Ordering::Relaxed);
         // Nothing runs yet in this process: every plugin starts from INSTALLED, except those in
         // ERROR, whose error stays visible until retried. Built-ins missing from this build fail.
@@ -141,6 +148,7 @@ impl Kernel {
             for hook in [Hook::Load, Hook::Enable] {
                 if let Err((_, message)) = self.run_hook(&id, &code, &ctx, hook, None).await {
                     self.drop_runtime(&id);
+                    lock(&self.0.core.quiet).remove(&id);
                     return Err(KernelError::Hook { plugin: id, hook: hook.as_str().into(), message });
                 }
             }

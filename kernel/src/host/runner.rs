@@ -18,14 +18,15 @@ pub struct RunnerLease {
 }
 
 impl RunnerLease {
-    /// Wait until the lease is lost: another process took it while this one could not renew
-    /// it (stalled past [`RUNNER_LEASE`]). The holder then stops running plugins.
+    /// Completes when the lease is lost: another process took it, or this one could not renew
+    /// it for [`RUNNER_LEASE`] (so another may have), or its renewing stopped. The holder then
+    /// stops running plugins.
     pub fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut lost = self.lost.clone();
         async move {
             while !*lost.borrow() {
                 if lost.changed().await.is_err() {
-                    return std::future::pending().await;
+                    return;
                 }
             }
         }
@@ -46,9 +47,18 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
 }
 
-/// Whether the lease's process is known to be gone: on this machine, with no such process.
+/// Where a pid means something: the host's name, this boot, and this process's pid namespace
+/// (a container sharing the host's name has its own).
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).map(|t| t.trim().to_string()).unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("{}|{}|{ns}", host_name(), read("/proc/sys/kernel/random/boot_id"))
+}
+
+/// Whether the lease's process is known to be gone: in this very pid namespace of this boot of
+/// this machine, with no such process. Anywhere else its lease has to run out.
 fn gone(info: &RunnerInfo) -> bool {
-    cfg!(target_os = "linux") && info.host == host_name() && !Path::new(&format!("/proc/{}", info.pid)).exists()
+    cfg!(target_os = "linux") && !info.machine.ends_with('|') && info.machine == machine() && !Path::new(&format!("/proc/{}", info.pid)).exists()
 }
 
 impl Kernel {
@@ -59,7 +69,7 @@ impl Kernel {
         let now = now_ms();
         let holder = format!("{}:{now}:{}", std::process::id(), self.0.core.id);
         let lease_ms = RUNNER_LEASE.as_millis() as i64;
-        let me = RunnerInfo { pid: std::process::id(), host: host_name(), what: what.into(), since: now, until: now + lease_ms };
+        let me = RunnerInfo { pid: std::process::id(), host: host_name(), machine: machine(), what: what.into(), since: now, until: now + lease_ms };
         if let Err(holder) = self.0.core.store.take_runner(&holder, &me, now, &gone)? {
             return Err(KernelError::RunnerHeld { path: self.data_dir().map(Path::to_path_buf).unwrap_or_else(|| self.0.core.store.busy_path()), holder });
         }
@@ -69,17 +79,25 @@ impl Kernel {
         let renew = tokio::spawn(async move {
             let mut tick = tokio::time::interval(RUNNER_LEASE / 3);
             tick.tick().await;
+            let mut renewed = now;
             loop {
                 tick.tick().await;
-                let kept = tokio::task::block_in_place(|| store.renew_runner(&renewing, now_ms() + lease_ms));
+                let (store, holder) = (store.clone(), renewing.clone());
+                let kept = tokio::task::spawn_blocking(move || store.renew_runner(&holder, now_ms() + lease_ms)).await;
                 match kept {
-                    Ok(true) => {}
-                    Ok(false) => {
+                    Ok(Ok(true)) => renewed = now_ms(),
+                    Ok(Ok(false)) => {
                         tracing::error!("the runner lease was taken by another process");
                         let _ = tx.send(true);
                         return;
                     }
+                    Ok(Err(e)) => tracing::warn!("could not renew the runner lease: {e}"),
                     Err(e) => tracing::warn!("could not renew the runner lease: {e}"),
+                }
+                if now_ms() - renewed >= lease_ms {
+                    tracing::error!("the runner lease could not be renewed for {} s, so another process may hold it now", RUNNER_LEASE.as_secs());
+                    let _ = tx.send(true);
+                    return;
                 }
             }
         });

@@ -391,6 +391,11 @@ pub struct RunnerInfo {
     pub pid: u32,
     /// The machine's name.
     pub host: String,
+    /// Where the pid means something: the host's name, its boot and the pid namespace. A
+    /// holder on the same machine is known to be gone only when this matches and the process
+    /// is not there; otherwise its lease has to run out.
+    #[serde(skip)]
+    pub machine: String,
     /// What it is: `objectos serve`, `ObjectOS Console`.
     pub what: String,
     /// Held since (ms).
