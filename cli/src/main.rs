@@ -27,11 +27,13 @@ mod plugins;
 mod records;
 mod render;
 mod scaffold;
+mod service;
 
 use audit::*;
 use author::*;
 use output::*;
 use plugins::*;
+use service::*;
 
 #[derive(Parser)]
 #[command(name = "objectos", version, about = "ObjectOS headless kernel: manage plugins, permissions, logs and the audit trail")]
@@ -108,6 +110,9 @@ enum Command {
     New(scaffold::NewCmd),
     /// Prometheus text from the metrics plugin (after starting the kernel).
     Metrics,
+    /// `objectos serve` on this data directory as a systemd user service.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Run the plugins on the data directory until stopped (SIGTERM, SIGINT): their schedules,
     /// jobs, automations and subscriptions keep going with no console open. One process runs
     /// plugins on a data directory at a time. The first line on stdout is
@@ -512,6 +517,7 @@ async fn run(cli: Cli) -> Out {
             }
             Ok(())
         }
+        Command::Service(cmd) => service(&cli, cmd).await,
         Command::Serve { listen, standby } => {
             let options = objectos_server::Options { listen: *listen, standby: *standby };
             let announce = |addr: std::net::SocketAddr| {

@@ -133,3 +133,39 @@ fn a_stalled_client_does_not_hold_up_the_stop_and_only_localhost_is_answered() {
     signal(&served.child, "-TERM");
     assert_eq!(exited(&mut served.child), Some(0));
 }
+
+/// `objectos service install` writes a user unit that runs `serve` on this data directory (and
+/// says how to run it where systemd's user manager does not run), `status` names the runner,
+/// and `uninstall` removes the unit.
+#[test]
+fn the_service_unit_runs_serve_on_this_data_directory() {
+    let data = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = objectos(data.path()).env("XDG_CONFIG_HOME", config.path()).env("OBJECTOS_SYSTEMCTL", "/nonexistent/systemctl").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = run(&["service", "install", "--listen", "127.0.0.1:7979"]);
+    assert!(said.contains("systemd's user manager is not running here") && said.contains("serve --listen 127.0.0.1:7979"), "{said}");
+    let units: Vec<_> = std::fs::read_dir(config.path().join("systemd/user")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(units.len(), 1, "{units:?}");
+    let unit = std::fs::read_to_string(&units[0]).unwrap();
+    let exec = format!("ExecStart=\"{}\" --data-dir \"{}\" serve --listen 127.0.0.1:7979", env!("CARGO_BIN_EXE_objectos"), data.path().display());
+    assert!(unit.contains(&exec) && unit.contains("WantedBy=default.target"), "{unit}");
+    // systemd's own check, where it is installed.
+    if let Ok(verified) = Command::new("systemd-analyze").arg("verify").arg(&units[0]).output() {
+        assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    }
+
+    assert!(run(&["service", "status"]).contains("runner    none"));
+    let mut served = listening(serve(data.path(), &[]));
+    let status = run(&["service", "status"]);
+    assert!(status.contains("(installed)") && status.contains(&format!("runner    objectos serve (process {} on ", served.child.id())), "{status}");
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
+
+    assert!(run(&["service", "uninstall"]).starts_with("removed "));
+    assert!(!units[0].exists());
+    assert!(run(&["service", "status"]).contains("(not installed)"));
+}
