@@ -339,6 +339,10 @@ pub struct Settings {
     pub quotas: objectos_kernel::model::quota::Quotas,
     pub app_version: String,
     pub kernel_version: String,
+    /// Which process runs the plugins of this data directory now (`None`: none holds the
+    /// runner lease), and whether it is this console.
+    pub runner: Option<objectos_kernel::model::views::RunnerInfo>,
+    pub runner_is_this_console: bool,
 }
 
 fn settings(state: &AppState) -> CmdResult<Settings> {
@@ -349,6 +353,8 @@ fn settings(state: &AppState) -> CmdResult<Settings> {
         quotas: state.kernel.quotas(),
         app_version: env!("CARGO_PKG_VERSION").into(),
         kernel_version: objectos_kernel::model::resolve::kernel_version().to_string(),
+        runner_is_this_console: state.runner.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
+        runner: state.kernel.runner()?,
     })
 }
 

@@ -44,6 +44,9 @@ pub struct AppState {
     pub started: Instant,
     /// CSV imports checked and waiting for the admin's go, by token.
     pub imports: std::sync::Mutex<std::collections::HashMap<String, objectos_admin::records::ImportCheck>>,
+    /// The data directory's runner lease, when this console took it (no other process ran the
+    /// plugins when it started), so an `objectos serve` started meanwhile is refused.
+    pub runner: std::sync::Mutex<Option<objectos_kernel::host::RunnerLease>>,
 }
 
 /// Kernel notifications for the UI (state changes, log lines, audit records...), oldest first.
@@ -96,10 +99,21 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
     tauri::async_runtime::set(runtime.handle().clone());
     let kernel = host::open(&data_dir).map_err(|e| e.to_string())?;
+    let runner = {
+        let _in_runtime = runtime.enter();
+        match kernel.take_runner("ObjectOS Console") {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                // The console still shows and runs the plugins; Settings says who else does.
+                eprintln!("objectos-console: warning: {e}");
+                None
+            }
+        }
+    };
     runtime.block_on(host::start(&kernel)).map_err(|e| e.to_string())?.print_warnings("objectos-console");
     let samples = samples::unpack(&data_dir).map_err(|e| e.to_string())?;
     let builder = specta_builder();
-    let state = AppState { kernel: kernel.clone(), data_dir, samples, started, imports: Default::default() };
+    let state = AppState { kernel: kernel.clone(), data_dir, samples, started, imports: Default::default(), runner: std::sync::Mutex::new(runner) };
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_updater::Builder::new().build())

@@ -186,7 +186,7 @@ describe("records", () => {
 describe("quotas", () => {
   it("shows the quotas packages run under and saves a change", async () => {
     const quotas = { storageBytes: 52428800, queuedJobs: 1000, eventsPerSecond: 200, notificationsPerMinute: 30, inboxItems: 200, logLinesPerMinute: 1200 };
-    const settings = { dataDir: "/data", auditDetail: "lifecycle", builtinPolicy: "grant", quotas, appVersion: "0.1.0", kernelVersion: "0.1.0" };
+    const settings = { dataDir: "/data", auditDetail: "lifecycle", builtinPolicy: "grant", quotas, appVersion: "0.1.0", kernelVersion: "0.1.0", runner: null, runnerIsThisConsole: true };
     const calls: [string, unknown][] = [];
     mockIPC((cmd, args) => {
       calls.push([cmd, args]);
@@ -202,6 +202,25 @@ describe("quotas", () => {
     fireEvent.change(jobs, { target: { value: "50" } });
     fireEvent.click(save);
     await waitFor(() => expect(calls).toContainEqual(["set_quotas", { quotas: { ...quotas, queuedJobs: 50 } }]));
+  });
+});
+
+describe("the runner", () => {
+  const quotas = { storageBytes: 52428800, queuedJobs: 1000, eventsPerSecond: 200, notificationsPerMinute: 30, inboxItems: 200, logLinesPerMinute: 1200 };
+  const base = { dataDir: "/data", auditDetail: "lifecycle", builtinPolicy: "grant", quotas, appVersion: "0.1.0", kernelVersion: "0.1.0" };
+
+  it("says when this console runs the plugins", async () => {
+    mockIPC(() => ({ ...base, runner: { pid: 10, host: "shop", what: "ObjectOS Console", since: 0, until: 1 }, runnerIsThisConsole: true }));
+    render(<SettingsView onError={() => {}} locale="en" onLocale={() => {}} texts={null} />);
+    await waitFor(() => expect(document.querySelector("[data-setting=runner]")?.textContent).toBe("this console"));
+    expect(screen.queryByRole("alert")).toBeNull();
+  });
+
+  it("warns when a service runs them too", async () => {
+    mockIPC(() => ({ ...base, runner: { pid: 4242, host: "shop", what: "objectos serve", since: 0, until: 1 }, runnerIsThisConsole: false }));
+    render(<SettingsView onError={() => {}} locale="en" onLocale={() => {}} texts={null} />);
+    await waitFor(() => expect(document.querySelector("[data-setting=runner]")?.textContent).toContain("objectos serve (process 4242 on shop)"));
+    expect(screen.getByRole("alert").textContent).toContain("scheduled work may run twice");
   });
 });
 

@@ -907,6 +907,23 @@ export type Risk =
 /**  Controls other plugins, the network or the file system. */
 "high";
 
+/**
+ *  Who runs plugins on a data directory: the process holding the runner lease, and until when
+ *  (renewed while it runs; when it runs out, or the process is gone, another may take it).
+ */
+export type RunnerInfo = {
+	/**  The process id. */
+	pid: number,
+	/**  The machine's name. */
+	host: string,
+	/**  What it is: `objectos serve`, `ObjectOS Console`. */
+	what: string,
+	/**  Held since (ms). */
+	since: number | null,
+	/**  Held until (ms), unless renewed. */
+	until: number | null,
+};
+
 /**  A sample package shipped with the app. */
 export type Sample = {
 	path: string,
@@ -977,6 +994,12 @@ export type Settings = {
 	quotas: Quotas,
 	appVersion: string,
 	kernelVersion: string,
+	/**
+	 *  Which process runs the plugins of this data directory now (`None`: none holds the
+	 *  runner lease), and whether it is this console.
+	 */
+	runner: RunnerInfo | null,
+	runnerIsThisConsole: boolean,
 };
 
 /**  Where a plugin is in its lifecycle. */

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "react";
 import type { CommandError, PluginTexts, Quotas, Settings, UpdateStatus } from "../bindings";
-import { asCommandError, call, commands } from "../api";
+import { asCommandError, call, commands, formatTime } from "../api";
 
 /** A locale's name in its own language ("English", "中文（中国）"), or the tag itself. */
 function nativeName(tag: string): string {
@@ -56,7 +56,20 @@ export function SettingsView({
         <dl className="facts">
           <dt>Data directory</dt>
           <dd className="mono">{s.dataDir}</dd>
+          <dt>Plugins run in</dt>
+          <dd data-setting="runner">
+            {s.runnerIsThisConsole
+              ? "this console"
+              : s.runner
+                ? `${s.runner.what} (process ${s.runner.pid} on ${s.runner.host}), since ${formatTime(s.runner.since)}`
+                : "no other process"}
+          </dd>
         </dl>
+        {!s.runnerIsThisConsole && s.runner && (
+          <p className="banner warn" role="alert">
+            {s.runner.what} (process {s.runner.pid}) runs the plugins of this data directory, and this console runs them too while both are open, so scheduled work may run twice. Close the console, or stop the service (<code>objectos service uninstall</code>, or stop <code>objectos serve</code>).
+          </p>
+        )}
         <p className="muted">
           The headless <code>objectos</code> command works on the same directory (<code>objectos --data-dir {s.dataDir} plugins list</code>); its changes show up here.
         </p>
