@@ -33,14 +33,15 @@ fn unit_dir() -> Result<PathBuf, Failure> {
 
 /// A value in a unit's `ExecStart`, quoted as systemd reads it.
 fn quoted(arg: &str) -> String {
-    format!("\"{}\"", arg.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%"))
+    let escaped = arg.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('%', "%%");
+    format!("\"{escaped}\"")
 }
 
 /// The unit that runs `program serve` on `data_dir`.
 pub(crate) fn unit(program: &Path, data_dir: &Path, listen: std::net::SocketAddr) -> String {
     format!(
         "[Unit]\nDescription=ObjectOS: the plugins of {dir}\nAfter=network.target\n\n[Service]\nType=simple\nExecStart={exe} --data-dir {dirq} serve --listen {listen}\nRestart=on-failure\nRestartSec=2\n# serve stops every plugin on SIGTERM, within its hook timeouts.\nTimeoutStopSec=60\n\n[Install]\nWantedBy=default.target\n",
-        dir = data_dir.display(),
+        dir = data_dir.display().to_string().replace('%', "%%").replace('\n', " "),
         exe = quoted(&program.to_string_lossy()),
         dirq = quoted(&data_dir.to_string_lossy()),
     )
@@ -109,5 +110,21 @@ pub(crate) async fn service(cli: &Cli, cmd: &ServiceCmd) -> Out {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_quoted_as_systemd_reads_it() {
+        assert_eq!(quoted("/srv/shop data"), "\"/srv/shop data\"");
+        assert_eq!(quoted(r#"/a"b\c%d"#), r#""/a\"b\\c%%d""#);
+        assert_eq!(quoted("/x\ny"), "\"/x\\ny\"");
+        let unit = unit(Path::new("/usr/bin/objectos"), Path::new("/srv/100%"), "127.0.0.1:7878".parse().unwrap());
+        assert!(unit.contains("Description=ObjectOS: the plugins of /srv/100%%\n"), "{unit}");
+        assert!(unit.contains("ExecStart=\"/usr/bin/objectos\" --data-dir \"/srv/100%%\" serve --listen 127.0.0.1:7878\n"), "{unit}");
+        assert_ne!(unit_name(Path::new("/srv/a")), unit_name(Path::new("/srv/b")));
     }
 }
