@@ -114,6 +114,33 @@ async fn bus_subscribe_multiple_once_off_data() {
     assert_eq!(ev.events().emit("nobody.listens", json!(null)).unwrap().delivered, 0);
 }
 
+/// Every handler failure is in the plugin's log, and in the audit trail up to the per-minute
+/// bound, past which one record says the rest are only logged and counted.
+#[tokio::test]
+async fn every_handler_failure_is_logged_and_audited_up_to_a_bound() {
+    use objectos_kernel::model::audit::{AuditQuery, MAX_AUDITED_FAILURES};
+    let calls = Arc::default();
+    let k = kernel_with(&[("t.a", &[]), ("t.bad", &[])], &calls).await;
+    k.enable("t.a", false).await.unwrap();
+    k.enable("t.bad", false).await.unwrap();
+    let bad = k.context("t.bad").unwrap();
+    bad.events().on("job.run", |_| Err("plain failure".into())).unwrap();
+    let a = k.context("t.a").unwrap();
+    let n = MAX_AUDITED_FAILURES + 5;
+    for _ in 0..n {
+        assert_eq!(a.events().emit("job.run", json!({})).unwrap().failed, 1);
+    }
+    let audit = |action: &str| k.audit(&AuditQuery { plugin: Some("t.bad".into()), action: Some(action.into()), ..Default::default() }).unwrap();
+    let failed = audit("handler.failed");
+    assert_eq!(failed.len() as u64, MAX_AUDITED_FAILURES);
+    assert_eq!((failed[0].actor.as_str(), failed[0].details["topic"].as_str(), failed[0].details["message"].as_str()), ("plugin:t.bad", Some("job.run"), Some("plain failure")));
+    let past = audit("limit.exceeded");
+    assert_eq!(past.len(), 1, "one record for the rest of the minute: {past:?}");
+    assert!(past[0].details["reason"].as_str().unwrap().contains("handler failures"), "{past:?}");
+    let logs = k.logs(&LogQuery { plugin: Some("t.bad".into()), ..Default::default() }).unwrap();
+    assert_eq!(logs.iter().filter(|l| l.message.contains("plain failure")).count() as u64, n, "every failure is logged");
+}
+
 #[tokio::test]
 async fn bus_awaits_async_handlers_and_isolates_failures() {
     let calls = Arc::default();

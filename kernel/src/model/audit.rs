@@ -97,6 +97,10 @@ macro_rules! audit_actions {
     };
 }
 
+/// Handler failures of one plugin recorded in the audit trail per minute; past it they are
+/// logged and counted, and one `limit.exceeded` says how many were not recorded.
+pub const MAX_AUDITED_FAILURES: u64 = 20;
+
 audit_actions! {
     /// A plugin was recorded (a package installed, a built-in seen for the first time).
     PluginInstalled => "plugin.installed",
@@ -120,6 +124,10 @@ audit_actions! {
     PluginError => "plugin.error",
     /// A plugin's code kept failing and the kernel stopped it (see `PluginContext::quarantine`).
     PluginQuarantined => "plugin.quarantined",
+    /// An event handler of the plugin failed or panicked (at most [`MAX_AUDITED_FAILURES`] a
+    /// minute per plugin; the rest are counted in a `limit.exceeded`, and every one is in the
+    /// plugin's log).
+    HandlerFailed => "handler.failed",
     /// A cached artifact of a plugin's compiled code was not what the host made for it (a
     /// digest that differs or was never recorded, a link, not a regular file); it was compiled
     /// again.
@@ -165,7 +173,7 @@ audit_actions! {
 impl AuditAction {
     /// The first segments the kernel's actions use; a plugin's own action may not start
     /// with one.
-    pub const KERNEL_NAMESPACES: &'static [&'static str] = &["plugin", "permission", "service", "kernel", "settings", "audit", "event", "storage", "limit", "topic"];
+    pub const KERNEL_NAMESPACES: &'static [&'static str] = &["plugin", "permission", "service", "kernel", "settings", "audit", "event", "storage", "limit", "topic", "handler"];
 
     /// A plugin's own action `name`, or why it may not use it (a kernel namespace).
     pub fn plugin(name: &str) -> Result<AuditAction, String> {

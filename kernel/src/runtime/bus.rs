@@ -303,8 +303,29 @@ fn traced() -> bool {
     tracing::level_enabled!(tracing::Level::INFO)
 }
 
+/// A handler failed: every failure goes to the plugin's log, and to the audit trail up to
+/// [`MAX_AUDITED_FAILURES`] a minute (then one `limit.exceeded` says the rest are only
+/// counted, and when the minute ends, how many were), so none passes silently.
 fn log_failure(writer: &Writer, sub: &Sub, topic: &str, message: String) {
+    use crate::model::audit::{Actor, AuditAction, MAX_AUDITED_FAILURES};
+    use crate::model::quota::Use;
     sub.counters.handler_errors.fetch_add(1, Ordering::Relaxed);
+    let message = crate::util::clip(message, 4096);
+    let actor = Actor::Plugin(sub.owner.clone());
+    let (used, closed) = sub.counters.failure_audits.hit(now_ms(), 60_000, MAX_AUDITED_FAILURES);
+    if let Some(n) = closed {
+        writer.audit(&actor, Some(&sub.owner), AuditAction::LimitExceeded, serde_json::json!({ "what": "handler failures", "reason": format!("{n} more handler failures in the last minute were logged and counted, not recorded here") }));
+    }
+    match used {
+        Use::Allowed => writer.audit(&actor, Some(&sub.owner), AuditAction::HandlerFailed, serde_json::json!({ "topic": topic, "pattern": sub.pattern.as_str(), "message": message })),
+        Use::Refused { first: true } => writer.audit(
+            &actor,
+            Some(&sub.owner),
+            AuditAction::LimitExceeded,
+            serde_json::json!({ "what": "handler failures", "reason": format!("more than {MAX_AUDITED_FAILURES} handler failures in a minute: the rest of this minute's are logged and counted, not recorded here") }),
+        ),
+        Use::Refused { first: false } => {}
+    }
     writer.log(LogRecord {
         id: 0,
         ts: now_ms(),

@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub(crate) storage_writes: AtomicU64,
     pub(crate) service_lookups: AtomicU64,
     pub(crate) denials: AtomicU64,
+    /// Handler failures audited in the current minute (see [`crate::runtime::bus`]).
+    pub(crate) failure_audits: crate::model::quota::Window,
     hooks: Mutex<BTreeMap<&'static str, HookStats>>,
     code: Mutex<Option<CodeStats>>,
     recent: Mutex<std::collections::VecDeque<Recent>>,
