@@ -541,6 +541,16 @@ async fn run(cli: Cli) -> Out {
             })
         }
         Command::Metrics => {
+            // A running service's figures are the ones that mean something: read them there,
+            // without starting anything here.
+            let reader = open(&cli, false).await?;
+            let runner = reader.runner()?;
+            reader.flush();
+            drop(reader);
+            if let Some(address) = runner.and_then(|r| r.address) {
+                print!("{}", for_terminal(&runner_metrics(&address)?));
+                return Ok(());
+            }
             let kernel = open(&cli, true).await?;
             let text = objectos_admin::metrics::text(&kernel);
             kernel.shutdown().await;

@@ -113,6 +113,32 @@ pub(crate) async fn service(cli: &Cli, cmd: &ServiceCmd) -> Out {
     }
 }
 
+/// The Prometheus text of the runner that answers at `address` (`http://HOST:PORT`, as the
+/// lease records it), read over loopback HTTP with a deadline and a size bound.
+pub(crate) fn runner_metrics(address: &str) -> Result<String, Failure> {
+    use std::io::{Read, Write};
+    const MAX: u64 = 16 << 20;
+    let fail = |why: String| Failure::from(anyhow::anyhow!("the runner at {address} did not give its metrics: {why}"));
+    let host = address.strip_prefix("http://").ok_or_else(|| fail("not an http:// address".into()))?;
+    let addr: std::net::SocketAddr = host.parse().map_err(|e| fail(format!("{e}")))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(|e| fail(e.to_string()))?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| fail(e.to_string()))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").map_err(|e| fail(e.to_string()))?;
+    let mut raw = Vec::new();
+    s.take(MAX).read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| fail("no complete answer".into()))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        return Err(fail(format!("HTTP {status}: {}", body.trim())));
+    }
+    // axum answers a known length; a chunked body would carry its sizes.
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Err(fail("a chunked answer".into()));
+    }
+    Ok(body.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

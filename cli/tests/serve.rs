@@ -22,6 +22,16 @@ struct Served {
     addr: String,
 }
 
+/// A test that fails does not leave its service running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Start `serve` (with `extra` arguments).
 fn serve(data: &std::path::Path, extra: &[&str]) -> Child {
     objectos(data).args(["serve", "--listen", "127.0.0.1:0"]).args(extra).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap()
@@ -84,6 +94,13 @@ fn serve_runs_until_terminated_and_one_process_runs_a_data_directory() {
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.contains("objectos_plugin_events_emitted_total"), "{metrics}");
     assert_eq!(get(&served.addr, "/nothing").0, 404);
+    // `objectos metrics` reads the service's figures, starting nothing itself.
+    let audit_lines = || String::from_utf8_lossy(&objectos(data.path()).args(["--json", "audit", "--limit", "100000"]).output().unwrap().stdout).lines().count();
+    let before = audit_lines();
+    let out = objectos(data.path()).arg("metrics").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("objectos_plugin_events_emitted_total"));
+    assert_eq!(audit_lines(), before, "metrics from the service started nothing here");
 
     // A second runner on the same data directory is refused, naming the holder.
     let second = objectos(data.path()).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();

@@ -72,6 +72,7 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
     let addr = listener.local_addr().map_err(|e| ServeError::Listen(e.to_string()))?;
     let started = host::start(&kernel).await?;
     started.print_warnings("objectos serve");
+    lease.set_address(&format!("http://{addr}"))?;
     announce(addr);
     tracing::info!(%addr, "serving");
     let app = Router::new()

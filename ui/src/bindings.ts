@@ -922,6 +922,8 @@ export type RunnerInfo = {
 	since: number | null,
 	/**  Held until (ms), unless renewed. */
 	until: number | null,
+	/**  Where it answers, when it listens (`http://127.0.0.1:7878` for `objectos serve`). */
+	address: string | null,
 };
 
 /**  A sample package shipped with the app. */

@@ -86,7 +86,7 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO storage_usage(owner, bytes) SELECT plugin, SUM(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM storage GROUP BY plugin;",
     // 6: the runner lease: which process runs plugins on this data directory, until when.
     // `machine` says where the pid means something (the host's name, boot and pid namespace).
-    "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, machine TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL);",
+    "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, machine TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL, address TEXT);",
 ];
 
 /// The schema version this build writes.

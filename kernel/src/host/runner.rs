@@ -33,6 +33,15 @@ impl RunnerLease {
     }
 }
 
+impl RunnerLease {
+    /// Say where this runner answers (`http://ADDR:PORT`), for other processes: `objectos
+    /// metrics` reads the runner's figures there.
+    pub fn set_address(&self, address: &str) -> Result<()> {
+        self.kernel.0.core.store.set_runner_address(&self.holder, address)?;
+        Ok(())
+    }
+}
+
 impl Drop for RunnerLease {
     fn drop(&mut self) {
         self.renew.abort();
@@ -69,7 +78,7 @@ impl Kernel {
         let now = now_ms();
         let holder = format!("{}:{now}:{}", std::process::id(), self.0.core.id);
         let lease_ms = RUNNER_LEASE.as_millis() as i64;
-        let me = RunnerInfo { pid: std::process::id(), host: host_name(), machine: machine(), what: what.into(), since: now, until: now + lease_ms };
+        let me = RunnerInfo { pid: std::process::id(), host: host_name(), machine: machine(), what: what.into(), since: now, until: now + lease_ms, address: None };
         if let Err(holder) = self.0.core.store.take_runner(&holder, &me, now, &gone)? {
             return Err(KernelError::RunnerHeld { path: self.data_dir().map(Path::to_path_buf).unwrap_or_else(|| self.0.core.store.busy_path()), holder });
         }

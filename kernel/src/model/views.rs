@@ -404,4 +404,6 @@ pub struct RunnerInfo {
     /// Held until (ms), unless renewed.
     #[cfg_attr(feature = "specta", specta(type = f64))]
     pub until: i64,
+    /// Where it answers, when it listens (`http://127.0.0.1:7878` for `objectos serve`).
+    pub address: Option<String>,
 }
