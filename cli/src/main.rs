@@ -543,15 +543,12 @@ async fn run(cli: Cli) -> Out {
         Command::Metrics => {
             // A running service's figures are the ones that mean something: read them there,
             // without starting anything here.
-            let reader = open(&cli, false).await?;
-            let runner = reader.runner()?;
-            reader.flush();
-            drop(reader);
-            if let Some(address) = runner.and_then(|r| r.address) {
+            let kernel = host::open(data_dir(&cli))?;
+            if let Some(address) = kernel.runner()?.and_then(|r| r.address) {
                 print!("{}", for_terminal(&runner_metrics(&address)?));
                 return Ok(());
             }
-            let kernel = open(&cli, true).await?;
+            host::start(&kernel).await?.print_warnings("objectos");
             let text = objectos_admin::metrics::text(&kernel);
             kernel.shutdown().await;
             let text = text.map_err(|e| match e.code() {

@@ -193,18 +193,23 @@ impl Data {
     /// for a package caller within its storage quota (its own keys and its records together,
     /// kept by the kernel).
     fn charge<'a>(caller: &impl Caller, object: &'a str) -> Charge<'a> {
-        Charge { owner: owner_of(object), limit: caller.quotas().map(|q| objectos_kernel::runtime::meter::Held::StorageBytes.limit(&q)) }
+        Charge { owner: owner_of(object), limit: Self::storage_limit(caller) }
+    }
+
+    /// The storage budget of the caller's records' owner (`None`: not metered).
+    fn storage_limit(caller: &impl Caller) -> Option<u64> {
+        caller.quotas().map(|q| objectos_kernel::runtime::meter::Held::StorageBytes.limit(&q))
     }
 
     /// Refuse, before anything is counted (the write's event), a record of `object` that would
     /// take its owner past the storage quota; the write checks again, atomically.
     fn room(&self, caller: &impl Caller, object: &str, key: &str, old: Option<&Value>, new: &Value) -> Result<()> {
-        let Some(q) = caller.quotas() else { return Ok(()) };
+        let Some(limit) = Self::storage_limit(caller) else { return Ok(()) };
         let size = |v: &Value| (key.len() + v.to_string().len()) as u64;
         let owner = owner_of(object);
         let used = self.inner.ctx.storage().usage_of(owner)?;
-        if objectos_kernel::runtime::storage::over_budget(used, old.map_or(0, size), size(new), q.storage_bytes) {
-            return Err(caller.over_limit(format!("a {object} record"), objectos_kernel::runtime::storage::budget_reason(owner, used, q.storage_bytes)));
+        if objectos_kernel::runtime::storage::over_budget(used, old.map_or(0, size), size(new), limit) {
+            return Err(caller.over_limit(format!("a {object} record"), objectos_kernel::runtime::storage::budget_reason(owner, used, limit)));
         }
         Ok(())
     }
