@@ -1089,3 +1089,74 @@ fn typos_in_permissions_states_fields_and_values_are_answered_with_the_likely_na
     let e = "bogus.perm".parse::<objectos_kernel::model::permission::Permission>().unwrap_err();
     assert!(!e.contains("did you mean"), "nothing is close: {e}");
 }
+
+// ---- durable delivery ---------------------------------------------------------------------
+
+/// A durable subscription's events are queued with whatever emitted them, wait while no
+/// process runs plugins (and across processes), and are handed out by the runner at least
+/// once: a delivery that failed comes again with the same id; one that succeeded never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_subscriptions_get_every_event_at_least_once_with_a_stable_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<Vec<(i64, u32, u64)>>> = Arc::default();
+    let open = |seen: Arc<Mutex<Vec<(i64, u32, u64)>>>| {
+        let k = Kernel::open(KernelConfig::new(dir.path()).storage(StorageKind::Sqlite)).unwrap();
+        let calls = Arc::default();
+        k.register_builtin(&manifest("t.emitter", "1.0.0", &[], ALL_PERMS), Arc::new(Probe::with_calls(&calls))).unwrap();
+        let subscribe: objectos_tests::HookFn = Arc::new(move |ctx| {
+            let seen = seen.clone();
+            ctx.events().on_durable("orders", "orders.*", move |d| {
+                let seen = seen.clone();
+                async move {
+                    let n = d.event.payload["n"].as_u64().unwrap();
+                    seen.lock().unwrap().push((d.id.unwrap(), d.attempt, n));
+                    // Order 2 fails the first time it comes.
+                    if n == 2 && d.attempt == 1 {
+                        return Err("not yet".into());
+                    }
+                    Ok(())
+                }
+            })?;
+            Ok(())
+        });
+        k.register_builtin(&manifest("t.sub", "1.0.0", &[], ALL_PERMS), Arc::new(Probe { enable: Some(subscribe), ..Probe::with_calls(&calls) })).unwrap();
+        k
+    };
+    let waiting = |k: &Kernel| k.durable_subscriptions().unwrap().iter().map(|s| s.waiting).sum::<u32>();
+    {
+        // Another process runs the plugins here (it has no subscriber of its own).
+        let runner = Kernel::open(KernelConfig::new(dir.path()).storage(StorageKind::Sqlite)).unwrap();
+        let _lease = runner.take_runner("elsewhere").unwrap();
+        let k = open(seen.clone());
+        k.start().await.unwrap();
+        assert!(!k.is_runner());
+        k.enable("t.emitter", false).await.unwrap();
+        k.enable("t.sub", false).await.unwrap();
+        // No runner: the events wait.
+        let emitter = k.context("t.emitter").unwrap();
+        for n in 1..=3 {
+            emitter.events().emit("orders.created", json!({ "n": n })).unwrap();
+        }
+        emitter.events().emit("invoices.created", json!({ "n": 9 })).unwrap();
+        assert_eq!(waiting(&k), 3, "{:?}", k.durable_subscriptions());
+        assert!(seen.lock().unwrap().is_empty(), "only the runner delivers");
+        k.flush();
+    }
+    // Another process, with the runner gone: the events waited in the data directory, and
+    // this kernel takes the lease as it starts.
+    let k = open(seen.clone());
+    k.start().await.unwrap();
+    assert!(k.is_runner());
+    wait_until(30, "every order handled, order 2 retried", || waiting(&k) == 0).await;
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(seen.iter().map(|s| (s.1, s.2)).collect::<Vec<_>>(), [(1, 1), (1, 2), (1, 3), (2, 2)], "{seen:?}");
+    assert_eq!(ids[1], ids[3], "the redelivery carries the first delivery's id");
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "ids follow the order events were queued in: {ids:?}");
+    // The failure is logged and audited.
+    let failed = k.audit(&AuditQuery { plugin: Some("t.sub".into()), action: Some("handler.failed".into()), ..Default::default() }).unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    // Disabling the subscriber ends its subscription.
+    k.disable("t.sub", false).await.unwrap();
+    assert!(k.durable_subscriptions().unwrap().is_empty());
+}

@@ -15,12 +15,14 @@ use objectos_kernel::{Kernel, KernelError};
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery, Verification, to_csv as audit_to_csv};
 use objectos_kernel::model::log::{Level, LogQuery};
 use objectos_kernel::model::manifest::{Manifest, Problem};
-use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo};
+use objectos_kernel::model::lifecycle::State;
+use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, PluginInfo, RunnerInfo};
 use objectos_kernel::util::{needs_escape, printable};
 use serde_json::{json, Value};
 
 mod audit;
 mod author;
+mod lease;
 mod locate;
 mod output;
 mod plugins;
@@ -32,6 +34,7 @@ mod service;
 use audit::*;
 use author::*;
 use output::*;
+use lease::*;
 use plugins::*;
 use service::*;
 
@@ -363,7 +366,12 @@ fn main() -> ExitCode {
         }
     };
     let json_out = cli.json;
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        let out = run(cli).await;
+        release_lease();
+        out
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if json_out {
@@ -379,19 +387,6 @@ fn data_dir(cli: &Cli) -> PathBuf {
     host::resolve_data_dir(cli.data_dir.clone())
 }
 
-/// Open the kernel with the built-ins registered. `start` runs plugins (for commands that
-/// change lifecycle state), warning on stderr about any that could not be restored;
-/// otherwise only new built-ins are recorded, and nothing runs.
-async fn open(cli: &Cli, start: bool) -> Result<Kernel, Failure> {
-    let kernel = host::open(data_dir(cli))?;
-    if start {
-        host::start(&kernel).await?.print_warnings("objectos");
-    } else {
-        // Read-only commands stay quiet about built-ins that could not be recorded.
-        host::sync(&kernel).await?;
-    }
-    Ok(kernel)
-}
 
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", terminal_json(serde_json::to_string_pretty(v).unwrap_or_default()));

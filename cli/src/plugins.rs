@@ -95,22 +95,34 @@ pub(crate) async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> 
                 }
             }
         }
-        PluginsCmd::Load { id } => {
-            kernel.load(id).await?;
-            show(id, "Loaded")?;
-        }
-        PluginsCmd::Enable { id, with_deps } => {
-            kernel.enable(id, *with_deps).await?;
-            show(id, "Enabled")?;
-        }
-        PluginsCmd::Disable { id, cascade } => {
-            kernel.disable(id, *cascade).await?;
-            show(id, "Disabled")?;
-        }
-        PluginsCmd::Unload { id } => {
-            kernel.unload(id).await?;
-            show(id, "Unloaded")?;
-        }
+        PluginsCmd::Load { id } => match runner_elsewhere(kernel) {
+            Some(runner) => ask_runner(cli, kernel, &runner, id, State::Loaded, false).await?,
+            None => {
+                kernel.load(id).await?;
+                show(id, "Loaded")?;
+            }
+        },
+        PluginsCmd::Enable { id, with_deps } => match runner_elsewhere(kernel) {
+            Some(runner) => ask_runner(cli, kernel, &runner, id, State::Enabled, *with_deps).await?,
+            None => {
+                kernel.enable(id, *with_deps).await?;
+                show(id, "Enabled")?;
+            }
+        },
+        PluginsCmd::Disable { id, cascade } => match runner_elsewhere(kernel) {
+            Some(runner) => ask_runner(cli, kernel, &runner, id, State::Disabled, *cascade).await?,
+            None => {
+                kernel.disable(id, *cascade).await?;
+                show(id, "Disabled")?;
+            }
+        },
+        PluginsCmd::Unload { id } => match runner_elsewhere(kernel) {
+            Some(runner) => ask_runner(cli, kernel, &runner, id, State::Installed, false).await?,
+            None => {
+                kernel.unload(id).await?;
+                show(id, "Unloaded")?;
+            }
+        },
         PluginsCmd::Uninstall { id, delete_records } => {
             kernel.uninstall_with(id, objectos_kernel::host::Uninstall { keep_records: !*delete_records }).await?;
             if cli.json {
@@ -127,6 +139,42 @@ pub(crate) async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> 
                 GraphFormat::Text if cli.json => print_json(&g),
                 GraphFormat::Text => print!("{}", render::graph_text(&g)),
             }
+        }
+    }
+    Ok(())
+}
+
+/// How long a command waits for the runner to carry out a lifecycle change it asked for.
+const RUNNER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Another process runs the plugins: ask it to bring `id` to `desired` (with the related
+/// plugins), and wait until it has, or failed.
+async fn ask_runner(cli: &Cli, kernel: &Kernel, runner: &RunnerInfo, id: &str, desired: State, related: bool) -> Out {
+    let request = kernel.request(id, desired, related)?;
+    let outcome = kernel.await_requested(&request, RUNNER_WAIT).await?;
+    let by = format!("{} (process {})", runner.what, runner.pid);
+    if cli.json {
+        let list: Vec<Value> = outcome.iter().map(|r| json!({ "id": r.plugin, "state": r.state, "done": r.done, "error": r.error })).collect();
+        print_json(&json!({ "runner": runner, "plugins": list }));
+    }
+    if let Some(failed) = outcome.iter().find(|r| r.error.is_some()) {
+        return Err(anyhow::anyhow!("{by} could not bring {} to {desired}: {}", failed.plugin, failed.error.as_deref().unwrap_or_default()).into());
+    }
+    if let Some(waiting) = outcome.iter().find(|r| !r.done) {
+        return Err(anyhow::anyhow!("{by} runs the plugins here and has not carried this out within {} s ({} is still {}); it will when it can", RUNNER_WAIT.as_secs(), waiting.plugin, waiting.state).into());
+    }
+    if !cli.json {
+        let verb = match desired {
+            State::Enabled => "Enabled",
+            State::Loaded => "Loaded",
+            State::Installed => "Unloaded",
+            _ => "Disabled",
+        };
+        if outcome.is_empty() {
+            println!("{id} is {} already, in {by}", kernel.plugin(id)?.state);
+        }
+        for r in &outcome {
+            println!("{verb} {} in {by} (now {})", r.plugin, r.state);
         }
     }
     Ok(())

@@ -99,17 +99,23 @@ fn show_record(cli: &Cli, ty: &RecordType, r: &Record) {
 
 pub(crate) async fn records(cli: &Cli, cmd: &RecordsCmd) -> Out {
     // A command that only reads starts no plugin: the Records engine comes up alone, without a
-    // lifecycle change, and no package's code runs. One that writes starts every plugin, so
-    // that the automations and handlers a change triggers run (a history needs the Workflows
-    // engine, which runs jobs).
+    // lifecycle change, and no package's code runs. One that writes, with no runner on the
+    // data directory, becomes the runner until it exits and starts every plugin, so that the
+    // automations and handlers its change triggers run here (a history needs the Workflows
+    // engine, which runs jobs). With a runner (`objectos serve`, the console), it writes
+    // through the Records engine alone, and the events it queues are delivered there.
     let reads = matches!(cmd, RecordsCmd::Types | RecordsCmd::List { .. } | RecordsCmd::Show { .. } | RecordsCmd::Export { .. } | RecordsCmd::Import { dry_run: true, .. });
     let kernel = open(cli, !reads).await?;
-    let records = if reads { Records::reading(&kernel).await? } else { Records::new(&kernel)? };
+    let records = if kernel.started() { Records::new(&kernel)? } else { Records::reading(&kernel).await? };
     let out = run(cli, cmd, &records).await;
-    // Automations a change triggered (a notification for a won deal...) finish before the
-    // process does.
-    if !records.settle(std::time::Duration::from_secs(10)).await {
-        eprintln!("objectos: automations were still running after 10 s; they continue at the next start of ObjectOS");
+    if kernel.started() {
+        // What a change triggered (automations, subscribers' handlers, and what they in turn
+        // set off) finishes before the process does.
+        let limit = std::time::Duration::from_secs(30);
+        let settled = records.settle(limit).await & kernel.settle_deliveries(limit).await;
+        if !settled {
+            eprintln!("objectos: handlers were still running after {} s; what they did not finish is done at the next start of ObjectOS", limit.as_secs());
+        }
     }
     kernel.flush();
     out

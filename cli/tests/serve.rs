@@ -186,3 +186,78 @@ fn the_service_unit_runs_serve_on_this_data_directory() {
     assert!(!units[0].exists());
     assert!(run(&["service", "status"]).contains("(not installed)"));
 }
+
+/// Run `objectos ARGS` on `data`, which must succeed; its stdout.
+fn ok(data: &std::path::Path, args: &[&str]) -> String {
+    let out = objectos(data).args(args).output().unwrap();
+    assert!(out.status.success(), "objectos {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The leads, and how many times the lead-scoring package's handler ran (its log says
+/// `scored NAME` once per run).
+fn leads(data: &std::path::Path) -> (Vec<serde_json::Value>, usize) {
+    let leads: serde_json::Value = serde_json::from_str(&ok(data, &["--json", "records", "list", "lead", "--limit", "10000"])).unwrap();
+    let runs = ok(data, &["--json", "logs", "com.acme.leads", "--limit", "100000"]).lines().filter(|l| l.contains("\"scored ")).count();
+    (leads.as_array().unwrap().clone(), runs)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every record a command creates reaches a package that subscribes to it, exactly once,
+/// whether the command runs the handlers itself (no runner), or a service runs them; and
+/// none is lost when the service is killed while it delivers them.
+#[test]
+fn every_change_reaches_its_subscriber_with_a_service_or_without() {
+    const N: usize = 100;
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let leads_package = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages/lead-scoring");
+    ok(d, &["plugins", "install", leads_package.to_str().unwrap()]);
+    ok(d, &["permissions", "grant", "com.acme.leads", "--all"]);
+    ok(d, &["plugins", "enable", "com.acme.leads", "--with-deps"]);
+
+    // No runner: each command runs what its change set off before it exits.
+    for i in 0..N {
+        ok(d, &["records", "create", "lead", &format!("name=Alone {i}"), "source=referral"]);
+    }
+    let (list, runs) = leads(d);
+    assert_eq!((list.len(), runs), (N, N));
+    assert!(list.iter().all(|l| l["grade"].is_string()), "every lead was scored");
+
+    // A service runs the plugins: the commands run none, and it delivers what they queue.
+    let mut served = listening(serve(d, &[]));
+    for i in 0..N {
+        ok(d, &["records", "create", "lead", &format!("name=Served {i}"), "source=referral"]);
+    }
+    let csv: String = std::iter::once("name,source\n".to_string()).chain((0..N).map(|i| format!("Imported {i},event\n"))).collect();
+    let file = d.join("leads.csv");
+    std::fs::write(&file, csv).unwrap();
+    ok(d, &["records", "import", "lead", file.to_str().unwrap()]);
+    wait_for("the service to score every lead", || leads(d).0.iter().all(|l| l["grade"].is_string()));
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
+    let (list, runs) = leads(d);
+    assert_eq!((list.len(), runs), (3 * N, 3 * N), "each change was handled once");
+
+    // Killed while it delivers: a new service delivers the rest; none is lost.
+    let mut served = listening(serve(d, &[]));
+    let file = d.join("more.csv");
+    std::fs::write(&file, std::iter::once("name,source\n".to_string()).chain((0..N).map(|i| format!("Killed {i},event\n"))).collect::<String>()).unwrap();
+    ok(d, &["records", "import", "lead", file.to_str().unwrap()]);
+    signal(&served.child, "-KILL");
+    exited(&mut served.child);
+    let mut again = listening(serve(d, &[]));
+    wait_for("the new service to score the rest", || leads(d).0.iter().all(|l| l["grade"].is_string()));
+    signal(&again.child, "-TERM");
+    assert_eq!(exited(&mut again.child), Some(0));
+    let (list, runs) = leads(d);
+    assert_eq!(list.len(), 4 * N);
+    assert!(runs >= 3 * N + N / 2, "the handler ran for the killed service's leads too ({runs} runs)");
+}

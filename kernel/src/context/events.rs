@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// An event checked and counted, not yet emitted (see [`Events::prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    pub(crate) topic: String,
+    pub(crate) payload: Value,
+    pub(crate) depth: u32,
+}
+
+impl Prepared {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 /// Event bus facade (see [`PluginContext::events`]).
 pub struct Events<'a>(pub(super) &'a PluginContext);
 
@@ -40,6 +55,34 @@ impl Events<'_> {
         self.add(pattern, Handler::Async(Box::new(move |e| handler(e).boxed())), false)
     }
 
+    /// A durable subscription named `name` (unique among this plugin's) to `pattern`: every
+    /// matching event a plugin or the host emits, in this process or another on the data
+    /// directory, is queued for it in the transaction of the change that caused it, and the
+    /// runner hands it to `handler` at least once, with a [`Delivery`] id that stays the same
+    /// when it is delivered again (the handler failed, or the runner was killed before it
+    /// finished). The subscription outlives this process: events wait for the plugin while no
+    /// runner is up. It ends with [`Events::off`], when the plugin is disabled or uninstalled,
+    /// and when an enable of the plugin no longer makes it. The kernel's own events
+    /// (`plugin.*`, `kernel.*`) reach it directly, without an id. Needs `events.subscribe:<p>`.
+    pub fn on_durable<F, Fut>(&self, name: &str, pattern: &str, handler: F) -> Result<SubscriptionId>
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        if name.is_empty() || name.len() > MAX_AUDITED_NAME || name.chars().any(char::is_control) {
+            return Err(KernelError::InvalidName { name: crate::util::clip(name.to_string(), 64), reason: format!("a subscription's name is 1 to {MAX_AUDITED_NAME} bytes without control characters") });
+        }
+        let ctx = self.0;
+        let p = self.check_subscribe(pattern)?;
+        ctx.0.core.store.subscribe_durably(ctx.id(), name, pattern, crate::util::now_ms())?;
+        ctx.0.core.outbox.changed();
+        let handler = Handler::Durable(name.into(), Box::new(move |d| handler(d).boxed()));
+        let id = ctx.0.core.bus.subscribe(ctx.0.shared.id.clone(), ctx.0.shared.counters.clone(), p, handler, false);
+        // Deliveries that waited for it may go now.
+        ctx.0.core.outbox.wake.notify_one();
+        Ok(id)
+    }
+
     /// Like [`Events::on`], but only for the first matching event.
     pub fn once(&self, pattern: &str, handler: impl Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static) -> Result<SubscriptionId> {
         self.add(pattern, Handler::Sync(Box::new(handler)), true)
@@ -58,9 +101,23 @@ impl Events<'_> {
         })
     }
 
-    /// Remove one of this plugin's subscriptions; false when it was not there.
+    /// Remove one of this plugin's subscriptions; false when it was not there. A durable one
+    /// ends with the deliveries waiting for it.
     pub fn off(&self, id: SubscriptionId) -> bool {
-        self.0 .0.core.bus.unsubscribe(self.0.id(), id)
+        let ctx = self.0;
+        match ctx.0.core.bus.unsubscribe(ctx.id(), id) {
+            None => false,
+            Some(None) => true,
+            Some(Some(name)) => {
+                let others: Vec<String> = ctx.0.core.bus.durable_keys().into_iter().filter(|(o, _)| *o == ctx.0.shared.id).map(|(_, n)| n.to_string()).collect();
+                debug_assert!(!others.iter().any(|n| *n == *name));
+                if let Err(e) = ctx.0.core.store.end_subscriptions(ctx.id(), Some(&others)) {
+                    ctx.logger().warn(format!("could not end the durable subscription `{name}`: {e}"));
+                }
+                ctx.0.core.outbox.changed();
+                true
+            }
+        }
     }
 
     /// Whether this plugin may emit `topic` now (the name, the kernel's reserved topics, the
@@ -122,20 +179,40 @@ impl Events<'_> {
     /// tracks itself (an automation run from a job, a record written by an action): the event
     /// is at least `depth` deep. The kernel refuses it past [`MAX_EVENT_DEPTH`].
     pub fn emit_in_chain(&self, topic: &str, payload: Value, depth: u32) -> Result<EmitReport> {
-        let depth = self.depth(topic, depth)?;
-        self.check_emit(topic, &payload)?;
-        let report = self.0 .0.core.bus.emit(topic, &self.0 .0.shared.id, payload, depth);
-        self.audit_emit(topic, report);
+        let prepared = self.prepare(topic, payload, depth)?;
+        let core = &self.0 .0.core;
+        core.queue(topic, &self.0 .0.shared.id, &prepared.payload, prepared.depth)?;
+        Ok(self.publish(prepared))
+    }
+
+    /// Emit and wait for every handler, async ones included (durable subscriptions: until
+    /// their deliveries are queued).
+    pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
+        let Prepared { topic, payload, depth } = self.prepare(topic, payload, 0)?;
+        let core = &self.0 .0.core;
+        core.queue(&topic, &self.0 .0.shared.id, &payload, depth)?;
+        let report = core.bus.emit_async(&topic, &self.0 .0.shared.id, payload, depth).await;
+        self.audit_emit(&topic, report);
         Ok(report)
     }
 
-    /// Emit and wait for every handler, async ones included.
-    pub async fn emit_async(&self, topic: &str, payload: Value) -> Result<EmitReport> {
-        let depth = self.depth(topic, 0)?;
+    /// Check and count an event this plugin will emit once a change it is about to store is
+    /// stored ([`Storage::swap_announcing`] queues it for durable subscriptions with the
+    /// change), then [`Events::publish`] it. At least `depth` deep, as
+    /// [`Events::emit_in_chain`].
+    pub fn prepare(&self, topic: &str, payload: Value, depth: u32) -> Result<Prepared> {
+        let depth = self.depth(topic, depth)?;
         self.check_emit(topic, &payload)?;
-        let report = self.0 .0.core.bus.emit_async(topic, &self.0 .0.shared.id, payload, depth).await;
-        self.audit_emit(topic, report);
-        Ok(report)
+        Ok(Prepared { topic: topic.to_string(), payload, depth })
+    }
+
+    /// Deliver a prepared event to the handlers that hear it as it is emitted (durable
+    /// subscriptions have it queued already).
+    pub fn publish(&self, prepared: Prepared) -> EmitReport {
+        let Prepared { topic, payload, depth } = prepared;
+        let report = self.0 .0.core.bus.emit(&topic, &self.0 .0.shared.id, payload, depth);
+        self.audit_emit(&topic, report);
+        report
     }
 
     /// The depth of an event emitted here: one more than the event being handled, at least

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::error::{KernelError, Result};
 use crate::model::audit::{Actor, AuditAction};
 use crate::model::permission::{validate_name, GrantSet, Pattern};
-use crate::runtime::bus::{ambient_depth, EmitReport, Event, Handler, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
+use crate::runtime::bus::{ambient_depth, Delivery, EmitReport, Event, Handler, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
 use crate::runtime::log::PluginLogger;
 use crate::runtime::registry::ServiceInfo;
 use crate::runtime::storage::{Charge, Written};
@@ -417,7 +417,7 @@ mod events;
 mod services;
 mod storage;
 
-pub use events::Events;
+pub use events::{Events, Prepared};
 pub(crate) use events::reserved;
 pub use services::{JsonService, ServiceHandle, Services};
 pub use storage::Storage;

@@ -118,6 +118,35 @@ impl Storage<'_> {
         self.outcome(key, charge, written)
     }
 
+    /// [`Storage::swap_charged`] for a change that announces itself: when the swap is done,
+    /// `event` (prepared by this plugin's [`Events::prepare`]) is queued for the durable
+    /// subscriptions it matches in the same transaction, so the change and its event are
+    /// stored together or not at all. Publish the event after (see [`Events::publish`]).
+    pub fn swap_announcing(&self, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>, event: &super::Prepared) -> Result<bool> {
+        check_key(key)?;
+        if let Some(v) = &new {
+            self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
+        }
+        self.read("storage.swap")?;
+        let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
+        let charge = if ctx.0.shared.meter.metered() { self.own_charge() } else { charge };
+        let core = &ctx.0.core;
+        if !core.outbox.wanted(&event.topic) {
+            let written = core.storage.swap(ctx.id(), key, expected, new, charge)?;
+            return self.outcome(key, charge, written);
+        }
+        let payload = event.payload.to_string();
+        let announcement = crate::model::outbox::Announcement { topic: &event.topic, payload: &payload, source: ctx.id(), depth: event.depth, now: crate::util::now_ms() };
+        let (written, queued) = core.storage.swap_announcing(ctx.id(), key, expected, new, charge, &announcement)?;
+        if written == Written::Done {
+            match queued {
+                Some(q) => core.outbox.queued(&event.topic, &q),
+                None => core.outbox.queue(&announcement)?,
+            }
+        }
+        self.outcome(key, charge, written)
+    }
+
     /// The bytes of storage charged to `owner` (its own keys and what engines keep for it).
     pub fn usage_of(&self, owner: &str) -> Result<u64> {
         self.0 .0.core.storage.usage(owner)

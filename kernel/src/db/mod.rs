@@ -87,6 +87,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: the runner lease: which process runs plugins on this data directory, until when.
     // `machine` says where the pid means something (the host's name, boot and pid namespace).
     "CREATE TABLE runner(id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, machine TEXT NOT NULL, what TEXT NOT NULL, since INTEGER NOT NULL, until INTEGER NOT NULL, address TEXT);",
+    // 7: durable event delivery. A plugin's durable subscriptions outlive its process; an
+    // event one of them matches is queued for it in the transaction of the change that caused
+    // it, and the runner delivers it (at least once; the row's id is the delivery id).
+    "CREATE TABLE subscriptions(plugin TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL, PRIMARY KEY(plugin, name)) WITHOUT ROWID;
+    CREATE TABLE deliveries(id INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL, name TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, source TEXT NOT NULL, depth INTEGER NOT NULL, created INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+    CREATE INDEX deliveries_by_subscription ON deliveries(plugin, name, id);",
 ];
 
 /// The schema version this build writes.
@@ -211,12 +217,14 @@ pub(crate) fn map_sqlite(e: rusqlite::Error, path: &Path) -> KernelError {
 }
 
 
+mod deliveries;
 mod plugins;
 mod read;
 mod runner;
 mod storage;
 mod writer;
 
+pub(crate) use deliveries::MAX_PENDING;
 pub(crate) use plugins::PluginRow;
 pub(crate) use writer::Writer;
 pub(crate) use writer::WriterInner;

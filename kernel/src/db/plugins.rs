@@ -99,6 +99,23 @@ impl Store {
         Ok(())
     }
 
+    /// Ask for `id` to be in `desired`, leaving its state (another process's) as it is.
+    pub(crate) fn set_desired(&self, id: &str, desired: State) -> Result<()> {
+        let c = self.lock();
+        c.prepare_cached("UPDATE plugins SET desired=?2, updated_at=?3 WHERE id=?1")
+            .and_then(|mut st| st.execute(params![id, desired.as_str(), now_ms()]))
+            .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
+    /// `id`'s recorded state, desired state and last error (JSON), as its row says now.
+    pub(crate) fn recorded_state(&self, id: &str) -> Result<Option<(String, String, Option<String>)>> {
+        let c = self.lock();
+        c.prepare_cached("SELECT state, desired, last_error FROM plugins WHERE id=?1")
+            .and_then(|mut st| st.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .map_err(|e| self.map_err(e))
+    }
+
     /// Remove a plugin and everything it owns except its logs and audit records.
     pub(crate) fn delete_plugin(&self, id: &str) -> Result<()> {
         let mut c = self.lock();

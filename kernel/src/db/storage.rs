@@ -4,6 +4,7 @@ use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
 
 use super::Store;
+use crate::model::outbox::{Announcement, Queued};
 use crate::error::{KernelError, Result};
 use crate::model::quota::{over_budget, Charge, Written};
 
@@ -21,19 +22,20 @@ impl Store {
     }
 
     pub(crate) fn storage_set(&self, plugin: &str, key: &str, value: &Value, charge: Charge<'_>) -> Result<Written> {
-        self.storage_write(plugin, key, None, Some(value), charge)
+        Ok(self.storage_write(plugin, key, None, Some(value), charge, None)?.0)
     }
 
     pub(crate) fn storage_delete(&self, plugin: &str, key: &str) -> Result<bool> {
-        let written = self.storage_write(plugin, key, None, None, Charge { owner: plugin, limit: None })?;
+        let (written, _) = self.storage_write(plugin, key, None, None, Charge { owner: plugin, limit: None }, None)?;
         Ok(written == Written::Done)
     }
 
     /// Write (or, `new` none, delete) `key` in one immediate transaction: when `expected` is
     /// given, only if the value is now that (`None` inside: absent); when `charge` has a limit,
     /// only if what its owner holds stays within it (a write that shrinks is always let
-    /// through). The running totals of the row's old and new owners change with it.
-    fn storage_write(&self, plugin: &str, key: &str, expected: Option<Option<&Value>>, new: Option<&Value>, charge: Charge<'_>) -> Result<Written> {
+    /// through). The running totals of the row's old and new owners change with it, and
+    /// `event` (the change's announcement) is queued for the durable subscriptions it matches.
+    fn storage_write(&self, plugin: &str, key: &str, expected: Option<Option<&Value>>, new: Option<&Value>, charge: Charge<'_>, event: Option<&Announcement<'_>>) -> Result<(Written, Queued)> {
         let mut c = self.lock();
         let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
         let current: Option<(String, String)> = tx
@@ -46,12 +48,12 @@ impl Store {
                 .map(|(t, _)| serde_json::from_str(t).map_err(|e| KernelError::Corrupt(format!("storage {plugin}/{key}: {e}"))))
                 .transpose()?;
             if now.as_ref() != expected {
-                return Ok(Written::Stale);
+                return Ok((Written::Stale, Queued::default()));
             }
         }
         if expected.is_none() && current.is_none() && new.is_none() {
             // A delete of nothing.
-            return Ok(Written::Stale);
+            return Ok((Written::Stale, Queued::default()));
         }
         let old = current.as_ref().map(|(t, owner)| (size(key, t), owner.as_str()));
         let text = new.map(Value::to_string);
@@ -59,7 +61,7 @@ impl Store {
             let used = usage(&tx, charge.owner).map_err(|e| self.map_err(e))?;
             let freed = old.filter(|(_, o)| *o == charge.owner).map_or(0, |(n, _)| n);
             if over_budget(used, freed, size(key, t), limit) {
-                return Ok(Written::OverLimit { used });
+                return Ok((Written::OverLimit { used }, Queued::default()));
             }
         }
         match &text {
@@ -77,8 +79,12 @@ impl Store {
         if let Some(t) = &text {
             add_usage(&tx, charge.owner, size(key, t) as i64).map_err(|e| self.map_err(e))?;
         }
+        let queued = match event {
+            Some(ev) => super::deliveries::queue(&tx, ev).map_err(|e| self.map_err(e))?,
+            None => Queued::default(),
+        };
         tx.commit().map_err(|e| self.map_err(e))?;
-        Ok(Written::Done)
+        Ok((Written::Done, queued))
     }
 
     pub(crate) fn storage_has(&self, plugin: &str, key: &str) -> Result<bool> {
@@ -123,8 +129,8 @@ impl Store {
 
     /// Swap `key`'s value from `expected` (None: absent) to `new` (None: delete) in one
     /// immediate transaction, so two processes cannot both win.
-    pub(crate) fn storage_swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<&Value>, charge: Charge<'_>) -> Result<Written> {
-        self.storage_write(plugin, key, Some(expected), new, charge)
+    pub(crate) fn storage_swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<&Value>, charge: Charge<'_>, event: Option<&Announcement<'_>>) -> Result<(Written, Queued)> {
+        self.storage_write(plugin, key, Some(expected), new, charge, event)
     }
 
     /// The bytes of storage charged to `owner` (its own keys, and what engines keep for it).

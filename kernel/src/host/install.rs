@@ -383,6 +383,7 @@ impl Kernel {
             s.shared.grants_generation.fetch_add(1, Ordering::Release);
         }
         self.0.core.storage.clear(id)?;
+        self.end_subscriptions(id, false);
         self.0.core.store.delete_plugin(id)?;
         // Who published it, so that a later install of this id by someone else is approved
         // again like an upgrade by another author (its kept records are at stake; with them

@@ -52,12 +52,15 @@ pub use crate::model::views::{BuiltinPolicy, GrantRequest, InstallOutcome, Start
 pub use crate::notices::KernelEvent;
 pub use crate::runtime::log::PluginLogLayer;
 pub use install::Uninstall;
+pub use requests::{Request, Requested};
 pub use runner::{RunnerLease, RUNNER_LEASE};
 
+mod deliveries;
 mod grants;
 mod handle;
 mod install;
 mod queries;
+mod requests;
 mod restore;
 mod runner;
 mod slots;
@@ -87,6 +90,8 @@ pub struct KernelConfig {
     /// Largest size the database may grow to, in bytes (`None`: as large as the disk allows).
     /// Past it, writes fail as they would on a full disk: a bound on what plugins can store.
     pub max_database_bytes: Option<u64>,
+    /// What runs this kernel, as the runner lease it takes at start names it (`ObjectOS`).
+    pub name: String,
 }
 
 impl KernelConfig {
@@ -97,12 +102,18 @@ impl KernelConfig {
 
     /// A kernel with an in-memory database and storage.
     pub fn in_memory() -> Self {
-        KernelConfig { data_dir: None, storage: StorageKind::Memory, hook_timeout: Duration::from_secs(30), runtime: Arc::new(DeclarativeRuntime), max_database_bytes: None }
+        KernelConfig { data_dir: None, storage: StorageKind::Memory, hook_timeout: Duration::from_secs(30), runtime: Arc::new(DeclarativeRuntime), max_database_bytes: None, name: "ObjectOS".into() }
     }
 
     /// Use the given storage backend.
     pub fn storage(mut self, kind: StorageKind) -> Self {
         self.storage = kind;
+        self
+    }
+
+    /// Name what runs this kernel, for the runner lease (`objectos serve`...).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
         self
     }
 
@@ -141,6 +152,12 @@ pub(crate) struct KernelInner {
     temp_dir: Option<PathBuf>,
     /// Held for the whole of one package install (see `install_staged`).
     installing: tokio::sync::Mutex<()>,
+    /// Subscriptions whose deliveries the delivery loop is handing out now.
+    delivering: Arc<deliveries::Busy>,
+    /// Whether a lease of this kernel's is held now.
+    leased: Arc<std::sync::atomic::AtomicBool>,
+    /// The lease `start` took for the kernel itself, given up at shutdown.
+    own_lease: Mutex<Option<RunnerLease>>,
 }
 
 impl Drop for KernelInner {
@@ -222,6 +239,7 @@ impl Kernel {
                 std::iter::once(f).chain(resolved)
             })
             .collect();
+        let outbox = crate::runtime::outbox::Outbox::new(store.clone(), writer.clone());
         let core = Arc::new(Core {
             id,
             host_folders,
@@ -234,6 +252,7 @@ impl Kernel {
             counters: Arc::new(Counters::default()),
             quotas: Arc::new(ArcSwap::from_pointee(quotas)),
             quiet: Mutex::default(),
+            outbox,
         });
         let plugins = Mutex::new(Slots::claiming_for(core.registry.clone()));
         let inner = Arc::new(KernelInner {
@@ -245,6 +264,9 @@ impl Kernel {
             packages_dir,
             temp_dir,
             installing: tokio::sync::Mutex::new(()),
+            delivering: Arc::default(),
+            leased: Arc::default(),
+            own_lease: Mutex::default(),
             config,
         });
         let kernel = Kernel(inner, Actor::Admin);
@@ -304,9 +326,11 @@ impl Kernel {
                 reason: format!("chains of events are cut at {}", crate::runtime::bus::MAX_EVENT_DEPTH),
             });
         }
-        Ok(match &self.1 {
-            Actor::Plugin(id) => bus.emit(topic, id, payload, depth),
-            _ => bus.emit(topic, &bus.host, payload, depth),
-        })
+        let source = match &self.1 {
+            Actor::Plugin(id) => id.clone(),
+            _ => bus.host.clone(),
+        };
+        self.0.core.queue(topic, &source, &payload, depth)?;
+        Ok(bus.emit(topic, &source, payload, depth))
     }
 }

@@ -6,6 +6,10 @@ impl Kernel {
     /// Install new built-ins, then restore every plugin's desired state in dependency order.
     /// One plugin's failure is recorded on it and does not stop the others.
     pub async fn start(&self) -> Result<StartReport> {
+        // A kernel that runs plugins delivers their queued events, unless another process
+        // does: it takes the runner lease when no one holds it (a host decides before, with
+        // `take_runner`, when it should run nothing while another process does).
+        self.take_runner_if_free();
         let mut report = self.sync_builtins().await?;
         self.restore(&mut report).await;
         self.recorded(Ok(report))
@@ -193,6 +197,7 @@ impl Kernel {
             let from = lock(&self.0.plugins).remove(&id).map(|s| s.state);
             self.0.core.notices.send(KernelEvent::StateChanged { plugin: id, from, to: None });
         }
+        let mut follow: Vec<(String, State, State)> = Vec::new();
         for row in rows {
             let known = lock(&self.0.plugins).get(&row.id).map(|s| (s.desired, s.state, s.manifest().clone(), s.kind));
             let package_dir = row.package_dir.as_ref().map(PathBuf::from);
@@ -203,7 +208,7 @@ impl Kernel {
                     lock(&self.0.plugins).insert(slot);
                     self.0.core.notices.send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(State::Installed) });
                     if row.desired == State::Enabled {
-                        let _ = self.enable_as(Actor::System, &row.id, false).await;
+                        follow.push((row.id.clone(), row.desired, State::Installed));
                     }
                 }
                 Some((desired, state, old, kind)) => {
@@ -227,35 +232,53 @@ impl Kernel {
                         s.author_change = row.author_change.as_deref().and_then(|t| serde_json::from_str(t).ok());
                     }
                     self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
-                    if row.desired == desired {
-                        continue;
-                    }
-                    let r = match (row.desired, state) {
-                        (State::Enabled, _) => self.enable_as(Actor::System, &row.id, false).await,
-                        (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {
-                            let r = self.transition(Actor::System, &row.id, Action::Disable).await;
-                            match (r, row.desired) {
-                                (Ok(()), State::Installed) => self.transition(Actor::System, &row.id, Action::Unload).await,
-                                (r, _) => r,
-                            }
-                        }
-                        (State::Installed, State::Loaded | State::Disabled) => self.transition(Actor::System, &row.id, Action::Unload).await,
-                        (State::Loaded, State::Installed) => self.transition(Actor::System, &row.id, Action::Load).await,
-                        _ => Ok(()),
-                    };
-                    if let Err(e) = r {
-                        tracing::warn!(plugin = %row.id, "could not follow the change made by another process: {e}");
+                    if row.desired != desired {
+                        follow.push((row.id.clone(), row.desired, state));
                     }
                 }
+            }
+        }
+        // The lifecycle changes asked for: what stops goes first, dependents before what they
+        // depend on; then what starts, dependencies first.
+        let order = self.load_order();
+        let rank = |id: &str| order.iter().position(|o| o == id).unwrap_or(usize::MAX);
+        let (mut ups, mut downs): (Vec<_>, Vec<_>) = follow.into_iter().partition(|(_, desired, state)| *desired == State::Enabled || (*desired, *state) == (State::Loaded, State::Installed));
+        downs.sort_by_key(|(id, ..)| std::cmp::Reverse(rank(id)));
+        ups.sort_by_key(|(id, ..)| rank(id));
+        for (id, desired, state) in downs.into_iter().chain(ups) {
+            if let Err(e) = self.follow_desired(&id, desired, state).await {
+                tracing::warn!(plugin = %id, "could not follow the change made by another process: {e}");
             }
         }
         self.0.core.store.changed_externally();
         Ok(())
     }
 
+    /// Bring `id`, in `state` here, to the `desired` state another process recorded.
+    async fn follow_desired(&self, id: &str, desired: State, state: State) -> Result<()> {
+        match (desired, state) {
+            (State::Enabled, _) => self.enable_as(Actor::System, id, false).await,
+            (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {
+                self.transition(Actor::System, id, Action::Disable).await?;
+                if desired == State::Installed {
+                    self.transition(Actor::System, id, Action::Unload).await?;
+                }
+                Ok(())
+            }
+            (State::Installed, State::Loaded | State::Disabled) => self.transition(Actor::System, id, Action::Unload).await,
+            (State::Loaded, State::Installed) => self.transition(Actor::System, id, Action::Load).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Stop every running plugin (disable and unload hooks, in reverse dependency order)
     /// without changing the states recorded for the next start, then flush the writer.
     pub async fn shutdown(&self) {
+        if !self.started() {
+            // Nothing runs here (the recorded states are another process's): nothing to stop.
+            self.0.core.writer.flush();
+            return;
+        }
         let (order, _) = resolve::resolve_all(&self.manifests());
         for id in order.iter().rev() {
             let Some((state, code, ctx)) = lock(&self.0.plugins).get(id).map(|s| (s.state, s.code.clone(), s.ctx.clone())) else { continue };
@@ -268,6 +291,7 @@ impl Kernel {
             }
         }
         self.0.core.registry.clear();
+        lock(&self.0.own_lease).take();
         self.0.core.writer.flush();
     }
 }

@@ -11,10 +11,14 @@ pub const RUNNER_LEASE: Duration = Duration::from_secs(10);
 
 /// The lease this process holds: renewed by a task while it lives, given up when dropped.
 pub struct RunnerLease {
-    kernel: Kernel,
+    core: Arc<Core>,
+    /// This kernel holds a lease (see [`Kernel::start`]); false again when this one goes.
+    held: Arc<std::sync::atomic::AtomicBool>,
     holder: String,
     lost: tokio::sync::watch::Receiver<bool>,
     renew: tokio::task::JoinHandle<()>,
+    /// The delivery loop: the lease holder delivers the queued events.
+    deliver: tokio::task::JoinHandle<()>,
 }
 
 impl RunnerLease {
@@ -37,7 +41,7 @@ impl RunnerLease {
     /// Say where this runner answers (`http://ADDR:PORT`), for other processes: `objectos
     /// metrics` reads the runner's figures there.
     pub fn set_address(&self, address: &str) -> Result<()> {
-        self.kernel.0.core.store.set_runner_address(&self.holder, address)?;
+        self.core.store.set_runner_address(&self.holder, address)?;
         Ok(())
     }
 }
@@ -45,9 +49,11 @@ impl RunnerLease {
 impl Drop for RunnerLease {
     fn drop(&mut self) {
         self.renew.abort();
-        if let Err(e) = self.kernel.0.core.store.release_runner(&self.holder) {
+        self.deliver.abort();
+        if let Err(e) = self.core.store.release_runner(&self.holder) {
             tracing::warn!("could not give up the runner lease: {e}");
         }
+        self.held.store(false, Ordering::SeqCst);
     }
 }
 
@@ -110,7 +116,42 @@ impl Kernel {
                 }
             }
         });
-        Ok(RunnerLease { kernel: self.clone(), holder, lost, renew })
+        let deliver = self.deliver_queued();
+        self.0.leased.store(true, Ordering::SeqCst);
+        Ok(RunnerLease { core: self.0.core.clone(), held: self.0.leased.clone(), holder, lost, renew, deliver })
+    }
+
+    /// Whether this kernel holds the runner lease (taken with [`Kernel::take_runner`], or by
+    /// [`Kernel::start`]).
+    pub fn is_runner(&self) -> bool {
+        self.0.leased.load(Ordering::SeqCst)
+    }
+
+    /// Take the lease for the kernel itself, if no process holds it, until it shuts down (see
+    /// [`Kernel::start`]).
+    pub(super) fn take_runner_if_free(&self) {
+        if self.is_runner() {
+            return;
+        }
+        let what = self.0.config.name.clone();
+        match self.take_runner(&what) {
+            Ok(lease) => *lock(&self.0.own_lease) = Some(lease),
+            Err(KernelError::RunnerHeld { holder, .. }) => tracing::info!("{} (process {}) runs the plugins of this data directory: events are delivered there", holder.what, holder.pid),
+            Err(e) => tracing::warn!("could not take the runner lease: {e}"),
+        }
+    }
+
+    /// Every durable event subscription on this data directory, with the events waiting for
+    /// it, by plugin and name.
+    pub fn durable_subscriptions(&self) -> Result<Vec<crate::model::views::DurableSubscription>> {
+        Ok(self
+            .0
+            .core
+            .store
+            .subscriptions()?
+            .into_iter()
+            .map(|r| crate::model::views::DurableSubscription { plugin: r.plugin, name: r.name, pattern: r.pattern, waiting: u32::try_from(r.pending).unwrap_or(u32::MAX) })
+            .collect())
     }
 
     /// Who runs plugins on this data directory now, if anyone (a lease that ran out, or whose

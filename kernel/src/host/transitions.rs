@@ -86,6 +86,33 @@ impl Kernel {
         }
     }
 
+    /// End `id`'s durable subscriptions, with the deliveries waiting for them: all of them, or
+    /// (`keep_live`) those it does not hold in this process now. Dropped deliveries are said in
+    /// its log.
+    pub(super) fn end_subscriptions(&self, id: &str, keep_live: bool) {
+        let core = &self.0.core;
+        let live: Vec<String> = core.bus.durable_keys().into_iter().filter(|(o, _)| &**o == id).map(|(_, n)| n.to_string()).collect();
+        let dropped = match core.store.end_subscriptions(id, keep_live.then_some(&live[..])) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("could not end {id}'s durable subscriptions: {e}");
+                return;
+            }
+        };
+        core.outbox.changed();
+        if dropped > 0 {
+            core.writer.log(LogRecord {
+                id: 0,
+                ts: now_ms(),
+                plugin: id.into(),
+                level: Level::Warn,
+                target: "objectos::kernel".into(),
+                message: format!("{dropped} queued events for subscriptions it no longer holds were dropped"),
+                fields: json!({ "dropped": dropped }),
+            });
+        }
+    }
+
     pub(super) fn update(&self, id: &str, f: impl FnOnce(&mut Slot)) -> Result<()> {
         let (state, desired, err) = {
             let mut plugins = lock(&self.0.plugins);
@@ -128,6 +155,13 @@ impl Kernel {
         let result = self.run_hook(id, &code, &ctx, hook, None).await;
         if matches!(action, Action::Disable | Action::Unload) || (action == Action::Enable && result.is_err()) {
             self.drop_runtime(id);
+        }
+        match (action, &result) {
+            // Asked to stop: its durable subscriptions end (shutting down keeps them).
+            (Action::Disable | Action::Unload, _) => self.end_subscriptions(id, false),
+            // Those this enable no longer made end.
+            (Action::Enable, Ok(_)) => self.end_subscriptions(id, true),
+            _ => {}
         }
         match result {
             Ok(took) => {

@@ -120,6 +120,10 @@ audit_actions! {
     PluginUnloaded => "plugin.unloaded",
     /// A package was removed.
     PluginUninstalled => "plugin.uninstalled",
+    /// An admin asked, in a process that runs no plugins, for a plugin to be enabled or
+    /// disabled; the process that runs them carries it out (and records its own
+    /// `plugin.enabled` or `plugin.disabled`).
+    PluginRequested => "plugin.requested",
     /// A hook failed, panicked or timed out, or the plugin could not be restored.
     PluginError => "plugin.error",
     /// A plugin's code kept failing and the kernel stopped it (see `PluginContext::quarantine`).

@@ -10,6 +10,7 @@ pub mod id;
 pub mod lifecycle;
 pub mod log;
 pub mod manifest;
+pub mod outbox;
 pub mod permission;
 pub mod problems;
 pub mod quota;

@@ -407,3 +407,18 @@ pub struct RunnerInfo {
     /// Where it answers, when it listens (`http://127.0.0.1:7878` for `objectos serve`).
     pub address: Option<String>,
 }
+
+/// A durable event subscription (see `Events::on_durable`) and the deliveries waiting for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "camelCase")]
+pub struct DurableSubscription {
+    /// The subscribing plugin.
+    pub plugin: String,
+    /// Its name among the plugin's subscriptions.
+    pub name: String,
+    /// The topic pattern.
+    pub pattern: String,
+    /// Events queued for it and not yet handled.
+    pub waiting: u32,
+}

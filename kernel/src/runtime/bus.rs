@@ -91,9 +91,28 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type SyncFn = dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync;
 type AsyncFn = dyn Fn(Event) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
 
+type DurableFn = dyn Fn(Delivery) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+
 pub(crate) enum Handler {
     Sync(Box<SyncFn>),
     Async(Box<AsyncFn>),
+    /// A durable subscription's handler, under the subscription's name: plugins' events reach
+    /// it through the delivery queue, the kernel's own (`plugin.*`, `kernel.*`) directly.
+    Durable(Arc<str>, Box<DurableFn>),
+}
+
+/// An event handed to a durable subscription's handler.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The delivery's id: the same each time this event is delivered again to this
+    /// subscription (after a failure, or after the runner was killed mid-delivery), so a
+    /// handler can tell a redelivery from a new event. `None` for the kernel's own events,
+    /// which are not queued.
+    pub id: Option<i64>,
+    /// 1 for the first try, then one more per delivery again.
+    pub attempt: u32,
+    /// The event.
+    pub event: Event,
 }
 
 struct Sub {
@@ -167,13 +186,19 @@ impl Bus {
         SubscriptionId(id)
     }
 
-    /// Remove one subscription if `owner` holds it.
-    pub(crate) fn unsubscribe(&self, owner: &str, id: SubscriptionId) -> bool {
-        let mut removed = false;
+    /// Remove one subscription if `owner` holds it: `None` when it does not, else the name of
+    /// the durable subscription it was when no other live one of `owner`'s has that name.
+    pub(crate) fn unsubscribe(&self, owner: &str, id: SubscriptionId) -> Option<Option<Arc<str>>> {
+        let mut removed = None;
         self.update(|subs| {
-            let before = subs.len();
-            subs.retain(|s| !(s.id == id.0 && &*s.owner == owner));
-            removed = subs.len() != before;
+            let Some(i) = subs.iter().position(|s| s.id == id.0 && &*s.owner == owner) else { return };
+            let sub = subs.remove(i);
+            let name = match &sub.handler {
+                Handler::Durable(name, _) => Some(name.clone()),
+                _ => None,
+            };
+            let ended = name.filter(|n| !subs.iter().any(|s| &*s.owner == owner && matches!(&s.handler, Handler::Durable(m, _) if m == n)));
+            removed = Some(ended);
         });
         removed
     }
@@ -232,27 +257,88 @@ impl Bus {
         let traced = traced();
         let mut report = EmitReport::default();
         for sub in subs.iter() {
-            if !self.claim(sub) {
+            if !self.delivers_live(sub, event) || !self.claim(sub) {
                 continue;
             }
             sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
             report.delivered += 1;
-            let ok = match &sub.handler {
-                Handler::Sync(f) => self.run_sync(sub, f, event, traced),
-                Handler::Async(f) => match tokio::runtime::Handle::try_current() {
-                    Ok(h) => {
-                        h.spawn(self.run_async(sub.clone(), f(event.clone()), event));
-                        true
+            let ok = match (&sub.handler, tokio::runtime::Handle::try_current()) {
+                (Handler::Sync(f), _) => self.run_sync(sub, f, event, traced),
+                (_, Ok(h)) => {
+                    if let Some(fut) = self.live(sub, event) {
+                        h.spawn(self.run_async(sub.clone(), fut, event));
                     }
-                    Err(_) => {
-                        self.report_failure(sub, &event.topic, "async handler needs a tokio runtime; use emit_async".into());
-                        false
-                    }
-                },
+                    true
+                }
+                (_, Err(_)) => {
+                    self.report_failure(sub, &event.topic, "async handler needs a tokio runtime; use emit_async".into());
+                    false
+                }
             };
             report.failed += usize::from(!ok);
         }
         report
+    }
+
+    /// Whether `sub` hears `event` as it is emitted: every handler but a durable one, which
+    /// hears only the kernel's own events so (plugins' events come through the delivery queue).
+    fn delivers_live(&self, sub: &Sub, event: &Event) -> bool {
+        !matches!(sub.handler, Handler::Durable(..)) || *event.source == *self.kernel
+    }
+
+    /// The future of an async or durable handler for `event` heard live.
+    fn live(&self, sub: &Sub, event: &Event) -> Option<BoxFuture<'static, Result<(), HandlerError>>> {
+        match &sub.handler {
+            Handler::Sync(_) => None,
+            Handler::Async(f) => Some(f(event.clone())),
+            Handler::Durable(_, f) => Some(f(Delivery { id: None, attempt: 1, event: event.clone() })),
+        }
+    }
+
+    /// The durable subscriptions live in this process: (owner, name), each once.
+    pub(crate) fn durable_keys(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let mut keys: Vec<(Arc<str>, Arc<str>)> = self
+            .snap
+            .load()
+            .subs
+            .iter()
+            .filter_map(|s| match &s.handler {
+                Handler::Durable(name, _) => Some((s.owner.clone(), name.clone())),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// Hand a queued delivery to `owner`'s live durable subscription `name` (each, if it
+    /// subscribed twice) and wait: `None` when it has none here now, else whether every
+    /// handler succeeded, with the first failure's message. A failure is logged and audited as
+    /// any handler's is.
+    pub(crate) async fn deliver(&self, owner: &str, name: &str, delivery: Delivery) -> Option<std::result::Result<(), String>> {
+        let subs: Vec<Arc<Sub>> = self.snap.load().subs.iter().filter(|s| &*s.owner == owner && matches!(&s.handler, Handler::Durable(n, _) if &**n == name)).cloned().collect();
+        if subs.is_empty() {
+            return None;
+        }
+        let mut outcome = Ok(());
+        for sub in subs {
+            let Handler::Durable(_, f) = &sub.handler else { continue };
+            sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
+            let event = delivery.event.clone();
+            let fut = CAUSE.scope(event.depth, f(delivery.clone()));
+            let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic, delivery = delivery.id);
+            let msg = match AssertUnwindSafe(fut).catch_unwind().instrument(span).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e.to_string(),
+                Err(p) => panic_message(&*p),
+            };
+            log_failure(&self.writer, &sub, &event.topic, msg.clone());
+            if outcome.is_ok() {
+                outcome = Err(msg);
+            }
+        }
+        Some(outcome)
     }
 
     fn run_async(&self, sub: Arc<Sub>, fut: BoxFuture<'static, Result<(), HandlerError>>, event: &Event) -> impl std::future::Future<Output = bool> + Send + 'static {
@@ -280,14 +366,15 @@ impl Bus {
         let mut report = EmitReport::default();
         let mut pending = Vec::new();
         for sub in subs.iter() {
-            if !self.claim(sub) {
+            if !self.delivers_live(sub, event) || !self.claim(sub) {
                 continue;
             }
             sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
             report.delivered += 1;
-            match &sub.handler {
-                Handler::Sync(f) => report.failed += usize::from(!self.run_sync(sub, f, event, traced)),
-                Handler::Async(f) => pending.push(self.run_async(sub.clone(), f(event.clone()), event)),
+            match (&sub.handler, self.live(sub, event)) {
+                (Handler::Sync(f), _) => report.failed += usize::from(!self.run_sync(sub, f, event, traced)),
+                (_, Some(fut)) => pending.push(self.run_async(sub.clone(), fut, event)),
+                (_, None) => {}
             }
         }
         for ok in futures::future::join_all(pending).await {

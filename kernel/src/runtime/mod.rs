@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod log;
 pub mod meter;
+pub(crate) mod outbox;
 pub mod registry;
 pub mod storage;
 pub mod telemetry;
@@ -43,6 +44,8 @@ pub(crate) struct Core {
     /// Plugins brought up for reading only ([`crate::Kernel::start_quietly`]): their services
     /// coming and going are not a change worth an audit record.
     pub(crate) quiet: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The way into the durable delivery queue.
+    pub(crate) outbox: outbox::Outbox,
 }
 
 impl Core {
@@ -52,6 +55,16 @@ impl Core {
         // The kernel's own notices always go out; a handler emitting from one is then refused.
         let depth = bus::ambient_depth().map_or(0, |d| d.saturating_add(1)).min(bus::MAX_EVENT_DEPTH + 1);
         self.bus.emit(topic, &self.bus.kernel, payload, depth);
+    }
+
+    /// Queue a plugin's (or the host's) event for the durable subscriptions it matches, in a
+    /// transaction of its own (an event a stored change causes is queued with the change).
+    pub(crate) fn queue(&self, topic: &str, source: &str, payload: &Value, depth: u32) -> crate::Result<()> {
+        if !self.outbox.wanted(topic) {
+            return Ok(());
+        }
+        let payload = payload.to_string();
+        self.outbox.queue(&crate::model::outbox::Announcement { topic, payload: &payload, source, depth, now: crate::util::now_ms() })
     }
 
     /// Record a service coming (`registered_type` is its Rust type) or going: audit record,

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::log::{Level, LogRecord};
 use crate::util::now_ms;
 
+pub use crate::model::outbox::{Announcement, Queued};
 pub use crate::model::quota::{budget_reason, over_budget, Charge, Written};
 
 /// A storage backend. Calls are synchronous and short (a SQLite transaction in WAL mode, or
@@ -36,6 +37,14 @@ pub trait StorageBackend: Send + Sync + 'static {
     /// `charge.owner`, if it is now `expected` (None: absent). Atomic across processes for the
     /// SQLite backend.
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<Written>;
+    /// [`StorageBackend::swap`] that also queues `event` (the change's announcement) for the
+    /// durable subscriptions it matches, in the same transaction when the backend has them.
+    /// `None` for the queue means the backend did not queue it: the kernel then queues it
+    /// right after a write that was done.
+    fn swap_announcing(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>, event: &Announcement<'_>) -> Result<(Written, Option<Queued>)> {
+        let _ = event;
+        Ok((self.swap(plugin, key, expected, new, charge)?, None))
+    }
     /// Bytes charged to `owner` (keys and values as JSON text): its own keys, and what
     /// engines keep for it.
     fn usage(&self, owner: &str) -> Result<u64>;
@@ -221,7 +230,11 @@ impl StorageBackend for SqliteStorage {
         Ok(rows)
     }
     fn swap(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<Written> {
-        self.store.storage_swap(plugin, key, expected, new.as_ref(), charge)
+        Ok(self.store.storage_swap(plugin, key, expected, new.as_ref(), charge, None)?.0)
+    }
+    fn swap_announcing(&self, plugin: &str, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>, event: &Announcement<'_>) -> Result<(Written, Option<Queued>)> {
+        let (written, queued) = self.store.storage_swap(plugin, key, expected, new.as_ref(), charge, Some(event))?;
+        Ok((written, Some(queued)))
     }
     fn usage(&self, owner: &str) -> Result<u64> {
         self.store.storage_usage(owner)

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
+use objectos_kernel::context::Prepared;
 use objectos_kernel::runtime::storage::Charge;
 use objectos_kernel::{HookResult, KernelError, Plugin, PluginContext, Result, async_trait};
 use serde_json::{json, Map, Value};
@@ -304,14 +305,38 @@ impl Data {
         self.inner.changes.subscribe()
     }
 
-    fn announce(&self, caller: &impl Caller, what: &'static str, object: &str, id: &str, change: &Change, depth: u32) {
+    /// The event announcing a change, checked before the change is stored (it is queued for
+    /// durable subscribers with it); `None`, said in the log, when it cannot be emitted (a
+    /// chain of events too deep): the change is stored unannounced.
+    fn announcement(&self, caller: &impl Caller, what: &'static str, object: &str, id: &str, changed: &[String], depth: u32) -> Option<Prepared> {
+        // Ids and field names only: the record itself is read through `get`, with a read grant.
+        let payload = json!({ "object": object, "id": id, "changed": changed, "by": caller.who() });
+        let topic = topic(object, what);
+        match self.inner.ctx.events().prepare(&topic, payload, depth) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.inner.ctx.logger().warn(format!("could not announce {topic}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Store a record's change (`new` None: delete) if the record is still `expected`, with
+    /// its announcement; true when it was stored.
+    fn store(&self, caller: &impl Caller, object: &str, key: &str, expected: Option<&Value>, new: Option<Value>, event: Option<&Prepared>) -> Result<bool> {
+        let storage = self.inner.ctx.storage();
+        match event {
+            Some(ev) => storage.swap_announcing(key, expected, new, Self::charge(caller, object), ev),
+            None => storage.swap_charged(key, expected, new, Self::charge(caller, object)),
+        }
+        .map_err(|e| Self::over_quota(caller, object, e))
+    }
+
+    fn announce(&self, caller: &impl Caller, what: &'static str, object: &str, id: &str, change: &Change, event: Option<Prepared>) {
         let _ = self.inner.changes.send(RecordChange { record_type: object.to_string(), id: id.to_string(), change: what });
         let _ = caller.audit(&format!("data.{what}"), json!({ "object": object, "id": id, "fields": change.changed }));
-        // Ids and field names only: the record itself is read through `get`, with a read grant.
-        let payload = json!({ "object": object, "id": id, "changed": change.changed, "by": caller.who() });
-        let topic = topic(object, what);
-        if let Err(e) = self.inner.ctx.events().emit_in_chain(&topic, payload, depth) {
-            self.inner.ctx.logger().warn(format!("could not announce {topic}: {e}"));
+        if let Some(ev) = event {
+            self.inner.ctx.events().publish(ev);
         }
     }
 
@@ -329,7 +354,6 @@ impl Data {
         let record = Self::with_state_problem(caller, &def, &fields, def.validate(&fields, false)).map_err(|ps| Self::problems(object, ps))?;
         self.check_references(object, &def, &record, &|t| may_read(caller, t, "data.create"))?;
         let now = now_ms();
-        let storage = self.inner.ctx.storage();
         for _ in 0..8 {
             let n = self.inner.seq.fetch_add(1, Relaxed);
             // Fixed widths: ids sort by creation and cannot run into each other.
@@ -344,9 +368,11 @@ impl Data {
             self.room(caller, object, &k, None, &value)?;
             // The announcement is the caller's event, for its quota.
             caller.charge_event(&topic(object, "created"))?;
-            if storage.swap_charged(&k, None, Some(value), Self::charge(caller, object)).map_err(|e| Self::over_quota(caller, object, e))? {
-                let change = Change { changed: record.keys().cloned().collect(), record: stored.clone() };
-                self.announce(caller, "created", object, &id, &change, depth);
+            let changed: Vec<String> = record.keys().cloned().collect();
+            let event = self.announcement(caller, "created", object, &id, &changed, depth);
+            if self.store(caller, object, &k, None, Some(value), event.as_ref())? {
+                let change = Change { changed, record: stored.clone() };
+                self.announce(caller, "created", object, &id, &change, event);
                 return Ok(stored);
             }
         }
@@ -398,9 +424,10 @@ impl Data {
             let new = Value::Object(record.clone());
             self.room(caller, object, &k, Some(&old), &new)?;
             caller.charge_event(&topic(object, "updated"))?;
-            if storage.swap_charged(&k, Some(&old), Some(new), Self::charge(caller, object)).map_err(|e| Self::over_quota(caller, object, e))? {
+            let event = self.announcement(caller, "updated", object, id, &changed, depth);
+            if self.store(caller, object, &k, Some(&old), Some(new), event.as_ref())? {
                 let change = Change { record, changed };
-                self.announce(caller, "updated", object, id, &change, depth);
+                self.announce(caller, "updated", object, id, &change, event);
                 return Ok(change);
             }
         }
@@ -415,12 +442,13 @@ impl Data {
         let storage = self.inner.ctx.storage();
         let Some(old) = storage.get(&key(object, id))? else { return Ok(false) };
         caller.charge_event(&topic(object, "deleted"))?;
-        if !storage.swap_charged(&key(object, id), Some(&old), None, Self::charge(caller, object))? {
+        let event = self.announcement(caller, "deleted", object, id, &[], 0);
+        if !self.store(caller, object, &key(object, id), Some(&old), None, event.as_ref())? {
             return Err(err(format!("{object} record `{id}` changed while being deleted; try again")));
         }
         let record = old.as_object().cloned().unwrap_or_default();
         let change = Change { changed: Vec::new(), record };
-        self.announce(caller, "deleted", object, id, &change, 0);
+        self.announce(caller, "deleted", object, id, &change, event);
         Ok(true)
     }
 

@@ -20,15 +20,17 @@ impl events::Host for HostState {
         }
         let id = self.next_subscription;
         let guest = self.guest.clone();
+        // Durable, named by its pattern: what the guest subscribes to when enabled is queued
+        // for it by every process, and delivered by the runner at least once.
         let sub = self
             .ctx
             .events()
-            .on_async(&pattern, move |event| {
+            .on_durable(&pattern, &pattern, move |delivery| {
                 let guest = guest.clone();
                 async move {
                     match guest.upgrade() {
-                        Some(g) => g.event(id, event).await.map_err(Into::into),
-                        None => Ok(()),
+                        Some(g) => g.event(id, delivery.event).await.map_err(Into::into),
+                        None => Err("the plugin's code was replaced while the event waited; it is delivered again".into()),
                     }
                 }
             })
