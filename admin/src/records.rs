@@ -193,10 +193,25 @@ impl Records {
     /// package's code runs, and nothing is written to the audit trail or a log. A kernel whose
     /// plugins run already is used as it is.
     pub async fn reading(kernel: &Kernel) -> Result<Records> {
+        Records::quietly(kernel, false).await
+    }
+
+    /// The use cases that write, on a kernel that runs no plugins because another process (the
+    /// runner: `objectos serve`, the console) does: the Records and Workflows engines come up
+    /// as for [`Records::reading`], with the packages' workflows declared to the Workflows
+    /// engine, so records are written and moved through their workflows here with every rule
+    /// applied; what a change sets off (automations, subscribers' handlers, jobs) is queued
+    /// for the runner, and no package's code runs here.
+    pub async fn writing_for_runner(kernel: &Kernel) -> Result<Records> {
+        Records::quietly(kernel, true).await
+    }
+
+    async fn quietly(kernel: &Kernel, writing: bool) -> Result<Records> {
         if kernel.started() {
             return Records::new(kernel);
         }
-        kernel.start_quietly(&[objectos_declarative::data::ID]).await?;
+        let engines: &[&str] = if writing { &[objectos_declarative::data::ID, objectos_declarative::workflow::ID] } else { &[objectos_declarative::data::ID] };
+        kernel.start_quietly(engines).await?;
         let mut records = Records::new(kernel)?;
         for id in kernel.load_order() {
             let Ok(info) = kernel.plugin(&id) else { continue };
@@ -211,7 +226,10 @@ impl Records {
                 continue;
             }
             for w in defs.workflows {
-                records.read_workflows.insert(ctx.record_type(&w.object), Arc::new(w));
+                match &records.workflow {
+                    Some(engine) => engine.define(&ctx, w)?,
+                    None => drop(records.read_workflows.insert(ctx.record_type(&w.object), Arc::new(w))),
+                }
             }
         }
         Ok(records)

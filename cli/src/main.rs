@@ -543,9 +543,12 @@ async fn run(cli: Cli) -> Out {
                 print!("{}", for_terminal(&runner_metrics(&address)?));
                 return Ok(());
             }
-            host::start(&kernel).await?.print_warnings("objectos");
+            // No runner: the metrics plugin alone comes up here, quietly (a command that reads
+            // runs no job, schedule or package's code).
+            host::sync(&kernel).await?;
+            kernel.start_quietly(&[objectos_admin::metrics::PLUGIN]).await?;
             let text = objectos_admin::metrics::text(&kernel);
-            kernel.shutdown().await;
+            kernel.flush();
             let text = text.map_err(|e| match e.code() {
                 "unavailable" => Failure::from(anyhow::anyhow!("{e}; enable it with `objectos plugins enable {}`", objectos_admin::metrics::PLUGIN)),
                 _ => Failure::from(e),

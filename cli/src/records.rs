@@ -106,7 +106,11 @@ pub(crate) async fn records(cli: &Cli, cmd: &RecordsCmd) -> Out {
     // through the Records engine alone, and the events it queues are delivered there.
     let reads = matches!(cmd, RecordsCmd::Types | RecordsCmd::List { .. } | RecordsCmd::Show { .. } | RecordsCmd::Export { .. } | RecordsCmd::Import { dry_run: true, .. });
     let kernel = open(cli, !reads).await?;
-    let records = if kernel.started() { Records::new(&kernel)? } else { Records::reading(&kernel).await? };
+    let records = match (kernel.started(), reads) {
+        (true, _) => Records::new(&kernel)?,
+        (false, true) => Records::reading(&kernel).await?,
+        (false, false) => Records::writing_for_runner(&kernel).await?,
+    };
     let out = run(cli, cmd, &records).await;
     if kernel.started() {
         // What a change triggered (automations, subscribers' handlers, and what they in turn

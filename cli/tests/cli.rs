@@ -207,10 +207,11 @@ fn notify_reaches_the_inbox_once_the_notification_plugin_is_enabled() {
     assert!(err.contains("no channel named `pager`"), "{err}");
 }
 
-/// A command that only reads records starts no plugin: with the CRM and the lead-scoring
-/// package (JavaScript) enabled, listing, showing and exporting records and the types runs no
-/// package's hooks or code and writes no log line and no audit record, yet shows what the
-/// packages' types hold and their workflows.
+/// A command that only reads records starts no plugin: with the CRM, the lead-scoring package
+/// (JavaScript) and a package with an every-second schedule enabled, listing, showing and
+/// exporting records and the types runs no package's hooks or code, no schedule and no job,
+/// and writes no log line and no audit record, yet shows what the packages' types hold and
+/// their workflows.
 #[test]
 fn reading_records_runs_no_plugin_and_writes_nothing() {
     let cli = Cli::new();
@@ -218,6 +219,15 @@ fn reading_records_runs_no_plugin_and_writes_nothing() {
     cli.expect(0, &["plugins", "install", packages().join("lead-scoring").to_str().unwrap()]);
     cli.expect(0, &["permissions", "grant", "com.acme.leads", "--all"]);
     cli.expect(0, &["plugins", "enable", "com.acme.leads", "--with-deps"]);
+    // A package with an every-second schedule: overdue by the time the reads below run.
+    let tick = cli.data.path().join("tick");
+    cli.expect(0, &["new", "package", tick.to_str().unwrap(), "--id", "com.acme.tick", "--with", "automation"]);
+    std::fs::write(tick.join("automations/tick.yml"), "name: tick\nwhen:\n  schedule: \"* * * * * *\"\ndo:\n  - notify:\n      title: Tick\n").unwrap();
+    let manifest = std::fs::read_to_string(tick.join("plugin.json")).unwrap().replace("\"notify-done\"", "\"notify-done\", \"tick\"");
+    std::fs::write(tick.join("plugin.json"), manifest).unwrap();
+    cli.expect(0, &["plugins", "install", tick.to_str().unwrap()]);
+    cli.expect(0, &["permissions", "grant", "com.acme.tick", "--all"]);
+    cli.expect(0, &["plugins", "enable", "com.acme.tick", "--with-deps"]);
     let lead = cli.json(&["records", "create", "lead", "name=Ada", "company=Analytical Engines", "email=ada@engines.example"]);
     let lead = lead["id"].as_str().unwrap().to_string();
     cli.expect(0, &["records", "create", "account", "name=Acme GmbH"]);

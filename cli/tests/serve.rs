@@ -261,3 +261,48 @@ fn every_change_reaches_its_subscriber_with_a_service_or_without() {
     assert_eq!(list.len(), 4 * N);
     assert!(runs >= 3 * N + N / 2, "the handler ran for the killed service's leads too ({runs} runs)");
 }
+
+/// The audit records of `action` whose `title` detail is `title`.
+fn sent(data: &std::path::Path, title: &str) -> usize {
+    ok(data, &["--json", "audit", "--action", "notification.sent", "--limit", "100000"]).lines().filter(|l| l.contains(&format!("\"title\":\"{title}\""))).count()
+}
+
+/// With a service running, commands only record: a workflow moved by a command sets off the
+/// package's automation in the service, once, and a plugin enabled by a command runs its
+/// schedule there.
+#[test]
+fn a_service_runs_the_automations_and_schedules_of_changes_made_elsewhere() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path();
+    let packages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/packages");
+    for p in ["contacts", "crm"] {
+        ok(d, &["plugins", "install", packages.join(p).to_str().unwrap()]);
+    }
+    ok(d, &["permissions", "grant", "com.acme.contacts", "--all"]);
+    ok(d, &["permissions", "grant", "com.acme.crm", "--all"]);
+    ok(d, &["plugins", "enable", "com.acme.crm", "--with-deps"]);
+    let mut served = listening(serve(d, &[]));
+
+    let account = ok(d, &["records", "create", "account", "name=Acme GmbH"]).trim().to_string();
+    let opp = ok(d, &["records", "create", "opportunity", "title=Shop fit-out", "amount=12000", &format!("account={account}")]).trim().to_string();
+    for event in ["qualify", "propose", "win"] {
+        ok(d, &["records", "transition", "opportunity", &opp, event]);
+    }
+    assert_eq!(ok(d, &["records", "show", "opportunity", &opp]).lines().find(|l| l.starts_with("stage")).map(|l| l.split_whitespace().last().unwrap().to_string()), Some("won".into()));
+    wait_for("the service's automation to tell of the won deal", || sent(d, "Deal won: Shop fit-out") == 1);
+
+    // A package enabled from the command line runs its every-second schedule in the service.
+    let tick = d.join("tick");
+    ok(d, &["new", "package", tick.to_str().unwrap(), "--id", "com.acme.tick", "--with", "automation"]);
+    std::fs::write(tick.join("automations/tick.yml"), "name: tick\nwhen:\n  schedule: \"* * * * * *\"\ndo:\n  - notify:\n      title: Tick\n").unwrap();
+    let manifest = std::fs::read_to_string(tick.join("plugin.json")).unwrap().replace("\"notify-done\"", "\"notify-done\", \"tick\"");
+    std::fs::write(tick.join("plugin.json"), manifest).unwrap();
+    ok(d, &["plugins", "install", tick.to_str().unwrap()]);
+    ok(d, &["permissions", "grant", "com.acme.tick", "--all"]);
+    let out = ok(d, &["plugins", "enable", "com.acme.tick", "--with-deps"]);
+    assert!(out.contains(&format!("Enabled com.acme.tick in objectos serve (process {})", served.child.id())), "{out}");
+    wait_for("two ticks from the service", || sent(d, "Tick") >= 2);
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
+    assert_eq!(sent(d, "Deal won: Shop fit-out"), 1, "the automation ran once");
+}

@@ -11,7 +11,7 @@ use crate::model::manifest::Manifest;
 
 pub use crate::context::{Events, PluginContext, ServiceHandle, Services, Storage, MAX_KEY_LEN};
 pub use crate::model::log::Level;
-pub use crate::runtime::bus::{caused_by, caused_by_sync, current_depth, EmitReport, Event, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
+pub use crate::runtime::bus::{caused_by, caused_by_sync, current_depth, Delivery, EmitReport, Event, HandlerError, SubscriptionId, MAX_EVENT_DEPTH};
 pub use crate::runtime::log::PluginLogger;
 
 /// What a hook returns. Any error type converts (`?` works on kernel errors, I/O errors...).

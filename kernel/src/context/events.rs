@@ -69,17 +69,31 @@ impl Events<'_> {
         F: Fn(Delivery) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
+        self.durable(self.0, name, pattern, Box::new(move |d| handler(d).boxed()))
+    }
+
+    /// [`Events::on_durable`] for an engine that subscribes on behalf of `owner` (a package
+    /// whose automations it runs): checked against this plugin's grants, and `owner`'s
+    /// subscription otherwise (it ends with `owner`, and its failures are `owner`'s).
+    pub fn on_durable_for<F, Fut>(&self, owner: &PluginContext, name: &str, pattern: &str, handler: F) -> Result<SubscriptionId>
+    where
+        F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.durable(owner, name, pattern, Box::new(move |d| handler(d).boxed()))
+    }
+
+    fn durable(&self, owner: &PluginContext, name: &str, pattern: &str, handler: Box<crate::runtime::bus::DurableFn>) -> Result<SubscriptionId> {
         if name.is_empty() || name.len() > MAX_AUDITED_NAME || name.chars().any(char::is_control) {
             return Err(KernelError::InvalidName { name: crate::util::clip(name.to_string(), 64), reason: format!("a subscription's name is 1 to {MAX_AUDITED_NAME} bytes without control characters") });
         }
-        let ctx = self.0;
         let p = self.check_subscribe(pattern)?;
-        ctx.0.core.store.subscribe_durably(ctx.id(), name, pattern, crate::util::now_ms())?;
-        ctx.0.core.outbox.changed();
-        let handler = Handler::Durable(name.into(), Box::new(move |d| handler(d).boxed()));
-        let id = ctx.0.core.bus.subscribe(ctx.0.shared.id.clone(), ctx.0.shared.counters.clone(), p, handler, false);
+        let core = &owner.0.core;
+        core.store.subscribe_durably(owner.id(), name, pattern, crate::util::now_ms())?;
+        core.outbox.changed();
+        let id = core.bus.subscribe(owner.0.shared.id.clone(), owner.0.shared.counters.clone(), p, Handler::Durable(name.into(), handler), false);
         // Deliveries that waited for it may go now.
-        ctx.0.core.outbox.wake.notify_one();
+        core.outbox.wake.notify_one();
         Ok(id)
     }
 
@@ -102,12 +116,14 @@ impl Events<'_> {
     }
 
     /// Remove one of this plugin's subscriptions; false when it was not there. A durable one
-    /// ends with the deliveries waiting for it.
+    /// ends with the deliveries waiting for it, unless the kernel is shutting down (its events
+    /// wait for the next runner).
     pub fn off(&self, id: SubscriptionId) -> bool {
         let ctx = self.0;
         match ctx.0.core.bus.unsubscribe(ctx.id(), id) {
             None => false,
             Some(None) => true,
+            Some(Some(_)) if ctx.0.core.stopping.load(Relaxed) => true,
             Some(Some(name)) => {
                 let others: Vec<String> = ctx.0.core.bus.durable_keys().into_iter().filter(|(o, _)| *o == ctx.0.shared.id).map(|(_, n)| n.to_string()).collect();
                 debug_assert!(!others.iter().any(|n| *n == *name));

@@ -81,6 +81,13 @@ impl PluginContext {
         &self.0.shared.id
     }
 
+    /// Whether this process is the data directory's runner (it holds the runner lease): only
+    /// the runner starts jobs, fires schedules and delivers queued events. An engine that runs
+    /// work on its own (a job runner) does so only while this holds.
+    pub fn is_runner(&self) -> bool {
+        self.0.core.runner.load(Relaxed)
+    }
+
     pub(crate) fn actor(&self) -> &Actor {
         &self.0.shared.actor
     }

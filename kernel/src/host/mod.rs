@@ -154,8 +154,6 @@ pub(crate) struct KernelInner {
     installing: tokio::sync::Mutex<()>,
     /// Subscriptions whose deliveries the delivery loop is handing out now.
     delivering: Arc<deliveries::Busy>,
-    /// Whether a lease of this kernel's is held now.
-    leased: Arc<std::sync::atomic::AtomicBool>,
     /// The lease `start` took for the kernel itself, given up at shutdown.
     own_lease: Mutex<Option<RunnerLease>>,
 }
@@ -253,6 +251,8 @@ impl Kernel {
             quotas: Arc::new(ArcSwap::from_pointee(quotas)),
             quiet: Mutex::default(),
             outbox,
+            stopping: Default::default(),
+            runner: Arc::default(),
         });
         let plugins = Mutex::new(Slots::claiming_for(core.registry.clone()));
         let inner = Arc::new(KernelInner {
@@ -265,7 +265,6 @@ impl Kernel {
             temp_dir,
             installing: tokio::sync::Mutex::new(()),
             delivering: Arc::default(),
-            leased: Arc::default(),
             own_lease: Mutex::default(),
             config,
         });

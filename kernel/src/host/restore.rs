@@ -10,6 +10,7 @@ impl Kernel {
         // does: it takes the runner lease when no one holds it (a host decides before, with
         // `take_runner`, when it should run nothing while another process does).
         self.take_runner_if_free();
+        self.0.core.stopping.store(false, Ordering::Relaxed);
         let mut report = self.sync_builtins().await?;
         self.restore(&mut report).await;
         self.recorded(Ok(report))
@@ -279,6 +280,7 @@ impl Kernel {
             self.0.core.writer.flush();
             return;
         }
+        self.0.core.stopping.store(true, Ordering::Relaxed);
         let (order, _) = resolve::resolve_all(&self.manifests());
         for id in order.iter().rev() {
             let Some((state, code, ctx)) = lock(&self.0.plugins).get(id).map(|s| (s.state, s.code.clone(), s.ctx.clone())) else { continue };

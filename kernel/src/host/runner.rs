@@ -117,14 +117,14 @@ impl Kernel {
             }
         });
         let deliver = self.deliver_queued();
-        self.0.leased.store(true, Ordering::SeqCst);
-        Ok(RunnerLease { core: self.0.core.clone(), held: self.0.leased.clone(), holder, lost, renew, deliver })
+        self.0.core.runner.store(true, Ordering::SeqCst);
+        Ok(RunnerLease { core: self.0.core.clone(), held: self.0.core.runner.clone(), holder, lost, renew, deliver })
     }
 
     /// Whether this kernel holds the runner lease (taken with [`Kernel::take_runner`], or by
     /// [`Kernel::start`]).
     pub fn is_runner(&self) -> bool {
-        self.0.leased.load(Ordering::SeqCst)
+        self.0.core.runner.load(Ordering::SeqCst)
     }
 
     /// Take the lease for the kernel itself, if no process holds it, until it shuts down (see

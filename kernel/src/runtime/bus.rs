@@ -91,7 +91,7 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 type SyncFn = dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync;
 type AsyncFn = dyn Fn(Event) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
 
-type DurableFn = dyn Fn(Delivery) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
+pub(crate) type DurableFn = dyn Fn(Delivery) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync;
 
 pub(crate) enum Handler {
     Sync(Box<SyncFn>),

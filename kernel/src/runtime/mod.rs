@@ -46,6 +46,11 @@ pub(crate) struct Core {
     pub(crate) quiet: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// The way into the durable delivery queue.
     pub(crate) outbox: outbox::Outbox,
+    /// Set while the kernel shuts down: plugins stop, but their durable subscriptions stay.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Whether this kernel holds the data directory's runner lease now: only the runner runs
+    /// jobs, schedules and queued deliveries.
+    pub(crate) runner: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Core {

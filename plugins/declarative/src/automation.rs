@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use objectos_jobs::{JobSpec, Retry};
 use objectos_kernel::{HookResult, Plugin, PluginContext, async_trait};
-use objectos_kernel::plugin::{Event, SubscriptionId};
+use objectos_kernel::plugin::{Delivery, SubscriptionId};
 use serde_json::{json, Value};
 
 use crate::actions::{forget_when_stopped, start_engine, Packages, Runner, Target, MAX_DEPTH};
@@ -82,12 +82,9 @@ struct Inner {
 }
 
 impl Inner {
-    /// Drop a trigger's subscription: an event trigger's is the package's, a record trigger's
-    /// the engine's.
+    /// Drop a trigger's subscription (the package's, made by it or by the engine for it).
     fn unsubscribe(&self, pkg: &PluginContext, sub: SubscriptionId) {
-        if !pkg.events().off(sub) {
-            self.runner.engine.events().off(sub);
-        }
+        pkg.events().off(sub);
     }
 
     fn forget(&self, owner: &str) {
@@ -106,6 +103,11 @@ impl Inner {
         }
         self.packages.write().unwrap_or_else(|p| p.into_inner()).remove(owner);
     }
+}
+
+/// The name of an automation's trigger among its package's durable subscriptions.
+fn durable_name(automation: &str) -> String {
+    format!("automation:{automation}")
 }
 
 fn schedule_name(pkg: &str, automation: &str) -> String {
@@ -141,7 +143,9 @@ impl Running {
         result
     }
 
-    fn fire(self: &Arc<Self>, inner: &Weak<Inner>, vars: Value, target: Option<(String, String)>, depth: u32) {
+    /// Run for a trigger, until the run is done or its retry queued (a trigger is a durable
+    /// delivery: it is done once this returns).
+    async fn fire(self: &Arc<Self>, inner: &Weak<Inner>, vars: Value, target: Option<(String, String)>, depth: u32) {
         if depth >= MAX_DEPTH {
             self.skipped.fetch_add(1, Relaxed);
             self.pkg.logger().warn(format!("automation {} not run: {depth} automations deep, a loop is cut at {MAX_DEPTH}", self.def.name));
@@ -153,7 +157,7 @@ impl Running {
         }
         // The run continues the triggering event's chain: what the engines emit for its actions
         // (a notice sent, a job queued) is one deeper, so a loop through them is cut too.
-        tokio::spawn(objectos_kernel::plugin::caused_by(depth, async move {
+        objectos_kernel::plugin::caused_by(depth, async move {
             let Some(inner) = inner.upgrade() else { return };
             let _done = Finished(&inner.in_flight);
             if me.execute(&inner, vars.clone(), target.as_ref(), depth).await.is_err() {
@@ -165,7 +169,8 @@ impl Running {
                     me.pkg.logger().error(format!("automation {}: could not queue a retry: {e}", me.def.name));
                 }
             }
-        }));
+        })
+        .await;
     }
 }
 
@@ -215,20 +220,25 @@ impl Automations {
             // An event that names a record (`object` and `record.id`, as the engine's emit action
             // writes them) shows its fields only if the package may read that type: the record
             // is read here, as the package.
-            Trigger::Event(pattern) => Some(caller.events().on(pattern, {
+            Trigger::Event(pattern) => Some(caller.events().on_durable(&durable_name(&def.name), pattern, {
                 let (pkg, data) = (caller.clone(), self.inner.runner.data.clone());
-                move |e: &Event| {
-                if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
-                    let named = e.payload.get("object").and_then(Value::as_str).zip(e.payload.get("record").and_then(|r| r.get("id")).and_then(Value::as_str));
-                    let record = match named {
-                        Some((object, id)) if object.contains('/') && pkg.holds_data(object, false) => data.get(&pkg, object, id).ok().flatten().map(Value::Object),
-                        _ => None,
-                    };
-                    let record = record.or_else(|| e.payload.get("record").cloned()).unwrap_or(Value::Null);
-                    let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": record });
-                    a.fire(&weak_inner, vars, None, e.depth);
+                move |d: Delivery| {
+                let e = d.event;
+                let a = s.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let weak_inner = weak_inner.clone();
+                let named = e.payload.get("object").and_then(Value::as_str).zip(e.payload.get("record").and_then(|r| r.get("id")).and_then(Value::as_str));
+                let record = match named {
+                    Some((object, id)) if object.contains('/') && pkg.holds_data(object, false) => data.get(&pkg, object, id).ok().flatten().map(Value::Object),
+                    _ => None,
+                };
+                let record = record.or_else(|| e.payload.get("record").cloned()).unwrap_or(Value::Null);
+                let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": record });
+                async move {
+                    if let Some(a) = a {
+                        a.fire(&weak_inner, vars, None, e.depth).await;
+                    }
+                    Ok(())
                 }
-                Ok(())
             }})?),
             Trigger::Record { object, on } => {
                 // A record trigger is on one of the package's own types (the check refuses
@@ -239,22 +249,26 @@ impl Automations {
                 let pkg = caller.clone();
                 let data = self.inner.runner.data.clone();
                 let topic = crate::data::topic(&full, "*");
-                Some(self.inner.runner.engine.events().on(&topic, move |e: &Event| {
+                Some(self.inner.runner.engine.events().on_durable_for(caller, &durable_name(&def.name), &topic, move |d: Delivery| {
+                    let e = d.event;
                     let what = e.topic.rsplit('.').next().unwrap_or_default();
                     // Only the data engine announces records: anything else on the topic is not
                     // a record change, whatever its payload says.
-                    if !on.iter().any(|o| o == what) || e.source.as_ref() != crate::data::ID {
-                        return Ok(());
-                    }
-                    let Some(id) = e.payload.get("id").and_then(Value::as_str) else { return Ok(()) };
-                    let readable = what != "deleted" && pkg.holds_data(&full, false);
-                    let record = if readable { data.get(&pkg, &full, id).ok().flatten() } else { None };
-                    let record = record.map(Value::Object).unwrap_or_else(|| json!({ "id": id }));
-                    if let Some(a) = s.read().unwrap_or_else(|p| p.into_inner()).clone() {
+                    let id = e.payload.get("id").and_then(Value::as_str).filter(|_| on.iter().any(|o| o == what) && e.source.as_ref() == crate::data::ID);
+                    let run = id.zip(s.read().unwrap_or_else(|p| p.into_inner()).clone()).map(|(id, a)| {
+                        let readable = what != "deleted" && pkg.holds_data(&full, false);
+                        let record = if readable { data.get(&pkg, &full, id).ok().flatten() } else { None };
+                        let record = record.map(Value::Object).unwrap_or_else(|| json!({ "id": id }));
                         let vars = json!({ "event": { "topic": e.topic.as_ref(), "source": e.source.as_ref() }, "payload": *e.payload, "record": record, "changed": e.payload.get("changed"), "object": full });
-                        a.fire(&weak_inner, vars, Some((full.clone(), id.to_string())), e.depth);
+                        (a, vars, (full.clone(), id.to_string()))
+                    });
+                    let weak_inner = weak_inner.clone();
+                    async move {
+                        if let Some((a, vars, target)) = run {
+                            a.fire(&weak_inner, vars, Some(target), e.depth).await;
+                        }
+                        Ok(())
                     }
-                    Ok(())
                 })?)
             }
             Trigger::Schedule(cron) => {

@@ -135,7 +135,9 @@ impl Plugin for JobsPlugin {
         })?;
         inner.rescan()?;
         let runner = tokio::spawn(inner.clone().run());
-        ctx.logger().info(format!("jobs runner {} started: {} at a time, leases of {} ms", inner.instance, config.concurrency, config.lease_ms));
+        if ctx.is_runner() {
+            ctx.logger().info(format!("jobs runner {} started: {} at a time, leases of {} ms", inner.instance, config.concurrency, config.lease_ms));
+        }
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some((inner, runner));
         Ok(())
     }

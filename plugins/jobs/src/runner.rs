@@ -224,7 +224,9 @@ impl Inner {
                 self.heartbeat();
                 next_beat = now + self.config.lease_ms / 3;
             }
-            let due = match self.tick() {
+            // Only the data directory's runner starts jobs and fires schedules; another
+            // process (a command, a console beside a service) only queues them.
+            let due = match if self.ctx.is_runner() { self.tick() } else { Ok(now + self.config.poll_ms) } {
                 Ok(due) => due,
                 Err(e) => {
                     self.ctx.logger().error(format!("scheduling failed: {e}"));
