@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::Result;
 
+/// The plugin that serves translations.
+pub const PLUGIN: &str = objectos_i18n::ID;
+
 /// A plugin's name and description in a locale, where a translation exists.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]

@@ -496,6 +496,11 @@ async fn run(cli: Cli) -> Out {
             use objectos_admin::inbox;
             let level = inbox::level(level).map_err(Failure::from)?;
             let kernel = open(&cli, true).await?;
+            if !kernel.started() {
+                // Another process runs the plugins: the notification engine alone comes up here
+                // to send it (its built-in channels; a package's channel runs in the runner).
+                kernel.start_quietly(&[inbox::PLUGIN]).await?;
+            }
             let report = inbox::notify(&kernel, title, body, level, channels).await;
             kernel.shutdown().await;
             let report = report.map_err(|e| match e.code() {

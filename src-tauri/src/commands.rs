@@ -2,7 +2,7 @@
 //! command shows in words is built in [`crate::views`].
 
 use objectos_kernel::model::audit::{AuditDetail, AuditQuery, AuditRecord, Verification, to_csv as audit_to_csv};
-use objectos_kernel::model::lifecycle::Action;
+use objectos_kernel::model::lifecycle::{Action, State as PluginState};
 use objectos_kernel::model::log::{Level, LogQuery, LogRecord};
 use objectos_kernel::model::views::{BuiltinPolicy, GrantRequest, Graph, InstallOutcome, PluginInfo};
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub async fn get_plugin(state: State<'_, AppState>, id: String) -> CmdResult<Plu
     Ok(state.kernel.plugin(&id)?)
 }
 
+/// How long the console waits for the process that runs the plugins to carry out an action.
+const RUNNER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is
 /// uninstalled. `delete_records` (uninstall only) deletes the records of its types instead of
 /// keeping them for a reinstall.
@@ -37,6 +40,20 @@ pub async fn get_plugin(state: State<'_, AppState>, id: String) -> CmdResult<Plu
 #[specta::specta]
 pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Action, with_deps: bool, cascade: bool, delete_records: bool) -> CmdResult<Option<PluginInfo>> {
     let k = &state.kernel;
+    if !k.started() && action != Action::Uninstall {
+        // Another process runs the plugins: it carries the action out; this waits for it.
+        let desired = action.target().unwrap_or(PluginState::Installed);
+        let request = k.request(&id, desired, with_deps || cascade)?;
+        let outcome = k.await_requested(&request, RUNNER_WAIT).await?;
+        k.sync_external().await?;
+        if let Some(failed) = outcome.iter().find(|r| r.error.is_some()) {
+            return Err(CommandError::other("runnerFailed", format!("the process that runs the plugins could not bring {} to {desired}: {}", failed.plugin, failed.error.as_deref().unwrap_or_default())));
+        }
+        if let Some(waiting) = outcome.iter().find(|r| !r.done) {
+            return Err(CommandError::other("runnerBusy", format!("the process that runs the plugins has not done this within {} s ({} is still {}); it will when it can", RUNNER_WAIT.as_secs(), waiting.plugin, waiting.state)));
+        }
+        return Ok(Some(k.plugin(&id)?));
+    }
     match action {
         Action::Load => k.load(&id).await?,
         Action::Enable => k.enable(&id, with_deps).await?,
@@ -165,8 +182,14 @@ pub enum ExportFormat {
     Csv,
 }
 
-fn records(state: &AppState) -> CmdResult<Records> {
-    Ok(Records::new(&state.kernel)?)
+/// The records use cases: on this console's running plugins, or, while another process runs
+/// them (an `objectos serve`), through the Records and Workflows engines brought up quietly
+/// here, with what a change sets off carried out there.
+async fn records(state: &AppState) -> CmdResult<Records> {
+    if state.kernel.started() {
+        return Ok(Records::new(&state.kernel)?);
+    }
+    Ok(Records::writing_for_runner(&state.kernel).await?)
 }
 
 /// The record types installed now, with their owners, fields and workflows (none when the
@@ -174,14 +197,14 @@ fn records(state: &AppState) -> CmdResult<Records> {
 #[tauri::command]
 #[specta::specta]
 pub async fn record_types(state: State<'_, AppState>) -> CmdResult<Vec<RecordType>> {
-    Ok(records(&state).map(|r| r.types()).unwrap_or_default())
+    Ok(records(&state).await.map(|r| r.types()).unwrap_or_default())
 }
 
 /// Records of a type, oldest first, filtered by an expression when given.
 #[tauri::command]
 #[specta::specta]
 pub async fn list_records(state: State<'_, AppState>, record_type: String, filter: Option<String>, limit: u32) -> CmdResult<Vec<serde_json::Value>> {
-    let list = records(&state)?.list(&record_type, &ListQuery { filter, sort: None, limit: limit as usize })?;
+    let list = records(&state).await?.list(&record_type, &ListQuery { filter, sort: None, limit: limit as usize })?;
     Ok(list.into_iter().map(serde_json::Value::Object).collect())
 }
 
@@ -190,14 +213,14 @@ pub async fn list_records(state: State<'_, AppState>, record_type: String, filte
 #[tauri::command]
 #[specta::specta]
 pub async fn save_record(state: State<'_, AppState>, record_type: String, id: Option<String>, fields: serde_json::Value) -> CmdResult<serde_json::Value> {
-    Ok(serde_json::Value::Object(records(&state)?.save(&record_type, id.as_deref(), fields)?.record))
+    Ok(serde_json::Value::Object(records(&state).await?.save(&record_type, id.as_deref(), fields)?.record))
 }
 
 /// Delete a record, as the admin.
 #[tauri::command]
 #[specta::specta]
 pub async fn delete_record(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<bool> {
-    records(&state)?.delete(&record_type, &id)?;
+    records(&state).await?.delete(&record_type, &id)?;
     Ok(true)
 }
 
@@ -205,14 +228,14 @@ pub async fn delete_record(state: State<'_, AppState>, record_type: String, id: 
 #[tauri::command]
 #[specta::specta]
 pub async fn transition_record(state: State<'_, AppState>, record_type: String, id: String, event: String) -> CmdResult<Transitioned> {
-    Ok(records(&state)?.transition(&record_type, &id, &event).await?)
+    Ok(records(&state).await?.transition(&record_type, &id, &event).await?)
 }
 
 /// A record's workflow history, oldest first (empty when its type has no workflow).
 #[tauri::command]
 #[specta::specta]
 pub async fn record_history(state: State<'_, AppState>, record_type: String, id: String) -> CmdResult<Vec<HistoryStep>> {
-    Ok(records(&state)?.history(&record_type, &id)?)
+    Ok(records(&state).await?.history(&record_type, &id)?)
 }
 
 /// What a CSV file holds for a record type, checked; nothing is written until `commit_import`.
@@ -234,7 +257,7 @@ pub struct ImportReport {
 #[tauri::command]
 #[specta::specta]
 pub async fn import_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<ImportReport>> {
-    let records = records(&state)?;
+    let records = records(&state).await?;
     let ty = records.resolve(&record_type)?;
     let Some(path) = crate::dialogs::pick_csv(&app, format!("Import {} records", ty.label.to_lowercase())).await? else { return Ok(None) };
     let text = std::fs::read(&path).map_err(|e| CommandError::other("io", format!("{}: {e}", path.display())))?;
@@ -265,7 +288,7 @@ fn import_token() -> String {
 #[specta::specta]
 pub async fn commit_import(state: State<'_, AppState>, token: String) -> CmdResult<Imported> {
     let check = state.imports.lock().ok().and_then(|mut m| m.remove(&token)).ok_or_else(|| CommandError::other("notFound", "this import was already done or dropped; choose the file again"))?;
-    Ok(records(&state)?.commit_import(check))
+    Ok(records(&state).await?.commit_import(check))
 }
 
 /// Drop a checked import without writing anything.
@@ -283,7 +306,7 @@ pub async fn cancel_import(state: State<'_, AppState>, token: String) -> CmdResu
 #[tauri::command]
 #[specta::specta]
 pub async fn export_records(app: tauri::AppHandle, state: State<'_, AppState>, record_type: String) -> CmdResult<Option<Exported>> {
-    let records = records(&state)?;
+    let records = records(&state).await?;
     let ty = records.resolve(&record_type)?;
     let short = ty.name.rsplit('/').next().unwrap_or_default().to_string();
     let Some(path) = crate::dialogs::pick_export(&app, format!("Export {} records", ty.label.to_lowercase()), short, "csv").await? else { return Ok(None) };

@@ -103,14 +103,28 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
         let _in_runtime = runtime.enter();
         match kernel.take_runner("ObjectOS Console") {
             Ok(lease) => Some(lease),
-            Err(e) => {
-                // The console still shows and runs the plugins; Settings says who else does.
-                eprintln!("objectos-console: warning: {e}");
+            Err(objectos_kernel::KernelError::RunnerHeld { holder, .. }) => {
+                // Attached: the holder runs the plugins; this console shows them and asks it
+                // for lifecycle changes, and Settings says which process it is.
+                eprintln!("objectos-console: {} (process {} on {}) runs the plugins of this data directory; this console is attached to it", holder.what, holder.pid, holder.host);
                 None
             }
+            Err(e) => return Err(e.to_string()),
         }
     };
-    runtime.block_on(host::start(&kernel)).map_err(|e| e.to_string())?.print_warnings("objectos-console");
+    if runner.is_some() {
+        runtime.block_on(host::start(&kernel)).map_err(|e| e.to_string())?.print_warnings("objectos-console");
+    } else {
+        runtime.block_on(async {
+            host::sync(&kernel).await?;
+            // The engines the views read through come up quietly (no package's code, no job):
+            // records and their workflows, the inbox and the translations.
+            let _ = objectos_admin::records::Records::writing_for_runner(&kernel).await;
+            kernel.start_quietly(&[objectos_admin::inbox::PLUGIN, objectos_admin::translations::PLUGIN]).await?;
+            Ok::<_, objectos_kernel::KernelError>(())
+        })
+        .map_err(|e| e.to_string())?;
+    }
     let samples = samples::unpack(&data_dir).map_err(|e| e.to_string())?;
     let builder = specta_builder();
     let state = AppState { kernel: kernel.clone(), data_dir, samples, started, imports: Default::default(), runner: std::sync::Mutex::new(runner) };

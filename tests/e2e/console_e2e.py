@@ -165,6 +165,7 @@ def run_once():
     env = dict(os.environ, OBJECTOS_DIALOG_FILE=deals)
     driver = subprocess.Popen(["tauri-driver", "--port", "4444", "--native-port", "4445"], stdout=driver_log, stderr=subprocess.STDOUT, env=env)
     s = None
+    service = []
     try:
         wait_for("tauri-driver", lambda: request("GET", "/status", timeout=2) is not None, seconds=30, starting=True)
         s = Session(app, data)
@@ -377,6 +378,29 @@ def run_once():
         wait_for("translated plugin names", lambda: "后台任务" in s.body() and "通知" in s.body())
         shot("11-plugins-zh-CN")
 
+        # Attached to a service: with the console closed, `objectos serve` runs the plugins;
+        # a console opened then shows it runs none itself, and a plugin it enables is enabled,
+        # hook and all, in the service.
+        s.close()
+        s = None
+        served = subprocess.Popen([objectos, "--data-dir", data, "serve", "--listen", "127.0.0.1:0", "--standby"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        service.append(served)
+        line = served.stdout.readline()
+        assert line.startswith("listening on http://"), f"serve printed {line!r}"
+        s = Session(app, data)
+        wait_for("the attached console", lambda: s.js("const a=document.querySelector('[data-attached]'); return a ? a.getAttribute('data-attached') : null") == str(served.pid), seconds=60)
+        wait_for("the plugin list", lambda: row_state(s, "com.objectos.cache") == "installed")
+        s.click('[data-id="com.objectos.cache"]')
+        s.click('[data-action="enable"]')
+        wait_for("the cache enabled by the service", lambda: row_state(s, "com.objectos.cache") == "enabled", seconds=30)
+        enabled = subprocess.run([objectos, "--data-dir", data, "--json", "audit", "--plugin", "com.objectos.cache", "--action", "plugin.enabled"], check=True, capture_output=True, text=True, timeout=60).stdout
+        requested = subprocess.run([objectos, "--data-dir", data, "--json", "audit", "--plugin", "com.objectos.cache", "--action", "plugin.requested"], check=True, capture_output=True, text=True, timeout=60).stdout
+        assert '"actor":"system"' in enabled.replace(" ", "") and '"actor":"admin"' in requested.replace(" ", ""), f"{enabled} {requested}"
+        shot("12-plugins-attached")
+        s.click('[data-nav="settings"]')
+        wait_for("the attached note", lambda: "This console is attached to objectos serve" in s.body())
+        shot("13-settings-attached")
+
         print(f"console e2e: ok; startup to an interactive plugin list: {startup} ms")
         print(f"screenshots: {shots}")
     except Exception:
@@ -391,6 +415,12 @@ def run_once():
     finally:
         if s:
             s.close()
+        for p in service:
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
         driver.terminate()
         try:
             driver.wait(5)

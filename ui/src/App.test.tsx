@@ -216,11 +216,12 @@ describe("the runner", () => {
     expect(screen.queryByRole("alert")).toBeNull();
   });
 
-  it("warns when a service runs them too", async () => {
+  it("says the console is attached when a service runs them", async () => {
     mockIPC(() => ({ ...base, runner: { pid: 4242, host: "shop", what: "objectos serve", since: 0, until: 1 }, runnerIsThisConsole: false }));
     render(<SettingsView onError={() => {}} locale="en" onLocale={() => {}} texts={null} />);
     await waitFor(() => expect(document.querySelector("[data-setting=runner]")?.textContent).toContain("objectos serve (process 4242 on shop)"));
-    expect(screen.getByRole("alert").textContent).toContain("scheduled work may run twice");
+    expect(screen.getByRole("status").textContent).toContain("attached to objectos serve (process 4242)");
+    expect(screen.queryByRole("alert")).toBeNull();
   });
 });
 

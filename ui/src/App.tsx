@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import type { CommandError, InboxView, KernelEvent, PluginInfo, PluginTexts } from "./bindings";
+import type { CommandError, InboxView, KernelEvent, PluginInfo, PluginTexts, RunnerInfo } from "./bindings";
 import { asCommandError, call, commands, onInboxChanged, onKernelEvent } from "./api";
 import { NotificationsView } from "./views/NotificationsView";
 import { PluginsView } from "./views/PluginsView";
@@ -190,6 +190,14 @@ export function App() {
     return () => window.removeEventListener("keydown", onKey);
   }, []);
 
+  // Another process (an `objectos serve`) runs the plugins: this console is attached to it.
+  const [runner, setRunner] = useState<RunnerInfo | null>(null);
+  useEffect(() => {
+    call(commands.getSettings())
+      .then((s) => setRunner(s.runnerIsThisConsole ? null : s.runner))
+      .catch(() => setRunner(null));
+  }, []);
+
   const pendingCount = plugins?.filter((p) => p.pending.length > 0).length ?? 0;
   const errorCount = plugins?.filter((p) => p.state === "error").length ?? 0;
 
@@ -199,6 +207,11 @@ export function App() {
         <div className="brand">
           <span className="logo" aria-hidden>◆</span> ObjectOS
         </div>
+        {runner && (
+          <div className="attached" data-attached={runner.pid} title={`The plugins run in ${runner.what} (process ${runner.pid} on ${runner.host}); what you do here is carried out there.`}>
+            Attached to {runner.what} <span className="muted">(process {runner.pid})</span>
+          </div>
+        )}
         {NAV.map((n) => (
           <button
             key={n.view}

@@ -186,8 +186,11 @@ impl Kernel {
 
     /// Apply what another process (the `objectos` command, say) changed in the data directory:
     /// plugins installed or removed there, grants, upgrades, and desired states, which this
-    /// process then runs. Call it when [`Kernel::changed_externally`] says so.
+    /// process then runs. A kernel that runs nothing (not started: the runner is another
+    /// process) takes each plugin's recorded state as it is instead. Call it when
+    /// [`Kernel::changed_externally`] says so.
     pub async fn sync_external(&self) -> Result<()> {
+        let runs = self.started();
         // Quotas another process set (`objectos settings quotas`) apply here too.
         self.0.core.quotas.store(Arc::new(crate::model::quota::Quotas::from_setting(self.0.core.store.setting("quotas")?.as_deref())));
         let rows = self.0.core.store.plugins()?;
@@ -205,10 +208,13 @@ impl Kernel {
             match known {
                 None => {
                     let mut slot = self.slot_from_row(&row)?;
-                    slot.state = State::Installed;
+                    if runs {
+                        slot.state = State::Installed;
+                    }
+                    let to = slot.state;
                     lock(&self.0.plugins).insert(slot);
-                    self.0.core.notices.send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(State::Installed) });
-                    if row.desired == State::Enabled {
+                    self.0.core.notices.send(KernelEvent::StateChanged { plugin: row.id.clone(), from: None, to: Some(to) });
+                    if runs && row.desired == State::Enabled {
                         follow.push((row.id.clone(), row.desired, State::Installed));
                     }
                 }
@@ -233,6 +239,10 @@ impl Kernel {
                         s.author_change = row.author_change.as_deref().and_then(|t| serde_json::from_str(t).ok());
                     }
                     self.0.core.notices.send(KernelEvent::PermissionsChanged { plugin: row.id.clone() });
+                    if !runs {
+                        self.take_recorded(&row);
+                        continue;
+                    }
                     if row.desired != desired {
                         follow.push((row.id.clone(), row.desired, state));
                     }
@@ -253,6 +263,23 @@ impl Kernel {
         }
         self.0.core.store.changed_externally();
         Ok(())
+    }
+
+    /// Take `row`'s recorded state, desired state and last error as this kernel's own (the
+    /// process that runs the plugins recorded them), saying so when the state changed.
+    fn take_recorded(&self, row: &crate::db::PluginRow) {
+        let from = {
+            let mut plugins = lock(&self.0.plugins);
+            let Some(s) = plugins.get_mut(&row.id) else { return };
+            let from = s.state;
+            s.state = row.state;
+            s.desired = row.desired;
+            s.last_error = row.last_error.as_deref().and_then(|e| serde_json::from_str(e).ok());
+            from
+        };
+        if from != row.state {
+            self.0.core.notices.send(KernelEvent::StateChanged { plugin: row.id.clone(), from: Some(from), to: Some(row.state) });
+        }
     }
 
     /// Bring `id`, in `state` here, to the `desired` state another process recorded.

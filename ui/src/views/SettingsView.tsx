@@ -66,8 +66,8 @@ export function SettingsView({
           </dd>
         </dl>
         {!s.runnerIsThisConsole && s.runner && (
-          <p className="banner warn" role="alert">
-            {s.runner.what} (process {s.runner.pid}) runs the plugins of this data directory, and this console runs them too while both are open, so scheduled work may run twice. Close the console, or stop the service (<code>objectos service uninstall</code>, or stop <code>objectos serve</code>).
+          <p className="banner ok" role="status" data-attached>
+            This console is attached to {s.runner.what} (process {s.runner.pid}): the plugins, their schedules and jobs run there, and what you enable, disable or change here is carried out there. Records you save here set off their automations there.
           </p>
         )}
         <p className="muted">
