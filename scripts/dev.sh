@@ -120,6 +120,8 @@ demo() {
 
 bench() {
   setup_rust
+  # `objectos serve`'s idle memory is measured on the release binary beside the benchmark's.
+  cargo build --release --locked -p objectos-cli
   cargo run --release --locked -p objectos-bench -- "$@"
 }
 

@@ -32,9 +32,11 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::json;
 
+mod delivery;
 mod records;
 mod sandbox;
 use records::*;
+use delivery::*;
 use sandbox::*;
 
 #[derive(Serialize)]
@@ -326,8 +328,14 @@ async fn run() -> anyhow::Result<()> {
     sandbox(&mut t, scale).await?;
     js_compare(&mut t, scale);
     records_list(&mut t, scale).await?;
+    delivery(&mut t, scale).await?;
     let rss = peak_rss_kib();
+    let serve_rss = serve_idle_rss().await?;
     t.print();
+    match serve_rss {
+        Some(kib) => println!("\n`objectos serve` idle with the sample packages and metrics enabled: {:.1} MiB resident", kib as f64 / 1024.0),
+        None => println!("\n`objectos serve` idle: not measured (build the release `objectos` binary beside this one)"),
+    }
     match rss {
         Some(kib) => println!("\nPeak RSS of this process (kernels with 100 plugins enabled, plus the workloads above): {:.1} MiB", kib as f64 / 1024.0),
         None => println!("\nPeak RSS: not available on this platform"),

@@ -107,7 +107,12 @@ impl Kernel {
         }
         let required: BTreeSet<String> = manifest.permissions.iter().map(|p| p.to_string()).collect();
         if state == State::Enabled && canonical.iter().any(|p| required.contains(p)) {
-            self.disable_as(actor.clone(), id, cascade).await?;
+            if self.started() {
+                self.disable_as(actor.clone(), id, cascade).await?;
+            } else {
+                // Another process runs it: it is asked to disable it (it follows the grants too).
+                self.request(id, State::Disabled, cascade)?;
+            }
         }
         let removed = self.0.core.store.revoke(id, &canonical)?;
         self.refresh_grants(id)?;
