@@ -13,6 +13,9 @@ const BATCH: usize = 64;
 /// How often the loop looks for deliveries other processes queued (this process's own wake
 /// it at once).
 const POLL: Duration = Duration::from_millis(200);
+/// The longest a handler may take over one delivery before it counts as failed (and the
+/// delivery is tried again later).
+const HANDLER_LIMIT: Duration = Duration::from_secs(120);
 /// The longest wait before a failed delivery is tried again (it doubles from one second).
 const MOST_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
@@ -102,7 +105,7 @@ async fn drain(core: &Core, owner: &Arc<str>, name: &Arc<str>) {
             let payload = serde_json::from_str(&row.payload).unwrap_or(Value::Null);
             let event = Event { topic: row.topic.as_str().into(), payload: Arc::new(payload), source: row.source.as_str().into(), depth: row.depth };
             let delivery = Delivery { id: Some(row.id), attempt: row.attempts + 1, event };
-            let done = match core.bus.deliver(owner, name, delivery).await {
+            let done = match core.bus.deliver(owner, name, delivery, HANDLER_LIMIT).await {
                 // The subscription ended here (its plugin stopped): its deliveries wait.
                 None => return,
                 Some(Ok(())) => core.store.delivered(owner, name, row.id),

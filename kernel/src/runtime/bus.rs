@@ -313,10 +313,10 @@ impl Bus {
     }
 
     /// Hand a queued delivery to `owner`'s live durable subscription `name` (each, if it
-    /// subscribed twice) and wait: `None` when it has none here now, else whether every
-    /// handler succeeded, with the first failure's message. A failure is logged and audited as
-    /// any handler's is.
-    pub(crate) async fn deliver(&self, owner: &str, name: &str, delivery: Delivery) -> Option<std::result::Result<(), String>> {
+    /// subscribed twice) and wait, each at most `limit`: `None` when it has none here now, else
+    /// whether every handler succeeded, with the first failure's message. A failure (a handler
+    /// over `limit` is one) is logged and audited as any handler's is.
+    pub(crate) async fn deliver(&self, owner: &str, name: &str, delivery: Delivery, limit: std::time::Duration) -> Option<std::result::Result<(), String>> {
         let subs: Vec<Arc<Sub>> = self.snap.load().subs.iter().filter(|s| &*s.owner == owner && matches!(&s.handler, Handler::Durable(n, _) if &**n == name)).cloned().collect();
         if subs.is_empty() {
             return None;
@@ -328,10 +328,11 @@ impl Bus {
             let event = delivery.event.clone();
             let fut = CAUSE.scope(event.depth, f(delivery.clone()));
             let span = tracing::info_span!("handler", plugin = %sub.owner, kernel = self.kernel_id, topic = %event.topic, delivery = delivery.id);
-            let msg = match AssertUnwindSafe(fut).catch_unwind().instrument(span).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e.to_string(),
-                Err(p) => panic_message(&*p),
+            let msg = match tokio::time::timeout(limit, AssertUnwindSafe(fut).catch_unwind().instrument(span)).await {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Err(p)) => panic_message(&*p),
+                Err(_) => format!("did not finish within {} s; it is delivered again later", limit.as_secs()),
             };
             log_failure(&self.writer, &sub, &event.topic, msg.clone());
             if outcome.is_ok() {

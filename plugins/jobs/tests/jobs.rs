@@ -254,3 +254,45 @@ async fn a_cron_schedule_creates_one_job_per_occurrence() {
     unique.dedup();
     assert_eq!(unique.len(), occurrences.len(), "no occurrence doubled");
 }
+
+/// Two processes on one data directory (the console beside a service): only the runner, the
+/// one holding the lease, starts jobs and fires schedules; a schedule made in the other runs
+/// there, each occurrence once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_runner_runs_schedules_and_jobs() {
+    use objectos_kernel::host::StorageKind;
+    use objectos_kernel::KernelConfig;
+    let dir = tempfile::tempdir().unwrap();
+    async fn open(dir: &std::path::Path, count: Arc<AtomicUsize>) -> Kernel {
+        let k = Kernel::open(KernelConfig::new(dir).storage(StorageKind::Sqlite)).unwrap();
+        objectos_jobs::register(&k).unwrap();
+        let setup: HookFn = Arc::new(move |ctx: &PluginContext| {
+            let jobs = ctx.services().get::<Jobs>("jobs")?;
+            let c = count.clone();
+            jobs.handle(ctx, "tick", move |_| {
+                c.fetch_add(1, SeqCst);
+                async { Ok(()) }
+            })?;
+            Ok(())
+        });
+        k.register_builtin(&manifest("t.user", "1.0.0", &[(ID, "^0.1")], USER_PERMS), Arc::new(Probe { enable: Some(setup), ..Default::default() })).unwrap();
+        k.start().await.unwrap();
+        k.enable("t.user", true).await.unwrap();
+        k
+    }
+    let (in_runner, elsewhere) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let runner = open(dir.path(), in_runner.clone()).await;
+    let other = open(dir.path(), elsewhere.clone()).await;
+    assert!(runner.is_runner() && !other.is_runner());
+    let (ctx, jobs) = jobs(&other, "t.user");
+    jobs.schedule(&ctx, "every-second", "* * * * * *", JobSpec::new("tick", json!(null))).unwrap();
+    jobs.enqueue(&ctx, JobSpec::new("tick", json!(null))).unwrap();
+    wait_until(60, "the job and two occurrences, in the runner", || in_runner.load(SeqCst) >= 3).await;
+    assert_eq!(elsewhere.load(SeqCst), 0, "the other process ran none");
+    let (ctx, jobs) = self::jobs(&runner, "t.user");
+    let list = jobs.list(&ctx).unwrap();
+    let mut ids: Vec<&str> = list.iter().map(|j| j.id.as_str()).collect();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no occurrence doubled");
+}
