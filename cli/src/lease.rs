@@ -8,7 +8,18 @@ static LEASE: std::sync::Mutex<Option<objectos_kernel::host::RunnerLease>> = std
 
 /// What this command is, as the runner lease names it.
 fn command_line() -> String {
-    let words: Vec<String> = std::env::args().skip(1).take_while(|a| !a.starts_with('-')).take(2).collect();
+    let mut words = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--data-dir" {
+            args.next();
+        } else if !a.starts_with('-') {
+            words.push(a);
+            if words.len() == 2 {
+                break;
+            }
+        }
+    }
     format!("objectos {}", words.join(" "))
 }
 

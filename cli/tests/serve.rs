@@ -306,3 +306,30 @@ fn a_service_runs_the_automations_and_schedules_of_changes_made_elsewhere() {
     assert_eq!(exited(&mut served.child), Some(0));
     assert_eq!(sent(d, "Deal won: Shop fit-out"), 1, "the automation ran once");
 }
+
+/// `serve` started while an `objectos` command runs the plugins for the moment it lasts waits
+/// for the command instead of refusing.
+#[test]
+fn serve_waits_for_a_command_that_runs_the_plugins() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let kernel = objectos_builtins::host::open(data.path()).unwrap();
+    let lease = runtime.block_on(async { kernel.take_runner("objectos records create") }).unwrap();
+    let mut child = serve(data.path(), &[]);
+    // Still waiting for the command, not refused.
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert!(rx.recv_timeout(Duration::from_secs(2)).is_err(), "serve started while the command held the lease");
+    assert!(child.try_wait().unwrap().is_none(), "serve gave up instead of waiting");
+    drop(lease);
+    let line = rx.recv_timeout(DEADLINE).expect("serve starts once the command is done");
+    assert!(line.starts_with("listening on http://"), "{line}");
+    let mut served = Served { child, addr: String::new() };
+    signal(&served.child, "-TERM");
+    assert_eq!(exited(&mut served.child), Some(0));
+}

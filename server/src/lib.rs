@@ -56,10 +56,15 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
     }
     let kernel = host::open(&data_dir)?;
     let mut stop = Box::pin(stop);
+    // An `objectos` command that runs the plugins for the moment it lasts is waited for (a
+    // minute at most); another runner is waited for only as a standby.
+    let command_deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let lease = loop {
         match kernel.take_runner("objectos serve") {
             Ok(lease) => break lease,
-            Err(KernelError::RunnerHeld { .. }) if options.standby => {
+            Err(KernelError::RunnerHeld { ref holder, .. })
+                if options.standby || (is_command(&holder.what) && tokio::time::Instant::now() < command_deadline) =>
+            {
                 tokio::select! {
                     () = tokio::time::sleep(STANDBY_POLL) => {}
                     () = &mut stop => return Ok(()),
@@ -107,6 +112,12 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
 
 /// How long stopping waits for requests in progress.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// Whether a runner lease is held by an `objectos` command (it ends when the command does),
+/// rather than by a service or a console.
+fn is_command(what: &str) -> bool {
+    what.starts_with("objectos ") && what != "objectos serve"
+}
 
 /// Apply what other processes change in the data directory, as the console does.
 async fn follow_external(kernel: Kernel) {
