@@ -1156,6 +1156,13 @@ async fn durable_subscriptions_get_every_event_at_least_once_with_a_stable_id() 
     // The failure is logged and audited.
     let failed = k.audit(&AuditQuery { plugin: Some("t.sub".into()), action: Some("handler.failed".into()), ..Default::default() }).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
+    // Ending one subscription leaves the plugin's others (and what waits for them) alone.
+    let sub = k.context("t.sub").unwrap();
+    let extra = sub.events().on_durable("extra", "extra.*", |_| async { Ok(()) }).unwrap();
+    let names = |k: &Kernel| k.durable_subscriptions().unwrap().into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(names(&k), ["extra", "orders"]);
+    assert!(sub.events().off(extra));
+    assert_eq!(names(&k), ["orders"]);
     // Disabling the subscriber ends its subscription.
     k.disable("t.sub", false).await.unwrap();
     assert!(k.durable_subscriptions().unwrap().is_empty());

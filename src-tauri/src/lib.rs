@@ -101,7 +101,18 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
     let kernel = host::open(&data_dir).map_err(|e| e.to_string())?;
     let runner = {
         let _in_runtime = runtime.enter();
-        match kernel.take_runner("ObjectOS Console") {
+        // An `objectos` command that runs the plugins for the moment it lasts is waited for
+        // (half a minute at most) rather than attached to.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut taken = kernel.take_runner("ObjectOS Console");
+        while let Err(objectos_kernel::KernelError::RunnerHeld { holder, .. }) = &taken {
+            if !(holder.what.starts_with("objectos ") && holder.what != "objectos serve") || Instant::now() >= deadline {
+                break;
+            }
+            runtime.block_on(tokio::time::sleep(Duration::from_millis(200)));
+            taken = kernel.take_runner("ObjectOS Console");
+        }
+        match taken {
             Ok(lease) => Some(lease),
             Err(objectos_kernel::KernelError::RunnerHeld { holder, .. }) => {
                 // Attached: the holder runs the plugins; this console shows them and asks it

@@ -73,14 +73,17 @@ impl Events<'_> {
     }
 
     /// [`Events::on_durable`] for an engine that subscribes on behalf of `owner` (a package
-    /// whose automations it runs): checked against this plugin's grants, and `owner`'s
+    /// whose automations it runs): checked against this plugin's grants, named
+    /// `<this plugin's id>/<name>` (so it cannot replace one of `owner`'s own), and `owner`'s
     /// subscription otherwise (it ends with `owner`, and its failures are `owner`'s).
     pub fn on_durable_for<F, Fut>(&self, owner: &PluginContext, name: &str, pattern: &str, handler: F) -> Result<SubscriptionId>
     where
         F: Fn(Delivery) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.durable(owner, name, pattern, Box::new(move |d| handler(d).boxed()))
+        // Under this plugin's id (`<engine>/<name>`): never one of the owner's own names.
+        let name = format!("{}/{name}", self.0.id());
+        self.durable(owner, &name, pattern, Box::new(move |d| handler(d).boxed()))
     }
 
     fn durable(&self, owner: &PluginContext, name: &str, pattern: &str, handler: Box<crate::runtime::bus::DurableFn>) -> Result<SubscriptionId> {
@@ -116,18 +119,17 @@ impl Events<'_> {
     }
 
     /// Remove one of this plugin's subscriptions; false when it was not there. A durable one
-    /// ends with the deliveries waiting for it, unless the kernel is shutting down (its events
-    /// wait for the next runner).
+    /// ends with the deliveries waiting for it, in the runner, unless it is shutting down (its
+    /// events wait for the next runner).
     pub fn off(&self, id: SubscriptionId) -> bool {
         let ctx = self.0;
         match ctx.0.core.bus.unsubscribe(ctx.id(), id) {
             None => false,
             Some(None) => true,
-            Some(Some(_)) if ctx.0.core.stopping.load(Relaxed) => true,
+            // Shutting down, or not the runner (which holds the subscriptions that count).
+            Some(Some(_)) if ctx.0.core.stopping.load(Relaxed) || !ctx.is_runner() => true,
             Some(Some(name)) => {
-                let others: Vec<String> = ctx.0.core.bus.durable_keys().into_iter().filter(|(o, _)| *o == ctx.0.shared.id).map(|(_, n)| n.to_string()).collect();
-                debug_assert!(!others.iter().any(|n| *n == *name));
-                if let Err(e) = ctx.0.core.store.end_subscriptions(ctx.id(), Some(&others)) {
+                if let Err(e) = ctx.0.core.store.end_subscription(ctx.id(), &name) {
                     ctx.logger().warn(format!("could not end the durable subscription `{name}`: {e}"));
                 }
                 ctx.0.core.outbox.changed();

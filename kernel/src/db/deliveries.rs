@@ -90,6 +90,17 @@ impl Store {
         Ok(dropped)
     }
 
+    /// End `plugin`'s durable subscription `name` with the deliveries waiting for it; returns
+    /// how many went with it.
+    pub(crate) fn end_subscription(&self, plugin: &str, name: &str) -> Result<usize> {
+        let mut c = self.lock();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.map_err(e))?;
+        let dropped = tx.execute("DELETE FROM deliveries WHERE plugin=?1 AND name=?2", params![plugin, name]).map_err(|e| self.map_err(e))?;
+        tx.execute("DELETE FROM subscriptions WHERE plugin=?1 AND name=?2", params![plugin, name]).map_err(|e| self.map_err(e))?;
+        tx.commit().map_err(|e| self.map_err(e))?;
+        Ok(dropped)
+    }
+
     /// Queue `ev` for the durable subscriptions it matches, in a transaction of its own (an
     /// event no stored change caused).
     pub(crate) fn queue_event(&self, ev: &Announcement<'_>) -> Result<Queued> {

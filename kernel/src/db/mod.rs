@@ -92,7 +92,8 @@ const MIGRATIONS: &[&str] = &[
     // it, and the runner delivers it (at least once; the row's id is the delivery id).
     "CREATE TABLE subscriptions(plugin TEXT NOT NULL, name TEXT NOT NULL, pattern TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL, PRIMARY KEY(plugin, name)) WITHOUT ROWID;
     CREATE TABLE deliveries(id INTEGER PRIMARY KEY AUTOINCREMENT, plugin TEXT NOT NULL, name TEXT NOT NULL, topic TEXT NOT NULL, payload TEXT NOT NULL, source TEXT NOT NULL, depth INTEGER NOT NULL, created INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0, last_error TEXT);
-    CREATE INDEX deliveries_by_subscription ON deliveries(plugin, name, id);",
+    CREATE INDEX deliveries_by_subscription ON deliveries(plugin, name, id);
+    CREATE INDEX deliveries_due ON deliveries(plugin, name, next_at, id);",
 ];
 
 /// The schema version this build writes.

@@ -108,6 +108,15 @@ impl Store {
         Ok(())
     }
 
+    /// Forget `id`'s last error: an admin asked for it to be tried again.
+    pub(crate) fn clear_last_error(&self, id: &str) -> Result<()> {
+        let c = self.lock();
+        c.prepare_cached("UPDATE plugins SET last_error=NULL, updated_at=?2 WHERE id=?1")
+            .and_then(|mut st| st.execute(params![id, now_ms()]))
+            .map_err(|e| self.map_err(e))?;
+        Ok(())
+    }
+
     /// `id`'s recorded state, desired state and last error (JSON), as its row says now.
     pub(crate) fn recorded_state(&self, id: &str) -> Result<Option<(String, String, Option<String>)>> {
         let c = self.lock();
@@ -126,6 +135,8 @@ impl Store {
             "DELETE FROM grants WHERE plugin=?1",
             "DELETE FROM plugin_config WHERE plugin=?1",
             "DELETE FROM plugin_secrets WHERE plugin=?1",
+            "DELETE FROM deliveries WHERE plugin=?1",
+            "DELETE FROM subscriptions WHERE plugin=?1",
         ] {
             tx.execute(sql, [id]).map_err(|e| self.map_err(e))?;
         }

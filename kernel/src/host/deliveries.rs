@@ -28,6 +28,15 @@ fn retry_at(now: i64, attempts: u32) -> i64 {
 #[derive(Default)]
 pub(super) struct Busy(AtomicUsize);
 
+/// A worker at work, for [`Busy`].
+struct Working(Arc<Busy>);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, SeqCst);
+    }
+}
+
 impl Kernel {
     /// Run the delivery loop until the returned task is aborted (the runner lease ends).
     pub(super) fn deliver_queued(&self) -> tokio::task::JoinHandle<()> {
@@ -51,8 +60,9 @@ impl Kernel {
                     busy.0.fetch_add(1, SeqCst);
                     let (core, busy, done) = (core.clone(), busy.clone(), done_tx.clone());
                     workers.spawn(async move {
+                        // Counted down when the worker ends, aborted with the loop or not.
+                        let _working = Working(busy);
                         drain(&core, &key.0, &key.1).await;
-                        busy.0.fetch_sub(1, SeqCst);
                         let _ = done.send(key);
                     });
                 }

@@ -47,6 +47,10 @@ impl Kernel {
         };
         for p in &order {
             self.0.core.store.set_desired(p, desired)?;
+            if desired == State::Enabled && self.plugin_state(p) == State::Error {
+                // Tried again: the runner sees the error gone and enables it anew.
+                self.0.core.store.clear_last_error(p)?;
+            }
             if let Some(s) = lock(&self.0.plugins).get_mut(p) {
                 s.desired = desired;
             }

@@ -178,6 +178,7 @@ impl Kernel {
 
     pub(super) async fn restore_disabled(&self, id: &str) -> Result<()> {
         self.transition(Actor::System, id, Action::Load).await?;
+        self.end_subscriptions(id, false);
         self.update(id, |s| {
             s.state = State::Disabled;
             s.desired = State::Disabled;
@@ -243,7 +244,10 @@ impl Kernel {
                         self.take_recorded(&row);
                         continue;
                     }
-                    if row.desired != desired {
+                    // A new desired state, or an enable asked again of a plugin that failed
+                    // (the request clears its last error).
+                    let retry = row.desired == State::Enabled && state == State::Error && row.last_error.is_none();
+                    if row.desired != desired || retry {
                         follow.push((row.id.clone(), row.desired, state));
                     }
                 }
@@ -284,6 +288,10 @@ impl Kernel {
 
     /// Bring `id`, in `state` here, to the `desired` state another process recorded.
     async fn follow_desired(&self, id: &str, desired: State, state: State) -> Result<()> {
+        if desired != State::Enabled {
+            // Asked not to run: whatever state it is in, its subscriptions end.
+            self.end_subscriptions(id, false);
+        }
         match (desired, state) {
             (State::Enabled, _) => self.enable_as(Actor::System, id, false).await,
             (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {

@@ -91,6 +91,16 @@ impl Kernel {
         let (tx, lost) = tokio::sync::watch::channel(false);
         let store = self.0.core.store.clone();
         let renewing = holder.clone();
+        self.0.core.runner.store(true, Ordering::SeqCst);
+        let deliver = self.deliver_queued();
+        // Once the lease is lost, this process stops being the runner at once: no more
+        // deliveries, jobs or schedules here, whatever its host does next.
+        let (held, delivering) = (self.0.core.runner.clone(), deliver.abort_handle());
+        let tx = move || {
+            held.store(false, Ordering::SeqCst);
+            delivering.abort();
+            let _ = tx.send(true);
+        };
         let renew = tokio::spawn(async move {
             let mut tick = tokio::time::interval(RUNNER_LEASE / 3);
             tick.tick().await;
@@ -103,7 +113,7 @@ impl Kernel {
                     Ok(Ok(true)) => renewed = now_ms(),
                     Ok(Ok(false)) => {
                         tracing::error!("the runner lease was taken by another process");
-                        let _ = tx.send(true);
+                        tx();
                         return;
                     }
                     Ok(Err(e)) => tracing::warn!("could not renew the runner lease: {e}"),
@@ -111,13 +121,11 @@ impl Kernel {
                 }
                 if now_ms() - renewed >= lease_ms {
                     tracing::error!("the runner lease could not be renewed for {} s, so another process may hold it now", RUNNER_LEASE.as_secs());
-                    let _ = tx.send(true);
+                    tx();
                     return;
                 }
             }
         });
-        let deliver = self.deliver_queued();
-        self.0.core.runner.store(true, Ordering::SeqCst);
         Ok(RunnerLease { core: self.0.core.clone(), held: self.0.core.runner.clone(), holder, lost, renew, deliver })
     }
 

@@ -324,6 +324,11 @@ impl Bus {
         let mut outcome = Ok(());
         for sub in subs {
             let Handler::Durable(_, f) = &sub.handler else { continue };
+            // Queued under an older, wider pattern (the subscription changed since): done,
+            // unheard.
+            if !sub.pattern.matches(&delivery.event.topic) {
+                continue;
+            }
             sub.counters.events_received.fetch_add(1, Ordering::Relaxed);
             let event = delivery.event.clone();
             let fut = CAUSE.scope(event.depth, f(delivery.clone()));

@@ -157,7 +157,9 @@ impl Running {
         }
         // The run continues the triggering event's chain: what the engines emit for its actions
         // (a notice sent, a job queued) is one deeper, so a loop through them is cut too.
-        objectos_kernel::plugin::caused_by(depth, async move {
+        // Its own task: a delivery cut short (its handler over the time limit) leaves the run
+        // to finish, or to queue its retry.
+        let run = tokio::spawn(objectos_kernel::plugin::caused_by(depth, async move {
             let Some(inner) = inner.upgrade() else { return };
             let _done = Finished(&inner.in_flight);
             if me.execute(&inner, vars.clone(), target.as_ref(), depth).await.is_err() {
@@ -169,8 +171,8 @@ impl Running {
                     me.pkg.logger().error(format!("automation {}: could not queue a retry: {e}", me.def.name));
                 }
             }
-        })
-        .await;
+        }));
+        let _ = run.await;
     }
 }
 
