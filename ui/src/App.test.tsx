@@ -225,6 +225,28 @@ describe("the runner", () => {
   });
 });
 
+describe("an attached console", () => {
+  const quotas = { storageBytes: 52428800, queuedJobs: 1000, eventsPerSecond: 200, notificationsPerMinute: 30, inboxItems: 200, logLinesPerMinute: 1200 };
+  const settings = (runner: unknown) => ({ dataDir: "/data", auditDetail: "lifecycle", builtinPolicy: "grant", quotas, appVersion: "0.1.0", kernelVersion: "0.1.0", runner, runnerIsThisConsole: false });
+
+  it("names the service it is attached to, and says when it stopped", async () => {
+    let runner: unknown = { pid: 4242, host: "shop", what: "objectos serve", since: 0, until: 1 };
+    mockIPC(
+      (cmd) => {
+        if (cmd === "get_settings") return settings(runner);
+        if (cmd === "list_plugins") return [crm];
+        return [];
+      },
+      { shouldMockEvents: true },
+    );
+    render(<App />);
+    await waitFor(() => expect(document.querySelector("[data-attached]")?.textContent).toContain("Attached to objectos serve (process 4242)"));
+    runner = null;
+    await emit("kernel-notices", [{ type: "externalChange" }]);
+    await waitFor(() => expect(document.querySelector("[data-runner-gone]")?.textContent).toContain("Nothing runs the plugins now"));
+  });
+});
+
 describe("an upgrade by another author", () => {
   it("says whose version it is and that nothing carried over", () => {
     mockIPC(() => null);

@@ -190,12 +190,18 @@ export function App() {
     return () => window.removeEventListener("keydown", onKey);
   }, []);
 
-  // Another process (an `objectos serve`) runs the plugins: this console is attached to it.
-  const [runner, setRunner] = useState<RunnerInfo | null>(null);
+  // Another process (an `objectos serve`) runs the plugins: this console is attached to it,
+  // or, once it stopped, nothing runs them. Read again whenever another process wrote.
+  const [runner, setRunner] = useState<{ attached: boolean; info: RunnerInfo | null }>({ attached: false, info: null });
   useEffect(() => {
-    call(commands.getSettings())
-      .then((s) => setRunner(s.runnerIsThisConsole ? null : s.runner))
-      .catch(() => setRunner(null));
+    const read = () =>
+      call(commands.getSettings())
+        .then((s) => setRunner({ attached: s?.runnerIsThisConsole === false, info: s?.runnerIsThisConsole === false ? (s.runner ?? null) : null }))
+        .catch(() => setRunner({ attached: false, info: null }));
+    read();
+    return onKernelEvent((e) => {
+      if (e.type === "externalChange") read();
+    });
   }, []);
 
   const pendingCount = plugins?.filter((p) => p.pending.length > 0).length ?? 0;
@@ -207,9 +213,14 @@ export function App() {
         <div className="brand">
           <span className="logo" aria-hidden>◆</span> ObjectOS
         </div>
-        {runner && (
-          <div className="attached" data-attached={runner.pid} title={`The plugins run in ${runner.what} (process ${runner.pid} on ${runner.host}); what you do here is carried out there.`}>
-            Attached to {runner.what} <span className="muted">(process {runner.pid})</span>
+        {runner.attached && runner.info && (
+          <div className="attached" data-attached={runner.info.pid} title={`The plugins run in ${runner.info.what} (process ${runner.info.pid} on ${runner.info.host}); what you do here is carried out there.`}>
+            Attached to {runner.info.what} <span className="muted">(process {runner.info.pid})</span>
+          </div>
+        )}
+        {runner.attached && !runner.info && (
+          <div className="attached stopped" role="alert" data-runner-gone>
+            Nothing runs the plugins now: the service this console was attached to stopped. Start it again, or reopen the console to run them here.
           </div>
         )}
         {NAV.map((n) => (
