@@ -31,6 +31,13 @@ pub(super) struct Busy(AtomicUsize);
 /// A worker at work, for [`Busy`].
 struct Working(Arc<Busy>);
 
+impl Working {
+    fn start(busy: &Arc<Busy>) -> Working {
+        busy.0.fetch_add(1, SeqCst);
+        Working(busy.clone())
+    }
+}
+
 impl Drop for Working {
     fn drop(&mut self) {
         self.0 .0.fetch_sub(1, SeqCst);
@@ -57,11 +64,11 @@ impl Kernel {
                         continue;
                     }
                     running.insert(key.clone());
-                    busy.0.fetch_add(1, SeqCst);
-                    let (core, busy, done) = (core.clone(), busy.clone(), done_tx.clone());
+                    // Counted down when the worker ends, or is dropped unrun with the loop.
+                    let working = Working::start(&busy);
+                    let (core, done) = (core.clone(), done_tx.clone());
                     workers.spawn(async move {
-                        // Counted down when the worker ends, aborted with the loop or not.
-                        let _working = Working(busy);
+                        let _working = working;
                         drain(&core, &key.0, &key.1).await;
                         let _ = done.send(key);
                     });
