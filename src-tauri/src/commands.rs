@@ -376,7 +376,8 @@ fn settings(state: &AppState) -> CmdResult<Settings> {
         quotas: state.kernel.quotas(),
         app_version: env!("CARGO_PKG_VERSION").into(),
         kernel_version: objectos_kernel::model::resolve::kernel_version().to_string(),
-        runner_is_this_console: state.runner.lock().unwrap_or_else(|p| p.into_inner()).is_some(),
+        // Held and not lost (a console that slept past its lease is no longer the runner).
+        runner_is_this_console: state.runner.lock().unwrap_or_else(|p| p.into_inner()).is_some() && state.kernel.is_runner(),
         runner: state.kernel.runner()?,
     })
 }

@@ -197,11 +197,18 @@ export function App() {
     const read = () =>
       call(commands.getSettings())
         .then((s) => setRunner({ attached: s?.runnerIsThisConsole === false, info: s?.runnerIsThisConsole === false ? (s.runner ?? null) : null }))
-        .catch(() => setRunner({ attached: false, info: null }));
+        // Kept as it was: one failed read says nothing about the runner.
+        .catch(() => {});
     read();
-    return onKernelEvent((e) => {
+    // A runner killed outright writes nothing: look again every few seconds too.
+    const every = window.setInterval(read, 5000);
+    const stop = onKernelEvent((e) => {
       if (e.type === "externalChange") read();
     });
+    return () => {
+      window.clearInterval(every);
+      stop();
+    };
   }, []);
 
   const pendingCount = plugins?.filter((p) => p.pending.length > 0).length ?? 0;

@@ -293,7 +293,16 @@ impl Kernel {
             self.end_subscriptions(id, false);
         }
         match (desired, state) {
-            (State::Enabled, _) => self.enable_as(Actor::System, id, false).await,
+            (State::Enabled, _) => match self.enable_as(Actor::System, id, false).await {
+                // A hook's failure is recorded as the plugin's error already; a refusal (a
+                // dependency not running, a permission pending) is recorded here, so the one
+                // who asked reads why, and the same request is not tried at every change.
+                Err(e) if !matches!(e, KernelError::Hook { .. }) => {
+                    let _ = self.set_error(id, None, FailureKind::Failed, e.to_string());
+                    Err(e)
+                }
+                r => r,
+            },
             (State::Disabled | State::Installed | State::Loaded, State::Enabled) => {
                 self.transition(Actor::System, id, Action::Disable).await?;
                 if desired == State::Installed {

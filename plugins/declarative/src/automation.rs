@@ -26,6 +26,9 @@ pub const MANIFEST: &str = include_str!("../manifests/automation.json");
 /// The plugin's translations.
 pub const TRANSLATIONS: &[(&str, &str)] = &[("translations/en.json", include_str!("../translations/automation.en.json")), ("translations/zh-CN.json", include_str!("../translations/automation.zh-CN.json"))];
 const RETRY: &str = "retry";
+/// How long a trigger's delivery waits for its run (the kernel counts a handler over two
+/// minutes as failed, and delivers it again).
+const RUN_WAIT: Duration = Duration::from_secs(90);
 const SCHEDULED: &str = "scheduled";
 
 /// The plugin's code.
@@ -172,7 +175,10 @@ impl Running {
                 }
             }
         }));
-        let _ = run.await;
+        // Waited for well within the delivery's time limit: a run longer than that goes on by
+        // itself (and queues its own retry if it fails) rather than being delivered again and
+        // run twice.
+        let _ = tokio::time::timeout(RUN_WAIT, run).await;
     }
 }
 
