@@ -17,6 +17,7 @@
 pub mod author;
 pub mod definitions;
 pub mod inbox;
+pub mod lifecycle;
 pub mod metrics;
 pub mod records;
 pub mod translations;
@@ -30,7 +31,8 @@ pub enum AdminError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     /// A refusal of this layer's own: `code` is stable (`recordsOff`, `unknownType`,
-    /// `ambiguousType`, `notFound`, `fields`, `workflow`, `csv`, `unavailable`, `level`), `message` says what is wrong
+    /// `ambiguousType`, `notFound`, `fields`, `workflow`, `csv`, `unavailable`, `level`,
+    /// `runnerFailed`, `runnerBusy`), `message` says what is wrong
     /// and what to do.
     #[error("{message}")]
     Refused {

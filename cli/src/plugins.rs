@@ -144,38 +144,27 @@ pub(crate) async fn plugins_in(cli: &Cli, cmd: &PluginsCmd, kernel: &Kernel) -> 
     Ok(())
 }
 
-/// How long a command waits for the runner to carry out a lifecycle change it asked for.
-const RUNNER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Another process runs the plugins: ask it to bring `id` to `desired` (with the related
-/// plugins), and wait until it has, or failed.
+/// plugins), wait until it has, and say what it did.
 async fn ask_runner(cli: &Cli, kernel: &Kernel, runner: &RunnerInfo, id: &str, desired: State, related: bool) -> Out {
-    let request = kernel.request(id, desired, related)?;
-    let outcome = kernel.await_requested(&request, RUNNER_WAIT).await?;
-    let by = format!("{} (process {})", runner.what, runner.pid);
+    let outcome = objectos_admin::lifecycle::ask_runner(kernel, id, desired, related).await?;
     if cli.json {
         let list: Vec<Value> = outcome.iter().map(|r| json!({ "id": r.plugin, "state": r.state, "done": r.done, "error": r.error })).collect();
         print_json(&json!({ "runner": runner, "plugins": list }));
+        return Ok(());
     }
-    if let Some(failed) = outcome.iter().find(|r| r.error.is_some()) {
-        return Err(anyhow::anyhow!("{by} could not bring {} to {desired}: {}", failed.plugin, failed.error.as_deref().unwrap_or_default()).into());
+    let by = format!("{} (process {})", runner.what, runner.pid);
+    let verb = match desired {
+        State::Enabled => "Enabled",
+        State::Loaded => "Loaded",
+        State::Installed => "Unloaded",
+        _ => "Disabled",
+    };
+    if outcome.is_empty() {
+        println!("{id} is {} already, in {by}", kernel.plugin(id)?.state);
     }
-    if let Some(waiting) = outcome.iter().find(|r| !r.done) {
-        return Err(anyhow::anyhow!("{by} runs the plugins here and has not carried this out within {} s ({} is still {}); it will when it can", RUNNER_WAIT.as_secs(), waiting.plugin, waiting.state).into());
-    }
-    if !cli.json {
-        let verb = match desired {
-            State::Enabled => "Enabled",
-            State::Loaded => "Loaded",
-            State::Installed => "Unloaded",
-            _ => "Disabled",
-        };
-        if outcome.is_empty() {
-            println!("{id} is {} already, in {by}", kernel.plugin(id)?.state);
-        }
-        for r in &outcome {
-            println!("{verb} {} in {by} (now {})", r.plugin, r.state);
-        }
+    for r in &outcome {
+        println!("{verb} {} in {by} (now {})", r.plugin, r.state);
     }
     Ok(())
 }

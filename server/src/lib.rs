@@ -63,7 +63,7 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
         match kernel.take_runner("objectos serve") {
             Ok(lease) => break lease,
             Err(KernelError::RunnerHeld { ref holder, .. })
-                if options.standby || (is_command(&holder.what) && tokio::time::Instant::now() < command_deadline) =>
+                if options.standby || (holder.is_command() && tokio::time::Instant::now() < command_deadline) =>
             {
                 tokio::select! {
                     () = tokio::time::sleep(STANDBY_POLL) => {}
@@ -112,12 +112,6 @@ pub async fn serve(data_dir: std::path::PathBuf, options: Options, announce: imp
 
 /// How long stopping waits for requests in progress.
 const DRAIN: Duration = Duration::from_secs(5);
-
-/// Whether a runner lease is held by an `objectos` command (it ends when the command does),
-/// rather than by a service or a console.
-fn is_command(what: &str) -> bool {
-    what.starts_with("objectos ") && what != "objectos serve"
-}
 
 /// Apply what other processes change in the data directory, as the console does.
 async fn follow_external(kernel: Kernel) {

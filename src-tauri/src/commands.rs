@@ -30,9 +30,6 @@ pub async fn get_plugin(state: State<'_, AppState>, id: String) -> CmdResult<Plu
     Ok(state.kernel.plugin(&id)?)
 }
 
-/// How long the console waits for the process that runs the plugins to carry out an action.
-const RUNNER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Run a lifecycle action; returns the plugin afterwards, or nothing (`null`) once it is
 /// uninstalled. `delete_records` (uninstall only) deletes the records of its types instead of
 /// keeping them for a reinstall.
@@ -43,15 +40,7 @@ pub async fn plugin_action(state: State<'_, AppState>, id: String, action: Actio
     if !k.started() && action != Action::Uninstall {
         // Another process runs the plugins: it carries the action out; this waits for it.
         let desired = action.target().unwrap_or(PluginState::Installed);
-        let request = k.request(&id, desired, with_deps || cascade)?;
-        let outcome = k.await_requested(&request, RUNNER_WAIT).await?;
-        k.sync_external().await?;
-        if let Some(failed) = outcome.iter().find(|r| r.error.is_some()) {
-            return Err(CommandError::other("runnerFailed", format!("the process that runs the plugins could not bring {} to {desired}: {}", failed.plugin, failed.error.as_deref().unwrap_or_default())));
-        }
-        if let Some(waiting) = outcome.iter().find(|r| !r.done) {
-            return Err(CommandError::other("runnerBusy", format!("the process that runs the plugins has not done this within {} s ({} is still {}); it will when it can", RUNNER_WAIT.as_secs(), waiting.plugin, waiting.state)));
-        }
+        objectos_admin::lifecycle::ask_runner(k, &id, desired, with_deps || cascade).await?;
         return Ok(Some(k.plugin(&id)?));
     }
     match action {

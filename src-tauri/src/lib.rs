@@ -106,7 +106,7 @@ pub fn run(data_dir: PathBuf) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut taken = kernel.take_runner("ObjectOS Console");
         while let Err(objectos_kernel::KernelError::RunnerHeld { holder, .. }) = &taken {
-            if !(holder.what.starts_with("objectos ") && holder.what != "objectos serve") || Instant::now() >= deadline {
+            if !holder.is_command() || Instant::now() >= deadline {
                 break;
             }
             runtime.block_on(tokio::time::sleep(Duration::from_millis(200)));

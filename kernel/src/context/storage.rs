@@ -107,15 +107,7 @@ impl Storage<'_> {
     /// budget for its own keys and what engines keep for it. A package's own call is charged
     /// to itself, within its quota, whatever it names.
     pub fn swap_charged(&self, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>) -> Result<bool> {
-        check_key(key)?;
-        if let Some(v) = &new {
-            self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
-        }
-        self.read("storage.swap")?;
-        let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
-        let charge = if ctx.0.shared.meter.metered() { self.own_charge() } else { charge };
-        let written = ctx.0.core.storage.swap(ctx.id(), key, expected, new, charge)?;
-        self.outcome(key, charge, written)
+        self.swap_with(key, expected, new, charge, None)
     }
 
     /// [`Storage::swap_charged`] for a change that announces itself: when the swap is done,
@@ -123,6 +115,12 @@ impl Storage<'_> {
     /// subscriptions it matches in the same transaction, so the change and its event are
     /// stored together or not at all. Publish the event after (see [`Events::publish`]).
     pub fn swap_announcing(&self, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>, event: &super::Prepared) -> Result<bool> {
+        self.swap_with(key, expected, new, charge, Some(event))
+    }
+
+    /// The checked, charged swap, with its announcement queued in its transaction when some
+    /// durable subscription may want it.
+    fn swap_with(&self, key: &str, expected: Option<&Value>, new: Option<Value>, charge: Charge<'_>, event: Option<&super::Prepared>) -> Result<bool> {
         check_key(key)?;
         if let Some(v) = &new {
             self.0.check_value(|| format!("storage value `{key}`"), v, MAX_VALUE_BYTES)?;
@@ -131,10 +129,10 @@ impl Storage<'_> {
         let ctx = self.write("storage.swap", AuditAction::StorageSwap, Some(key))?;
         let charge = if ctx.0.shared.meter.metered() { self.own_charge() } else { charge };
         let core = &ctx.0.core;
-        if !core.outbox.wanted(&event.topic) {
+        let Some(event) = event.filter(|e| core.outbox.wanted(&e.topic)) else {
             let written = core.storage.swap(ctx.id(), key, expected, new, charge)?;
             return self.outcome(key, charge, written);
-        }
+        };
         let payload = event.payload.to_string();
         let announcement = crate::model::outbox::Announcement { topic: &event.topic, payload: &payload, source: ctx.id(), depth: event.depth, now: crate::util::now_ms() };
         let (written, queued) = core.storage.swap_announcing(ctx.id(), key, expected, new, charge, &announcement)?;

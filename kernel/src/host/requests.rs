@@ -68,13 +68,7 @@ impl Kernel {
         let order = if with_deps { resolve::resolve(&self.manifests(), id)? } else { vec![id.to_string()] };
         for p in &order {
             self.check_resolves(p)?;
-            if let Some(c) = lock(&self.0.plugins).get(p).and_then(|s| s.author_change.clone()) {
-                return Err(KernelError::AuthorChanged { plugin: p.clone(), from: c.from.unwrap_or_else(|| "nobody".into()), to: c.to.unwrap_or_else(|| "nobody".into()) });
-            }
-            let pending = self.pending(p)?;
-            if !pending.is_empty() {
-                return Err(KernelError::PermissionsPending { plugin: p.clone(), pending });
-            }
+            self.check_approved(p)?;
         }
         if !with_deps {
             let plugins = lock(&self.0.plugins);

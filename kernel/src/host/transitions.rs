@@ -200,10 +200,17 @@ impl Kernel {
                 return Err(KernelError::DependencyNotEnabled { plugin: id.into(), dependency: dep.clone(), state });
             }
         }
-        if let Some(c) = &slot.author_change {
-            return Err(KernelError::AuthorChanged { plugin: id.into(), from: c.from.clone().unwrap_or_else(|| "nobody".into()), to: c.to.clone().unwrap_or_else(|| "nobody".into()) });
-        }
         drop(plugins);
+        self.check_approved(id)
+    }
+
+    /// What an admin must approve before `id` may run: a new author's version, and every
+    /// required permission.
+    pub(super) fn check_approved(&self, id: &str) -> Result<()> {
+        let change = lock(&self.0.plugins).get(id).ok_or_else(|| KernelError::NotFound { plugin: id.into() })?.author_change.clone();
+        if let Some(c) = change {
+            return Err(KernelError::AuthorChanged { plugin: id.into(), from: c.from.unwrap_or_else(|| "nobody".into()), to: c.to.unwrap_or_else(|| "nobody".into()) });
+        }
         let pending = self.pending(id)?;
         if !pending.is_empty() {
             return Err(KernelError::PermissionsPending { plugin: id.into(), pending });

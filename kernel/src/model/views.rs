@@ -408,6 +408,14 @@ pub struct RunnerInfo {
     pub address: Option<String>,
 }
 
+impl RunnerInfo {
+    /// Whether the lease is held by an `objectos` command for the moment it lasts (it names
+    /// itself `objectos <command>`), rather than by a service or a console: worth waiting for.
+    pub fn is_command(&self) -> bool {
+        self.what.starts_with("objectos ") && self.what != "objectos serve"
+    }
+}
+
 /// A durable event subscription (see `Events::on_durable`) and the deliveries waiting for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
